@@ -1,0 +1,113 @@
+"""The ``experience-sync`` command line.
+
+Core commands live here; ``serve``, ``demo``, ``token``, ``replay`` and the
+rest are added by built-in plugins through ``experience_sync_register_commands``,
+the same hook third-party plugins use.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from experience_sync.errors import ConfigError, PluginError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@click.group()
+@click.version_option(package_name="experience-sync")
+def cli() -> None:
+    """Sync experiences from agent instances into a source agent."""
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def plugins_command(as_json: bool) -> None:
+    """List installed plugins, the hooks they implement and the names they provide."""
+    from experience_sync.plugins import describe_plugins
+
+    rows = describe_plugins()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="experience-sync plugins")
+    for col in ("plugin", "distribution", "version", "hooks", "provides"):
+        table.add_column(col)
+    for row in rows:
+        provides = "\n".join(f"{k}: {', '.join(v)}" for k, v in row["provides"].items())
+        hooks = "\n".join(h.removeprefix("experience_sync_") for h in row["hooks"])
+        table.add_row(row["name"], row["distribution"], row["version"], hooks, provides)
+    console.print(table)
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Show or validate configuration."""
+
+
+@config_group.command("show")
+@click.option("--file", "path", type=click.Path(dir_okay=False), help="A TOML config file.")
+def config_show(path: str | None) -> None:
+    """Print the effective configuration (secrets masked) as JSON."""
+    from experience_sync.config import load_config
+
+    cfg = _load_or_exit(lambda: load_config(path))
+    click.echo(json.dumps(cfg.public_dict(), indent=2))
+
+
+@config_group.command("validate")
+@click.argument("path", type=click.Path(dir_okay=False))
+def config_validate(path: str) -> None:
+    """Validate a TOML config file; exit 1 listing every bad field."""
+    from experience_sync.config import read_toml, validate_config
+
+    _load_or_exit(lambda: validate_config(read_toml(path), source=path))
+    console.print(f"[green]ok[/green] {path}")
+
+
+@cli.command("schema")
+@click.option("--model", help="Print only this model's schema (e.g. ExperienceEvent).")
+def schema_command(model: str | None) -> None:
+    """Print the JSON Schema of the wire format."""
+    from experience_sync.models import WIRE_MODELS, json_schema
+
+    if model:
+        if model not in WIRE_MODELS:
+            raise click.BadParameter(f"unknown model; choose from {', '.join(WIRE_MODELS)}")
+        click.echo(json.dumps(WIRE_MODELS[model].model_json_schema(), indent=2))
+        return
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+def _load_or_exit(fn: Any) -> Any:
+    try:
+        return fn()
+    except (ConfigError, PluginError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        sys.exit(1)
+
+
+def build_cli() -> click.Group:
+    """The CLI with plugin commands added."""
+    from experience_sync.plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    pm.hook.experience_sync_register_commands(cli=cli)
+    return cli
+
+
+def main() -> None:
+    """Entry point of the ``experience-sync`` script."""
+    try:
+        group = build_cli()
+    except PluginError as exc:
+        err_console.print(f"[red]plugin error:[/red] {exc}")
+        sys.exit(1)
+    group()

@@ -1,0 +1,1 @@
+"""The instance side: ExperienceSyncManager, the durable outbox and the protocols."""

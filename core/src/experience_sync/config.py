@@ -1,0 +1,401 @@
+"""Configuration: the spec's ``ExperienceSyncConfig``, in Python.
+
+Sources, lowest precedence first (later ones override field by field):
+
+1. the defaults documented here and in ``docs/configuration.md``;
+2. ``[tool.experience-sync]`` in ``pyproject.toml`` of the working directory;
+3. a TOML file: the ``path`` given to :func:`load_config`, else
+   ``$EXPERIENCE_SYNC_CONFIG``, else ``experience-sync.toml`` in the working
+   directory if present;
+4. ``EXPERIENCE_SYNC_*`` environment variables, nested fields joined by
+   ``__`` (``EXPERIENCE_SYNC_STREAMING__INTERVAL_MS=200``), values parsed as
+   JSON when they parse, else taken as strings;
+5. keyword overrides passed to :func:`load_config`.
+
+Validation happens at load and reports every bad field with its dotted path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from experience_sync.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ENV_PREFIX = "EXPERIENCE_SYNC_"
+#: Environment variables with the prefix that are not configuration fields.
+RESERVED_ENV = {"CONFIG", "LOAD_PLUGINS", "DISABLE_PLUGIN_AUTOLOAD", "HUB_TOKEN", "DATA_DIR"}
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Parse ``"90s"``, ``"15m"``, ``"1h"``, ``"1d"``, ``"1h30m"`` or ``"250ms"`` to seconds.
+
+    Anything else (``"soon"``, ``"-1h"``, ``"0s"``, ``""``) raises ``ValueError``.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"expected a duration string such as '15m', got {text!r}")
+    s = text.strip().lower()
+    pos = 0
+    total = 0.0
+    for match in _DURATION_RE.finditer(s):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if not s or pos != len(s):
+        raise ValueError(
+            f"{text!r} is not a duration: use a number with a unit ms, s, m, h or d, "
+            "such as '90s', '15m', '1h' or '1d'"
+        )
+    if total <= 0:
+        raise ValueError(f"{text!r}: a duration must be greater than zero")
+    return total
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback address."""
+    if not host:
+        return False
+    if host.lower() in {"localhost", "localhost.localdomain"}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(
+    url: str | None, secure: str, insecure: str, allow_insecure: bool
+) -> str | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in {secure, insecure} or not parts.hostname:
+        raise ValueError(f"{url!r} is not a {secure}:// or {insecure}:// URL")
+    if parts.scheme == insecure and not allow_insecure and not is_loopback_host(parts.hostname):
+        raise ValueError(
+            f"plain {insecure}:// to non-loopback host {parts.hostname!r} is refused; "
+            f"use {secure}:// or set allow_insecure_http = true"
+        )
+    return url
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class HttpsConfig(_Section):
+    endpoint: str | None = None
+    auth_token: SecretStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    verify_tls: bool = True
+    allow_insecure_http: bool = False
+    timeout: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> HttpsConfig:
+        _check_url(self.endpoint, "https", "http", self.allow_insecure_http)
+        return self
+
+
+class WebSocketConfig(_Section):
+    url: str | None = None
+    protocols: list[str] = Field(default_factory=list)
+    auth_token: SecretStr | None = None
+    window: int = Field(default=16, ge=1, le=1024)
+    allow_insecure_http: bool = False
+
+    @model_validator(mode="after")
+    def _url(self) -> WebSocketConfig:
+        _check_url(self.url, "wss", "ws", self.allow_insecure_http)
+        return self
+
+
+class McpConfig(_Section):
+    server: str | None = None
+    tool_name: str = "sync_experiences"
+    auth_token: SecretStr | None = None
+    allow_insecure_http: bool = False
+
+    @model_validator(mode="after")
+    def _server(self) -> McpConfig:
+        _check_url(self.server, "https", "http", self.allow_insecure_http)
+        return self
+
+
+class TransportConfig(_Section):
+    type: str = "https"
+    https: HttpsConfig = Field(default_factory=HttpsConfig)
+    websocket: WebSocketConfig = Field(default_factory=WebSocketConfig)
+    mcp: McpConfig = Field(default_factory=McpConfig)
+
+    @field_validator("type")
+    @classmethod
+    def _known_transport(cls, value: str, info: ValidationInfo) -> str:
+        return _check_name(value, "transports", info)
+
+
+class StreamingConfig(_Section):
+    enabled: bool = True
+    interval_ms: int = Field(default=500, ge=1, le=3_600_000)
+    batch_size: int = Field(default=10, ge=1, le=10_000)
+    priority_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class LumpedConfig(_Section):
+    enabled: bool = False
+    batch_interval: str = "1h"
+    max_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    compression: bool | Literal["none", "gzip", "zstd"] = True
+
+    @field_validator("batch_interval")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def interval_seconds(self) -> float:
+        return parse_duration(self.batch_interval)
+
+    @property
+    def codec(self) -> Literal["none", "gzip", "zstd"]:
+        """The compression codec: ``true`` means gzip, ``false`` none."""
+        if self.compression is True:
+            return "gzip"
+        if self.compression is False:
+            return "none"
+        return self.compression
+
+
+class CheckInConfig(_Section):
+    enabled: bool = False
+    schedule: str = "0 * * * *"
+    include_full_state: bool = True
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not isinstance(value, str) or not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a valid cron expression")
+        return value
+
+
+class MergeStrategyConfig(_Section):
+    conflict_resolution: str = "latest_wins"
+    memory_deduplication: bool = True
+    skill_aggregation: str = "max"
+    knowledge_verification_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
+    similarity_method: str = "jaccard"
+    similarity_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    embedder: str = "hashing"
+    vector_index: str = "numpy"
+    skill_conflict_margin: float = Field(default=0.3, ge=0.0, le=1.0)
+    instance_trust: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("conflict_resolution")
+    @classmethod
+    def _resolver(cls, value: str, info: ValidationInfo) -> str:
+        return _check_name(value, "conflict_resolvers", info)
+
+    @field_validator("skill_aggregation")
+    @classmethod
+    def _aggregation(cls, value: str, info: ValidationInfo) -> str:
+        return _check_name(value, "skill_aggregations", info)
+
+    @field_validator("similarity_method")
+    @classmethod
+    def _similarity(cls, value: str, info: ValidationInfo) -> str:
+        return _check_name(value, "similarity_methods", info)
+
+    @field_validator("embedder")
+    @classmethod
+    def _embedder(cls, value: str, info: ValidationInfo) -> str:
+        return _check_name(value, "embedders", info)
+
+    @field_validator("vector_index")
+    @classmethod
+    def _index(cls, value: str, info: ValidationInfo) -> str:
+        return _check_name(value, "vector_indexes", info)
+
+
+class OutboxConfig(_Section):
+    data_dir: str | None = None
+    max_events: int = Field(default=1_000_000, ge=1)
+    when_full: Literal["block", "refuse"] = "block"
+    block_timeout: float = Field(default=5.0, ge=0)
+    durability: Literal["group", "sync"] = "group"
+    group_commit_ms: float = Field(default=5.0, ge=0.1, le=1000)
+
+
+class ExperienceSyncConfig(_Section):
+    """The whole configuration. Field names follow the spec."""
+
+    enabled: bool = True
+    default_protocol: str = "streaming"
+    transport: TransportConfig = Field(default_factory=TransportConfig)
+    streaming: StreamingConfig = Field(default_factory=StreamingConfig)
+    lumped: LumpedConfig = Field(default_factory=LumpedConfig)
+    check_in: CheckInConfig = Field(default_factory=CheckInConfig)
+    merge_strategy: MergeStrategyConfig = Field(default_factory=MergeStrategyConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+
+    @field_validator("default_protocol")
+    @classmethod
+    def _protocol(cls, value: str, info: ValidationInfo) -> str:
+        return _check_name(value, "protocols", info)
+
+    def public_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with every secret masked, for display."""
+        return self.model_dump(mode="json")
+
+
+def _check_name(value: str, kind: str, info: ValidationInfo) -> str:
+    registry = (info.context or {}).get("registry") if info.context else None
+    if registry is None:
+        return value
+    names = registry.names(kind)
+    if value not in names:
+        label = kind.rstrip("s").replace("_", " ")
+        raise ValueError(f"unknown {label} {value!r} (installed: {', '.join(names) or 'none'})")
+    return value
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :]
+        if rest in RESERVED_ENV or not rest:
+            continue
+        path = [part.lower() for part in rest.split("__")]
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        if isinstance(value, (dict, list)) and path[-1] not in {"headers", "protocols", "instance_trust"}:
+            value = raw
+        node = layer
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[path[-1]] = value
+    return layer
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a configuration TOML file; a ``[tool.experience-sync]`` table is honoured too."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([("(file)", f"{p} does not exist")], str(p)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([("(file)", f"not valid TOML: {exc}")], str(p)) from None
+    tool = data.get("tool", {}).get("experience-sync")
+    if isinstance(tool, dict):
+        return tool
+    return data
+
+
+def _pyproject_layer(cwd: Path) -> dict[str, Any]:
+    path = cwd / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    with path.open("rb") as fh:
+        try:
+            data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([("(file)", f"not valid TOML: {exc}")], str(path)) from None
+    tool = data.get("tool", {}).get("experience-sync", {})
+    return tool if isinstance(tool, dict) else {}
+
+
+def validate_config(
+    data: Mapping[str, Any], *, source: str | None = None, check_plugins: bool = True
+) -> ExperienceSyncConfig:
+    """Validate a mapping into a config; :class:`ConfigError` names every bad field."""
+    context: dict[str, Any] = {}
+    if check_plugins:
+        from experience_sync.plugins import get_plugin_manager
+
+        context["registry"] = get_plugin_manager().registry
+    try:
+        return ExperienceSyncConfig.model_validate(dict(data), context=context)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            path = ".".join(str(p) for p in err["loc"]) or "(root)"
+            msg = err["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, ") :]
+            errors.append((path, msg))
+        raise ConfigError(errors, source) from None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    check_plugins: bool = True,
+    **overrides: Any,
+) -> ExperienceSyncConfig:
+    """Load the configuration from every source, in the documented precedence."""
+    env = os.environ if environ is None else environ
+    where = Path(cwd) if cwd is not None else Path.cwd()
+    data: dict[str, Any] = _pyproject_layer(where)
+    sources = []
+    file_path = path or env.get(ENV_PREFIX + "CONFIG")
+    if file_path is None and (where / "experience-sync.toml").is_file():
+        file_path = where / "experience-sync.toml"
+    if file_path is not None:
+        data = _deep_merge(data, read_toml(file_path))
+        sources.append(str(file_path))
+    data = _deep_merge(data, _env_layer(env))
+    data = _deep_merge(data, overrides)
+    return validate_config(
+        data, source=", ".join(sources) or None, check_plugins=check_plugins
+    )

@@ -1,0 +1,169 @@
+"""Hook specifications: every extension point of experience-sync.
+
+A plugin is a module or object with functions named like these hooks and
+decorated with :data:`experience_sync.hookimpl`. Collection hooks use the
+"register callback" style: the plugin calls ``register(name, factory)`` once
+per thing it provides. Two plugins registering the same name is an error
+naming both. See ``docs/plugins.md`` for examples of each hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from experience_sync.models import ExperienceEvent, ObservabilityEvent
+
+hookspec = pluggy.HookspecMarker("experience_sync")
+
+Register = Callable[[str, Callable[..., Any]], None]
+
+# --------------------------------------------------------------------------- instance side
+
+
+@hookspec
+def experience_sync_register_protocols(register: Register) -> None:
+    """Register sync protocols (``streaming``, ``lumped``, ``check_in``, ...).
+
+    :param register: call ``register(name, factory)``; ``factory(config, context)``
+        is called with the :class:`~experience_sync.config.ExperienceSyncConfig`
+        and a :class:`~experience_sync.interfaces.ProtocolContext` and returns a
+        :class:`~experience_sync.interfaces.SyncProtocol`.
+    """
+
+
+@hookspec
+def experience_sync_register_transports(register: Register) -> None:
+    """Register transports (``https``, ``websocket``, ``mcp``, ...).
+
+    :param register: call ``register(name, factory)``; ``factory(config, agent_id)``
+        is called with the :class:`~experience_sync.config.ExperienceSyncConfig`
+        and the source agent id and returns a
+        :class:`~experience_sync.interfaces.Transport`.
+    """
+
+
+@hookspec
+def experience_sync_filter_event(event: ExperienceEvent) -> ExperienceEvent | None:
+    """Redact or drop an event before it is written to the outbox.
+
+    Called for every recorded event, in plugin order; each implementation gets
+    the previous one's output. Return the event (changed or not) to keep it,
+    or ``None`` to drop it (the drop is counted as ``filtered``, reason
+    ``filter_hook``).
+
+    :param event: the event about to be recorded.
+    :returns: the event to record, or ``None`` to drop it.
+    """
+
+
+# --------------------------------------------------------------------------- hub side
+
+
+@hookspec
+def experience_sync_register_similarity_methods(register: Register) -> None:
+    """Register memory similarity methods (``jaccard``, ``embedding``, ...).
+
+    :param register: call ``register(name, factory)``; ``factory(config)`` is
+        called with the :class:`~experience_sync.config.MergeStrategyConfig`
+        and returns a :class:`~experience_sync.interfaces.SimilarityMethod`.
+    """
+
+
+@hookspec
+def experience_sync_register_conflict_resolvers(register: Register) -> None:
+    """Register conflict-resolution strategies (``latest_wins``, ``weighted_merge``, ...).
+
+    :param register: call ``register(name, factory)``; ``factory(config)`` is
+        called with the :class:`~experience_sync.config.MergeStrategyConfig`
+        and returns a :class:`~experience_sync.interfaces.ConflictResolver`.
+    """
+
+
+@hookspec
+def experience_sync_register_skill_aggregations(register: Register) -> None:
+    """Register skill aggregations (``max``, ``average``, ``weighted``, ...).
+
+    :param register: call ``register(name, factory)``; ``factory(config)`` is
+        called with the :class:`~experience_sync.config.MergeStrategyConfig`
+        and returns a :class:`~experience_sync.interfaces.SkillAggregator`.
+    """
+
+
+@hookspec
+def experience_sync_register_embedders(register: Register) -> None:
+    """Register embedders that turn memory text into vectors (``hashing``, ...).
+
+    :param register: call ``register(name, factory)``; ``factory(config)`` is
+        called with the :class:`~experience_sync.config.MergeStrategyConfig`
+        and returns an :class:`~experience_sync.interfaces.Embedder`.
+    """
+
+
+@hookspec
+def experience_sync_register_vector_indexes(register: Register) -> None:
+    """Register vector indexes for embedding similarity (``numpy``, ``faiss``, ...).
+
+    :param register: call ``register(name, factory)``; ``factory(dim)`` is
+        called with the vector dimension and returns a
+        :class:`~experience_sync.interfaces.VectorIndex`.
+    """
+
+
+@hookspec
+def experience_sync_register_stores(register: Register) -> None:
+    """Register hub stores, selected by the scheme of the store URL (``sqlite``, ...).
+
+    :param register: call ``register(scheme, factory)``; ``factory(url)`` is
+        called with the store URL (``sqlite:///path/hub.db``) and returns a
+        :class:`~experience_sync.interfaces.Store`.
+    """
+
+
+# --------------------------------------------------------------------------- observability
+
+
+@hookspec
+def experience_sync_observe(event: ObservabilityEvent) -> None:
+    """Receive every observability event, on the instance and on the hub.
+
+    Event types include the spec's ``sync.init``, ``sync.event``,
+    ``sync.batch``, ``sync.check_in``, ``merge.memories``, ``merge.skills``,
+    ``merge.knowledge``, and ``sync.retry``, ``sync.failed``,
+    ``sync.filtered``, ``outbox.full``, ``hub.rejected``, ``review.queued``,
+    ``review.decided`` (see ``docs/observability.md``). Implementations must be
+    quick; an exception in one is logged and does not stop the others or the
+    sync.
+
+    :param event: the event.
+    """
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@hookspec
+def experience_sync_register_commands(cli: click.Group) -> None:
+    """Add commands to the ``experience-sync`` CLI.
+
+    :param cli: the root click group; call ``cli.add_command(...)`` or use
+        ``@cli.command()``.
+    """
+
+
+# --------------------------------------------------------------------------- hub extension
+
+
+@hookspec
+def experience_sync_register_hub_routes(app: Any, hub: Any) -> None:
+    """Add routes to the hub, or mount ASGI apps on it, when the hub app is built.
+
+    :param app: the hub's FastAPI application.
+    :param hub: the :class:`~experience_sync.hub.app.Hub` serving it (its
+        ingestion API, store, authenticator and plugin manager).
+    """

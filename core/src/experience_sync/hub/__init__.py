@@ -1,0 +1,1 @@
+"""The source agent hub: ingestion, storage and the merge engine."""

@@ -1,0 +1,390 @@
+"""The small abstract interfaces that plugins register through the hooks.
+
+Each collection hook registers a *factory* under a name. A factory is called
+with keyword arguments documented below and returns an object implementing
+one of these interfaces:
+
+========================  =====================================  ==========================
+hook                      factory signature                      returns
+========================  =====================================  ==========================
+register_protocols        ``factory(config, manager)``           :class:`SyncProtocol`
+register_transports       ``factory(config, agent_id)``          :class:`Transport`
+register_similarity_...   ``factory(config)``                    :class:`SimilarityMethod`
+register_conflict_...     ``factory(config)``                    :class:`ConflictResolver`
+register_skill_aggr...    ``factory(config)``                    :class:`SkillAggregator`
+register_embedders        ``factory(config)``                    :class:`Embedder`
+register_vector_indexes   ``factory(dim)``                       :class:`VectorIndex`
+register_stores           ``factory(url)``                       :class:`Store`
+========================  =====================================  ==========================
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from experience_sync.models import (
+    AgentState,
+    CheckIn,
+    EventsRequest,
+    ExperienceBatch,
+    ExperienceEvent,
+    MergeResult,
+)
+
+if TYPE_CHECKING:
+    from experience_sync.hub.state import ChangeSet, StoredAgent
+
+FloatArray = npt.NDArray[np.float32]
+
+RequestKind = Literal["events", "batch", "checkin"]
+
+
+# --------------------------------------------------------------------------- transports
+
+
+@dataclass
+class SyncRequest:
+    """One unit an instance ships to the hub.
+
+    :param kind: ``events`` (streaming), ``batch`` (lumped) or ``checkin``.
+    :param agent_id: the source agent the unit is for.
+    :param payload: the wire model for that kind.
+    :param compression: for batches, ``none``, ``gzip`` or ``zstd``.
+    """
+
+    kind: RequestKind
+    agent_id: str
+    payload: EventsRequest | ExperienceBatch | CheckIn
+    compression: Literal["none", "gzip", "zstd"] = "none"
+
+    @property
+    def unit_id(self) -> str:
+        if isinstance(self.payload, ExperienceBatch):
+            return self.payload.batch_id
+        if isinstance(self.payload, CheckIn):
+            return self.payload.checkin_id
+        return self.payload.events[0].event_id if self.payload.events else ""
+
+    @property
+    def event_count(self) -> int:
+        return len(self.payload.events)
+
+
+class Transport(abc.ABC):
+    """Ships :class:`SyncRequest` units to a hub and returns its :class:`MergeResult`.
+
+    ``send`` blocks (it is called from the instance's worker thread) and
+    raises :class:`~experience_sync.errors.TransportError` subclasses:
+    :class:`~experience_sync.errors.RetryableError` for what is worth trying
+    again, :class:`~experience_sync.errors.RejectedError` for what is not.
+    """
+
+    name: str = "transport"
+
+    @abc.abstractmethod
+    def send(self, request: SyncRequest, *, timeout: float) -> MergeResult:
+        """Deliver one unit and return the hub's result once it is committed."""
+
+    def send_many(
+        self, requests: Sequence[SyncRequest], *, timeout: float
+    ) -> list[MergeResult | BaseException]:
+        """Deliver several units; transports that can pipeline override this.
+
+        Returns one entry per request, in order: the result, or the exception
+        that request ended with.
+        """
+        out: list[MergeResult | BaseException] = []
+        for request in requests:
+            try:
+                out.append(self.send(request, timeout=timeout))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    def fetch_state(self, since: int | None = None, *, timeout: float = 30.0) -> AgentState:
+        """Draw the source agent's merged state back (changes since a cursor)."""
+        raise NotImplementedError(f"transport {self.name!r} cannot pull state")
+
+    def close(self) -> None:  # noqa: B027 - optional hook for subclasses
+        """Release connections."""
+
+
+class MockTransport(Transport):
+    """A transport that hands each request to ``handler``; for tests.
+
+    >>> t = MockTransport(lambda req: MergeResult(events_received=req.event_count))
+    """
+
+    name = "mock"
+
+    def __init__(
+        self,
+        handler: Callable[[SyncRequest], MergeResult],
+        state_handler: Callable[[int | None], AgentState] | None = None,
+    ) -> None:
+        self.handler = handler
+        self.state_handler = state_handler
+        self.requests: list[SyncRequest] = []
+        self.closed = False
+
+    def send(self, request: SyncRequest, *, timeout: float) -> MergeResult:
+        self.requests.append(request)
+        return self.handler(request)
+
+    def fetch_state(self, since: int | None = None, *, timeout: float = 30.0) -> AgentState:
+        if self.state_handler is None:
+            return super().fetch_state(since, timeout=timeout)
+        return self.state_handler(since)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+# --------------------------------------------------------------------------- protocols
+
+
+@dataclass
+class OutboxItem:
+    """An event waiting in the instance's outbox."""
+
+    sequence: int
+    event: ExperienceEvent
+    lane: str
+
+
+class SyncProtocol(abc.ABC):
+    """Decides which recorded events a protocol ships, when, and in what unit.
+
+    The instance worker owns one outbox; each event is routed at record time to
+    the *lane* of the first enabled protocol whose :meth:`accepts` is true.
+    The worker asks each protocol :meth:`due` and, when due, gives it the
+    lane's pending items to turn into requests with :meth:`build_requests`.
+    """
+
+    name: str = "protocol"
+
+    @abc.abstractmethod
+    def accepts(self, event: ExperienceEvent) -> bool:
+        """Whether this protocol ships the event (else it falls to the next one)."""
+
+    @abc.abstractmethod
+    def due(self, now: float, pending: int) -> bool:
+        """Whether to ship now, given monotonic ``now`` and the lane's pending count."""
+
+    @abc.abstractmethod
+    def next_due(self, now: float) -> float | None:
+        """Monotonic time of the next scheduled shipment (``None``: only on demand)."""
+
+    @abc.abstractmethod
+    def build_requests(
+        self, items: Sequence[OutboxItem], context: ProtocolContext
+    ) -> list[tuple[SyncRequest, list[int]]]:
+        """Turn pending items into requests, each with the sequences it carries."""
+
+    def shipped(self, now: float) -> None:  # noqa: B027 - optional hook
+        """Called after a shipment was attempted, to schedule the next one."""
+
+    @property
+    def max_items(self) -> int:
+        """How many pending items to offer :meth:`build_requests` at once."""
+        return 1000
+
+
+@dataclass
+class ProtocolContext:
+    """What a protocol may need from its instance to build requests."""
+
+    instance_id: str
+    agent_id: str
+    started_at: float
+    state: Callable[[], Any] = field(default=lambda: None)
+    summary: Callable[[], Any] = field(default=lambda: None)
+
+
+# --------------------------------------------------------------------------- hub merge plugins
+
+
+class SimilarityMethod(abc.ABC):
+    """Finds the stored memory a new one duplicates, if any.
+
+    The hub owns one instance per source agent. It is told about every stored
+    memory with :meth:`add` (once), and asked for the best match of a new one
+    with :meth:`best_match`; the best match at or above ``threshold`` wins.
+    """
+
+    name: str = "similarity"
+    threshold: float = 0.85
+
+    @abc.abstractmethod
+    def add(self, memory_id: str, normalized: str, embedding: FloatArray | None) -> None:
+        """Index a stored memory."""
+
+    @abc.abstractmethod
+    def best_match(
+        self, normalized: str, embedding: FloatArray | None
+    ) -> tuple[str, float] | None:
+        """``(memory_id, score)`` of the best stored match above threshold, or ``None``."""
+
+    def remove(self, memory_id: str) -> None:  # noqa: B027 - optional
+        """Forget a stored memory."""
+
+    @property
+    def needs_embeddings(self) -> bool:
+        """Whether :meth:`add` and :meth:`best_match` need an embedding."""
+        return False
+
+
+@dataclass
+class ContestedValue:
+    """One side of a conflict: a value with who said it, when, and how surely."""
+
+    value: Any
+    confidence: float
+    timestamp: datetime
+    lamport: int
+    instance_id: str
+    trust: float = 1.0
+
+
+@dataclass
+class Resolution:
+    """A conflict resolver's decision: apply ``value`` now, or queue for review."""
+
+    action: Literal["apply", "keep", "queue"]
+    value: Any = None
+    confidence: float | None = None
+
+
+class ConflictResolver(abc.ABC):
+    """Resolves a contested value (``latest_wins``, ``weighted_merge``, ``manual_review``)."""
+
+    name: str = "resolver"
+
+    @abc.abstractmethod
+    def resolve(self, current: ContestedValue, incoming: ContestedValue) -> Resolution:
+        """Decide between the stored value and an incoming one."""
+
+
+class SkillAggregator(abc.ABC):
+    """Combines instances' latest proficiency reports into the agent's proficiency."""
+
+    name: str = "aggregator"
+
+    @abc.abstractmethod
+    def aggregate(self, reports: Sequence[tuple[float, int]]) -> float:
+        """Aggregate ``(proficiency, invocations)`` reports into one value in 0..1."""
+
+
+class Embedder(abc.ABC):
+    """Turns text into vectors (L2-normalised float32 rows)."""
+
+    name: str = "embedder"
+    dim: int = 384
+
+    @abc.abstractmethod
+    def embed(self, texts: Sequence[str]) -> FloatArray:
+        """Embed ``texts`` into a ``(len(texts), dim)`` float32 array."""
+
+
+class VectorIndex(abc.ABC):
+    """Nearest-neighbour search over stored vectors by inner product (cosine)."""
+
+    name: str = "index"
+
+    @abc.abstractmethod
+    def add(self, ids: Sequence[int], vectors: FloatArray) -> None:
+        """Add vectors under integer ids."""
+
+    @abc.abstractmethod
+    def search(self, queries: FloatArray, k: int) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+        """Top-``k`` scores and ids per query; missing slots have id ``-1``."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Number of stored vectors."""
+
+
+# --------------------------------------------------------------------------- stores
+
+
+@dataclass
+class TokenRecord:
+    """A hub access token, stored hashed."""
+
+    token_id: str
+    token_hash: str
+    agent_id: str
+    instance_id: str
+    scope: Literal["write", "read"]
+    created_at: datetime
+    revoked: bool = False
+
+
+class Store(abc.ABC):
+    """Durable hub storage: the append-only event log plus the materialized state.
+
+    :meth:`commit` writes a :class:`ChangeSet` (log rows, state rows, applied
+    unit ids) in one transaction: after it returns, the data survives a crash.
+    """
+
+    name: str = "store"
+
+    @abc.abstractmethod
+    def load_agent(self, agent_id: str) -> StoredAgent:
+        """Load one agent's materialized state (empty if unknown)."""
+
+    @abc.abstractmethod
+    def agents(self) -> list[str]:
+        """Ids of the agents with data."""
+
+    @abc.abstractmethod
+    def seen_events(self, agent_id: str, event_ids: Sequence[str]) -> set[str]:
+        """Which of ``event_ids`` are already in the agent's log."""
+
+    @abc.abstractmethod
+    def applied_unit(self, agent_id: str, unit_id: str) -> MergeResult | None:
+        """The stored result of an already applied batch or check-in, if any."""
+
+    @abc.abstractmethod
+    def commit(self, agent_id: str, changes: ChangeSet) -> None:
+        """Atomically append to the log and write the changed state."""
+
+    @abc.abstractmethod
+    def iter_log(self, agent_id: str) -> Iterator[tuple[ExperienceEvent, str | None]]:
+        """The agent's log in arrival order, as ``(event, unit_id)``."""
+
+    @abc.abstractmethod
+    def reset_state(self, agent_id: str) -> None:
+        """Drop the agent's materialized state (the log stays), for an in-place replay."""
+
+    # tokens
+    @abc.abstractmethod
+    def put_token(self, record: TokenRecord) -> None:
+        """Store a token record."""
+
+    @abc.abstractmethod
+    def token_by_hash(self, token_hash: str) -> TokenRecord | None:
+        """Find a token by its hash."""
+
+    @abc.abstractmethod
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token record."""
+
+    @abc.abstractmethod
+    def revoke_token(self, token_id: str) -> bool:
+        """Revoke a token; whether it existed."""
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release the storage."""
+
+
+def describe(obj: Any) -> str:
+    """A short human name for a plugin object or factory."""
+    return getattr(obj, "__qualname__", None) or type(obj).__qualname__

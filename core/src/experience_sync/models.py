@@ -1,0 +1,475 @@
+"""The data model, which is also the wire format.
+
+Every model here is what travels between an instance and the hub, and what the
+hub's read endpoints answer with. ``schema_version`` is carried by the
+top-level messages (events, batches, check-ins, merge results, agent state) so
+that clients in other languages can validate against ``experience-sync schema``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+SCHEMA_VERSION = "1.0"
+
+EventType = Literal["memory", "skill", "knowledge", "characteristic", "interaction"]
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    """A new random identifier (UUID4 hex string)."""
+    return uuid.uuid4().hex
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- events
+
+
+class EventContext(_Model):
+    """Where an experience happened."""
+
+    task_id: str | None = None
+    conversation_id: str | None = None
+    trigger: str | None = None
+    environment: dict[str, Any] = Field(default_factory=dict)
+
+
+class MemoryData(_Model):
+    """Payload of a ``memory`` event."""
+
+    content: str = Field(min_length=1, max_length=100_000)
+    memory_id: str | None = None
+    memory_type: str = "episodic"
+    tags: list[str] = Field(default_factory=list)
+    importance: Unit = 0.5
+    confidence: Unit = 0.8
+    embedding: list[float] | None = None
+
+
+class SkillUsageReport(_Model):
+    """An instance's cumulative usage of one skill, as of the event.
+
+    Reports are cumulative so that re-sending one never doubles a count: the
+    hub keeps each instance's latest report and sums across instances.
+    """
+
+    invocations: int = Field(default=0, ge=0)
+    successes: int = Field(default=0, ge=0)
+    contexts: list[str] = Field(default_factory=list)
+    last_used: datetime | None = None
+
+    @model_validator(mode="after")
+    def _successes_bounded(self) -> SkillUsageReport:
+        if self.successes > self.invocations:
+            raise ValueError("successes cannot exceed invocations")
+        return self
+
+
+class SkillData(_Model):
+    """Payload of a ``skill`` event."""
+
+    name: str = Field(min_length=1, max_length=500)
+    skill_id: str | None = None
+    category: str = "general"
+    proficiency: Unit | None = None
+    usage: SkillUsageReport = Field(default_factory=SkillUsageReport)
+
+
+class KnowledgeData(_Model):
+    """Payload of a ``knowledge`` event.
+
+    Items with the same ``knowledge_id`` (else the same normalized ``subject``,
+    else the same normalized content) are the same piece of knowledge; the
+    same key with different content is a conflict.
+    """
+
+    content: str = Field(min_length=1, max_length=100_000)
+    knowledge_id: str | None = None
+    subject: str | None = None
+    confidence: Unit = 0.7
+    evidence: str | None = None
+
+
+class CharacteristicData(_Model):
+    """Payload of a ``characteristic`` event: a named trait or preference."""
+
+    key: str = Field(min_length=1, max_length=500)
+    value: Any = None
+    confidence: Unit = 0.7
+
+
+class InteractionData(BaseModel):
+    """Payload of an ``interaction`` event. Extra fields are kept as given."""
+
+    model_config = ConfigDict(extra="allow")
+
+    summary: str | None = None
+    outcome: str | None = None
+
+
+EventData = MemoryData | SkillData | KnowledgeData | CharacteristicData | InteractionData
+
+_DATA_MODELS: dict[str, type[BaseModel]] = {
+    "memory": MemoryData,
+    "skill": SkillData,
+    "knowledge": KnowledgeData,
+    "characteristic": CharacteristicData,
+    "interaction": InteractionData,
+}
+
+
+class ExperienceEvent(_Model):
+    """One experience recorded by an instance."""
+
+    schema_version: str = SCHEMA_VERSION
+    event_id: str = Field(default_factory=new_id, min_length=1, max_length=200)
+    timestamp: datetime = Field(default_factory=utcnow)
+    source_instance: str = Field(min_length=1, max_length=200)
+    agent_id: str | None = Field(default=None, max_length=200)
+    event_type: EventType
+    priority: Unit = 0.5
+    data: EventData
+    context: EventContext = Field(default_factory=EventContext)
+    sequence: int = Field(default=0, ge=0, description="Per-instance sequence number.")
+    lamport: int = Field(default=0, ge=0, description="Lamport clock of the instance.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validate_data_by_type(cls, values: Any) -> Any:
+        # Validate ``data`` against the model of its event type, so that a
+        # memory without content fails with the path ``data.content``.
+        if isinstance(values, dict):
+            kind = values.get("event_type")
+            data = values.get("data")
+            model = _DATA_MODELS.get(kind) if isinstance(kind, str) else None
+            if model is not None and isinstance(data, dict):
+                values = dict(values)
+                values["data"] = model.model_validate(data)
+            elif model is not None and isinstance(data, BaseModel) and not isinstance(data, model):
+                raise ValueError(f"data does not match event_type {kind!r}")
+        return values
+
+    @property
+    def memory(self) -> MemoryData:
+        assert isinstance(self.data, MemoryData)
+        return self.data
+
+    @property
+    def skill(self) -> SkillData:
+        assert isinstance(self.data, SkillData)
+        return self.data
+
+    @property
+    def knowledge(self) -> KnowledgeData:
+        assert isinstance(self.data, KnowledgeData)
+        return self.data
+
+
+EventList = TypeAdapter(list[ExperienceEvent])
+
+
+class EventsRequest(_Model):
+    """Body of ``POST /v1/agents/{agent_id}/events`` (streaming)."""
+
+    instance_id: str = Field(min_length=1, max_length=200)
+    events: list[ExperienceEvent] = Field(max_length=10_000)
+
+
+class ExperienceBatch(_Model):
+    """Body of ``POST /v1/agents/{agent_id}/batches`` (lumped)."""
+
+    schema_version: str = SCHEMA_VERSION
+    batch_id: str = Field(default_factory=new_id, min_length=1, max_length=200)
+    instance_id: str = Field(min_length=1, max_length=200)
+    agent_id: str | None = None
+    timestamp_start: datetime
+    timestamp_end: datetime
+    events: list[ExperienceEvent] = Field(max_length=100_000)
+    compression: Literal["none", "gzip", "zstd"] = "none"
+
+
+# --------------------------------------------------------------------------- check-ins
+
+
+class InstanceStats(_Model):
+    """Counters an instance keeps about itself."""
+
+    events_recorded: int = 0
+    events_delivered: int = 0
+    events_filtered: int = 0
+    events_refused: int = 0
+
+
+class InstanceState(_Model):
+    """An instance's full local state, sent by a check-in with ``include_full_state``."""
+
+    memories: list[MemoryData] = Field(default_factory=list)
+    skills: list[SkillData] = Field(default_factory=list)
+    knowledge: list[KnowledgeData] = Field(default_factory=list)
+    characteristics: dict[str, Any] = Field(default_factory=dict)
+    stats: InstanceStats = Field(default_factory=InstanceStats)
+
+
+class InstanceSummary(_Model):
+    """What a check-in without full state carries: counts and the last sequence."""
+
+    memories: int = 0
+    skills: int = 0
+    knowledge: int = 0
+    last_sequence: int = 0
+    stats: InstanceStats = Field(default_factory=InstanceStats)
+
+
+class CheckIn(_Model):
+    """Body of ``POST /v1/agents/{agent_id}/checkins``."""
+
+    schema_version: str = SCHEMA_VERSION
+    checkin_id: str = Field(default_factory=new_id, min_length=1, max_length=200)
+    instance_id: str = Field(min_length=1, max_length=200)
+    agent_id: str | None = None
+    timestamp: datetime = Field(default_factory=utcnow)
+    uptime_seconds: float = Field(default=0.0, ge=0)
+    events: list[ExperienceEvent] = Field(default_factory=list, max_length=100_000)
+    state: InstanceState | None = None
+    summary: InstanceSummary | None = None
+
+
+# --------------------------------------------------------------------------- merge results
+
+
+class ConflictCounts(_Model):
+    total: int = 0
+    resolved: int = 0
+    queued: int = 0
+
+
+class MergeResult(_Model):
+    """What the hub did with one request, answered only after it is committed."""
+
+    schema_version: str = SCHEMA_VERSION
+    agent_id: str = ""
+    unit_id: str | None = Field(default=None, description="batch_id or checkin_id, if any")
+    duplicate: bool = Field(default=False, description="The whole unit was already applied.")
+    events_received: int = 0
+    memories_added: int = 0
+    memories_merged: int = 0
+    skills_added: int = 0
+    skills_updated: int = 0
+    knowledge_added: int = 0
+    knowledge_verified: int = 0
+    knowledge_integrated: int = 0
+    characteristics_updated: int = 0
+    interactions_recorded: int = 0
+    accepted_event_ids: list[str] = Field(default_factory=list)
+    duplicate_event_ids: list[str] = Field(default_factory=list)
+    conflicts: ConflictCounts = Field(default_factory=ConflictCounts)
+    cursor: int = 0
+
+    def add(self, other: MergeResult) -> None:
+        """Accumulate another result's counts into this one."""
+        for name in (
+            "events_received",
+            "memories_added",
+            "memories_merged",
+            "skills_added",
+            "skills_updated",
+            "knowledge_added",
+            "knowledge_verified",
+            "knowledge_integrated",
+            "characteristics_updated",
+            "interactions_recorded",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.accepted_event_ids.extend(other.accepted_event_ids)
+        self.duplicate_event_ids.extend(other.duplicate_event_ids)
+        self.conflicts.total += other.conflicts.total
+        self.conflicts.resolved += other.conflicts.resolved
+        self.conflicts.queued += other.conflicts.queued
+        self.cursor = max(self.cursor, other.cursor)
+
+
+# --------------------------------------------------------------------------- source agent state
+
+
+class Memory(_Model):
+    """A merged memory of the source agent."""
+
+    memory_id: str
+    content: str
+    normalized_hash: str
+    memory_type: str = "episodic"
+    tags: list[str] = Field(default_factory=list)
+    importance: Unit = 0.5
+    confidence: Unit = 0.8
+    access_count: int = 1
+    source_instances: list[str] = Field(default_factory=list)
+    source_events: list[str] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+    version: int = 0
+
+
+class LearningCurvePoint(_Model):
+    timestamp: datetime
+    proficiency: Unit
+    event: str
+
+
+class SkillUsage(_Model):
+    total_invocations: int = 0
+    success_rate: Unit = 0.0
+    contexts: list[str] = Field(default_factory=list)
+    last_used: datetime | None = None
+
+
+class InstanceSkillReport(_Model):
+    """The latest report of one instance about one skill."""
+
+    proficiency: Unit | None = None
+    invocations: int = 0
+    successes: int = 0
+    timestamp: datetime
+    lamport: int = 0
+    event_id: str = ""
+
+
+class Skill(_Model):
+    """A skill of the source agent, accumulated over instances."""
+
+    skill_id: str
+    name: str
+    category: str = "general"
+    proficiency: Unit = 0.0
+    acquired: datetime
+    source_instances: list[str] = Field(default_factory=list)
+    learning_curve: list[LearningCurvePoint] = Field(default_factory=list)
+    usage: SkillUsage = Field(default_factory=SkillUsage)
+    per_instance: dict[str, InstanceSkillReport] = Field(default_factory=dict)
+    version: int = 0
+
+
+class Verification(_Model):
+    instance_id: str
+    confidence: Unit
+    event_id: str
+    timestamp: datetime
+
+
+class KnowledgeItem(_Model):
+    """A piece of knowledge, pending until verified by enough distinct instances."""
+
+    knowledge_id: str
+    key: str
+    subject: str | None = None
+    content: str
+    confidence: Unit = 0.0
+    status: Literal["pending", "integrated"] = "pending"
+    verifications: dict[str, Verification] = Field(default_factory=dict)
+    first_seen: datetime
+    integrated_at: datetime | None = None
+    version: int = 0
+
+
+class Characteristic(_Model):
+    key: str
+    value: Any = None
+    confidence: Unit = 0.7
+    source_instance: str = ""
+    updated_at: datetime
+    version: int = 0
+
+
+class Review(_Model):
+    """A conflict queued for manual review: nothing is applied until it is decided."""
+
+    review_id: str
+    kind: Literal["memory", "skill", "knowledge", "characteristic"]
+    key: str
+    current: dict[str, Any]
+    proposed: dict[str, Any]
+    event_id: str
+    instance_id: str
+    status: Literal["open", "accepted", "rejected"] = "open"
+    created_at: datetime
+    decided_at: datetime | None = None
+    version: int = 0
+
+
+class EvolutionStats(_Model):
+    total_syncs: int = 0
+    total_events: int = 0
+    interactions: int = 0
+    memories: int = 0
+    skills_learned: int = 0
+    knowledge_acquired: int = 0
+    last_evolution: datetime | None = None
+
+
+class InstanceStatus(_Model):
+    """What the hub knows about one instance of an agent."""
+
+    instance_id: str
+    last_sync: datetime | None = None
+    last_sequence: int = 0
+    lag_seconds: float | None = None
+    backlog: int | None = None
+    protocol: str | None = None
+    transport: str | None = None
+    total_events: int = 0
+
+
+class AgentState(_Model):
+    """The source agent as the hub holds it (or the part changed since a cursor)."""
+
+    schema_version: str = SCHEMA_VERSION
+    agent_id: str
+    cursor: int = 0
+    memories: list[Memory] = Field(default_factory=list)
+    skills: list[Skill] = Field(default_factory=list)
+    knowledge: list[KnowledgeItem] = Field(default_factory=list)
+    characteristics: dict[str, Characteristic] = Field(default_factory=dict)
+    reviews: list[Review] = Field(default_factory=list)
+    stats: EvolutionStats = Field(default_factory=EvolutionStats)
+
+
+class ObservabilityEvent(_Model):
+    """What observers receive: ``sync.*``, ``merge.*``, ``hub.*`` and ``review.*`` events."""
+
+    type: str
+    timestamp: datetime = Field(default_factory=utcnow)
+    agent_id: str | None = None
+    instance_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+WIRE_MODELS: dict[str, type[BaseModel]] = {
+    "ExperienceEvent": ExperienceEvent,
+    "EventsRequest": EventsRequest,
+    "ExperienceBatch": ExperienceBatch,
+    "CheckIn": CheckIn,
+    "MergeResult": MergeResult,
+    "AgentState": AgentState,
+    "ObservabilityEvent": ObservabilityEvent,
+}
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of every wire model, keyed by model name."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "experience-sync wire format",
+        "schema_version": SCHEMA_VERSION,
+        "models": {name: model.model_json_schema() for name, model in WIRE_MODELS.items()},
+    }

@@ -1,0 +1,323 @@
+"""The plugin manager and the registry of named things plugins provide.
+
+Built-in plugins are modules registered through the same hooks as third-party
+plugins, which are loaded from the ``experience_sync`` entry-point group.
+
+Environment:
+
+``EXPERIENCE_SYNC_LOAD_PLUGINS``
+    Comma-separated entry-point or distribution names: only those installed
+    plugins load. Set but empty: none load.
+``EXPERIENCE_SYNC_DISABLE_PLUGIN_AUTOLOAD``
+    ``1``/``true``: no entry-point plugin loads (built-ins still do).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from experience_sync import hookspecs
+from experience_sync.errors import PluginError
+from experience_sync.models import ObservabilityEvent
+
+log = logging.getLogger("experience_sync.plugins")
+
+ENTRY_POINT_GROUP = "experience_sync"
+
+#: Built-in plugin modules, registered in this order. A module is listed only
+#: once what it registers works.
+BUILTIN_PLUGINS: list[str] = [
+    "experience_sync.builtin.strategies",
+    "experience_sync.builtin.aggregations",
+    "experience_sync.builtin.embedders",
+    "experience_sync.builtin.observers",
+]
+
+#: Registry kinds and the hook that fills each.
+KINDS: dict[str, str] = {
+    "protocols": "experience_sync_register_protocols",
+    "transports": "experience_sync_register_transports",
+    "similarity_methods": "experience_sync_register_similarity_methods",
+    "conflict_resolvers": "experience_sync_register_conflict_resolvers",
+    "skill_aggregations": "experience_sync_register_skill_aggregations",
+    "embedders": "experience_sync_register_embedders",
+    "vector_indexes": "experience_sync_register_vector_indexes",
+    "stores": "experience_sync_register_stores",
+}
+
+
+@dataclass
+class PluginInfo:
+    """Where a registered plugin came from."""
+
+    name: str
+    distribution: str
+    version: str
+    builtin: bool
+
+
+@dataclass
+class Registration:
+    """One named thing a plugin registered."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    plugin: str
+
+
+class ExperienceSyncPluginManager(pluggy.PluginManager):
+    """A pluggy manager that remembers where each plugin came from."""
+
+    def __init__(self) -> None:
+        super().__init__("experience_sync")
+        self.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+        self.generation = 0
+        self._registry: Registry | None = None
+        self._registry_generation = -1
+        self._lock = threading.RLock()
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        result = super().register(plugin, name)
+        self.generation += 1
+        return result
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        result = super().unregister(plugin, name)
+        self.generation += 1
+        return result
+
+    @property
+    def registry(self) -> Registry:
+        """The registry of named providers, rebuilt when plugins change."""
+        with self._lock:
+            if self._registry is None or self._registry_generation != self.generation:
+                self._registry = Registry(self)
+                self._registry_generation = self.generation
+            return self._registry
+
+    def emit(self, type: str, **fields: Any) -> ObservabilityEvent:
+        """Send an observability event to every observer, isolating failures."""
+        event = ObservabilityEvent(type=type, **fields)
+        self.notify(event)
+        return event
+
+    def notify(self, event: ObservabilityEvent) -> None:
+        """Deliver an already built event to every observer."""
+        for impl in self.hook.experience_sync_observe.get_hookimpls():
+            try:
+                impl.function(event=event)
+            except Exception:  # one bad observer must not stop the sync
+                log.exception("observer %s failed on %s", impl.plugin_name, event.type)
+
+
+@dataclass
+class Registry:
+    """Every name each plugin registered, by kind. Built from the hooks."""
+
+    pm: ExperienceSyncPluginManager
+    entries: dict[str, dict[str, Registration]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for kind, hook_name in KINDS.items():
+            table: dict[str, Registration] = {}
+            hook = getattr(self.pm.hook, hook_name)
+            for impl in reversed(hook.get_hookimpls()):  # registration order
+                plugin_name = impl.plugin_name
+
+                def register(
+                    name: str,
+                    factory: Callable[..., Any],
+                    _kind: str = kind,
+                    _plugin: str = plugin_name,
+                    _table: dict[str, Registration] = table,
+                ) -> None:
+                    if not isinstance(name, str) or not name:
+                        raise PluginError(f"plugin {_plugin!r} registered an empty {_kind} name")
+                    if not callable(factory):
+                        raise PluginError(
+                            f"plugin {_plugin!r} registered {_kind} {name!r} with a "
+                            "factory that is not callable"
+                        )
+                    if name in _table:
+                        other = _table[name].plugin
+                        raise PluginError(
+                            f"{_kind} name {name!r} is registered by both plugin "
+                            f"{other!r} and plugin {_plugin!r}"
+                        )
+                    _table[name] = Registration(_kind, name, factory, _plugin)
+
+                try:
+                    impl.function(register=register)
+                except PluginError:
+                    raise
+                except Exception as exc:
+                    raise PluginError(
+                        f"plugin {plugin_name!r} failed in {hook_name}: {exc}"
+                    ) from exc
+            self.entries[kind] = table
+
+    def names(self, kind: str) -> list[str]:
+        """Registered names of one kind, sorted."""
+        return sorted(self.entries.get(kind, {}))
+
+    def get(self, kind: str, name: str) -> Registration:
+        """The registration of ``name``; a :class:`PluginError` lists the installed ones."""
+        try:
+            return self.entries[kind][name]
+        except KeyError:
+            installed = ", ".join(self.names(kind)) or "none"
+            raise PluginError(
+                f"unknown {kind.rstrip('s').replace('_', ' ')} {name!r} "
+                f"(installed: {installed})"
+            ) from None
+
+    def create(self, kind: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Call the factory registered as ``name``."""
+        return self.get(kind, name).factory(*args, **kwargs)
+
+
+def _allowed_plugins() -> set[str] | None:
+    raw = os.environ.get("EXPERIENCE_SYNC_LOAD_PLUGINS")
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _autoload_disabled() -> bool:
+    value = os.environ.get("EXPERIENCE_SYNC_DISABLE_PLUGIN_AUTOLOAD", "")
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _core_version() -> str:
+    try:
+        return importlib.metadata.version("experience-sync")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
+
+
+def load_builtins(pm: ExperienceSyncPluginManager) -> None:
+    """Register the built-in plugin modules."""
+    version = _core_version()
+    for module_name in BUILTIN_PLUGINS:
+        module = importlib.import_module(module_name)
+        pm.register(module, name=module_name)
+        pm.infos[module_name] = PluginInfo(module_name, "experience-sync", version, True)
+
+
+def load_entry_points(pm: ExperienceSyncPluginManager) -> None:
+    """Load third-party plugins from the ``experience_sync`` entry-point group."""
+    if _autoload_disabled():
+        return
+    allowed = _allowed_plugins()
+    seen: set[tuple[str, str]] = set()
+    for dist in importlib.metadata.distributions():
+        dist_name = dist.metadata["Name"] or "unknown"
+        for ep in dist.entry_points:
+            if ep.group != ENTRY_POINT_GROUP or (dist_name, ep.name) in seen:
+                continue
+            seen.add((dist_name, ep.name))
+            if allowed is not None and ep.name not in allowed and dist_name not in allowed:
+                continue
+            if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {ep.name!r} from distribution {dist_name} {dist.version} "
+                    f"failed to load: {type(exc).__name__}: {exc}"
+                ) from exc
+            pm.register(plugin, name=ep.name)
+            pm.infos[ep.name] = PluginInfo(ep.name, dist_name, dist.version, False)
+
+
+def create_plugin_manager(*, builtins: bool = True, entry_points: bool = True) -> (
+    ExperienceSyncPluginManager
+):
+    """A new plugin manager with the built-ins and installed plugins loaded and checked."""
+    pm = ExperienceSyncPluginManager()
+    if builtins:
+        load_builtins(pm)
+    if entry_points:
+        load_entry_points(pm)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {exc.plugin!r} implements an unknown hook: {exc}") from exc
+    _ = pm.registry  # fail now on clashes, not on first use
+    return pm
+
+
+_pm: ExperienceSyncPluginManager | None = None
+_pm_lock = threading.Lock()
+
+
+def get_plugin_manager() -> ExperienceSyncPluginManager:
+    """The process-wide plugin manager, created on first use."""
+    global _pm
+    with _pm_lock:
+        if _pm is None:
+            _pm = create_plugin_manager()
+        return _pm
+
+
+def reset_plugin_manager() -> None:
+    """Forget the process-wide plugin manager (tests, or after installing a plugin)."""
+    global _pm
+    with _pm_lock:
+        _pm = None
+
+
+@contextmanager
+def registered_plugin(plugin: object, name: str | None = None) -> Iterator[str]:
+    """Register ``plugin`` with the process-wide manager for the duration of a block."""
+    pm = get_plugin_manager()
+    plugin_name = pm.register(plugin, name=name)
+    assert plugin_name is not None
+    pm.infos[plugin_name] = PluginInfo(plugin_name, "(registered in process)", "", False)
+    try:
+        pm.check_pending()
+        yield plugin_name
+    finally:
+        pm.unregister(name=plugin_name)
+        pm.infos.pop(plugin_name, None)
+
+
+def describe_plugins(pm: ExperienceSyncPluginManager | None = None) -> list[dict[str, Any]]:
+    """What ``experience-sync plugins --json`` prints: each plugin, its hooks and names."""
+    pm = pm or get_plugin_manager()
+    registry = pm.registry
+    out: list[dict[str, Any]] = []
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        info = pm.infos.get(name, PluginInfo(name, "unknown", "", False))
+        hooks = sorted(h.name for h in (pm.get_hookcallers(plugin) or []))
+        provides: dict[str, list[str]] = {}
+        for kind, table in registry.entries.items():
+            names = sorted(r.name for r in table.values() if r.plugin == name)
+            if names:
+                provides[kind] = names
+        out.append(
+            {
+                "name": name,
+                "distribution": info.distribution,
+                "version": info.version,
+                "builtin": info.builtin,
+                "hooks": hooks,
+                "provides": provides,
+            }
+        )
+    return out
