@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 SCHEMA_VERSION = "1.0"
 
@@ -156,7 +156,22 @@ class ExperienceEvent(_Model):
             model = _DATA_MODELS.get(kind) if isinstance(kind, str) else None
             if model is not None and isinstance(data, dict):
                 values = dict(values)
-                values["data"] = model.model_validate(data)
+                try:
+                    values["data"] = model.model_validate(data)
+                except ValidationError as exc:
+                    # Re-raise under ``data`` so the path reads ``data.content``.
+                    raise ValidationError.from_exception_data(
+                        model.__name__,
+                        [
+                            {
+                                "type": err["type"],
+                                "loc": ("data", *err["loc"]),
+                                "input": err["input"],
+                                **({"ctx": err["ctx"]} if "ctx" in err else {}),
+                            }
+                            for err in exc.errors()
+                        ],
+                    ) from None
             elif model is not None and isinstance(data, BaseModel) and not isinstance(data, model):
                 raise ValueError(f"data does not match event_type {kind!r}")
         return values
