@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +35,8 @@ from experience_sync.models import ObservabilityEvent
 log = logging.getLogger("experience_sync.plugins")
 
 ENTRY_POINT_GROUP = "experience_sync"
+#: Every hook name starts with this prefix.
+HOOK_PREFIX = "experience_sync_"
 
 #: Built-in plugin modules, registered in this order. A module is listed only
 #: once what it registers works.
@@ -42,6 +46,18 @@ BUILTIN_PLUGINS: list[str] = [
     "experience_sync.builtin.embedders",
     "experience_sync.builtin.observers",
 ]
+
+#: Singular labels of the registry kinds, for messages.
+KIND_LABELS: dict[str, str] = {
+    "protocols": "protocol",
+    "transports": "transport",
+    "similarity_methods": "similarity method",
+    "conflict_resolvers": "conflict resolver",
+    "skill_aggregations": "skill aggregation",
+    "embedders": "embedder",
+    "vector_indexes": "vector index",
+    "stores": "store",
+}
 
 #: Registry kinds and the hook that fills each.
 KINDS: dict[str, str] = {
@@ -88,12 +104,39 @@ class ExperienceSyncPluginManager(pluggy.PluginManager):
         self._registry_generation = -1
         self._lock = threading.RLock()
 
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        """Also treat undecorated ``experience_sync_*`` functions as implementations.
+
+        pluggy ignores a function without the marker, so a misspelled,
+        undecorated ``experience_sync_register_transport`` would be silently
+        skipped; taking it as an implementation lets :meth:`check_pending`
+        report the unknown hook name instead (pytest does the same).
+        """
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and name.startswith(HOOK_PREFIX):
+            try:
+                method = getattr(plugin, name)
+            except Exception:  # a property that raises is not a hook
+                return None
+            if inspect.isroutine(method):
+                return {
+                    "wrapper": False,
+                    "hookwrapper": False,
+                    "optionalhook": False,
+                    "tryfirst": False,
+                    "trylast": False,
+                    "specname": None,
+                }
+        return opts
+
     def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register a plugin object (a module or an instance) under ``name``."""
         result = super().register(plugin, name)
         self.generation += 1
         return result
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        """Unregister a plugin by object or name."""
         result = super().unregister(plugin, name)
         self.generation += 1
         return result
@@ -133,7 +176,9 @@ class Registry:
         for kind, hook_name in KINDS.items():
             table: dict[str, Registration] = {}
             hook = getattr(self.pm.hook, hook_name)
-            for impl in reversed(hook.get_hookimpls()):  # registration order
+            # get_hookimpls() lists implementations in registration order (pluggy
+            # calls them in reverse); report clashes in the order plugins arrived
+            for impl in hook.get_hookimpls():
                 plugin_name = impl.plugin_name
 
                 def register(
@@ -179,8 +224,7 @@ class Registry:
         except KeyError:
             installed = ", ".join(self.names(kind)) or "none"
             raise PluginError(
-                f"unknown {kind.rstrip('s').replace('_', ' ')} {name!r} "
-                f"(installed: {installed})"
+                f"unknown {KIND_LABELS.get(kind, kind)} {name!r} (installed: {installed})"
             ) from None
 
     def create(self, kind: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
@@ -188,11 +232,16 @@ class Registry:
         return self.get(kind, name).factory(*args, **kwargs)
 
 
+def _normalize(name: str) -> str:
+    """PEP 503 normalisation, so ``My_Plugin`` and ``my-plugin`` name the same thing."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _allowed_plugins() -> set[str] | None:
     raw = os.environ.get("EXPERIENCE_SYNC_LOAD_PLUGINS")
     if raw is None:
         return None
-    return {part.strip() for part in raw.split(",") if part.strip()}
+    return {_normalize(part.strip()) for part in raw.split(",") if part.strip()}
 
 
 def _autoload_disabled() -> bool:
@@ -228,18 +277,21 @@ def load_entry_points(pm: ExperienceSyncPluginManager) -> None:
             if ep.group != ENTRY_POINT_GROUP or (dist_name, ep.name) in seen:
                 continue
             seen.add((dist_name, ep.name))
-            if allowed is not None and ep.name not in allowed and dist_name not in allowed:
+            if allowed is not None and not {_normalize(ep.name), _normalize(dist_name)} & allowed:
                 continue
             if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
                 continue
+            where = f"plugin {ep.name!r} from distribution {dist_name} {dist.version}"
             try:
                 plugin = ep.load()
             except Exception as exc:
-                raise PluginError(
-                    f"plugin {ep.name!r} from distribution {dist_name} {dist.version} "
-                    f"failed to load: {type(exc).__name__}: {exc}"
-                ) from exc
-            pm.register(plugin, name=ep.name)
+                raise PluginError(f"{where} failed to load: {type(exc).__name__}: {exc}") from exc
+            try:
+                pm.register(plugin, name=ep.name)
+            except (ValueError, pluggy.PluginValidationError) as exc:
+                # e.g. a hook implementation whose arguments do not match the spec,
+                # or the same module behind two entry points
+                raise PluginError(f"{where} cannot be registered: {exc}") from exc
             pm.infos[ep.name] = PluginInfo(ep.name, dist_name, dist.version, False)
 
 
@@ -255,7 +307,10 @@ def create_plugin_manager(*, builtins: bool = True, entry_points: bool = True) -
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin!r} implements an unknown hook: {exc}") from exc
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        info = pm.infos.get(name)
+        where = f" (distribution {info.distribution} {info.version})" if info else ""
+        raise PluginError(f"plugin {name!r}{where} implements an unknown hook: {exc}") from exc
     _ = pm.registry  # fail now on clashes, not on first use
     return pm
 
