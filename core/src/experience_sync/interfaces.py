@@ -211,26 +211,86 @@ class ProtocolContext:
 # --------------------------------------------------------------------------- hub merge plugins
 
 
+@dataclass(frozen=True)
+class SimilarityMatch:
+    """What a :class:`SimilarityMethod` found for a new memory.
+
+    :param memory_id: the stored memory.
+    :param score: its similarity (method-specific scale, 0..1).
+    :param contradiction: ``None`` for a duplicate (merge it); otherwise why the
+        two texts, though near, say different things (``"negation"``,
+        ``"number"``, ``"name"``): the engine counts that as a conflict, never
+        as a duplicate.
+    """
+
+    memory_id: str
+    score: float
+    contradiction: str | None = None
+
+    @property
+    def is_duplicate(self) -> bool:
+        """Whether the new memory duplicates the stored one."""
+        return self.contradiction is None
+
+
+#: One new memory to match: ``(normalized, embedding, original_text)``.
+MatchQuery = tuple[str, FloatArray | None, str | None]
+
+
 class SimilarityMethod(abc.ABC):
     """Finds the stored memory a new one duplicates, if any.
 
     The hub owns one instance per source agent. It is told about every stored
     memory with :meth:`add` (once), and asked for the best match of a new one
     with :meth:`best_match`; the best match at or above ``threshold`` wins.
+
+    ``text`` is the original (un-normalized) content: methods use it to spot
+    names (capitalized words), so pass it when you have it. :meth:`match`
+    also reports a near memory that contradicts the new one (negation, changed
+    number, changed name or place), and :meth:`match_many` matches a batch at
+    once, which vector indexes answer much faster than one query at a time.
     """
 
     name: str = "similarity"
     threshold: float = 0.85
 
     @abc.abstractmethod
-    def add(self, memory_id: str, normalized: str, embedding: FloatArray | None) -> None:
+    def add(
+        self,
+        memory_id: str,
+        normalized: str,
+        embedding: FloatArray | None,
+        text: str | None = None,
+    ) -> None:
         """Index a stored memory."""
 
     @abc.abstractmethod
     def best_match(
-        self, normalized: str, embedding: FloatArray | None
+        self, normalized: str, embedding: FloatArray | None, text: str | None = None
     ) -> tuple[str, float] | None:
-        """``(memory_id, score)`` of the best stored match above threshold, or ``None``."""
+        """``(memory_id, score)`` of the best stored duplicate above threshold, or ``None``."""
+
+    def match(
+        self, normalized: str, embedding: FloatArray | None, text: str | None = None
+    ) -> SimilarityMatch | None:
+        """The best duplicate, else the best contradicting near memory, else ``None``."""
+        found = self.best_match(normalized, embedding, text)
+        return None if found is None else SimilarityMatch(found[0], found[1])
+
+    def match_many(self, queries: Sequence[MatchQuery]) -> list[SimilarityMatch | None]:
+        """:meth:`match` for each query, against the stored memories only.
+
+        Queries do not see each other: to catch duplicates inside one batch,
+        :meth:`add` the new memories of a batch before matching the next one.
+        """
+        return [self.match(normalized, emb, text) for normalized, emb, text in queries]
+
+    def add_many(
+        self, items: Sequence[tuple[str, str, FloatArray | None, str | None]]
+    ) -> None:
+        """:meth:`add` for each ``(memory_id, normalized, embedding, text)``."""
+        for memory_id, normalized, emb, text in items:
+            self.add(memory_id, normalized, emb, text)
 
     def remove(self, memory_id: str) -> None:  # noqa: B027 - optional
         """Forget a stored memory."""
