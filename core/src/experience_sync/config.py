@@ -24,7 +24,8 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -35,7 +36,6 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from experience_sync.errors import ConfigError
@@ -106,50 +106,80 @@ def _check_url(
     return url
 
 
+def _insecure_allowed(info: ValidationInfo) -> bool:
+    return bool(info.data.get("allow_insecure_http", False))
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    #: URL fields whose credentials (userinfo password, token query) are masked in reprs.
+    _url_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __repr_args__(self) -> Any:
+        for key, value in super().__repr_args__():
+            if key in self._url_fields and isinstance(value, str):
+                value = mask_url(value)
+            yield key, value
+
 
 class HttpsConfig(_Section):
+    """``transport.https``: POST to the hub's HTTP API."""
+
+    # Declared before the URL so that the URL's validator can read it and the
+    # error names ``transport.https.endpoint`` itself.
+    _url_fields = ("endpoint",)
+
+    allow_insecure_http: bool = False
     endpoint: str | None = None
     auth_token: SecretStr | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    # Headers often carry credentials: kept out of reprs, masked by public_dict().
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
     verify_tls: bool = True
-    allow_insecure_http: bool = False
     timeout: float = Field(default=30.0, gt=0)
 
-    @model_validator(mode="after")
-    def _endpoint(self) -> HttpsConfig:
-        _check_url(self.endpoint, "https", "http", self.allow_insecure_http)
-        return self
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _check_url(value, "https", "http", _insecure_allowed(info))
 
 
 class WebSocketConfig(_Section):
+    """``transport.websocket``: frames over one long-lived WebSocket."""
+
+    _url_fields = ("url",)
+
+    allow_insecure_http: bool = False
     url: str | None = None
     protocols: list[str] = Field(default_factory=list)
     auth_token: SecretStr | None = None
     window: int = Field(default=16, ge=1, le=1024)
-    allow_insecure_http: bool = False
 
-    @model_validator(mode="after")
-    def _url(self) -> WebSocketConfig:
-        _check_url(self.url, "wss", "ws", self.allow_insecure_http)
-        return self
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _check_url(value, "wss", "ws", _insecure_allowed(info))
 
 
 class McpConfig(_Section):
+    """``transport.mcp``: a tool call on the hub's MCP server."""
+
+    _url_fields = ("server",)
+
+    allow_insecure_http: bool = False
     server: str | None = None
     tool_name: str = "sync_experiences"
     auth_token: SecretStr | None = None
-    allow_insecure_http: bool = False
 
-    @model_validator(mode="after")
-    def _server(self) -> McpConfig:
-        _check_url(self.server, "https", "http", self.allow_insecure_http)
-        return self
+    @field_validator("server")
+    @classmethod
+    def _server(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _check_url(value, "https", "http", _insecure_allowed(info))
 
 
 class TransportConfig(_Section):
+    """``transport``: which registered transport ships events, and its settings."""
+
     type: str = "https"
     https: HttpsConfig = Field(default_factory=HttpsConfig)
     websocket: WebSocketConfig = Field(default_factory=WebSocketConfig)
@@ -162,6 +192,8 @@ class TransportConfig(_Section):
 
 
 class StreamingConfig(_Section):
+    """``streaming``: ship high-priority events within ``interval_ms``."""
+
     enabled: bool = True
     interval_ms: int = Field(default=500, ge=1, le=3_600_000)
     batch_size: int = Field(default=10, ge=1, le=10_000)
@@ -169,6 +201,8 @@ class StreamingConfig(_Section):
 
 
 class LumpedConfig(_Section):
+    """``lumped``: ship accumulated events as one batch every ``batch_interval``."""
+
     enabled: bool = False
     batch_interval: str = "1h"
     max_batch_size: int = Field(default=1000, ge=1, le=100_000)
@@ -182,6 +216,7 @@ class LumpedConfig(_Section):
 
     @property
     def interval_seconds(self) -> float:
+        """``batch_interval`` in seconds."""
         return parse_duration(self.batch_interval)
 
     @property
@@ -195,6 +230,8 @@ class LumpedConfig(_Section):
 
 
 class CheckInConfig(_Section):
+    """``check_in``: send the instance's state on a cron ``schedule``."""
+
     enabled: bool = False
     schedule: str = "0 * * * *"
     include_full_state: bool = True
@@ -210,6 +247,8 @@ class CheckInConfig(_Section):
 
 
 class MergeStrategyConfig(_Section):
+    """``merge_strategy``: how the hub merges what instances send."""
+
     conflict_resolution: str = "latest_wins"
     memory_deduplication: bool = True
     skill_aggregation: str = "max"
@@ -248,6 +287,8 @@ class MergeStrategyConfig(_Section):
 
 
 class OutboxConfig(_Section):
+    """``outbox``: the instance's durable queue of events not yet delivered."""
+
     data_dir: str | None = None
     max_events: int = Field(default=1_000_000, ge=1)
     when_full: Literal["block", "refuse"] = "block"
@@ -275,7 +316,34 @@ class ExperienceSyncConfig(_Section):
 
     def public_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with every secret masked, for display."""
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        https = data["transport"]["https"]
+        https["headers"] = {
+            key: MASK if _SECRET_HEADER_RE.search(key) else value
+            for key, value in https["headers"].items()
+        }
+        for section, key in (("https", "endpoint"), ("websocket", "url"), ("mcp", "server")):
+            url = data["transport"][section][key]
+            if url:
+                data["transport"][section][key] = mask_url(url)
+        return data
+
+
+MASK = "**********"
+_SECRET_HEADER_RE = re.compile(r"auth|token|key|secret|cookie|password|session", re.IGNORECASE)
+_SECRET_QUERY_RE = re.compile(
+    r"(?i)((?:access_)?token|key|secret|password|signature|sig)=[^&#]*"
+)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with a password in the userinfo and token-like query values masked."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password:
+        netloc = netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
+    query = _SECRET_QUERY_RE.sub(lambda m: f"{m.group(1)}={MASK}", parts.query)
+    return parts._replace(netloc=netloc, query=query).geturl()
 
 
 def _check_name(value: str, kind: str, info: ValidationInfo) -> str:
@@ -284,7 +352,9 @@ def _check_name(value: str, kind: str, info: ValidationInfo) -> str:
         return value
     names = registry.names(kind)
     if value not in names:
-        label = kind.rstrip("s").replace("_", " ")
+        from experience_sync.plugins import KIND_LABELS
+
+        label = KIND_LABELS.get(kind, kind)
         raise ValueError(f"unknown {label} {value!r} (installed: {', '.join(names) or 'none'})")
     return value
 
@@ -299,6 +369,24 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
+def _wants_text(path: list[str]) -> bool:
+    """Whether the field at ``path`` holds text, so ``"123"`` must stay a string."""
+    model: type[BaseModel] = ExperienceSyncConfig
+    for depth, part in enumerate(path):
+        info = model.model_fields.get(part)
+        if info is None:
+            return False
+        annotation = info.annotation
+        if depth == len(path) - 1:
+            is_union = get_origin(annotation) in (Union, UnionType)
+            args = set(get_args(annotation)) if is_union else {annotation}
+            return bool(args - {type(None)}) and args <= {str, SecretStr, type(None)}
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return False
+        model = annotation
+    return False
+
+
 def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
     layer: dict[str, Any] = {}
     for name, raw in environ.items():
@@ -309,7 +397,8 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         path = [part.lower() for part in rest.split("__")]
         try:
-            value: Any = json.loads(raw)
+            # a token or schedule such as "12345" stays text
+            value: Any = raw if _wants_text(path) else json.loads(raw)
         except ValueError:
             value = raw
         if isinstance(value, (dict, list)) and path[-1] not in {"headers", "protocols", "instance_trust"}:
@@ -394,7 +483,10 @@ def load_config(
     if file_path is not None:
         data = _deep_merge(data, read_toml(file_path))
         sources.append(str(file_path))
-    data = _deep_merge(data, _env_layer(env))
+    env_layer = _env_layer(env)
+    if env_layer:
+        sources.append("EXPERIENCE_SYNC_* environment")
+    data = _deep_merge(data, env_layer)
     data = _deep_merge(data, overrides)
     return validate_config(
         data, source=", ".join(sources) or None, check_plugins=check_plugins
