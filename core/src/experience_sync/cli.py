@@ -7,12 +7,14 @@ the same hook third-party plugins use.
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from experience_sync.errors import ConfigError, PluginError
@@ -33,7 +35,7 @@ def plugins_command(as_json: bool) -> None:
     """List installed plugins, the hooks they implement and the names they provide."""
     from experience_sync.plugins import describe_plugins
 
-    rows = describe_plugins()
+    rows: list[dict[str, Any]] = _load_or_exit(describe_plugins)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -90,17 +92,23 @@ def _load_or_exit(fn: Any) -> Any:
     try:
         return fn()
     except (ConfigError, PluginError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        # escape: messages quote user input, which must not be read as rich markup
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 
 def build_cli() -> click.Group:
-    """The CLI with plugin commands added."""
+    """The CLI with the core commands and every plugin's commands.
+
+    Plugins add to a copy of the core group, so building the CLI again after
+    a plugin is unregistered does not keep that plugin's commands.
+    """
     from experience_sync.plugins import get_plugin_manager
 
-    pm = get_plugin_manager()
-    pm.hook.experience_sync_register_commands(cli=cli)
-    return cli
+    group = copy.copy(cli)
+    group.commands = dict(cli.commands)
+    get_plugin_manager().hook.experience_sync_register_commands(cli=group)
+    return group
 
 
 def main() -> None:
@@ -108,6 +116,6 @@ def main() -> None:
     try:
         group = build_cli()
     except PluginError as exc:
-        err_console.print(f"[red]plugin error:[/red] {exc}")
+        err_console.print(f"[red]plugin error:[/red] {escape(str(exc))}", soft_wrap=True)
         sys.exit(1)
     group()
