@@ -41,7 +41,7 @@ def plugins_command(as_json: bool) -> None:
         return
     table = Table(title="experience-sync plugins")
     for col in ("plugin", "distribution", "version", "hooks", "provides"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # never cut a name short
     for row in rows:
         provides = "\n".join(f"{k}: {', '.join(v)}" for k, v in row["provides"].items())
         hooks = "\n".join(h.removeprefix("experience_sync_") for h in row["hooks"])
