@@ -39,7 +39,7 @@ from experience_sync.models import (
 )
 
 if TYPE_CHECKING:
-    from experience_sync.hub.state import ChangeSet, StoredAgent
+    from experience_sync.hub.state import ChangeSet, LogEntry, StoredAgent
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -392,6 +392,8 @@ class Store(abc.ABC):
 
     :meth:`commit` writes a :class:`ChangeSet` (log rows, state rows, applied
     unit ids) in one transaction: after it returns, the data survives a crash.
+    State rows are opaque ``(key, version, body)`` rows per table (see
+    :mod:`experience_sync.hub.state`); the merge engine interprets them.
     """
 
     name: str = "store"
@@ -417,8 +419,8 @@ class Store(abc.ABC):
         """Atomically append to the log and write the changed state."""
 
     @abc.abstractmethod
-    def iter_log(self, agent_id: str) -> Iterator[tuple[ExperienceEvent, str | None]]:
-        """The agent's log in arrival order, as ``(event, unit_id)``."""
+    def iter_log(self, agent_id: str) -> Iterator[LogEntry]:
+        """The agent's log entries in arrival order."""
 
     @abc.abstractmethod
     def reset_state(self, agent_id: str) -> None:

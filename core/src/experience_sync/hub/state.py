@@ -1,38 +1,101 @@
-"""In-memory shapes the merge engine and stores exchange."""
+"""The shapes the merge engine and a :class:`~experience_sync.interfaces.Store` exchange.
+
+A store is deliberately dumb: it keeps an append-only log of :class:`LogEntry`
+rows and, per table, rows of ``(key, version, body)`` whose JSON body only the
+engine interprets. So a third-party store (Postgres, ...) implements a few
+tables and never needs to track the merge rules.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-import numpy as np
-import numpy.typing as npt
+from experience_sync.models import ExperienceEvent, MergeResult
 
-from experience_sync.models import (
-    AgentState,
-    ExperienceEvent,
-    InstanceStatus,
-    Memory,
-    MergeResult,
+#: The materialized state tables, in the order a store loads them.
+TABLES: tuple[str, ...] = (
+    "memories",
+    "skills",
+    "knowledge",
+    "characteristics",
+    "reviews",
+    "instances",
 )
 
 
 @dataclass
-class StoredAgent:
-    """One agent's materialized state as loaded from a store."""
+class LogEntry:
+    """One row of an agent's append-only log.
 
-    state: AgentState
-    embeddings: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
-    instances: dict[str, InstanceStatus] = field(default_factory=dict)
+    :param entry_id: the event id (unique per agent); for a review decision
+        ``review:<review_id>``.
+    :param kind: ``event`` (body is the event JSON) or ``decision`` (body is
+        ``{"review_id", "accept", "timestamp"}``).
+    :param body: the JSON text.
+    :param unit_id: the batch or check-in id that carried it, if any.
+    :param instance_id: the instance that sent it (or ``hub`` for decisions).
+    :param request: the cursor of the commit that appended it; entries sharing
+        it were merged as one request, which replay reproduces.
+    """
+
+    entry_id: str
+    kind: Literal["event", "decision"]
+    body: str
+    unit_id: str | None
+    instance_id: str
+    request: int
+
+    @property
+    def event(self) -> ExperienceEvent:
+        """The logged event (only for ``kind == "event"``)."""
+        return ExperienceEvent.model_validate_json(self.body)
+
+
+@dataclass
+class StoredRow:
+    """One materialized state row.
+
+    :param key: its id within the table (memory id, skill id, knowledge key, ...).
+    :param version: the agent cursor of the commit that last changed it.
+    :param body: JSON the engine wrote.
+    :param content_hash: memories only: the normalized-content hash.
+    :param embedding: memories only: the float32 vector bytes, if any.
+    """
+
+    key: str
+    version: int
+    body: str
+    content_hash: str | None = None
+    embedding: bytes | None = None
+
+
+@dataclass
+class StoredAgent:
+    """One agent as loaded from a store: its cursor, statistics and state rows."""
+
+    cursor: int = 0
+    meta: str | None = None
+    rows: dict[str, list[StoredRow]] = field(default_factory=dict)
 
 
 @dataclass
 class ChangeSet:
-    """Everything one ingestion changes, committed by a store in one transaction."""
+    """Everything one ingestion changes, committed by a store in one transaction.
 
-    log: list[tuple[ExperienceEvent, str | None]] = field(default_factory=list)
-    state: AgentState | None = None
-    changed_memories: list[Memory] = field(default_factory=list)
-    embeddings: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
-    changed_keys: dict[str, set[str]] = field(default_factory=dict)
-    instances: list[InstanceStatus] = field(default_factory=list)
+    :param cursor: the agent's cursor after the commit.
+    :param log: entries to append, in arrival order.
+    :param rows: per table, rows to insert or replace.
+    :param meta: the agent's statistics JSON, if changed.
+    :param unit: ``(unit_id, result)`` of an applied batch or check-in.
+    """
+
+    cursor: int
+    log: list[LogEntry] = field(default_factory=list)
+    rows: dict[str, list[StoredRow]] = field(default_factory=dict)
+    meta: str | None = None
     unit: tuple[str, MergeResult] | None = None
+
+    def is_empty(self) -> bool:
+        """Whether committing would change nothing."""
+        return not (self.log or self.rows or self.meta or self.unit)
