@@ -57,12 +57,16 @@ class SyncRequest:
     :param agent_id: the source agent the unit is for.
     :param payload: the wire model for that kind.
     :param compression: for batches, ``none``, ``gzip`` or ``zstd``.
+    :param meta: what the instance tells the hub about itself (``backlog``,
+        ``protocol``); HTTP transports send it as ``X-Experience-Sync-*``
+        headers, the WebSocket transport as the frame's ``meta``.
     """
 
     kind: RequestKind
     agent_id: str
     payload: EventsRequest | ExperienceBatch | CheckIn
     compression: Literal["none", "gzip", "zstd"] = "none"
+    meta: dict[str, str] = field(default_factory=dict)
 
     @property
     def unit_id(self) -> str:
