@@ -11,7 +11,7 @@ import pytest
 
 os.environ["EXPERIENCE_SYNC_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 
-from experience_sync.plugins import registered_plugin, reset_plugin_manager  # noqa: E402
+from experience_sync.plugins import registered_plugin, reset_plugin_manager
 
 
 @pytest.fixture(autouse=True)
