@@ -44,6 +44,7 @@ BUILTIN_PLUGINS: list[str] = [
     "experience_sync.builtin.strategies",
     "experience_sync.builtin.aggregations",
     "experience_sync.builtin.embedders",
+    "experience_sync.builtin.similarity",
     "experience_sync.builtin.observers",
 ]
 

@@ -1,24 +1,47 @@
 """Text normalization: done once per memory; the normalized form is what is
-hashed, compared and indexed."""
+hashed, compared and indexed.
+
+Also the small amount of language knowledge the similarity methods use:
+contractions (``don't`` is ``do not``), negation words and number words, and
+which words of the original text are names (capitalized where a sentence does
+not force a capital).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterable
 
-_PUNCT_RE = re.compile(r"[^\w\s]+", re.UNICODE)
+# Punctuation becomes a space, except a dot between two digits (``3.5`` stays
+# one token, so that it differs from ``35``).
+_PUNCT_RE = re.compile(r"[^\w\s.]+|(?<!\d)\.|\.(?!\d)", re.UNICODE)
 _SPACE_RE = re.compile(r"\s+")
+# ``1,000`` is ``1000``: a thousands separator is not a token boundary.
+_THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
+
+
+def _strip_format_chars(s: str) -> str:
+    # Zero-width spaces, joiners and soft hyphens (category Cf) are invisible:
+    # NFKC keeps them, but they must not split or change a word.
+    if s.isascii():
+        return s
+    return "".join(ch for ch in s if unicodedata.category(ch) != "Cf")
 
 
 def normalize(text: str) -> str:
     """Unicode NFKC, casefold, punctuation to spaces, whitespace collapsed.
 
     Apostrophes inside words are dropped rather than split (``don't`` ->
-    ``dont``) so contractions stay one token.
+    ``dont``) so contractions stay one token; invisible format characters
+    (zero-width space, soft hyphen) are removed; ``1,000`` becomes ``1000``
+    and ``3.5`` stays ``3.5``.
     """
-    s = unicodedata.normalize("NFKC", text).casefold()
-    s = s.replace("\u2019", "'").replace("'", "")
+    s = _strip_format_chars(unicodedata.normalize("NFKC", text)).casefold()
+    s = s.translate(_APOSTROPHES).replace("'", "")
+    s = _THOUSANDS_RE.sub("", s)
     s = _PUNCT_RE.sub(" ", s).replace("_", " ")
     return _SPACE_RE.sub(" ", s).strip()
 
@@ -31,3 +54,139 @@ def tokens(normalized: str) -> list[str]:
 def content_hash(normalized: str) -> str:
     """Stable hash of normalized text (exact-duplicate key)."""
     return hashlib.blake2b(normalized.encode("utf-8"), digest_size=16).hexdigest()
+
+
+# --------------------------------------------------------------------------- word lists
+
+
+def _words(spaced: str) -> frozenset[str]:
+    return frozenset(spaced.split())
+
+
+#: Contractions as :func:`normalize` leaves them, and what they stand for.
+CONTRACTIONS: dict[str, tuple[str, ...]] = {
+    "dont": ("do", "not"),
+    "doesnt": ("does", "not"),
+    "didnt": ("did", "not"),
+    "isnt": ("is", "not"),
+    "arent": ("are", "not"),
+    "wasnt": ("was", "not"),
+    "werent": ("were", "not"),
+    "wont": ("will", "not"),
+    "cant": ("can", "not"),
+    "cannot": ("can", "not"),
+    "couldnt": ("could", "not"),
+    "shouldnt": ("should", "not"),
+    "wouldnt": ("would", "not"),
+    "hasnt": ("has", "not"),
+    "havent": ("have", "not"),
+    "hadnt": ("had", "not"),
+    "mustnt": ("must", "not"),
+    "neednt": ("need", "not"),
+    "aint": ("is", "not"),
+}
+
+#: Words that negate what a sentence says (after contractions are expanded).
+NEGATIONS: frozenset[str] = frozenset(
+    {"not", "no", "never", "nothing", "nobody", "none", "neither", "nor", "nowhere", "without"}
+)
+
+#: Number words: a changed one changes the fact as much as a changed digit.
+NUMBER_WORDS: frozenset[str] = _words(
+    """zero one two three four five six seven eight nine ten eleven twelve thirteen
+    fourteen fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty
+    sixty seventy eighty ninety hundred thousand million billion trillion dozen half
+    once twice thrice first second third fourth fifth sixth seventh eighth ninth tenth
+    single double triple"""
+)
+
+#: Words that may start a sentence without being a name. Words seen in lower
+#: case elsewhere count too (see :func:`name_tokens`).
+COMMON_WORDS: frozenset[str] = _words(
+    """a an the this that these those there here it its i me my mine we us our ours you
+    your yours he him his she her hers they them their theirs one someone somebody
+    everyone everybody anyone nobody nothing everything something who whom whose what
+    which when where why how whenever wherever if unless whether while after before
+    because since although though as at in on for from to of by with about into onto
+    over under between during without within across along around through toward
+    towards upon per via and or but nor so yet also then thus hence still already
+    always never sometimes often usually rarely seldom generally mostly probably maybe
+    perhaps please note remember today yesterday tomorrow tonight now currently
+    recently lately soon later earlier each every some many most all any both either
+    neither few several much more less no not yes do does did done is are was were be
+    been being am has have had having can could will would shall should may might must
+    need needs user users people person customer customers client clients team agent
+    assistant instance use uses used using prefer prefers preferred avoid avoids keep
+    make makes check try ask asks tell tells let lets go goes get gets set sets add
+    run runs like likes love loves hate hates want wants know knows think thinks
+    sure only even just again well very really quite too enough other another same
+    such own new old good bad best last next first"""
+)
+
+
+def similarity_tokens(normalized: str) -> list[str]:
+    """Tokens of normalized text with contractions expanded (``dont`` -> ``do not``)."""
+    out: list[str] = []
+    for tok in normalized.split():
+        expanded = CONTRACTIONS.get(tok)
+        if expanded is None:
+            out.append(tok)
+        else:
+            out.extend(expanded)
+    return out
+
+
+def is_number_token(token: str) -> bool:
+    """Whether a normalized token is a number (bears a digit, or is a number word)."""
+    return token in NUMBER_WORDS or any(ch.isdigit() for ch in token)
+
+
+def negation_count(tokens_: Iterable[str]) -> int:
+    """How many negation words the (expanded) tokens hold."""
+    return sum(1 for tok in tokens_ if tok in NEGATIONS)
+
+
+_SENTENCE_END_RE = re.compile(r"[.!?;:\n]+[\s\"')\]]*")
+_WORD_RE = re.compile(r"[\w'\u2019\u00ad\u200b-\u200d-]+", re.UNICODE)
+
+
+def name_tokens(text: str, known_lowercase: Iterable[str] | frozenset[str] = ()) -> set[str]:
+    """Normalized tokens of the words that are names in ``text``.
+
+    A name is a capitalized word that is not the first word of a sentence, or
+    a capitalized first word that is neither in :data:`COMMON_WORDS` nor in
+    ``known_lowercase`` (words the caller has seen written in lower case).
+    Text written mostly in capitals (shouting, Title Case) says nothing about
+    names, so no word of it counts.
+    """
+    s = _strip_format_chars(unicodedata.normalize("NFKC", text))
+    known = known_lowercase if isinstance(known_lowercase, (set, frozenset)) else set(
+        known_lowercase
+    )
+    words: list[tuple[str, bool]] = []  # (word, starts a sentence)
+    for sentence in _SENTENCE_END_RE.split(s):
+        for i, match in enumerate(_WORD_RE.finditer(sentence)):
+            words.append((match.group(0), i == 0))
+    alpha = [w for w, _ in words if w[:1].isalpha()]
+    capitalized = [w for w in alpha if w[:1].isupper()]
+    if len(alpha) >= 3 and len(capitalized) > 0.6 * len(alpha):
+        return set()
+    names: set[str] = set()
+    for word, initial in words:
+        if not word[:1].isupper() or word == "I":
+            continue
+        toks = similarity_tokens(normalize(word))
+        if initial and all(t in COMMON_WORDS or t in known for t in toks):
+            continue
+        names.update(t for t in toks if t not in COMMON_WORDS or not initial)
+    return names
+
+
+def lowercase_words(text: str) -> set[str]:
+    """Normalized tokens of the words written in lower case in ``text``."""
+    return {
+        tok
+        for match in _WORD_RE.finditer(text)
+        if match.group(0)[:1].islower()
+        for tok in similarity_tokens(normalize(match.group(0)))
+    }

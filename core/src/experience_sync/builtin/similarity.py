@@ -1,0 +1,401 @@
+"""Built-in memory similarity methods: ``jaccard`` (lexical) and ``embedding``.
+
+Both share the same guards: two memories whose token difference holds a
+negation, a number or a name are never duplicates, however similar they are;
+they are reported as a contradiction (:class:`SimilarityMatch` with a
+``contradiction`` reason) so that the hub handles them as a conflict.
+
+``jaccard`` compares sets of normalized tokens (contractions expanded,
+articles dropped). It finds candidates through an inverted token index with
+prefix filtering: a stored memory whose Jaccard similarity with a query of
+``n`` tokens reaches ``t`` must contain at least ``ceil(t*n)`` of the query's
+tokens, so probing the ``n - ceil(t*n) + 1`` rarest query tokens finds every
+such memory; candidates are then verified exactly. Unlike MinHash LSH this
+never misses a match and needs no tuning.
+
+``embedding`` compares stored vectors by cosine through the configured
+:class:`~experience_sync.interfaces.VectorIndex`; vectors are stored once and
+never recomputed. It searches the top ``k`` and applies the guards in score
+order, so the best unguarded match at or above the threshold wins.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from experience_sync import hookimpl
+from experience_sync.hookspecs import Register
+from experience_sync.interfaces import (
+    FloatArray,
+    MatchQuery,
+    SimilarityMatch,
+    SimilarityMethod,
+    VectorIndex,
+)
+from experience_sync.text import (
+    is_number_token,
+    lowercase_words,
+    name_tokens,
+    negation_count,
+    similarity_tokens,
+)
+
+#: Default ``jaccard`` threshold: measured on ``tests/data/dedup_pairs.jsonl``
+#: (see ``docs/benchmarks.md``); the widest gap between the lowest must-merge
+#: and the highest must-not-merge score.
+DEFAULT_JACCARD_THRESHOLD = 0.75
+#: Default ``embedding`` threshold (cosine).
+DEFAULT_EMBEDDING_THRESHOLD = 0.85
+
+# Articles say nothing about which fact a memory states.
+_IGNORED = frozenset({"a", "an", "the"})
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What the guards and ``jaccard`` need to know about one memory's text."""
+
+    tokens: frozenset[str]
+    negations: int
+    names: frozenset[str]
+
+
+def make_signature(
+    normalized: str, text: str | None = None, known_lowercase: frozenset[str] | set[str] = frozenset()
+) -> Signature:
+    """The :class:`Signature` of a memory; names need the original ``text``."""
+    toks = similarity_tokens(normalized)
+    names = name_tokens(text, known_lowercase) if text is not None else set()
+    intern = sys.intern  # tokens repeat across memories: share the strings
+    return Signature(
+        frozenset(intern(t) for t in toks if t not in _IGNORED),
+        negation_count(toks),
+        frozenset(intern(t) for t in names),
+    )
+
+
+def contradiction(a: Signature, b: Signature) -> str | None:
+    """Why ``a`` and ``b`` cannot be duplicates (``negation``, ``number``, ``name``), or ``None``."""
+    if a.negations != b.negations:
+        return "negation"
+    diff = a.tokens ^ b.tokens
+    if not diff:
+        return None
+    if any(is_number_token(t) for t in diff):
+        return "number"
+    if diff & (a.names | b.names):
+        return "name"
+    return None
+
+
+def contradiction_score(a: Signature, b: Signature) -> float:
+    """Jaccard similarity of ``a`` and ``b`` leaving out the words that disagree.
+
+    ``Alice lives in Paris`` and ``Alice lives in Berlin`` score 1.0: they
+    state the same kind of fact about different places.
+    """
+    inter = len(a.tokens & b.tokens)
+    diff = a.tokens ^ b.tokens
+    names = a.names | b.names
+    guarded = sum(1 for t in diff if is_number_token(t) or t in names or t == "not")
+    rest = inter + len(diff) - guarded
+    return inter / rest if rest else 0.0
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    """Jaccard similarity of two token sets (1.0 for two empty sets)."""
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
+
+
+def _threshold(config: Any, default: float) -> float:
+    value = getattr(config, "similarity_threshold", None)
+    return default if value is None else float(value)
+
+
+class _Memories:
+    """Slots for stored memories: id <-> slot, signatures, and vocabulary."""
+
+    def __init__(self) -> None:
+        self.ids: list[str | None] = []
+        self.slots: dict[str, int] = {}
+        self.sigs: list[Signature | None] = []
+        self.lowercase: set[str] = set()
+
+    def signature(self, normalized: str, text: str | None) -> Signature:
+        return make_signature(normalized, text, self.lowercase)
+
+    def put(self, memory_id: str, sig: Signature | None, text: str | None) -> int:
+        if text is not None:
+            self.lowercase.update(lowercase_words(text))
+        slot = len(self.ids)
+        self.ids.append(memory_id)
+        self.sigs.append(sig)
+        self.slots[memory_id] = slot
+        return slot
+
+    def drop(self, memory_id: str) -> int | None:
+        slot = self.slots.pop(memory_id, None)
+        if slot is not None:
+            self.ids[slot] = None
+            self.sigs[slot] = None
+        return slot
+
+
+class JaccardSimilarity(SimilarityMethod):
+    """Lexical similarity: Jaccard over normalized token sets, with guards."""
+
+    name = "jaccard"
+
+    def __init__(self, config: Any = None) -> None:
+        self.threshold = _threshold(config, DEFAULT_JACCARD_THRESHOLD)
+        self._mem = _Memories()
+        self._postings: dict[str, list[int]] = {}
+        self._removed = 0
+
+    def __len__(self) -> int:
+        return len(self._mem.slots)
+
+    def add(
+        self,
+        memory_id: str,
+        normalized: str,
+        embedding: FloatArray | None = None,
+        text: str | None = None,
+    ) -> None:
+        """Index a stored memory (a repeated id replaces the earlier one)."""
+        if memory_id in self._mem.slots:
+            self.remove(memory_id)
+        sig = self._mem.signature(normalized, text)
+        slot = self._mem.put(memory_id, sig, text)
+        postings = self._postings
+        for tok in sig.tokens:
+            lst = postings.get(tok)
+            if lst is None:
+                postings[tok] = [slot]
+            else:
+                lst.append(slot)
+
+    def remove(self, memory_id: str) -> None:
+        """Forget a stored memory; its postings are skipped, then compacted."""
+        if self._mem.drop(memory_id) is None:
+            return
+        self._removed += 1
+        if self._removed > 1024 and self._removed * 4 > len(self._mem.ids):
+            alive = self._mem.ids
+            self._postings = {
+                tok: kept for tok, lst in self._postings.items()
+                if (kept := [s for s in lst if alive[s] is not None])
+            }
+            self._removed = 0
+
+    def _probe(self, toks: Sequence[str], into: set[int]) -> None:
+        n = len(toks)
+        if n == 0:
+            return
+        need = math.ceil(self.threshold * n - 1e-9)
+        probes = max(1, n - need + 1)
+        postings = self._postings
+        for tok in sorted(toks, key=lambda t: len(postings.get(t, ())))[:probes]:
+            into.update(postings.get(tok, ()))
+
+    def match(
+        self, normalized: str, embedding: FloatArray | None = None, text: str | None = None
+    ) -> SimilarityMatch | None:
+        """The best duplicate at or above threshold, else the best contradiction."""
+        q = self._mem.signature(normalized, text)
+        candidates: set[int] = set()
+        self._probe(list(q.tokens), candidates)
+        # A contradiction differs in its guarded words, which are often the
+        # rarest: probe the other words too.
+        plain = [
+            t for t in q.tokens if not (is_number_token(t) or t in q.names or t == "not")
+        ]
+        if len(plain) < len(q.tokens):
+            self._probe(plain, candidates)
+        best: tuple[float, int] | None = None
+        worst_conflict: tuple[float, int, str] | None = None
+        sigs = self._mem.sigs
+        for slot in candidates:
+            sig = sigs[slot]
+            if sig is None:
+                continue
+            score = jaccard(q.tokens, sig.tokens)
+            reason = contradiction(q, sig)
+            if reason is None:
+                if score >= self.threshold and (best is None or (score, -slot) > (best[0], -best[1])):
+                    best = (score, slot)
+                continue
+            cscore = max(score, contradiction_score(q, sig))
+            if cscore >= self.threshold and (
+                worst_conflict is None or (cscore, -slot) > (worst_conflict[0], -worst_conflict[1])
+            ):
+                worst_conflict = (cscore, slot, reason)
+        ids = self._mem.ids
+        if best is not None:
+            return SimilarityMatch(ids[best[1]] or "", best[0])
+        if worst_conflict is not None:
+            return SimilarityMatch(ids[worst_conflict[1]] or "", worst_conflict[0], worst_conflict[2])
+        return None
+
+    def best_match(
+        self, normalized: str, embedding: FloatArray | None = None, text: str | None = None
+    ) -> tuple[str, float] | None:
+        """``(memory_id, score)`` of the best duplicate at or above threshold."""
+        found = self.match(normalized, embedding, text)
+        if found is None or not found.is_duplicate:
+            return None
+        return found.memory_id, found.score
+
+
+IndexFactory = Callable[[int], VectorIndex]
+
+
+def _registry_index_factory(name: str) -> IndexFactory:
+    def create(dim: int) -> VectorIndex:
+        from experience_sync.plugins import get_plugin_manager
+
+        index: VectorIndex = get_plugin_manager().registry.create("vector_indexes", name, dim)
+        return index
+
+    return create
+
+
+class EmbeddingSimilarity(SimilarityMethod):
+    """Cosine similarity over stored vectors through a :class:`VectorIndex`, with guards.
+
+    :param config: the merge-strategy configuration (``similarity_threshold``,
+        ``vector_index``).
+    :param index_factory: ``factory(dim)`` making the index; default: the
+        registered vector index named by ``config.vector_index``.
+    :param k: how many nearest memories to look at per query (guards may skip some).
+    """
+
+    name = "embedding"
+
+    def __init__(
+        self, config: Any = None, index_factory: IndexFactory | None = None, k: int = 8
+    ) -> None:
+        self.threshold = _threshold(config, DEFAULT_EMBEDDING_THRESHOLD)
+        self.lexical_threshold = DEFAULT_JACCARD_THRESHOLD
+        self.k = k
+        self._factory = index_factory or _registry_index_factory(
+            getattr(config, "vector_index", None) or "numpy"
+        )
+        self._index: VectorIndex | None = None
+        self._mem = _Memories()
+        self._removed = 0
+
+    @property
+    def needs_embeddings(self) -> bool:
+        """Always: this method compares vectors."""
+        return True
+
+    @property
+    def index(self) -> VectorIndex | None:
+        """The vector index (created on the first stored memory)."""
+        return self._index
+
+    def __len__(self) -> int:
+        return len(self._mem.slots)
+
+    @staticmethod
+    def _rows(embeddings: Sequence[FloatArray | None]) -> FloatArray:
+        if any(e is None for e in embeddings):
+            raise ValueError("the embedding similarity method needs an embedding per memory")
+        return np.vstack([np.asarray(e, dtype=np.float32).reshape(1, -1) for e in embeddings])  # type: ignore[arg-type]
+
+    def add(
+        self,
+        memory_id: str,
+        normalized: str,
+        embedding: FloatArray | None,
+        text: str | None = None,
+    ) -> None:
+        """Store a memory's vector (and its signature, for the guards)."""
+        self.add_many([(memory_id, normalized, embedding, text)])
+
+    def add_many(
+        self, items: Sequence[tuple[str, str, FloatArray | None, str | None]]
+    ) -> None:
+        """Store several memories with one index call."""
+        if not items:
+            return
+        rows = self._rows([emb for _, _, emb, _ in items])
+        if self._index is None:
+            self._index = self._factory(rows.shape[1])
+        slots = []
+        for memory_id, normalized, _, text in items:
+            if memory_id in self._mem.slots:
+                self.remove(memory_id)
+            sig = self._mem.signature(normalized, text)
+            slots.append(self._mem.put(memory_id, sig, text))
+        self._index.add(slots, rows)
+
+    def remove(self, memory_id: str) -> None:
+        """Forget a memory: its vector stays in the index but is never returned."""
+        if self._mem.drop(memory_id) is not None:
+            self._removed += 1
+
+    def match(
+        self, normalized: str, embedding: FloatArray | None, text: str | None = None
+    ) -> SimilarityMatch | None:
+        """The best duplicate at or above threshold, else the best contradiction."""
+        return self.match_many([(normalized, embedding, text)])[0]
+
+    def match_many(self, queries: Sequence[MatchQuery]) -> list[SimilarityMatch | None]:
+        """Match a batch with one index search (much faster than one by one)."""
+        if not queries:
+            return []
+        rows = self._rows([emb for _, emb, _ in queries])
+        if self._index is None or len(self._index) == 0:
+            return [None] * len(queries)
+        k = min(self.k + min(self._removed, 56), len(self._index))
+        scores, slots = self._index.search(rows, k)
+        out: list[SimilarityMatch | None] = []
+        ids, sigs = self._mem.ids, self._mem.sigs
+        for (normalized, _, text), row_scores, row_slots in zip(queries, scores, slots, strict=True):
+            q = self._mem.signature(normalized, text)
+            found: SimilarityMatch | None = None
+            conflict: SimilarityMatch | None = None
+            for score, slot in zip(row_scores.tolist(), row_slots.tolist(), strict=True):
+                if slot < 0 or ids[slot] is None:
+                    continue
+                sig = sigs[slot]
+                reason = contradiction(q, sig) if q is not None and sig is not None else None
+                if reason is None:
+                    if score >= self.threshold:
+                        found = SimilarityMatch(ids[slot] or "", float(score))
+                        break
+                    continue
+                assert q is not None and sig is not None
+                if conflict is None and (
+                    score >= self.threshold
+                    or contradiction_score(q, sig) >= self.lexical_threshold
+                ):
+                    conflict = SimilarityMatch(ids[slot] or "", float(score), reason)
+            out.append(found or conflict)
+        return out
+
+    def best_match(
+        self, normalized: str, embedding: FloatArray | None, text: str | None = None
+    ) -> tuple[str, float] | None:
+        """``(memory_id, score)`` of the best duplicate at or above threshold."""
+        found = self.match(normalized, embedding, text)
+        if found is None or not found.is_duplicate:
+            return None
+        return found.memory_id, found.score
+
+
+@hookimpl
+def experience_sync_register_similarity_methods(register: Register) -> None:
+    """Register ``jaccard`` and ``embedding``."""
+    register("jaccard", lambda config=None: JaccardSimilarity(config))
+    register("embedding", lambda config=None: EmbeddingSimilarity(config))
