@@ -1,0 +1,36 @@
+"""The hook implementations: the ``mcp`` transport and the hub's ``/mcp`` endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from experience_sync import hookimpl
+from experience_sync.config import ExperienceSyncConfig
+from experience_sync.errors import ConfigError
+from experience_sync.hookspecs import Register
+from experience_sync_mcp.transport import McpTransport
+
+
+def create_transport(config: ExperienceSyncConfig, agent_id: str) -> McpTransport:
+    """Build the ``mcp`` transport from ``transport.mcp`` (``server``, ``tool_name``, ``auth_token``)."""
+    section = config.transport.mcp
+    if not section.server:
+        raise ConfigError(
+            [("transport.mcp.server", "the hub's MCP endpoint URL is required for the mcp transport")]
+        )
+    token = section.auth_token.get_secret_value() if section.auth_token else None
+    return McpTransport(
+        section.server, agent_id=agent_id, auth_token=token, tool_name=section.tool_name
+    )
+
+
+@hookimpl
+def experience_sync_register_transports(register: Register) -> None:
+    register("mcp", create_transport)
+
+
+@hookimpl
+def experience_sync_register_hub_routes(app: Any, hub: Any) -> None:
+    from experience_sync_mcp.server import mount
+
+    mount(app, hub)

@@ -1,0 +1,241 @@
+"""The hub's MCP server: ``sync_experiences`` and ``get_state`` over streamable HTTP.
+
+Mounted at ``/mcp`` on the hub app by :func:`mount`. Requests are authenticated
+exactly like the HTTP API: the ``Authorization: Bearer`` header of the MCP HTTP
+request is checked by the hub's authenticator before the MCP layer sees it
+(401 with the hub's JSON error body if missing, unknown or revoked), and each
+tool call is authorized for its ``agent_id`` and the unit's instance (a
+refusal is a tool error tagged ``[403]``). Tool errors carry the HTTP-like
+status in brackets (``[422] ...``) so clients can tell retryable from final.
+
+The server is stateless (no MCP session survives between HTTP requests) and
+answers JSON rather than SSE: each tool call is one POST, like the HTTP API.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import anyio.to_thread
+
+from experience_sync.hub.app import HubError
+from experience_sync.hub.auth import AuthError, Principal
+
+try:
+    from mcp.server.fastmcp import Context, FastMCP
+    from mcp.server.fastmcp.exceptions import ToolError
+except ImportError:  # pragma: no cover - the 2.x SDK renamed FastMCP
+    from mcp.server.mcpserver import Context  # type: ignore[no-redef,import-not-found,unused-ignore]
+    from mcp.server.mcpserver import MCPServer as FastMCP  # type: ignore[no-redef,import-not-found,unused-ignore]
+    from mcp.server.mcpserver.exceptions import ToolError  # type: ignore[no-redef,import-not-found,unused-ignore]
+
+from mcp.server.transport_security import TransportSecuritySettings
+
+log = logging.getLogger("experience_sync_mcp")
+
+__all__ = ["MOUNT_PATH", "McpEndpoint", "build_server", "mount"]
+
+#: Where the MCP endpoint lives on the hub.
+MOUNT_PATH = "/mcp"
+
+_SCOPE_KEY = "experience_sync_principal"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_DEFAULT_PROTOCOL = {"events": "streaming", "batch": "lumped", "checkin": "check_in"}
+
+
+def _tool_error(status: int, message: str) -> ToolError:
+    return ToolError(f"[{status}] {message}")
+
+
+def _principal(ctx: Context[Any, Any, Any]) -> Principal:
+    request = ctx.request_context.request
+    scope = getattr(request, "scope", None)
+    principal = scope.get(_SCOPE_KEY) if isinstance(scope, dict) else None
+    if not isinstance(principal, Principal):
+        # Only reachable if the server is served without :class:`McpEndpoint`.
+        raise _tool_error(401, "request was not authenticated")
+    return principal
+
+
+def _ingest_meta(kind: str, meta: dict[str, Any] | None) -> Any:
+    from experience_sync.hub.engine import IngestMeta
+
+    meta = meta or {}
+    backlog = meta.get("backlog")
+    if isinstance(backlog, str) and backlog.isdigit():
+        backlog = int(backlog)
+    return IngestMeta(
+        protocol=str(meta.get("protocol") or _DEFAULT_PROTOCOL[kind]),
+        transport="mcp",
+        backlog=backlog if isinstance(backlog, int) and backlog >= 0 else None,
+    )
+
+
+def build_server(hub: Any) -> FastMCP[Any]:
+    """A FastMCP server whose tools ingest into, and read from, ``hub`` (a hub ``Hub``)."""
+    # FastMCP's constructor configures the root logger (a rich handler at
+    # INFO) when it has none; the hub's logging is the application's choice.
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    server: FastMCP[Any] = FastMCP(
+        "experience-sync hub",
+        instructions=(
+            "Sync an agent instance's experiences (memories, skills, knowledge) into "
+            "its source agent with sync_experiences; read the merged source agent "
+            "with get_state."
+        ),
+        streamable_http_path="/",
+        stateless_http=True,
+        json_response=True,
+        # Every request carries a bearer token checked before the MCP layer, so
+        # the SDK's Host/Origin checks (meant for unauthenticated local servers)
+        # would only break hubs served under their real host name.
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
+    root.handlers[:] = saved_handlers
+    root.setLevel(saved_level)
+
+    def refuse(status: int, message: str, agent_id: str, principal: Principal) -> ToolError:
+        if 400 <= status < 500:
+            hub.reject(status, message, agent_id, principal.instance_id, "mcp")
+        return _tool_error(status, message)
+
+    @server.tool(
+        name="sync_experiences",
+        description=(
+            "Deliver a unit of experiences to the hub and return what it merged "
+            "(a MergeResult). kind 'events' takes an EventsRequest, 'batch' an "
+            "ExperienceBatch, 'checkin' a CheckIn (JSON object or JSON text; see "
+            "`experience-sync schema`). meta may carry the instance's 'backlog' and "
+            "'protocol'. Re-sending a unit has no further effect."
+        ),
+        structured_output=True,
+    )
+    async def sync_experiences(
+        agent_id: str,
+        kind: Literal["events", "batch", "checkin"],
+        payload: dict[str, Any] | str,
+        ctx: Context[Any, Any, Any],
+        meta: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        principal = _principal(ctx)
+        ingest_meta = _ingest_meta(kind, meta)
+
+        def work() -> dict[str, Any]:
+            result = hub.ingest(principal, agent_id, kind, payload, ingest_meta)
+            return dict(result.model_dump(mode="json"))
+
+        try:
+            return await anyio.to_thread.run_sync(work)
+        except (HubError, AuthError) as exc:
+            raise refuse(exc.status, exc.message, agent_id, principal) from None
+        except Exception as exc:  # the hub failed, not the request: worth a retry
+            log.exception("MCP %s ingestion for agent %s failed", kind, agent_id)
+            raise _tool_error(500, f"hub failed to ingest: {type(exc).__name__}") from exc
+
+    @server.tool(
+        name="get_state",
+        description=(
+            "Read the merged source agent (memories, skills, knowledge, reviews, "
+            "characteristics, stats) as an AgentState; with `since`, only what "
+            "changed after that cursor."
+        ),
+        structured_output=True,
+    )
+    async def get_state(
+        agent_id: str, ctx: Context[Any, Any, Any], since: int | None = None
+    ) -> dict[str, Any]:
+        principal = _principal(ctx)
+        try:
+            hub.auth.authorize_read(principal, agent_id)
+        except AuthError as exc:
+            raise refuse(exc.status, exc.message, agent_id, principal) from None
+        if since is not None and since < 0:
+            raise refuse(422, "since must be a non-negative cursor", agent_id, principal)
+        state = await anyio.to_thread.run_sync(lambda: hub.engine.state(agent_id, since))
+        return dict(state.model_dump(mode="json"))
+
+    return server
+
+
+class McpEndpoint:
+    """The ASGI app served at ``/mcp``: bearer authentication, then the MCP server.
+
+    A fresh :class:`FastMCP` server and session manager is made for every run
+    of the hub app's lifespan (the SDK's session manager can run only once),
+    so a hub app can be started, stopped and started again.
+    """
+
+    def __init__(self, hub: Any) -> None:
+        self.hub = hub
+        self._handler: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Run the MCP session manager for as long as the hub app runs."""
+        server = build_server(self.hub)
+        server.streamable_http_app()  # creates the session manager
+        manager = server.session_manager
+        async with manager.run():
+            self._handler = manager.handle_request
+            try:
+                yield
+            finally:
+                self._handler = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        auth = headers.get("authorization", "")
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+        try:
+            principal = await anyio.to_thread.run_sync(self.hub.auth.authenticate, token)
+        except AuthError as exc:
+            self.hub.reject(exc.status, exc.message, None, None, "mcp")
+            await _send_error(send, exc.status, exc.message)
+            return
+        if self._handler is None:
+            await _send_error(send, 503, "the MCP endpoint is not running (hub lifespan not started)")
+            return
+        scope[_SCOPE_KEY] = principal
+        await self._handler(scope, receive, send)
+
+
+async def _send_error(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error": {"status": status, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="experience-sync"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def mount(app: Any, hub: Any, path: str = MOUNT_PATH) -> McpEndpoint:
+    """Serve the MCP endpoint at ``path`` on the hub's FastAPI ``app``.
+
+    The hub app's lifespan is wrapped so the MCP session manager starts and
+    stops with it.
+    """
+    from starlette.routing import Route
+
+    endpoint = McpEndpoint(hub)
+    app.router.routes.append(Route(path, endpoint=endpoint, methods=["GET", "POST", "DELETE"]))
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(asgi_app: Any) -> AsyncIterator[Any]:
+        async with endpoint.lifespan(), inner(asgi_app) as state:
+            yield state
+
+    app.router.lifespan_context = lifespan
+    return endpoint

@@ -1,0 +1,350 @@
+"""The ``mcp`` transport: ships units by calling the hub's ``sync_experiences`` tool.
+
+The instance's worker thread is synchronous; the MCP SDK is asynchronous. The
+transport therefore owns one asyncio loop in a daemon thread and, on that
+loop, one *connection task* that holds the MCP session open (the SDK's anyio
+task groups must be entered and left by the same task, so every call goes
+through this task's queue). A call that fails on the connection tears the
+session down; the next call opens a new one, so a restarted hub is picked up
+without any action from the caller. Retrying is the worker's job: the
+transport only classifies failures:
+
+- connection errors, timeouts, HTTP 408/429/5xx (not 501) and tool errors
+  tagged ``[408]``, ``[429]`` or ``[5xx]`` raise :class:`RetryableError`;
+- other HTTP 4xx (401 unauthenticated, 403 wrong agent or instance, 413, 422),
+  tool errors tagged with them, and untagged tool errors (unknown tool,
+  invalid arguments) raise :class:`RejectedError`.
+
+Works with the 1.x SDK (``mcp.client.streamable_http`` + ``ClientSession``) and,
+when installed, the 2.x ``mcp.Client`` (detected by import).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import sys
+import threading
+from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import McpError
+
+from experience_sync.errors import RejectedError, RetryableError, TransportError
+from experience_sync.interfaces import SyncRequest, Transport
+from experience_sync.models import AgentState, MergeResult
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
+
+try:  # the 2.x SDK's high-level client; absent on 1.x
+    from mcp import Client as _Client2  # type: ignore[attr-defined,unused-ignore]
+except ImportError:  # pragma: no cover - depends on the installed SDK
+    _Client2 = None
+
+from mcp import ClientSession
+
+__all__ = ["McpTransport", "classify_status"]
+
+_STATUS_TAG = re.compile(r"\[(\d{3})\]")
+
+#: How long opening a session may take before the call counts as failed.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+
+def classify_status(status: int, message: str) -> TransportError:
+    """The error for an HTTP-like status: retryable for 408, 429 and 5xx but 501."""
+    if status in (408, 429) or (status >= 500 and status != 501):
+        return RetryableError(message, status_code=status)
+    return RejectedError(message, status_code=status)
+
+
+def _leaf_exceptions(exc: BaseException) -> list[BaseException]:
+    # anyio task groups wrap the real failure (an httpx error raised in the
+    # SDK's writer task) in exception groups; the leaves say what happened.
+    if isinstance(exc, BaseExceptionGroup):
+        out: list[BaseException] = []
+        for inner in exc.exceptions:
+            out.extend(_leaf_exceptions(inner))
+        return out
+    return [exc]
+
+
+def _map_connection_error(exc: BaseException) -> TransportError:
+    leaves = _leaf_exceptions(exc)
+    for leaf in leaves:
+        if isinstance(leaf, TransportError):
+            return leaf
+        if isinstance(leaf, httpx.HTTPStatusError):
+            status = leaf.response.status_code
+            detail = _error_detail(leaf.response)
+            hint = " (check transport.mcp.auth_token)" if status in (401, 403) else ""
+            return classify_status(status, f"MCP endpoint answered {status}: {detail}{hint}")
+    for leaf in leaves:
+        if isinstance(leaf, (httpx.TransportError, OSError, TimeoutError)):
+            return RetryableError(f"MCP connection failed: {type(leaf).__name__}: {leaf}")
+        if isinstance(leaf, McpError):
+            return RetryableError(f"MCP session error: {leaf}")
+    first = leaves[0] if leaves else exc
+    return RetryableError(f"MCP connection failed: {type(first).__name__}: {first}")
+
+
+def _error_detail(response: httpx.Response) -> str:
+    # The hub answers ``{"error": {"status", "message"}}``; show its message.
+    with contextlib.suppress(Exception):
+        body = json.loads(response.read())
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            return str(body["error"].get("message", body["error"]))
+        return str(body)
+    return response.reason_phrase
+
+
+def _result_payload(result: Any) -> dict[str, Any]:
+    """The tool result as a dict, or the error it stands for."""
+    is_error = getattr(result, "isError", None)
+    if is_error is None:  # 2.x spells fields in snake case
+        is_error = getattr(result, "is_error", False)
+    texts = [getattr(c, "text", "") for c in getattr(result, "content", []) or []]
+    text = "\n".join(t for t in texts if t)
+    if is_error:
+        match = _STATUS_TAG.search(text)
+        if match:
+            raise classify_status(int(match.group(1)), f"hub refused the tool call: {text}")
+        raise RejectedError(f"hub refused the tool call: {text or 'no detail'}")
+    structured = getattr(result, "structuredContent", None)
+    if structured is None:
+        structured = getattr(result, "structured_content", None)
+    if isinstance(structured, dict):
+        return structured
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        raise RejectedError(f"tool answered without structured content: {text[:200]!r}") from None
+    if not isinstance(parsed, dict):
+        raise RejectedError(f"tool answered {type(parsed).__name__}, expected an object")
+    return parsed
+
+
+@dataclass
+class _Job:
+    name: str
+    arguments: dict[str, Any]
+    timeout: float
+    future: asyncio.Future[Any] = field(repr=False)
+
+
+class McpTransport(Transport):
+    """Calls the hub's MCP tools over streamable HTTP, keeping one session open.
+
+    :param server: the hub's MCP endpoint, e.g. ``http://127.0.0.1:8080/mcp``.
+    :param agent_id: the source agent units are for (used by :meth:`fetch_state`).
+    :param auth_token: the bearer token the hub issued for this instance.
+    :param tool_name: the ingestion tool (``sync_experiences``).
+    :param state_tool_name: the read tool (``get_state``).
+    :param headers: extra HTTP headers sent with every MCP request.
+    :param connect_timeout: how long opening a session may take.
+    """
+
+    name = "mcp"
+
+    def __init__(
+        self,
+        server: str,
+        *,
+        agent_id: str | None = None,
+        auth_token: str | None = None,
+        tool_name: str = "sync_experiences",
+        state_tool_name: str = "get_state",
+        headers: Mapping[str, str] | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ) -> None:
+        self.server = server
+        self.agent_id = agent_id
+        self.tool_name = tool_name
+        self.state_tool_name = state_tool_name
+        self.connect_timeout = connect_timeout
+        self._headers = dict(headers or {})
+        if auth_token:
+            self._headers["Authorization"] = f"Bearer {auth_token}"
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._queue: asyncio.Queue[_Job | None] | None = None
+        self._conn_task: asyncio.Task[None] | None = None
+        self._closed = False
+        #: How many sessions were opened (1 + reconnects); for status and tests.
+        self.sessions_opened = 0
+
+    # ------------------------------------------------------------------ public API
+
+    def send(self, request: SyncRequest, *, timeout: float) -> MergeResult:
+        """Call the ingestion tool with the unit and return the hub's MergeResult."""
+        arguments = {
+            "agent_id": request.agent_id,
+            "kind": request.kind,
+            "payload": request.payload.model_dump(mode="json"),
+        }
+        if request.meta:
+            arguments["meta"] = dict(request.meta)
+        data = self._call(self.tool_name, arguments, timeout)
+        try:
+            return MergeResult.model_validate(data)
+        except ValueError as exc:
+            raise RejectedError(f"tool answered something that is not a MergeResult: {exc}") from exc
+
+    def fetch_state(self, since: int | None = None, *, timeout: float = 30.0) -> AgentState:
+        """Call the read tool: the source agent's state (changes since ``since``)."""
+        if self.agent_id is None:
+            raise RejectedError("the mcp transport was created without an agent id")
+        arguments: dict[str, Any] = {"agent_id": self.agent_id}
+        if since is not None:
+            arguments["since"] = since
+        data = self._call(self.state_tool_name, arguments, timeout)
+        return AgentState.model_validate(data)
+
+    def close(self) -> None:
+        """Close the session and stop the transport's loop thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=5.0)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5.0)
+        if not thread.is_alive():
+            loop.close()
+
+    # ------------------------------------------------------------------ loop thread
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._closed:
+                raise RejectedError("the mcp transport is closed")
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                started = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(started.set)
+                    loop.run_forever()
+
+                thread = threading.Thread(target=run, name="experience-sync-mcp", daemon=True)
+                thread.start()
+                started.wait()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def _call(self, name: str, arguments: dict[str, Any], timeout: float) -> dict[str, Any]:
+        loop = self._ensure_loop()
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(
+            self._submit(name, arguments, timeout), loop
+        )
+        try:
+            # The connection task enforces ``timeout`` on the call; the margin
+            # covers opening a session first.
+            result = future.result(timeout=timeout + self.connect_timeout + 1.0)
+        except FutureTimeout:
+            future.cancel()
+            raise RetryableError(f"MCP call {name!r} timed out after {timeout:.1f}s") from None
+        return _result_payload(result)
+
+    async def _submit(self, name: str, arguments: dict[str, Any], timeout: float) -> Any:
+        job = _Job(name, arguments, timeout, asyncio.get_running_loop().create_future())
+        if self._queue is None or self._conn_task is None or self._conn_task.done():
+            self._queue = asyncio.Queue()
+            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._conn_task = asyncio.create_task(self._connection(self._queue, ready))
+            try:
+                await asyncio.wait_for(asyncio.shield(ready), timeout=self.connect_timeout)
+            except asyncio.TimeoutError:
+                self._conn_task.cancel()
+                raise RetryableError(
+                    f"could not open an MCP session with {self.server} "
+                    f"within {self.connect_timeout:.0f}s"
+                ) from None
+        await self._queue.put(job)
+        return await job.future
+
+    async def _shutdown(self) -> None:
+        if self._queue is not None and self._conn_task is not None and not self._conn_task.done():
+            await self._queue.put(None)
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._conn_task, timeout=3.0)
+
+    @contextlib.asynccontextmanager
+    async def _open_session(self) -> AsyncIterator[Any]:
+        timeout = httpx.Timeout(self.connect_timeout, read=300.0)
+        async with httpx.AsyncClient(headers=self._headers, timeout=timeout) as http:
+            if _Client2 is not None:  # pragma: no cover - 2.x SDK only
+                async with _Client2(streamable_http_client(self.server, http_client=http)) as c:
+                    yield c
+                return
+            async with (
+                streamable_http_client(
+                    self.server, http_client=http, terminate_on_close=False
+                ) as (read, write, _),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                yield session
+
+    async def _connection(
+        self, queue: asyncio.Queue[_Job | None], ready: asyncio.Future[None]
+    ) -> None:
+        current: _Job | None = None
+        try:
+            async with self._open_session() as session:
+                self.sessions_opened += 1
+                ready.set_result(None)
+                while True:
+                    current = await queue.get()
+                    if current is None:
+                        return
+                    if current.future.done():  # the caller gave up
+                        current = None
+                        continue
+                    result = await self._call_tool(session, current)
+                    if not current.future.done():
+                        current.future.set_result(result)
+                    current = None
+        except BaseException as exc:
+            error = _map_connection_error(exc)
+            if not ready.done():
+                ready.set_exception(error)
+            pending = [current] if current is not None else []
+            while not queue.empty():
+                job = queue.get_nowait()
+                if job is not None:
+                    pending.append(job)
+            for job in pending:
+                if not job.future.done():
+                    job.future.set_exception(error)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+
+    async def _call_tool(self, session: Any, job: _Job) -> Any:
+        if _Client2 is not None:  # pragma: no cover - 2.x SDK only
+            return await session.call_tool(
+                job.name, job.arguments, read_timeout_seconds=job.timeout
+            )
+        try:
+            return await session.call_tool(
+                job.name, job.arguments, read_timeout_seconds=timedelta(seconds=job.timeout)
+            )
+        except McpError as exc:
+            # A request timeout leaves the session usable; report it and go on.
+            job.future.set_exception(RetryableError(f"MCP call {job.name!r} failed: {exc}"))
+            return None
