@@ -47,7 +47,11 @@ else:  # pragma: no cover
 
 ENV_PREFIX = "EXPERIENCE_SYNC_"
 #: Environment variables with the prefix that are not configuration fields.
-RESERVED_ENV = {"CONFIG", "LOAD_PLUGINS", "DISABLE_PLUGIN_AUTOLOAD", "HUB_TOKEN", "DATA_DIR"}
+#: ``LANGCHAIN_EMBEDDINGS`` is read by the LangChain adapter's plugin.
+RESERVED_ENV = {
+    "CONFIG", "LOAD_PLUGINS", "DISABLE_PLUGIN_AUTOLOAD", "HUB_TOKEN", "DATA_DIR",
+    "LANGCHAIN_EMBEDDINGS",
+}
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
