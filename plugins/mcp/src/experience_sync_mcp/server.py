@@ -14,6 +14,7 @@ answers JSON rather than SSE: each tool call is one POST, like the HTTP API.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -170,27 +171,57 @@ def build_server(hub: Any) -> FastMCP[Any]:
 class McpEndpoint:
     """The ASGI app served at ``/mcp``: bearer authentication, then the MCP server.
 
-    A fresh :class:`FastMCP` server and session manager is made for every run
-    of the hub app's lifespan (the SDK's session manager can run only once),
-    so a hub app can be started, stopped and started again.
+    The SDK's session manager must run (it owns a task group) while requests
+    are served. When the hub app's lifespan runs, :meth:`lifespan` runs it;
+    when the server runs the app without a lifespan, the first request starts
+    it on the serving event loop, and the loop's shutdown cancels it. Either
+    way a fresh server and session manager is made per event loop (the SDK's
+    session manager can run only once), so a hub can be stopped and started
+    again.
     """
 
     def __init__(self, hub: Any) -> None:
         self.hub = hub
         self._handler: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+        self._handler_loop: asyncio.AbstractEventLoop | None = None
+        self._starting: asyncio.Future[None] | None = None
+        self._lazy_task: asyncio.Task[None] | None = None
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
-        """Run the MCP session manager for as long as the hub app runs."""
+        """Run the MCP session manager for as long as this context is open."""
         server = build_server(self.hub)
         server.streamable_http_app()  # creates the session manager
         manager = server.session_manager
         async with manager.run():
             self._handler = manager.handle_request
+            self._handler_loop = asyncio.get_running_loop()
             try:
                 yield
             finally:
                 self._handler = None
+                self._handler_loop = None
+
+    async def _run_until_cancelled(self, ready: asyncio.Future[None]) -> None:
+        try:
+            async with self.lifespan():
+                ready.set_result(None)
+                await asyncio.Event().wait()
+        except Exception as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+
+    async def _current_handler(self) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+        loop = asyncio.get_running_loop()
+        if self._handler is not None and self._handler_loop is loop:
+            return self._handler
+        if self._starting is None or self._starting.get_loop() is not loop:
+            self._starting = loop.create_future()
+            self._lazy_task = loop.create_task(self._run_until_cancelled(self._starting))
+        await asyncio.shield(self._starting)
+        assert self._handler is not None
+        return self._handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -204,11 +235,9 @@ class McpEndpoint:
             self.hub.reject(exc.status, exc.message, None, None, "mcp")
             await _send_error(send, exc.status, exc.message)
             return
-        if self._handler is None:
-            await _send_error(send, 503, "the MCP endpoint is not running (hub lifespan not started)")
-            return
+        handler = await self._current_handler()
         scope[_SCOPE_KEY] = principal
-        await self._handler(scope, receive, send)
+        await handler(scope, receive, send)
 
 
 async def _send_error(send: Send, status: int, message: str) -> None:
@@ -223,8 +252,8 @@ async def _send_error(send: Send, status: int, message: str) -> None:
 def mount(app: Any, hub: Any, path: str = MOUNT_PATH) -> McpEndpoint:
     """Serve the MCP endpoint at ``path`` on the hub's FastAPI ``app``.
 
-    The hub app's lifespan is wrapped so the MCP session manager starts and
-    stops with it.
+    The app's lifespan is wrapped so the MCP session manager starts and stops
+    with it when the server runs lifespans (else the first request starts it).
     """
     from starlette.routing import Route
 
