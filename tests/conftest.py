@@ -1,11 +1,16 @@
 """Shared fixtures. Entry-point auto-loading is off so that plugins installed in
 the developer's environment cannot change test results; tests that install a
-plugin on purpose turn it back on."""
+plugin on purpose turn it back on with ``enable_plugin_autoload``."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import sys
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,8 +27,12 @@ def _fresh_plugin_manager() -> Iterator[None]:
 
 
 @pytest.fixture
-def register_plugin() -> Iterator[object]:
-    """Register a plugin object for one test: ``register_plugin(obj, name=...)``."""
+def register_plugin() -> Iterator[Callable[..., str]]:
+    """Register a plugin object for one test: ``register_plugin(obj, name=...)``.
+
+    The plugin joins the process-wide plugin manager and is unregistered when
+    the test ends, whatever happens.
+    """
     stack: list[object] = []
 
     def _register(plugin: object, name: str | None = None) -> str:
@@ -35,3 +44,90 @@ def register_plugin() -> Iterator[object]:
     yield _register
     while stack:
         stack.pop().__exit__(None, None, None)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def enable_plugin_autoload(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Turn entry-point loading back on for this test, limited to the given plugins.
+
+    ``enable_plugin_autoload("experience-sync-example-plugin")`` loads only that
+    installed plugin (``EXPERIENCE_SYNC_LOAD_PLUGINS``), so other plugins in
+    the environment still cannot change the result.
+    """
+
+    def _enable(*names: str) -> None:
+        monkeypatch.delenv("EXPERIENCE_SYNC_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+        monkeypatch.setenv("EXPERIENCE_SYNC_LOAD_PLUGINS", ",".join(names))
+        reset_plugin_manager()
+
+    return _enable
+
+
+@pytest.fixture
+def fake_distribution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., str]]:
+    """Create a throwaway installed distribution with one ``experience_sync`` entry point.
+
+    ``fake_distribution(dist, entry_point, source)`` writes a module with
+    ``source`` and a ``.dist-info`` declaring ``entry_point = <module>`` on a
+    folder prepended to ``sys.path``, which is how ``importlib.metadata``
+    finds installed plugins. Returns the module name.
+    """
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    modules: list[str] = []
+
+    def _make(dist: str, entry_point: str, source: str, version: str = "1.0") -> str:
+        module = f"xs_fake_{uuid.uuid4().hex[:10]}"
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n"
+        )
+        (info / "entry_points.txt").write_text(f"[experience_sync]\n{entry_point} = {module}\n")
+        modules.append(module)
+        return module
+
+    yield _make
+    for module in modules:
+        sys.modules.pop(module, None)
+
+
+class _StandIns:
+    """Stand-in protocol, transport and similarity names, so a test can load a
+    complete configuration without depending on which real ones are installed."""
+
+    PROTOCOL = "test-protocol"
+    TRANSPORT = "test-transport"
+    SIMILARITY = "test-similarity"
+
+    @staticmethod
+    def experience_sync_register_protocols(register: Callable[..., None]) -> None:
+        register(_StandIns.PROTOCOL, lambda config=None, context=None: None)
+
+    @staticmethod
+    def experience_sync_register_transports(register: Callable[..., None]) -> None:
+        register(_StandIns.TRANSPORT, lambda config=None, agent_id=None: None)
+
+    @staticmethod
+    def experience_sync_register_similarity_methods(register: Callable[..., None]) -> None:
+        register(_StandIns.SIMILARITY, lambda config=None: None)
+
+
+@pytest.fixture
+def stand_ins(register_plugin: Callable[..., str]) -> Callable[[], dict[str, Any]]:
+    """``stand_ins()`` registers stand-in names with the current plugin manager
+    and returns config overrides that select them."""
+
+    def _use() -> dict[str, Any]:
+        register_plugin(_StandIns(), name="stand-ins")
+        return {
+            "default_protocol": _StandIns.PROTOCOL,
+            "transport": {"type": _StandIns.TRANSPORT},
+            "merge_strategy": {"similarity_method": _StandIns.SIMILARITY},
+        }
+
+    return _use
