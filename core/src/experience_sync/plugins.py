@@ -46,6 +46,7 @@ BUILTIN_PLUGINS: list[str] = [
     "experience_sync.builtin.embedders",
     "experience_sync.builtin.similarity",
     "experience_sync.builtin.observers",
+    "experience_sync.builtin.protocols",
 ]
 
 #: Singular labels of the registry kinds, for messages.

@@ -1,0 +1,128 @@
+"""One initialised instance: its outbox, transport, lanes and the recording path."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+
+from experience_sync.client.outbox import Outbox
+from experience_sync.client.paths import InstanceLock
+from experience_sync.client.worker import Lane, SyncWorker
+from experience_sync.config import ExperienceSyncConfig
+from experience_sync.interfaces import Transport
+from experience_sync.models import ExperienceEvent
+from experience_sync.plugins import ExperienceSyncPluginManager
+
+_FIELDS = frozenset(ExperienceEvent.model_fields)
+
+
+def json_default(obj: Any) -> Any:
+    # Our models are already valid; dumping their __dict__ skips pydantic's serializer.
+    if isinstance(obj, BaseModel):
+        extra = obj.__pydantic_extra__
+        return {**obj.__dict__, **extra} if extra else obj.__dict__
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def new_event(**values: Any) -> ExperienceEvent:
+    # The parts were validated by their own models; building the envelope without
+    # re-validation keeps recording cheap (pydantic's model_construct costs ~12 µs).
+    event = ExperienceEvent.__new__(ExperienceEvent)
+    object.__setattr__(event, "__dict__", values)
+    object.__setattr__(event, "__pydantic_fields_set__", set(_FIELDS))
+    object.__setattr__(event, "__pydantic_extra__", None)
+    object.__setattr__(event, "__pydantic_private__", None)
+    return event
+
+
+class Instance:
+    """Everything one initialised instance owns."""
+
+    def __init__(
+        self,
+        *,
+        instance_id: str,
+        agent_id: str,
+        config: ExperienceSyncConfig,
+        pm: ExperienceSyncPluginManager,
+        outbox: Outbox,
+        transport: Transport,
+        lanes: list[Lane],
+        lock: InstanceLock,
+    ) -> None:
+        self.instance_id = instance_id
+        self.agent_id = agent_id
+        self.config = config
+        self.pm = pm
+        self.outbox = outbox
+        self.transport = transport
+        self.lanes = lanes
+        self.lock = lock
+        self.worker: SyncWorker | None = None
+        self.skills: dict[str, dict[str, Any]] = outbox.skills()
+        self.skill_lock = threading.Lock()
+        self._filters: list[Any] = []
+        self._filters_generation = -1
+
+    def emit(self, type: str, **fields: Any) -> None:
+        fields.setdefault("agent_id", self.agent_id)
+        fields.setdefault("instance_id", self.instance_id)
+        self.pm.emit(type, **fields)
+
+    def _filter_impls(self) -> list[Any]:
+        gen = self.pm.generation
+        if gen != self._filters_generation:
+            impls = self.pm.hook.experience_sync_filter_event.get_hookimpls()
+            self._filters = list(reversed(impls))  # registration order
+            self._filters_generation = gen
+        return self._filters
+
+    def record(self, event: ExperienceEvent) -> ExperienceEvent:
+        original = event
+        for impl in self._filter_impls():
+            try:
+                result = impl.function(event=event)
+            except Exception as exc:  # fail closed: an event a redactor chokes on is not sent
+                return self._filtered(original, "filter_error", f"{impl.plugin_name}: {exc}")
+            if result is None:
+                return self._filtered(original, "filter_hook", impl.plugin_name)
+            event = result
+        lane = None
+        for candidate in self.lanes:
+            if candidate.protocol.accepts(event):
+                lane = candidate.name
+                break
+        if lane is None:
+            return self._filtered(event, "below_priority_threshold", None)
+        seq, lamport = self.outbox.reserve()
+        try:
+            values = event.__dict__
+            values["sequence"] = seq
+            values["lamport"] = lamport
+            values["source_instance"] = self.instance_id
+            values["agent_id"] = self.agent_id
+            body = orjson.dumps(event, default=json_default)
+        except BaseException:
+            self.outbox.release()
+            raise
+        self.outbox.put(seq, lane, body, event.event_type)
+        return event
+
+    def _filtered(self, event: ExperienceEvent, reason: str, detail: str | None) -> ExperienceEvent:
+        self.outbox.count("filtered", reason)
+        self.emit(
+            "sync.filtered",
+            data={
+                "reason": reason,
+                "detail": detail,
+                "event_id": event.event_id,
+                "event_type": event.event_type,
+                "priority": event.priority,
+            },
+        )
+        return event
+
+

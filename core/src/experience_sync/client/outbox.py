@@ -1,0 +1,439 @@
+"""The durable outbox: one SQLite file (WAL) per instance.
+
+Every recorded event becomes a row ``(seq, lane, body)`` and is deleted only
+once the hub has acknowledged it (or moved to the ``dead`` table when the hub
+refused it for good). Recording is cheap on the caller's thread: the caller
+reserves a sequence number under a lock and hands the serialized row to a
+writer thread through a :class:`queue.SimpleQueue`; the writer commits rows in
+groups.
+
+Durability point (``config.outbox.durability``):
+
+``group`` (default)
+    The writer commits whatever arrived within ``group_commit_ms`` in one
+    transaction (``synchronous=FULL``). An event is durable at most
+    ``group_commit_ms`` plus one fsync after ``record`` returned;
+    ``flush()`` waits for it.
+``sync``
+    ``record`` returns only once the event's transaction is committed.
+    Concurrent callers share commits.
+
+Capacity (``max_events``, counting rows not yet acknowledged): when full,
+``when_full = "block"`` waits up to ``block_timeout`` seconds for room, then
+raises :class:`~experience_sync.errors.OutboxFullError`; ``"refuse"`` raises
+at once. Both are counted as *refused* with a reason; nothing is dropped
+silently.
+
+Sequence numbers, the Lamport clock and the instance's counters are stored in
+the same transactions as the rows, so they survive restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from experience_sync.client.state import LocalState
+from experience_sync.config import OutboxConfig
+from experience_sync.errors import OutboxFullError
+from experience_sync.models import InstanceState, InstanceSummary
+
+log = logging.getLogger("experience_sync.outbox")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY,
+    lane TEXT NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_lane ON outbox (lane, seq);
+CREATE TABLE IF NOT EXISTS dead (
+    seq INTEGER PRIMARY KEY,
+    lane TEXT NOT NULL,
+    body BLOB NOT NULL,
+    status INTEGER,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+#: Counters kept in ``meta`` next to ``next_seq`` and ``lamport``.
+COUNTERS = ("recorded", "delivered", "filtered", "refused", "dead", "retries")
+
+
+@dataclass
+class Row:
+    """One committed outbox row."""
+
+    seq: int
+    lane: str
+    body: bytes
+
+
+@dataclass
+class _Pending:
+    seq: int
+    lane: str
+    body: bytes
+    event_type: str
+
+
+@dataclass
+class Counters:
+    """The instance's counters, persisted in the outbox."""
+
+    values: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def bump(self, name: str, n: int = 1, reason: str | None = None) -> None:
+        self.values[name] = self.values.get(name, 0) + n
+        if reason:
+            key = f"{name}:{reason}"
+            self.reasons[key] = self.reasons.get(key, 0) + n
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the outbox database with the pragmas every connection needs."""
+    conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a committed group survives power loss, not only a process crash.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class Outbox:
+    """A bounded, durable queue of serialized events, split into protocol lanes."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        config: OutboxConfig,
+        *,
+        on_commit: Callable[[], None] | None = None,
+        on_full: Callable[[str], None] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self.on_commit = on_commit
+        self.on_full = on_full
+        self._sync = config.durability == "sync"
+        self._group_s = config.group_commit_ms / 1000.0
+
+        self._wconn = connect(self.path)
+        self._wconn.executescript(_SCHEMA)
+        self.state = LocalState(self._wconn)
+        self._rconn = connect(self.path)
+        self._rlock = threading.Lock()
+
+        meta = dict(self._wconn.execute("SELECT key, value FROM meta").fetchall())
+        max_seq = int(self._wconn.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0])
+        max_dead = int(self._wconn.execute("SELECT COALESCE(MAX(seq), 0) FROM dead").fetchone()[0])
+        self._next_seq: int = max(int(meta.get("next_seq", 1)), max_seq + 1, max_dead + 1)
+        self._lamport = int(meta.get("lamport", 0))
+        self.counters = Counters()
+        for name in COUNTERS:
+            self.counters.values[name] = int(meta.get(name, 0))
+        self._pending: dict[str, int] = {
+            lane: n
+            for lane, n in self._wconn.execute(
+                "SELECT lane, COUNT(*) FROM outbox GROUP BY lane"
+            ).fetchall()
+        }
+        self._size = sum(self._pending.values())
+        self._committed_seq = self._next_seq - 1
+
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._durable = threading.Condition(threading.Lock())
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._closed = False
+        self.error: BaseException | None = None
+        self._writer = threading.Thread(
+            target=self._write_loop, name=f"experience-sync-outbox-{self.path.parent.name}",
+            daemon=True,
+        )
+        self._writer.start()
+
+    # ------------------------------------------------------------------ caller side
+
+    @property
+    def last_seq(self) -> int:
+        """The last sequence number handed out."""
+        return self._next_seq - 1
+
+    @property
+    def size(self) -> int:
+        """Events recorded and not yet acknowledged (committed or queued)."""
+        return self._size
+
+    def pending(self, lane: str) -> int:
+        """Committed rows waiting in ``lane``."""
+        return self._pending.get(lane, 0)
+
+    def reserve(self) -> tuple[int, int]:
+        """Take room for one event: ``(sequence, lamport)``; applies the full policy."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the outbox is closed")
+            if self._size >= self.config.max_events:
+                self._wait_for_room()
+            self._size += 1
+            seq = self._next_seq
+            self._next_seq = seq + 1
+            self._lamport += 1
+            return seq, self._lamport
+
+    def _wait_for_room(self) -> None:
+        # Called with self._lock held.
+        limit = self.config.max_events
+        if self.config.when_full == "block" and self.config.block_timeout > 0:
+            deadline = time.monotonic() + self.config.block_timeout
+            while self._size >= limit:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._room.wait(left):
+                    break
+            if self._size < limit:
+                return
+            reason = "outbox_full_timeout"
+        else:
+            reason = "outbox_full"
+        self.counters.bump("refused", reason=reason)
+        if self.on_full is not None:
+            self.on_full(reason)
+        raise OutboxFullError(
+            f"the outbox holds {self._size} unacknowledged events (max_events={limit}); "
+            f"event refused ({reason})"
+        )
+
+    def put(self, seq: int, lane: str, body: bytes, event_type: str) -> None:
+        """Hand a serialized event to the writer; in ``sync`` mode wait until committed."""
+        self._queue.put(_Pending(seq, lane, body, event_type))
+        if self._sync:
+            self.wait_durable(seq, timeout=None)
+
+    def release(self) -> None:
+        """Give back room reserved for an event that was not put (it was filtered)."""
+        with self._lock:
+            self._size -= 1
+            self._room.notify()
+
+    def count(self, name: str, reason: str | None = None, n: int = 1) -> None:
+        """Bump a counter (``filtered``, ``refused``, ``retries``) with a reason."""
+        with self._lock:
+            self.counters.bump(name, n, reason=reason)
+
+    def observe_lamport(self, value: int) -> None:
+        """Advance the Lamport clock past a value seen elsewhere."""
+        with self._lock:
+            self._lamport = max(self._lamport, value)
+
+    def wait_durable(self, seq: int, timeout: float | None) -> bool:
+        """Wait until every event up to ``seq`` is committed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._durable:
+            while self._committed_seq < seq:
+                if self.error is not None:
+                    raise RuntimeError("the outbox writer failed") from self.error
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._durable.wait(left if left is not None else 1.0)
+            return True
+
+    # ------------------------------------------------------------------ writer thread
+
+    def _write_loop(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            if self._sync:
+                stop = self._drain_now(batch)
+            else:
+                stop = self._drain_until(batch, time.monotonic() + self._group_s)
+            try:
+                self._commit(batch)
+            except BaseException as exc:  # keep the reason; callers see it on wait
+                log.exception("outbox commit failed")
+                self.error = exc
+                with self._durable:
+                    self._durable.notify_all()
+                return
+
+    def _drain_now(self, batch: list[_Pending]) -> bool:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is None:
+                return True
+            batch.append(item)
+
+    def _drain_until(self, batch: list[_Pending], deadline: float) -> bool:
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is None:
+                return True
+            batch.append(item)
+
+    def _commit(self, batch: Sequence[_Pending]) -> None:
+        conn = self._wconn
+        top = max(p.seq for p in batch)
+        with self._lock:
+            self.counters.bump("recorded", len(batch))
+            values = dict(self.counters.values)
+            lamport = self._lamport
+            next_seq = self._next_seq
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT OR REPLACE INTO outbox (seq, lane, body) VALUES (?, ?, ?)",
+                [(p.seq, p.lane, p.body) for p in batch],
+            )
+            self.state.apply((p.event_type, p.body) for p in batch)
+            meta = [("next_seq", next_seq), ("lamport", lamport)]
+            meta += [(k, values[k]) for k in ("recorded", "filtered", "refused")]
+            conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        with self._lock:
+            for p in batch:
+                self._pending[p.lane] = self._pending.get(p.lane, 0) + 1
+        with self._durable:
+            self._committed_seq = max(self._committed_seq, top)
+            self._durable.notify_all()
+        if self.on_commit is not None:
+            self.on_commit()
+
+    # ------------------------------------------------------------------ worker side
+
+    def read(self, lane: str, limit: int, after: int = 0) -> list[Row]:
+        """The oldest committed rows of ``lane`` after sequence ``after``."""
+        with self._rlock:
+            rows = self._rconn.execute(
+                "SELECT seq, lane, body FROM outbox WHERE lane = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (lane, after, limit),
+            ).fetchall()
+        return [Row(seq, ln, body) for seq, ln, body in rows]
+
+    def min_outstanding(self) -> int | None:
+        """The smallest sequence still in the outbox, if any."""
+        with self._rlock:
+            value = self._rconn.execute("SELECT MIN(seq) FROM outbox").fetchone()[0]
+        return None if value is None else int(value)
+
+    def ack(self, rows: Iterable[Row]) -> int:
+        """Delete acknowledged rows; returns how many were removed."""
+        return self._remove(list(rows), None)
+
+    def dead_letter(self, rows: Iterable[Row], reason: str, status: int | None) -> int:
+        """Move rows the hub refused for good to the ``dead`` table."""
+        return self._remove(list(rows), (reason, status))
+
+    def _remove(self, rows: list[Row], dead: tuple[str, int | None] | None) -> int:
+        if not rows:
+            return 0
+        seqs = [(r.seq,) for r in rows]
+        name = "delivered" if dead is None else "dead"
+        with self._lock:
+            self.counters.bump(name, len(rows), reason=dead[0] if dead else None)
+            count = self.counters.values[name]
+            retries = self.counters.values["retries"]
+        with self._rlock:
+            conn = self._rconn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if dead is not None:
+                    now = time.time()
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO dead (seq, lane, body, status, reason, at) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        [(r.seq, r.lane, r.body, dead[1], dead[0], now) for r in rows],
+                    )
+                conn.executemany("DELETE FROM outbox WHERE seq = ?", seqs)
+                conn.executemany(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    [(name, count), ("retries", retries)],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        with self._lock:
+            for r in rows:
+                self._pending[r.lane] = self._pending.get(r.lane, 0) - 1
+            self._size -= len(rows)
+            self._room.notify_all()
+        return len(rows)
+
+    def dead_rows(self) -> list[dict[str, Any]]:
+        """The dead-letter table: what the hub refused, with the reason."""
+        with self._rlock:
+            rows = self._rconn.execute(
+                "SELECT seq, lane, body, status, reason, at FROM dead ORDER BY seq"
+            ).fetchall()
+        return [
+            {"seq": s, "lane": ln, "event": orjson.loads(b), "status": st, "reason": r, "at": at}
+            for s, ln, b, st, r, at in rows
+        ]
+
+    def snapshot(self) -> InstanceState:
+        """The instance's full local state (read on the worker's connection)."""
+        with self._rlock:
+            return self.state.snapshot(self._rconn, self.counters)
+
+    def summary(self) -> InstanceSummary:
+        """Counts of the local state and the last sequence."""
+        with self._rlock:
+            return self.state.summary(self._rconn, self.counters, self.last_seq)
+
+    def skills(self) -> dict[str, dict[str, Any]]:
+        """The latest local skill reports, by case-folded name."""
+        with self._rlock:
+            return self.state.skills(self._rconn)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Commit what is queued, stop the writer and close the database."""
+        with self._lock:
+            if self._closed:
+                return True
+            self._closed = True
+        self._queue.put(None)
+        self._writer.join(timeout)
+        done = not self._writer.is_alive()
+        if done:
+            self._wconn.close()
+            with self._rlock:
+                self._rconn.close()
+        return done
+
+    def abandon(self) -> None:
+        """Forget the connections and thread without touching them (forked child)."""
+        self._closed = True
