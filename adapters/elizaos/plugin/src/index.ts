@@ -1,0 +1,197 @@
+/**
+ * @experience-sync/elizaos-plugin: forwards an ElizaOS agent's experiences
+ * (messages, action outcomes, evaluator findings, runs, new memories) to the
+ * experience-sync ElizaOS bridge, which syncs them to the source agent.
+ *
+ * ```ts
+ * import { experienceSyncPlugin } from "@experience-sync/elizaos-plugin";
+ * export const character = { ..., plugins: [experienceSyncPlugin] };
+ * // settings: EXPERIENCE_SYNC_BRIDGE_URL, EXPERIENCE_SYNC_BRIDGE_SECRET
+ * ```
+ */
+import {
+  EventType,
+  type ActionEventPayload,
+  type EvaluatorEventPayload,
+  type IAgentRuntime,
+  type Memory,
+  type MessagePayload,
+  type Plugin,
+  type PluginEvents,
+  type RunEventPayload,
+  type UUID,
+} from "@elizaos/core";
+
+import {
+  actionEvent,
+  evaluatorEvent,
+  type ExtractOptions,
+  type ForwardedEvent,
+  memoryEvent,
+  messageEvent,
+  runEvent,
+} from "./events.js";
+import { Forwarder, type ForwarderOptions } from "./forwarder.js";
+
+export { type ForwardedEvent } from "./events.js";
+export { Forwarder, type ForwarderOptions, type ForwarderStats, WIRE_SCHEMA } from "./forwarder.js";
+
+export interface ExperienceSyncPluginOptions {
+  /** Bridge base URL. Setting: EXPERIENCE_SYNC_BRIDGE_URL (default http://127.0.0.1:7422). */
+  bridgeUrl?: string;
+  /** Bearer secret of the bridge. Setting: EXPERIENCE_SYNC_BRIDGE_SECRET (required). */
+  secret?: string;
+  /** Events per POST. Setting: EXPERIENCE_SYNC_BATCH_SIZE (default 50). */
+  batchSize?: number;
+  /** Send interval in ms. Setting: EXPERIENCE_SYNC_FLUSH_INTERVAL_MS (default 2000). */
+  flushIntervalMs?: number;
+  /** Events held while the bridge is down (default 10000). */
+  maxQueue?: number;
+  /** Memory tables whose new memories are forwarded. Setting: EXPERIENCE_SYNC_MEMORY_TABLES (default "facts,memories"). */
+  memoryTables?: string[];
+  /** Forward message text. Setting: EXPERIENCE_SYNC_INCLUDE_MESSAGE_TEXT (default false). */
+  includeMessageText?: boolean;
+  /** Longest text forwarded from any field (default 2000). */
+  maxTextLength?: number;
+  /** Redact or drop (return null) an event before it is queued. */
+  redact?: (event: ForwardedEvent) => ForwardedEvent | null;
+  /** Passed to the forwarder: error reporting and fetch override. */
+  onError?: (message: string) => void;
+  fetch?: typeof fetch;
+}
+
+interface AgentState {
+  forwarder: Forwarder;
+  extract: ExtractOptions;
+  tables: Set<string>;
+  redact?: (event: ForwardedEvent) => ForwardedEvent | null;
+}
+
+function setting(runtime: IAgentRuntime, key: string): string | undefined {
+  const value = runtime.getSetting?.(key);
+  if (value === null || value === undefined || value === "") return undefined;
+  return String(value);
+}
+
+function numberSetting(runtime: IAgentRuntime, key: string): number | undefined {
+  const raw = setting(runtime, key);
+  const n = raw === undefined ? NaN : Number(raw);
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+}
+
+const WRAPPED = Symbol.for("experience-sync.createMemory");
+
+/** A plugin instance with its own options; `experienceSyncPlugin` reads everything from settings. */
+export function createExperienceSyncPlugin(options: ExperienceSyncPluginOptions = {}): Plugin & {
+  /** The forwarder serving `runtime`, once the plugin is initialised there. */
+  forwarderFor(runtime: IAgentRuntime): Forwarder | undefined;
+} {
+  const agents = new WeakMap<IAgentRuntime, AgentState>();
+
+  function setup(runtime: IAgentRuntime): AgentState | undefined {
+    const existing = agents.get(runtime);
+    if (existing) return existing;
+    const secret = options.secret ?? setting(runtime, "EXPERIENCE_SYNC_BRIDGE_SECRET");
+    if (!secret) {
+      (options.onError ?? console.warn)(
+        "[experience-sync] EXPERIENCE_SYNC_BRIDGE_SECRET is not set: nothing is forwarded",
+      );
+      return undefined;
+    }
+    const forwarderOptions: ForwarderOptions = {
+      bridgeUrl:
+        options.bridgeUrl ?? setting(runtime, "EXPERIENCE_SYNC_BRIDGE_URL") ?? "http://127.0.0.1:7422",
+      secret,
+      batchSize: options.batchSize ?? numberSetting(runtime, "EXPERIENCE_SYNC_BATCH_SIZE") ?? 50,
+      flushIntervalMs:
+        options.flushIntervalMs ?? numberSetting(runtime, "EXPERIENCE_SYNC_FLUSH_INTERVAL_MS") ?? 2000,
+      maxQueue: options.maxQueue ?? 10_000,
+      maxBackoffMs: 30_000,
+      requestTimeoutMs: 10_000,
+      agent: { id: runtime.agentId, name: runtime.character?.name },
+      onError: options.onError,
+      fetch: options.fetch,
+    };
+    const tables =
+      options.memoryTables ??
+      (setting(runtime, "EXPERIENCE_SYNC_MEMORY_TABLES") ?? "facts,memories")
+        .split(",")
+        .map((t) => t.trim())
+        .filter(Boolean);
+    const state: AgentState = {
+      forwarder: new Forwarder(forwarderOptions),
+      extract: {
+        includeMessageText:
+          options.includeMessageText ??
+          setting(runtime, "EXPERIENCE_SYNC_INCLUDE_MESSAGE_TEXT")?.toLowerCase() === "true",
+        maxTextLength: options.maxTextLength ?? 2000,
+      },
+      tables: new Set(tables),
+      redact: options.redact,
+    };
+    agents.set(runtime, state);
+    wrapCreateMemory(runtime, state);
+    return state;
+  }
+
+  function forward(runtime: IAgentRuntime | undefined, make: (s: AgentState) => ForwardedEvent | null): void {
+    if (!runtime) return;
+    try {
+      const state = setup(runtime);
+      if (!state) return;
+      let event = make(state);
+      if (event && state.redact) event = state.redact(event);
+      if (event) state.forwarder.push(event);
+    } catch (err) {
+      // A bug here must never break the agent's own event handling.
+      (options.onError ?? console.warn)(`[experience-sync] could not forward an event: ${String(err)}`);
+    }
+  }
+
+  // ElizaOS 1.7 emits no event for memory creation, so createMemory is wrapped.
+  function wrapCreateMemory(runtime: IAgentRuntime, state: AgentState): void {
+    const rt = runtime as IAgentRuntime & { [WRAPPED]?: boolean };
+    if (rt[WRAPPED] || typeof runtime.createMemory !== "function") return;
+    const original = runtime.createMemory.bind(runtime);
+    rt.createMemory = async (memory: Memory, tableName: string, unique?: boolean): Promise<UUID> => {
+      const id = await original(memory, tableName, unique);
+      if (state.tables.has(tableName)) {
+        forward(runtime, (s) => memoryEvent({ ...memory, id: memory.id ?? id }, tableName, s.extract));
+      }
+      return id;
+    };
+    rt[WRAPPED] = true;
+  }
+
+  const events: PluginEvents = {
+    [EventType.MESSAGE_RECEIVED]: [
+      async (p: MessagePayload) => forward(p.runtime, (s) => messageEvent("MESSAGE_RECEIVED", p, s.extract)),
+    ],
+    [EventType.MESSAGE_SENT]: [
+      async (p: MessagePayload) => forward(p.runtime, (s) => messageEvent("MESSAGE_SENT", p, s.extract)),
+    ],
+    [EventType.ACTION_COMPLETED]: [
+      async (p: ActionEventPayload) => forward(p.runtime, (s) => actionEvent(p, s.extract)),
+    ],
+    [EventType.EVALUATOR_COMPLETED]: [
+      async (p: EvaluatorEventPayload) => forward(p.runtime, (s) => evaluatorEvent(p, s.extract)),
+    ],
+    [EventType.RUN_ENDED]: [async (p: RunEventPayload) => forward(p.runtime, () => runEvent(p))],
+  };
+
+  return {
+    name: "experience-sync",
+    description:
+      "Forwards messages, action outcomes, evaluator findings, runs and new memories to the experience-sync bridge",
+    init: async (_config: Record<string, string>, runtime: IAgentRuntime) => {
+      setup(runtime);
+    },
+    events,
+    forwarderFor: (runtime: IAgentRuntime) => agents.get(runtime)?.forwarder,
+  };
+}
+
+/** The plugin configured from the agent's settings (EXPERIENCE_SYNC_BRIDGE_URL, EXPERIENCE_SYNC_BRIDGE_SECRET, ...). */
+export const experienceSyncPlugin = createExperienceSyncPlugin();
+
+export default experienceSyncPlugin;
