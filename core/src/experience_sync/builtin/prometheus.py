@@ -1,0 +1,29 @@
+"""Built-in observer: Prometheus counters of the hub's observability events.
+
+The hub registers one :class:`PrometheusObserver` on its plugin manager when
+it starts (and removes it when it closes); it counts every observability
+event by type into that hub's :class:`~experience_sync.hub.metrics.HubMetrics`,
+served at ``GET /metrics``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from experience_sync import hookimpl
+from experience_sync.models import ObservabilityEvent
+
+if TYPE_CHECKING:
+    from experience_sync.hub.metrics import HubMetrics
+
+
+class PrometheusObserver:
+    """Counts observability events into one hub's metrics."""
+
+    def __init__(self, metrics: HubMetrics) -> None:
+        self.metrics = metrics
+
+    @hookimpl
+    def experience_sync_observe(self, event: ObservabilityEvent) -> None:
+        """Count ``event`` by type."""
+        self.metrics.observe_event(event)

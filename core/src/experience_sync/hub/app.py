@@ -1,0 +1,554 @@
+"""The hub's HTTP and WebSocket API (FastAPI): ingestion, reads, events, metrics.
+
+:class:`Hub` holds what serving needs (merge engine, store, authenticator,
+plugin manager, limits, metrics and the SSE broadcaster); :func:`create_app`
+builds the ASGI application. ``docs/wire-protocol.md`` is the reference for
+every route.
+
+Bodies are parsed with orjson and validated with ``model_validate`` rather
+than through FastAPI's body parameters, which are several times slower on
+100-event arrays; blocking work (token lookups, validation, the engine) runs
+in the thread pool so the event loop stays free for other connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import orjson
+from fastapi import FastAPI, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocketDisconnect
+
+from experience_sync.builtin.prometheus import PrometheusObserver
+from experience_sync.config import MergeStrategyConfig
+from experience_sync.hub.auth import Authenticator, AuthError, Principal
+from experience_sync.hub.metrics import CONTENT_TYPE, HubMetrics
+from experience_sync.hub.sse import EventBroadcaster
+from experience_sync.hub.wire import (
+    DEFAULT_PROTOCOL,
+    LIST_ADAPTERS,
+    UNIT_MODELS,
+    Health,
+    HubError,
+    HubLimits,
+    Kind,
+    MemoryPage,
+    ReviewDecision,
+    bearer_token,
+    body_schema,
+    decode_body,
+    endpoint_label,
+    install_openapi,
+    parse_unit,
+    validation_details,
+)
+from experience_sync.interfaces import Store
+from experience_sync.models import (
+    AgentState,
+    EventsRequest,
+    ExperienceBatch,
+    InstanceStatus,
+    KnowledgeItem,
+    MergeResult,
+    Review,
+    Skill,
+)
+from experience_sync.plugins import ExperienceSyncPluginManager, get_plugin_manager
+
+if TYPE_CHECKING:
+    from experience_sync.hub.engine import IngestMeta, MergeEngine
+
+log = logging.getLogger("experience_sync.hub")
+_T = TypeVar("_T")
+
+class Hub:
+    """Everything the hub's routes use. Build one with :meth:`open`, serve it with :func:`create_app`.
+
+    :param engine: the merge engine.
+    :param store: the engine's store (tokens live there too).
+    :param authenticator: checks tokens; disabled for ``--no-auth``.
+    :param pm: the plugin manager observability events go through.
+    :param limits: request size limits.
+    """
+
+    def __init__(
+        self,
+        engine: MergeEngine,
+        store: Store,
+        authenticator: Authenticator,
+        pm: ExperienceSyncPluginManager,
+        limits: HubLimits | None = None,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.auth = authenticator
+        self.pm = pm
+        self.limits = limits or HubLimits()
+        self.metrics = HubMetrics()
+        self.events = EventBroadcaster(on_drop=self.metrics.sse_dropped.inc)
+        self._observers: list[object] = [PrometheusObserver(self.metrics), self.events]
+        for observer in self._observers:
+            pm.register(observer)
+        self._known: set[tuple[str, str]] = set()
+        self._known_lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        store_url: str,
+        *,
+        strategy: MergeStrategyConfig | None = None,
+        pm: ExperienceSyncPluginManager | None = None,
+        auth: bool = True,
+        limits: HubLimits | None = None,
+    ) -> Hub:
+        """A hub over the store at ``store_url`` (``sqlite:///path/hub.db``)."""
+        from experience_sync.hub.engine import MergeEngine, open_store
+
+        pm = pm or get_plugin_manager()
+        store = open_store(store_url, pm=pm)
+        engine = MergeEngine(store, strategy, pm=pm)
+        return cls(engine, store, Authenticator(store, enabled=auth), pm, limits)
+
+    # ------------------------------------------------------------------ ingestion
+
+    def ingest(
+        self,
+        principal: Principal,
+        agent_id: str,
+        kind: str,
+        raw: bytes | str | Any,
+        meta: IngestMeta,
+    ) -> MergeResult:
+        """Validate, authorize and merge one unit; returns after the store committed."""
+        payload = parse_unit(kind, raw)
+        self.auth.authorize_write(principal, agent_id, payload)
+        first = self._first_contact(agent_id, payload.instance_id)
+        if isinstance(payload, EventsRequest):
+            result = self.engine.ingest_events(agent_id, payload, meta)
+        elif isinstance(payload, ExperienceBatch):
+            result = self.engine.ingest_batch(agent_id, payload, meta)
+        else:
+            result = self.engine.ingest_checkin(agent_id, payload, meta)
+        self.metrics.observe_result(kind, result)
+        if first:
+            self.pm.emit(
+                "sync.init",
+                agent_id=agent_id,
+                instance_id=payload.instance_id,
+                data={"protocol": meta.protocol, "transport": meta.transport},
+            )
+        return result
+
+    def _first_contact(self, agent_id: str, instance_id: str) -> bool:
+        key = (agent_id, instance_id)
+        with self._known_lock:
+            if key in self._known:
+                return False
+        known = any(s.instance_id == instance_id for s in self.engine.instances(agent_id))
+        with self._known_lock:
+            if key in self._known:
+                return False
+            self._known.add(key)
+        return not known
+
+    def handle_frame(self, principal: Principal, agent_id: str, raw: bytes | str) -> bytes:
+        """Answer one WebSocket frame with its ack (never raises for a bad frame)."""
+        from experience_sync.hub.engine import IngestMeta
+
+        started = time.perf_counter()
+        frame_id: Any = None
+        try:
+            try:
+                frame = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise HubError(400, f"frame is not valid JSON: {exc}") from None
+            if not isinstance(frame, dict):
+                raise HubError(400, "a frame is a JSON object {id, kind, payload, meta?}")
+            frame_id = frame.get("id")
+            kind = frame.get("kind")
+            if kind not in UNIT_MODELS:
+                raise HubError(422, "kind must be 'events', 'batch' or 'checkin'", [{"loc": "kind", "msg": "invalid kind", "type": "enum"}])
+            meta_in = frame.get("meta") or {}
+            if not isinstance(meta_in, dict):
+                raise HubError(422, "meta must be an object", [{"loc": "meta", "msg": "not an object", "type": "dict_type"}])
+            backlog = meta_in.get("backlog")
+            meta = IngestMeta(
+                protocol=str(meta_in.get("protocol") or DEFAULT_PROTOCOL[kind]),
+                transport="websocket",
+                backlog=backlog if isinstance(backlog, int) and backlog >= 0 else None,
+            )
+            result = self.ingest(principal, agent_id, kind, frame.get("payload"), meta)
+            status = 200
+            ack = orjson.dumps(
+                {"id": frame_id, "ok": True, "result": orjson.Fragment(result.model_dump_json())}
+            )
+        except (HubError, AuthError) as exc:
+            err = exc if isinstance(exc, HubError) else HubError(exc.status, exc.message)
+            status = err.status
+            self.reject(err.status, err.message, agent_id, principal.instance_id, "websocket")
+            ack = orjson.dumps({"id": frame_id, "ok": False, **err.body()})
+        except Exception as exc:  # a bug must cost one frame, not the connection
+            log.exception("WebSocket frame failed")
+            status = 500
+            ack = orjson.dumps(
+                {"id": frame_id, "ok": False, "error": {"status": 500, "message": f"internal error: {type(exc).__name__}"}}
+            )
+        self.metrics.observe_request("ws_frame", status, time.perf_counter() - started)
+        return ack
+
+    def reject(
+        self, status: int, reason: str, agent_id: str | None, instance_id: str | None, where: str
+    ) -> None:
+        """Emit ``hub.rejected`` (status and reason; never a token)."""
+        self.pm.emit(
+            "hub.rejected",
+            agent_id=agent_id,
+            instance_id=instance_id,
+            data={"status": status, "reason": reason, "endpoint": where},
+        )
+
+    def close(self) -> None:
+        """End event streams, unregister observers and close the engine and store."""
+        if self._closed:
+            return
+        self._closed = True
+        self.events.close()
+        for observer in self._observers:
+            if self.pm.is_registered(observer):
+                self.pm.unregister(observer)
+        self.engine.close()
+        try:
+            self.store.close()
+        except Exception:  # already closed by the engine
+            log.debug("store close failed", exc_info=True)
+
+
+# ---------------------------------------------------------------------- the app
+
+
+class _MetricsMiddleware:
+    """Counts each HTTP request by endpoint and status (pure ASGI: cheap)."""
+
+    def __init__(self, app: ASGIApp, hub: Hub) -> None:
+        self.app = app
+        self.hub = hub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def _send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        finally:
+            endpoint = endpoint_label(scope["path"])
+            self.hub.metrics.observe_request(endpoint, status, time.perf_counter() - started)
+
+
+def _json(body: bytes | str, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def create_app(hub: Hub) -> FastAPI:
+    """The hub's ASGI application; plugins add routes through ``experience_sync_register_hub_routes``."""
+    app = FastAPI(
+        title="experience-sync hub",
+        version="1",
+        summary="Instances sync experiences into source agents; see docs/wire-protocol.md.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.hub = hub
+    app.add_middleware(_MetricsMiddleware, hub=hub)
+
+    @app.exception_handler(HubError)
+    async def _hub_error(request: Request, exc: HubError) -> Response:
+        if 400 <= exc.status < 500:
+            principal: Principal | None = getattr(request.state, "principal", None)
+            hub.reject(
+                exc.status,
+                exc.message,
+                request.path_params.get("agent_id"),
+                principal.instance_id if principal else None,
+                endpoint_label(request.url.path),
+            )
+        return _json(orjson.dumps(exc.body()), exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        details = [
+            {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        first = details[0] if details else {"loc": "", "msg": "invalid request"}
+        return await _hub_error(request, HubError(422, f"{first['loc']}: {first['msg']}", details))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _json(orjson.dumps({"error": {"status": exc.status_code, "message": str(exc.detail)}}), exc.status_code)
+
+    async def principal_of(request: Request) -> Principal:
+        try:
+            principal = await run_in_threadpool(hub.auth.authenticate, bearer_token(request.headers))
+        except AuthError as exc:
+            raise HubError(exc.status, exc.message) from None
+        request.state.principal = principal
+        return principal
+
+    async def reader(request: Request, agent_id: str) -> Principal:
+        principal = await principal_of(request)
+        try:
+            hub.auth.authorize_read(principal, agent_id)
+        except AuthError as exc:
+            raise HubError(exc.status, exc.message) from None
+        return principal
+
+    async def read_body(request: Request) -> bytes:
+        cap = hub.limits.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            raise HubError(413, f"body exceeds {cap} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > cap:
+                raise HubError(413, f"body exceeds {cap} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def call(fn: Callable[..., _T], *args: Any) -> Any:
+        return run_in_threadpool(fn, *args)
+
+    async def ingest(request: Request, agent_id: str, kind: Kind) -> Response:
+        from experience_sync.hub.engine import IngestMeta
+
+        principal = await principal_of(request)
+        try:
+            hub.auth.authorize_write(principal, agent_id)
+        except AuthError as exc:
+            raise HubError(exc.status, exc.message) from None
+        body = await read_body(request)
+        backlog_header = request.headers.get("x-experience-sync-backlog")
+        if backlog_header is not None and not backlog_header.strip().isdigit():
+            raise HubError(400, "X-Experience-Sync-Backlog must be a non-negative integer")
+        meta = IngestMeta(
+            protocol=request.headers.get("x-experience-sync-protocol") or DEFAULT_PROTOCOL[kind],
+            transport=request.headers.get("x-experience-sync-transport") or "https",
+            backlog=int(backlog_header) if backlog_header is not None else None,
+        )
+        encoding = request.headers.get("content-encoding")
+
+        def work() -> bytes:
+            raw = decode_body(body, encoding, hub.limits.max_decompressed_bytes)
+            try:
+                result = hub.ingest(principal, agent_id, kind, raw, meta)
+            except AuthError as exc:
+                raise HubError(exc.status, exc.message) from None
+            return result.model_dump_json().encode()
+
+        return _json(await call(work))
+
+    unit_doc = {"description": "MergeResult, sent once the unit is committed."}
+
+    @app.post("/v1/agents/{agent_id}/events", response_model=MergeResult, tags=["ingest"],
+              openapi_extra=body_schema("EventsRequest"), responses={200: unit_doc})
+    async def post_events(agent_id: str, request: Request) -> Response:
+        """Streaming: merge a few events (``EventsRequest``)."""
+        return await ingest(request, agent_id, "events")
+
+    @app.post("/v1/agents/{agent_id}/batches", response_model=MergeResult, tags=["ingest"],
+              openapi_extra=body_schema("ExperienceBatch"), responses={200: unit_doc})
+    async def post_batch(agent_id: str, request: Request) -> Response:
+        """Lumped: merge an ``ExperienceBatch`` (``Content-Encoding: gzip|zstd`` accepted)."""
+        return await ingest(request, agent_id, "batch")
+
+    @app.post("/v1/agents/{agent_id}/checkins", response_model=MergeResult, tags=["ingest"],
+              openapi_extra=body_schema("CheckIn"), responses={200: unit_doc})
+    async def post_checkin(agent_id: str, request: Request) -> Response:
+        """Check-in: merge a ``CheckIn`` (full state or summary)."""
+        return await ingest(request, agent_id, "checkin")
+
+    @app.websocket("/v1/agents/{agent_id}/ws")
+    async def websocket(websocket: WebSocket, agent_id: str) -> None:
+        """Frames ``{id, kind, payload, meta?}`` answered by acks ``{id, ok, result|error}``."""
+        token = bearer_token(websocket.headers) or websocket.query_params.get("access_token")
+        try:
+            principal = await run_in_threadpool(hub.auth.authenticate, token)
+            hub.auth.authorize_write(principal, agent_id)
+        except AuthError as exc:
+            hub.reject(exc.status, exc.message, agent_id, None, "ws")
+            if "websocket.http.response" in websocket.scope.get("extensions", {}):
+                await websocket.send_denial_response(
+                    _json(orjson.dumps(HubError(exc.status, exc.message).body()), exc.status)
+                )
+            else:
+                await websocket.close(code=1008, reason=exc.message[:120])
+            return
+        await websocket.accept()
+        hub.metrics.websocket_connections.inc()
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                raw = message.get("text")
+                if raw is None:
+                    raw = message.get("bytes") or b""
+                ack = await run_in_threadpool(hub.handle_frame, principal, agent_id, raw)
+                await websocket.send_bytes(ack) if isinstance(raw, bytes) else await websocket.send_text(ack.decode())
+        except WebSocketDisconnect:
+            pass
+        finally:
+            hub.metrics.websocket_connections.dec()
+
+    @app.get("/v1/agents/{agent_id}/state", response_model=AgentState, tags=["read"])
+    async def get_state(
+        agent_id: str, request: Request, since: int | None = Query(None, ge=0)
+    ) -> Response:
+        """The agent's state, or what changed after cursor ``since``. Unknown agent: empty state."""
+        await reader(request, agent_id)
+        state = await call(hub.engine.state, agent_id, since)
+        return _json(state.model_dump_json())
+
+    @app.get("/v1/agents/{agent_id}/memories", response_model=MemoryPage, tags=["read"])
+    async def get_memories(
+        agent_id: str,
+        request: Request,
+        q: str | None = None,
+        offset: int = Query(0, ge=0),
+        limit: int = Query(50, ge=1, le=1000),
+    ) -> Response:
+        """Merged memories, optionally matching text ``q``, paged by ``offset``/``limit``."""
+        await reader(request, agent_id)
+        items, total = await call(hub.engine.memories, agent_id, q, offset, limit)
+        page = MemoryPage(items=items, total=total, offset=offset, limit=limit)
+        return _json(page.model_dump_json())
+
+    @app.get("/v1/agents/{agent_id}/skills", response_model=list[Skill], tags=["read"])
+    async def get_skills(agent_id: str, request: Request) -> Response:
+        """Accumulated skills with their learning curves."""
+        await reader(request, agent_id)
+        return _json(LIST_ADAPTERS[Skill].dump_json(await call(hub.engine.skills, agent_id)))
+
+    @app.get("/v1/agents/{agent_id}/knowledge", response_model=list[KnowledgeItem], tags=["read"])
+    async def get_knowledge(
+        agent_id: str,
+        request: Request,
+        status: Literal["pending", "integrated"] | None = None,
+    ) -> Response:
+        """Knowledge items, integrated and pending (or only one ``status``)."""
+        await reader(request, agent_id)
+        items = await call(hub.engine.knowledge, agent_id, status)
+        return _json(LIST_ADAPTERS[KnowledgeItem].dump_json(items))
+
+    @app.get("/v1/agents/{agent_id}/instances", response_model=list[InstanceStatus], tags=["read"])
+    async def get_instances(agent_id: str, request: Request) -> Response:
+        """Each instance's last sync, lag, backlog, protocol and transport."""
+        await reader(request, agent_id)
+        return _json(LIST_ADAPTERS[InstanceStatus].dump_json(await call(hub.engine.instances, agent_id)))
+
+    @app.get("/v1/agents/{agent_id}/reviews", response_model=list[Review], tags=["reviews"])
+    async def get_reviews(
+        agent_id: str,
+        request: Request,
+        status: Literal["open", "accepted", "rejected", "all"] = "open",
+    ) -> Response:
+        """Conflicts queued for manual review (``status=all`` for every one)."""
+        await reader(request, agent_id)
+        items = await call(hub.engine.reviews, agent_id, None if status == "all" else status)
+        return _json(LIST_ADAPTERS[Review].dump_json(items))
+
+    @app.post("/v1/agents/{agent_id}/reviews/{review_id}", response_model=Review, tags=["reviews"],
+              openapi_extra=body_schema("ReviewDecision"))
+    async def decide_review(agent_id: str, review_id: str, request: Request) -> Response:
+        """Accept (apply the proposed side) or reject a queued conflict. Needs a write token."""
+        principal = await principal_of(request)
+        try:
+            hub.auth.authorize_write(principal, agent_id)
+        except AuthError as exc:
+            raise HubError(exc.status, exc.message) from None
+        body = await read_body(request)
+        try:
+            decision = ReviewDecision.model_validate(orjson.loads(body))
+        except orjson.JSONDecodeError as exc:
+            raise HubError(400, f"body is not valid JSON: {exc}") from None
+        except ValidationError as exc:
+            details = validation_details(exc)
+            raise HubError(422, f"{details[0]['loc']}: {details[0]['msg']}", details) from None
+
+        def work() -> Review:
+            try:
+                return hub.engine.decide_review(agent_id, review_id, decision.decision == "accept")
+            except KeyError:
+                raise HubError(404, f"no review {review_id!r} for agent {agent_id!r}") from None
+            except ValueError as exc:
+                raise HubError(409, str(exc)) from None
+
+        review = await call(work)
+        return _json(review.model_dump_json())
+
+    @app.get("/v1/events", tags=["observability"], response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}})
+    async def get_events(
+        request: Request,
+        agent_id: str | None = None,
+        type: list[str] | None = Query(None),
+    ) -> StreamingResponse:
+        """Server-Sent Events of observability events; a token sees its own agent's only."""
+        principal = await principal_of(request)
+        agent = agent_id
+        if not principal.unrestricted:
+            if agent_id is not None and agent_id != principal.agent_id:
+                raise HubError(403, f"token is for agent {principal.agent_id!r}, not {agent_id!r}")
+            agent = principal.agent_id
+        prefixes = tuple(type or ())
+
+        def accept(event: Any) -> bool:
+            if agent is not None and event.agent_id != agent:
+                return False
+            return not prefixes or any(
+                event.type == p or event.type.startswith(p.rstrip(".") + ".") for p in prefixes
+            )
+
+        return StreamingResponse(
+            hub.events.stream(accept),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.get("/metrics", tags=["observability"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus metrics of this hub (no token needed; no agent ids in labels)."""
+        hub.metrics.sse_subscribers.set(hub.events.subscribers)
+        return Response(hub.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/healthz", response_model=Health, tags=["observability"])
+    async def healthz() -> Health:
+        """Liveness: the hub answers."""
+        return Health(auth=hub.auth.enabled)
+
+    install_openapi(app)
+    hub.pm.hook.experience_sync_register_hub_routes(app=app, hub=hub)
+    return app

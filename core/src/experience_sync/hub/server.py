@@ -1,0 +1,233 @@
+"""Running the hub: uvicorn in the foreground (``experience-sync serve``) or in a thread.
+
+:func:`run_in_thread` is the public helper tests, examples and benchmarks use
+to get a real hub on a free loopback port::
+
+    with run_in_thread() as server:          # temporary SQLite store
+        token = server.create_token("agent", "instance-1")
+        httpx.post(f"{server.url}/v1/agents/agent/events", ...)
+        server.restart()                     # same port, same store
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+
+from experience_sync.config import MergeStrategyConfig, is_loopback_host
+from experience_sync.hub.app import Hub, HubLimits, create_app
+from experience_sync.hub.auth import Scope, create_token
+from experience_sync.plugins import ExperienceSyncPluginManager
+
+if TYPE_CHECKING:
+    from experience_sync.hub.engine import MergeEngine
+
+_TOKEN_IN_QUERY = re.compile(r"(access_token=)[^&\s\"]*", re.IGNORECASE)
+
+
+class TokenRedactingFilter(logging.Filter):
+    """Masks ``access_token=...`` in log records (uvicorn's access log prints query strings)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_QUERY.sub(r"\1REDACTED", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        if isinstance(record.msg, str) and "access_token=" in record.msg:
+            record.msg = _TOKEN_IN_QUERY.sub(r"\1REDACTED", record.msg)
+        return True
+
+
+_filter_installed = False
+_filter_lock = threading.Lock()
+
+
+def install_log_redaction() -> None:
+    """Attach :class:`TokenRedactingFilter` to uvicorn's loggers (once per process)."""
+    global _filter_installed
+    with _filter_lock:
+        if _filter_installed:
+            return
+        for name in ("uvicorn.access", "uvicorn.error"):
+            logging.getLogger(name).addFilter(TokenRedactingFilter())
+        _filter_installed = True
+
+
+class UnsafeBindError(ValueError):
+    """``--no-auth`` was asked for on an address beyond loopback."""
+
+
+def check_bind(host: str, auth: bool) -> None:
+    """Refuse an unauthenticated hub on anything but loopback."""
+    if not auth and not is_loopback_host(host):
+        raise UnsafeBindError(
+            f"--no-auth is only allowed on a loopback address (127.0.0.1, ::1, localhost), "
+            f"not {host!r}: anyone who can reach {host} could write to every agent. "
+            "Create tokens with 'experience-sync token create' instead."
+        )
+
+
+def uvicorn_config(
+    hub: Hub,
+    host: str = "127.0.0.1",
+    port: int = 8787,
+    *,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    log_level: str = "info",
+    access_log: bool = True,
+) -> uvicorn.Config:
+    """The uvicorn configuration the hub runs with (no WebSocket compression: CPU matters)."""
+    check_bind(host, hub.auth.enabled)
+    install_log_redaction()
+    return uvicorn.Config(
+        create_app(hub),
+        host=host,
+        port=port,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        log_level=log_level,
+        access_log=access_log,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        ws_max_size=hub.limits.max_body_bytes,
+        timeout_graceful_shutdown=5,
+        lifespan="off",
+    )
+
+
+def serve(hub: Hub, host: str = "127.0.0.1", port: int = 8787, **options: Any) -> None:
+    """Serve ``hub`` in the foreground until interrupted, then close it."""
+    config = uvicorn_config(hub, host, port, **options)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        hub.close()
+
+
+class HubServer:
+    """A hub served by uvicorn on a background thread.
+
+    :param hub: the hub to serve.
+    :param host: a loopback address normally.
+    :param port: ``0`` picks a free port (kept across :meth:`restart`).
+    """
+
+    def __init__(self, hub: Hub, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.hub = hub
+        self.host = host
+        self.port = port
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:54321``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """Base WebSocket URL, e.g. ``ws://127.0.0.1:54321``."""
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def engine(self) -> MergeEngine:
+        """The hub's merge engine."""
+        return self.hub.engine
+
+    def create_token(self, agent_id: str, instance_id: str, scope: Scope = "write") -> str:
+        """Create a token in the hub's store and return it."""
+        token, _ = create_token(self.hub.store, agent_id, instance_id, scope)
+        return token
+
+    def start(self) -> HubServer:
+        """Start serving; returns once the server accepts connections."""
+        if self._thread is not None:
+            raise RuntimeError("the server is already running")
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn_config(self.hub, self.host, self.port, log_level="warning", access_log=False)
+        server = uvicorn.Server(config)
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name=f"hub-{self.port}", daemon=True
+        )
+        thread.start()
+        while not server.started:
+            if not thread.is_alive():
+                sock.close()
+                raise RuntimeError("the hub server failed to start")
+            thread.join(0.01)
+        sock.close()  # uvicorn listens on its own duplicate
+        self._server, self._thread = server, thread
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving (the hub and its store stay open for :meth:`start`)."""
+        if self._server is None or self._thread is None:
+            return
+        self.hub.events.end_streams()
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._server.force_exit = True
+            self._thread.join(timeout)
+        self._server = self._thread = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port (clients see a dropped connection)."""
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        """Stop serving and close the hub."""
+        self.stop()
+        self.hub.close()
+
+
+@contextmanager
+def run_in_thread(
+    store_url: str | None = None,
+    *,
+    strategy: MergeStrategyConfig | None = None,
+    pm: ExperienceSyncPluginManager | None = None,
+    auth: bool = True,
+    limits: HubLimits | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> Iterator[HubServer]:
+    """A real hub on ``host`` (a free port by default), stopped and closed on exit.
+
+    :param store_url: the store; default a SQLite file in a temporary directory
+        removed afterwards.
+    :param strategy: the merge strategy (default configuration if ``None``).
+    :param pm: plugin manager (default the process-wide one).
+    :param auth: ``False`` for an unauthenticated (loopback-only) hub.
+    :param limits: body size limits.
+    """
+    tmp: str | None = None
+    if store_url is None:
+        tmp = tempfile.mkdtemp(prefix="xs-hub-")
+        store_url = f"sqlite:///{Path(tmp) / 'hub.db'}"
+    check_bind(host, auth)
+    hub = Hub.open(store_url, strategy=strategy, pm=pm, auth=auth, limits=limits)
+    server = HubServer(hub, host, port)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,187 @@
+"""HTTP ingestion against a real hub: results after commit, duplicates, compression, limits, malformed bodies."""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import zstandard
+from hub_helpers import auth, batch_body, events_body, memory_event
+
+from experience_sync.hub.app import HubLimits
+from experience_sync.hub.server import HubServer
+
+
+def _post(hub: HubServer, token: str, path: str, body: Any, **kw: Any) -> httpx.Response:
+    return httpx.post(f"{hub.url}/v1/agents/a1/{path}", json=body, headers=auth(token), **kw)
+
+
+def test_events_are_merged_and_answered_with_the_result(hub: HubServer) -> None:
+    token = hub.create_token("a1", "i1")
+    body = events_body("i1", 3)
+    r = _post(hub, token, "events", body)
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert result["events_received"] == 3
+    assert sorted(result["accepted_event_ids"]) == sorted(e["event_id"] for e in body["events"])
+    # committed before the answer: a read right after sees it
+    page = httpx.get(f"{hub.url}/v1/agents/a1/memories", headers=auth(token)).json()
+    assert page["total"] == 3
+
+
+def test_duplicate_events_are_acknowledged_without_effect(hub: HubServer) -> None:
+    token = hub.create_token("a1", "i1")
+    body = events_body("i1", 2)
+    first = _post(hub, token, "events", body).json()
+    again = _post(hub, token, "events", body).json()
+    assert first["memories_added"] == 2
+    assert again["memories_added"] == 0
+    assert sorted(again["duplicate_event_ids"]) == sorted(first["accepted_event_ids"])
+    page = httpx.get(f"{hub.url}/v1/agents/a1/memories", headers=auth(token)).json()
+    assert page["total"] == 2
+
+
+def test_duplicate_batch_is_acknowledged_as_duplicate(hub: HubServer) -> None:
+    token = hub.create_token("a1", "i1")
+    batch = batch_body("i1", 4)
+    first = _post(hub, token, "batches", batch).json()
+    again = _post(hub, token, "batches", batch).json()
+    assert first["duplicate"] is False and first["memories_added"] == 4
+    assert again["duplicate"] is True
+    state = httpx.get(f"{hub.url}/v1/agents/a1/state", headers=auth(token)).json()
+    assert len(state["memories"]) == 4
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "zstd"])
+def test_compressed_batches_are_accepted(hub: HubServer, encoding: str) -> None:
+    token = hub.create_token("a1", "i1")
+    raw = orjson.dumps(batch_body("i1", 5))
+    data = gzip.compress(raw) if encoding == "gzip" else zstandard.ZstdCompressor().compress(raw)
+    r = httpx.post(
+        f"{hub.url}/v1/agents/a1/batches",
+        content=data,
+        headers={**auth(token), "Content-Encoding": encoding, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["memories_added"] == 5
+
+
+def test_checkin_with_events(hub: HubServer) -> None:
+    token = hub.create_token("a1", "i1")
+    body = {"instance_id": "i1", "events": [memory_event("i1")], "summary": {"memories": 1}}
+    r = _post(hub, token, "checkins", body)
+    assert r.status_code == 200, r.text
+    assert r.json()["unit_id"]
+
+
+def test_ingest_headers_feed_instances(hub: HubServer) -> None:
+    token = hub.create_token("a1", "i1")
+    headers = {**auth(token), "X-Experience-Sync-Backlog": "42", "X-Experience-Sync-Protocol": "streaming"}
+    r = httpx.post(f"{hub.url}/v1/agents/a1/events", json=events_body("i1"), headers=headers)
+    assert r.status_code == 200
+    [inst] = httpx.get(f"{hub.url}/v1/agents/a1/instances", headers=auth(token)).json()
+    assert inst["instance_id"] == "i1"
+    assert inst["backlog"] == 42
+    assert inst["protocol"] == "streaming"
+    assert inst["transport"] == "https"
+
+
+# ---------------------------------------------------------------------- limits
+
+
+def test_oversized_body_is_413(make_hub: Any) -> None:
+    hub = make_hub(limits=HubLimits(max_body_bytes=20_000))
+    token = hub.create_token("a1", "i1")
+    r = _post(hub, token, "events", events_body("i1", 200))
+    assert r.status_code == 413
+    assert r.json()["error"]["status"] == 413
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "zstd"])
+def test_compression_bomb_is_413(make_hub: Any, encoding: str) -> None:
+    hub = make_hub(limits=HubLimits(max_body_bytes=1_000_000, max_decompressed_bytes=1_000_000))
+    token = hub.create_token("a1", "i1")
+    bomb_raw = b'{"instance_id": "i1", "events": [], "pad": "' + b" " * 50_000_000 + b'"}'
+    bomb = gzip.compress(bomb_raw, 9) if encoding == "gzip" else zstandard.ZstdCompressor(level=19).compress(bomb_raw)
+    assert len(bomb) < 1_000_000
+    r = httpx.post(
+        f"{hub.url}/v1/agents/a1/batches",
+        content=bomb,
+        headers={**auth(token), "Content-Encoding": encoding},
+    )
+    assert r.status_code == 413
+    assert "decompressed" in r.json()["error"]["message"]
+
+
+def test_unknown_content_encoding_is_415(hub: HubServer) -> None:
+    token = hub.create_token("a1", "i1")
+    r = httpx.post(
+        f"{hub.url}/v1/agents/a1/batches",
+        content=b"xx",
+        headers={**auth(token), "Content-Encoding": "br"},
+    )
+    assert r.status_code == 415
+
+
+def test_corrupt_gzip_is_400(hub: HubServer) -> None:
+    token = hub.create_token("a1", "i1")
+    r = httpx.post(
+        f"{hub.url}/v1/agents/a1/batches",
+        content=b"\x1f\x8b not gzip at all",
+        headers={**auth(token), "Content-Encoding": "gzip"},
+    )
+    assert r.status_code == 400
+
+
+# ---------------------------------------------------------------------- malformed bodies
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda b: b["events"][0]["data"].pop("content"), "events.0.data.content"),
+        (lambda b: b["events"][0]["data"].update(importance=3), "events.0.data.importance"),
+        (lambda b: b["events"][0].update(event_type="dream"), "events.0.event_type"),
+        (lambda b: b["events"][0].update(priority="high"), "events.0.priority"),
+        (lambda b: b["events"][0].pop("source_instance"), "events.0.source_instance"),
+        (lambda b: b.pop("events"), "events"),
+        (lambda b: b.update(events="nope"), "events"),
+        (lambda b: b.update(unexpected=1), "unexpected"),
+    ],
+)
+def test_malformed_bodies_are_422_naming_the_field(hub: HubServer, mutate: Any, field: str) -> None:
+    token = hub.create_token("a1", "i1")
+    body = events_body("i1", 1)
+    mutate(body)
+    r = _post(hub, token, "events", body)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["status"] == 422
+    assert field in [d["loc"] for d in error["details"]], error
+    assert field in error["message"]
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"[1, 2", b"\xff\xfe", b"null", b"[]", b"42", b'"x"'])
+def test_garbage_bodies_are_400_or_422_never_500(hub: HubServer, raw: bytes) -> None:
+    token = hub.create_token("a1", "i1")
+    for path in ("events", "batches", "checkins"):
+        r = httpx.post(
+            f"{hub.url}/v1/agents/a1/{path}",
+            content=raw,
+            headers={**auth(token), "Content-Type": "application/json"},
+        )
+        assert r.status_code in (400, 422), (path, raw, r.status_code, r.text)
+        assert r.json()["error"]["status"] == r.status_code
+
+
+def test_bad_backlog_header_is_400(hub: HubServer) -> None:
+    token = hub.create_token("a1", "i1")
+    r = httpx.post(
+        f"{hub.url}/v1/agents/a1/events",
+        json=events_body("i1"),
+        headers={**auth(token), "X-Experience-Sync-Backlog": "-3"},
+    )
+    assert r.status_code == 400
