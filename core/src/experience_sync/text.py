@@ -146,6 +146,10 @@ def negation_count(tokens_: Iterable[str]) -> int:
     return sum(1 for tok in tokens_ if tok in NEGATIONS)
 
 
+_DETERMINERS = frozenset(
+    {"the", "a", "an", "all", "your", "my", "our", "their", "this", "that", "these", "those",
+     "every", "each", "any", "some", "no"}
+)
 _SENTENCE_END_RE = re.compile(r"[.!?;:\n]+[\s\"')\]]*")
 _WORD_RE = re.compile(r"[\w'\u2019\u00ad\u200b-\u200d-]+", re.UNICODE)
 
@@ -165,8 +169,12 @@ def name_tokens(text: str, known_lowercase: Iterable[str] | frozenset[str] = ())
     )
     words: list[tuple[str, bool]] = []  # (word, starts a sentence)
     for sentence in _SENTENCE_END_RE.split(s):
-        for i, match in enumerate(_WORD_RE.finditer(sentence)):
-            words.append((match.group(0), i == 0))
+        found = [m.group(0) for m in _WORD_RE.finditer(sentence)]
+        for i, word in enumerate(found):
+            if i == 0 and len(found) > 1 and found[1] in _DETERMINERS:
+                # "Restart the worker": an imperative verb, not a name.
+                continue
+            words.append((word, i == 0))
     alpha = [w for w, _ in words if w[:1].isalpha()]
     capitalized = [w for w in alpha if w[:1].isupper()]
     if len(alpha) >= 3 and len(capitalized) > 0.6 * len(alpha):

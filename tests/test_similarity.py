@@ -1,0 +1,276 @@
+"""Memory similarity: ``jaccard`` and ``embedding``, their guards, and the
+labelled pairs in ``tests/data/dedup_pairs.jsonl``."""
+
+from __future__ import annotations
+
+import json
+import random
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from experience_sync import hookimpl
+from experience_sync.builtin.embedders import NumpyIndex
+from experience_sync.builtin.similarity import (
+    DEFAULT_JACCARD_THRESHOLD,
+    EmbeddingSimilarity,
+    JaccardSimilarity,
+    jaccard,
+    make_signature,
+)
+from experience_sync.config import MergeStrategyConfig
+from experience_sync.interfaces import Embedder, FloatArray, SimilarityMatch, SimilarityMethod
+from experience_sync.plugins import get_plugin_manager
+from experience_sync.text import name_tokens, normalize
+
+PAIRS = [
+    json.loads(line)
+    for line in (Path(__file__).parent / "data" / "dedup_pairs.jsonl").read_text("utf-8").splitlines()
+    if line.strip()
+]
+MUST_MERGE = {"case", "punctuation", "whitespace", "unicode", "word_order", "contraction"}
+MUST_NOT_MERGE = {"negation", "number", "name", "place", "different"}
+REASONS = {"negation": "negation", "number": "number", "name": "name", "place": "name"}
+
+
+def pairs(*categories: str) -> list[dict[str, Any]]:
+    return [p for p in PAIRS if p["category"] in categories]
+
+
+def create(method: str, config: MergeStrategyConfig) -> SimilarityMethod:
+    sim: SimilarityMethod = get_plugin_manager().registry.create(
+        "similarity_methods", method, config
+    )
+    return sim
+
+
+def match_pair(
+    sim: SimilarityMethod, a: str, b: str, embed: Callable[[str], FloatArray | None]
+) -> SimilarityMatch | None:
+    sim.add("a", normalize(a), embed(a), a)
+    return sim.match(normalize(b), embed(b), b)
+
+
+def no_embedding(text: str) -> None:
+    return None
+
+
+# --------------------------------------------------------------------------- the labelled set
+
+
+def test_labelled_set_covers_every_category() -> None:
+    counts: dict[str, int] = {}
+    for p in PAIRS:
+        counts[p["category"]] = counts.get(p["category"], 0) + 1
+    assert len(PAIRS) >= 80
+    assert all(counts.get(c, 0) >= 4 for c in MUST_MERGE | MUST_NOT_MERGE | {"paraphrase"})
+
+
+@pytest.mark.parametrize("pair", pairs(*MUST_MERGE), ids=lambda p: p["category"])
+def test_variants_merge_under_the_default_config(pair: dict[str, Any]) -> None:
+    config = MergeStrategyConfig()
+    sim = create(config.similarity_method, config)
+    found = match_pair(sim, pair["a"], pair["b"], no_embedding)
+    assert found is not None and found.is_duplicate, (pair, found)
+    assert found.memory_id == "a"
+
+
+@pytest.mark.parametrize("pair", pairs(*MUST_NOT_MERGE), ids=lambda p: p["category"])
+def test_changed_facts_never_merge_under_the_default_config(pair: dict[str, Any]) -> None:
+    config = MergeStrategyConfig()
+    sim = create(config.similarity_method, config)
+    found = match_pair(sim, pair["a"], pair["b"], no_embedding)
+    assert found is None or not found.is_duplicate, (pair, found)
+    assert sim.best_match(normalize(pair["b"]), None, pair["b"]) is None
+    reason = REASONS.get(pair["category"])
+    if reason is not None:  # reported as a conflict, not silently added
+        assert found is not None and found.contradiction == reason, (pair, found)
+
+
+def test_default_threshold_is_the_measured_one() -> None:
+    """Every must-merge pair scores 1.0; unguarded distinct facts stay below the default."""
+    for p in pairs(*MUST_MERGE):
+        a, b = (make_signature(normalize(t), t) for t in (p["a"], p["b"]))
+        assert jaccard(a.tokens, b.tokens) == 1.0
+    for p in pairs("different"):
+        a, b = (make_signature(normalize(t), t) for t in (p["a"], p["b"]))
+        assert jaccard(a.tokens, b.tokens) < DEFAULT_JACCARD_THRESHOLD
+
+
+# --------------------------------------------------------------------------- semantic embedder
+
+# A deterministic stand-in for a sentence-embedding model: it maps words to
+# concepts (so paraphrases share them) and hashes the concepts. No model can be
+# downloaded here; any real Embedder plugs in the same way.
+_CONCEPTS = {
+    "prefers": "like", "likes": "like", "like": "like", "loves": "like", "enjoys": "like",
+    "editor": "editor", "ide": "editor", "mode": "theme", "theme": "theme",
+    "concise": "short", "brief": "short", "short": "short", "answers": "reply", "replies": "reply",
+    "restart": "restart", "reboot": "restart", "check": "inspect", "checking": "inspect",
+    "look": "inspect", "customer": "customer", "client": "customer", "cancel": "end", "end": "end",
+    "wants": "like", "would": "", "build": "build", "builds": "build", "slow": "long", "long": "long",
+    "time": "", "take": "", "is": "", "dislikes": "dislike", "hates": "dislike",
+    "lengthy": "long", "meetings": "meeting", "learning": "learn", "studying": "learn",
+    "closed": "closed", "shuts": "closed",
+}
+_STOP = {"the", "a", "an", "in", "on", "to", "of", "at", "then", "before", "user", "and"}
+
+
+class ConceptEmbedder(Embedder):
+    """Bag of concepts, hashed into 64 signed buckets."""
+
+    name = "concepts"
+    dim = 64
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def embed(self, texts: Sequence[str]) -> FloatArray:
+        self.calls += 1
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for tok in normalize(text).split():
+                concept = _CONCEPTS.get(tok, tok)
+                if not concept or tok in _STOP:
+                    continue
+                h = zlib.crc32(concept.encode())
+                out[row, h % self.dim] += 1.0 if (h >> 31) & 1 else -1.0
+            out[row] /= max(float(np.linalg.norm(out[row])), 1e-9)
+        return out
+
+
+class ConceptPlugin:
+    @hookimpl
+    def experience_sync_register_embedders(self, register: Any) -> None:
+        register("concepts", lambda config=None: ConceptEmbedder())
+
+
+@pytest.fixture
+def semantic(register_plugin: Callable[..., str]) -> tuple[SimilarityMethod, Embedder]:
+    register_plugin(ConceptPlugin(), name="concepts")
+    config = MergeStrategyConfig(similarity_method="embedding", embedder="concepts")
+    registry = get_plugin_manager().registry
+    embedder: Embedder = registry.create("embedders", config.embedder, config)
+    return create(config.similarity_method, config), embedder
+
+
+def one(embedder: Embedder) -> Callable[[str], FloatArray]:
+    return lambda text: embedder.embed([text])[0]
+
+
+@pytest.mark.parametrize("pair", pairs("paraphrase"), ids=lambda p: p["b"][:30])
+def test_paraphrases_merge_with_a_semantic_embedder(
+    pair: dict[str, Any], semantic: tuple[SimilarityMethod, Embedder]
+) -> None:
+    sim, embedder = semantic
+    assert sim.needs_embeddings
+    found = match_pair(sim, pair["a"], pair["b"], one(embedder))
+    assert found is not None and found.is_duplicate, (pair, found)
+
+
+def test_paraphrases_do_not_merge_lexically() -> None:
+    config = MergeStrategyConfig()
+    merged = [
+        p for p in pairs("paraphrase")
+        if (m := match_pair(create("jaccard", config), p["a"], p["b"], no_embedding)) and m.is_duplicate
+    ]
+    assert merged == []
+
+
+@pytest.mark.parametrize(
+    "pair", pairs("negation", "number", "name", "place"), ids=lambda p: p["category"]
+)
+def test_guards_hold_with_a_semantic_embedder(
+    pair: dict[str, Any], semantic: tuple[SimilarityMethod, Embedder]
+) -> None:
+    sim, embedder = semantic
+    found = match_pair(sim, pair["a"], pair["b"], one(embedder))
+    assert found is None or not found.is_duplicate, (pair, found)
+
+
+# --------------------------------------------------------------------------- behaviour
+
+
+def test_best_match_wins_not_the_first() -> None:
+    sim = JaccardSimilarity(MergeStrategyConfig(similarity_threshold=0.5))
+    texts = {
+        "m1": "the user likes green tea with milk in the morning",
+        "m2": "the user likes green tea with milk and honey in the morning",
+        "m3": "the user likes green tea with lemon",
+    }
+    for mid, text in texts.items():
+        sim.add(mid, normalize(text), None, text)
+    query = "the user likes green tea with milk and honey in the morning always"
+    assert sim.best_match(normalize(query), None, query) == ("m2", pytest.approx(10 / 11))
+
+
+def test_embedding_best_match_wins_and_vectors_are_not_recomputed(
+    semantic: tuple[SimilarityMethod, Embedder],
+) -> None:
+    sim, embedder = semantic
+    assert isinstance(sim, EmbeddingSimilarity) and isinstance(embedder, ConceptEmbedder)
+    texts = ["The user likes the dark theme.", "The user likes the dark theme in the editor."]
+    vectors = embedder.embed(texts)
+    sim.add_many([(f"m{i}", normalize(t), vectors[i], t) for i, t in enumerate(texts)])
+    calls = embedder.calls
+    query = "In the IDE the user prefers dark mode."
+    (found,) = sim.match_many([(normalize(query), embedder.embed([query])[0], query)])
+    assert found == SimilarityMatch("m1", pytest.approx(1.0, abs=1e-5))
+    assert embedder.calls == calls + 1  # only the query was embedded
+
+
+def test_remove_forgets_a_memory() -> None:
+    for sim in (JaccardSimilarity(), EmbeddingSimilarity(index_factory=NumpyIndex)):
+        vec = np.ones(8, dtype=np.float32) / np.sqrt(8)
+        sim.add("m1", "alice owns billing", vec, "Alice owns billing")
+        assert sim.best_match("alice owns billing", vec, "Alice owns billing") is not None
+        sim.remove("m1")
+        assert sim.best_match("alice owns billing", vec, "Alice owns billing") is None
+
+
+def test_embedding_needs_vectors() -> None:
+    sim = EmbeddingSimilarity(index_factory=NumpyIndex)
+    with pytest.raises(ValueError, match="needs an embedding"):
+        sim.add("m1", "x", None)
+
+
+def test_jaccard_index_finds_what_a_full_scan_finds() -> None:
+    """The inverted index with prefix filtering never misses a match."""
+    rng = random.Random(7)
+    vocab = [f"w{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(60)]  # no digits: no guard
+    stored = [" ".join(rng.sample(vocab, rng.randint(3, 9))) for _ in range(400)]
+    sim = JaccardSimilarity(MergeStrategyConfig(similarity_threshold=0.6))
+    for i, text in enumerate(stored):
+        sim.add(f"m{i}", text, None)
+    sets = [frozenset(t.split()) for t in stored]
+    for _ in range(300):
+        base = rng.choice(stored).split()
+        words = [w for w in base if rng.random() > 0.2] + rng.sample(vocab, rng.randint(0, 2))
+        query = " ".join(words)
+        q = frozenset(words)
+        scores = [jaccard(q, s) for s in sets]
+        best = max(scores)
+        found = sim.best_match(query, None)
+        if best >= 0.6:
+            assert found is not None and found[1] == pytest.approx(best)
+        else:
+            assert found is None
+
+
+def test_normalization_forms() -> None:
+    assert normalize("\uff34\uff48\uff45  \ufb01le\u00a0costs 1,000.50!") == "the file costs 1000.50"
+    assert normalize("bil\u200bling caf\u00e9") == normalize("billing cafe\u0301")
+    assert normalize("Don\u2019t") == "dont"
+    assert name_tokens("Alice moved to London.") == {"alice", "london"}
+    assert name_tokens("Restart the worker in Dublin.") == {"dublin"}
+    assert name_tokens("THE USER LIVES IN PARIS") == set()
+
+
+def test_hook_experience_sync_register_similarity_methods() -> None:
+    registry = get_plugin_manager().registry
+    assert {"jaccard", "embedding"} <= set(registry.names("similarity_methods"))
+    assert isinstance(registry.create("similarity_methods", "jaccard", None), JaccardSimilarity)
