@@ -1,0 +1,390 @@
+"""The CrewAI event-bus listener that records a crew's experiences.
+
+Enable it with one line before ``crew.kickoff()``::
+
+    listener = ExperienceSyncListener(manager, instance_id="research-crew-1")
+
+Keep a reference to the listener (the bus holds its handlers, and
+:meth:`ExperienceSyncListener.close` removes them). CrewAI runs synchronous
+handlers in a thread pool, so every handler here is thread-safe, takes exactly
+``(source, event)`` and only appends to the manager's local outbox: nothing
+waits on the network and nothing raises into the crew.
+
+The mapping from CrewAI events to experience events is
+:data:`experience_sync_crewai.mapping.EVENT_MAP`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from crewai.events import (
+    AgentExecutionCompletedEvent,
+    AgentExecutionErrorEvent,
+    AgentExecutionStartedEvent,
+    BaseEventListener,
+    CrewKickoffStartedEvent,
+    KnowledgeRetrievalCompletedEvent,
+    MemorySaveCompletedEvent,
+    TaskCompletedEvent,
+    TaskFailedEvent,
+    ToolUsageErrorEvent,
+    ToolUsageFinishedEvent,
+)
+from crewai.events.event_bus import CrewAIEventsBus
+
+from experience_sync.errors import NotInitializedError
+from experience_sync_crewai.mapping import DEFAULT_PRIORITIES, SEED_MARK, clip, fit_kwargs, slug
+
+log = logging.getLogger("experience_sync_crewai")
+
+InstanceResolver = Callable[[Any, Any], str | None]
+
+_KNOWLEDGE_PREFIX = "Additional Information:"
+
+
+@dataclass
+class _Execution:
+    started: float
+    tools: list[str] = field(default_factory=list)
+    failures: int = 0
+
+
+class ExperienceSyncListener(BaseEventListener):
+    """Records task completions, agent executions, tool use, memory saves and
+    knowledge retrievals of CrewAI crews through an ``ExperienceSyncManager``.
+
+    :param manager: the ``ExperienceSyncManager`` to record through.
+    :param instance_id: the instance to record for. When omitted it is taken
+        from the crew: ``crewai-<crew name>`` (``-<agent role>`` appended with
+        ``per_agent=True``); such derived instances are initialised on first
+        use with ``agent_id`` and ``sync_options``.
+    :param agent_id: the source agent derived instances sync to.
+    :param sync_options: keyword arguments for ``manager.initialize_sync`` of
+        derived instances (``endpoint``, ``protocol``, ``config``, ...).
+    :param per_agent: derive one instance per agent role rather than per crew.
+    :param resolve_instance: ``f(source, event) -> instance id or None``, to
+        choose the instance yourself (``None`` falls back to the rules above).
+    :param include_outputs: put task outputs in task memories (else only who
+        completed which task).
+    :param include_task_descriptions: name a task without a ``name`` by its
+        description (which carries interpolated inputs); else by its id.
+    :param record_tasks, record_agents, record_tools, record_memory_saves,
+        record_knowledge: switch each part of the mapping off.
+    :param max_chars: longest text recorded from an output, memory or retrieval.
+    :param tags: tags added to every memory.
+    :param priorities: overrides of :data:`~experience_sync_crewai.mapping.DEFAULT_PRIORITIES`.
+    """
+
+    def __init__(
+        self,
+        manager: Any,
+        instance_id: str | None = None,
+        *,
+        agent_id: str | None = None,
+        sync_options: Mapping[str, Any] | None = None,
+        per_agent: bool = False,
+        resolve_instance: InstanceResolver | None = None,
+        include_outputs: bool = True,
+        include_task_descriptions: bool = False,
+        record_tasks: bool = True,
+        record_agents: bool = True,
+        record_tools: bool = True,
+        record_memory_saves: bool = True,
+        record_knowledge: bool = True,
+        max_chars: int = 2000,
+        tags: Sequence[str] = ("crewai",),
+        priorities: Mapping[str, float] | None = None,
+    ) -> None:
+        self.manager = manager
+        self.instance_id = instance_id
+        self.agent_id = agent_id
+        self.sync_options = dict(sync_options or {})
+        self.per_agent = per_agent
+        self.resolve_instance = resolve_instance
+        self.include_outputs = include_outputs
+        self.include_task_descriptions = include_task_descriptions
+        self.record_tasks = record_tasks
+        self.record_agents = record_agents
+        self.record_tools = record_tools
+        self.record_memory_saves = record_memory_saves
+        self.record_knowledge = record_knowledge
+        self.max_chars = max_chars
+        self.tags = list(tags)
+        self.priorities = {**DEFAULT_PRIORITIES, **(priorities or {})}
+        #: How many experiences were handed to the manager / failed to be.
+        self.recorded = 0
+        self.errors = 0
+        self._lock = threading.Lock()
+        self._ready: set[str] = set()
+        self._crew_name: str | None = None
+        self._executions: dict[tuple[str, str], _Execution] = {}
+        self._handlers: list[tuple[type[Any], Callable[[Any, Any], None]]] = []
+        self._bus: CrewAIEventsBus | None = None
+        super().__init__()  # registers the handlers (setup_listeners)
+
+    # ------------------------------------------------------------------ wiring
+
+    def setup_listeners(self, crewai_event_bus: CrewAIEventsBus) -> None:
+        """Register one handler per mapped event class (dispatch is by exact class)."""
+        self._bus = crewai_event_bus
+        handlers: list[tuple[type[Any], Callable[[Any, Any], None]]] = [
+            (CrewKickoffStartedEvent, self._on_kickoff),
+            (AgentExecutionStartedEvent, self._on_agent_started),
+            (AgentExecutionCompletedEvent, self._on_agent_completed),
+            (AgentExecutionErrorEvent, self._on_agent_error),
+            (TaskCompletedEvent, self._on_task_completed),
+            (TaskFailedEvent, self._on_task_failed),
+            (ToolUsageFinishedEvent, self._on_tool_finished),
+            (ToolUsageErrorEvent, self._on_tool_error),
+            (MemorySaveCompletedEvent, self._on_memory_saved),
+            (KnowledgeRetrievalCompletedEvent, self._on_knowledge),
+        ]
+        for event_class, handler in handlers:
+            crewai_event_bus.on(event_class)(handler)
+        self._handlers = handlers
+
+    def close(self) -> None:
+        """Stop listening: remove this listener's handlers from the bus."""
+        bus = self._bus
+        if bus is None:
+            return
+        for event_class, handler in self._handlers:
+            bus.off(event_class, handler)
+        self._handlers = []
+
+    def __enter__(self) -> ExperienceSyncListener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _instance_for(self, source: Any, event: Any, role: str | None) -> str | None:
+        if self.resolve_instance is not None:
+            chosen = self.resolve_instance(source, event)
+            if chosen:
+                return self._ensure(chosen, derived=chosen != self.instance_id)
+        if self.instance_id:
+            return self.instance_id
+        crew = _crew_of(source, event)
+        name = getattr(crew, "name", None) if crew is not None else None
+        name = name or self._crew_name or "crew"
+        iid = f"crewai-{slug(str(name))}"
+        if self.per_agent and role:
+            iid += f"-{slug(role, 'agent')}"
+        return self._ensure(iid, derived=True)
+
+    def _ensure(self, instance_id: str, *, derived: bool) -> str | None:
+        if instance_id in self._ready:
+            return instance_id
+        with self._lock:
+            if instance_id in self._ready:
+                return instance_id
+            try:
+                self.manager.status(instance_id)
+            except NotInitializedError:
+                if not derived or not self.agent_id:
+                    log.warning(
+                        "experience-sync: instance %r is not initialised and no agent_id "
+                        "was given to initialise it; CrewAI events for it are not recorded",
+                        instance_id,
+                    )
+                    return None
+                self.manager.initialize_sync(
+                    instance_id, agent_id=self.agent_id, **self.sync_options
+                )
+            self._ready.add(instance_id)
+            return instance_id
+
+    def _record(self, source: Any, event: Any, role: str | None, method: str, *args: Any,
+                **kwargs: Any) -> None:
+        # Runs on the bus's worker threads: never raise into CrewAI.
+        try:
+            instance_id = self._instance_for(source, event, role)
+            if instance_id is None:
+                return
+            func = getattr(self.manager, method)
+            func(instance_id, *args, **fit_kwargs(func, kwargs))
+        except Exception:
+            with self._lock:
+                self.errors += 1
+            log.warning("experience-sync: recording %s failed", type(event).__name__,
+                        exc_info=True)
+        else:
+            with self._lock:
+                self.recorded += 1
+
+    def _task_label(self, task: Any, task_id: str | None) -> str:
+        name = getattr(task, "name", None) if task is not None else None
+        if name:
+            return f'task "{clip(str(name), 200)}"'
+        description = getattr(task, "description", None) if task is not None else None
+        if self.include_task_descriptions and description:
+            return f'task "{clip(str(description), 200)}"'
+        tid = task_id or (str(getattr(task, "id", "")) if task is not None else "")
+        return f"task {tid[:8]}" if tid else "a task"
+
+    @staticmethod
+    def _exec_key(agent: Any, task: Any) -> tuple[str, str]:
+        return (str(getattr(agent, "id", "")), str(getattr(task, "id", "")))
+
+    # ------------------------------------------------------------------ handlers
+
+    def _on_kickoff(self, source: Any, event: Any) -> None:
+        crew_name = getattr(event, "crew_name", None)
+        if crew_name:
+            self._crew_name = str(crew_name)
+
+    def _on_agent_started(self, source: Any, event: Any) -> None:
+        key = self._exec_key(event.agent, event.task)
+        with self._lock:
+            self._executions[key] = _Execution(time.monotonic())
+
+    def _finish_execution(self, event: Any) -> _Execution | None:
+        with self._lock:
+            return self._executions.pop(self._exec_key(event.agent, event.task), None)
+
+    def _on_agent_completed(self, source: Any, event: Any) -> None:
+        self._agent_done(source, event, "completed", "agent_done", None)
+
+    def _on_agent_error(self, source: Any, event: Any) -> None:
+        self._agent_done(source, event, "error", "agent_error", "agent execution error")
+
+    def _agent_done(
+        self, source: Any, event: Any, outcome: str, priority: str, error: str | None
+    ) -> None:
+        execution = self._finish_execution(event)
+        if not self.record_agents:
+            return
+        role = str(getattr(event.agent, "role", "") or "agent")
+        extra: dict[str, Any] = {"framework": "crewai", "agent_role": role}
+        if execution is not None:
+            extra["duration_ms"] = round((time.monotonic() - execution.started) * 1000, 1)
+            extra["tools_used"] = sorted(set(execution.tools))
+            extra["tool_calls"] = len(execution.tools)
+            extra["tool_failures"] = execution.failures
+        label = self._task_label(event.task, None)
+        verb = "finished" if error is None else "failed on"
+        self._record(
+            source, event, role, "record_interaction",
+            summary=f"{role} {verb} {label}", outcome=outcome,
+            priority=self.priorities[priority], **extra,
+        )
+
+    def _on_task_completed(self, source: Any, event: Any) -> None:
+        if not self.record_tasks:
+            return
+        task = getattr(event, "task", None)
+        output = event.output
+        role = str(getattr(output, "agent", "") or getattr(event, "agent_role", "") or "agent")
+        label = self._task_label(task, getattr(event, "task_id", None))
+        content = f"{role} completed {label}"
+        raw = getattr(output, "raw", None)
+        if self.include_outputs and isinstance(raw, str) and raw.strip():
+            content += ": " + clip(raw, self.max_chars)
+        self._record(
+            source, event, role, "record_memory", content,
+            tags=[*self.tags, "task", slug(role, "agent")], importance=0.6, confidence=0.8,
+            priority=self.priorities["task_memory"],
+            context={"task_id": getattr(event, "task_id", None), "trigger": "crewai.task"},
+        )
+
+    def _on_task_failed(self, source: Any, event: Any) -> None:
+        if not self.record_tasks:
+            return
+        task = getattr(event, "task", None)
+        agent = getattr(task, "agent", None)
+        role = str(getattr(agent, "role", "") or "agent")
+        error_type = getattr(event, "error_type", None)
+        self._record(
+            source, event, role, "record_interaction",
+            summary=f"{role} failed {self._task_label(task, event.task_id)}",
+            outcome="failed", priority=self.priorities["task_failed"],
+            framework="crewai", agent_role=role,
+            error_type=getattr(error_type, "__name__", None),
+        )
+
+    def _tool_used(self, source: Any, event: Any, *, success: bool) -> None:
+        role = event.agent_role
+        agent_id = event.agent_id
+        if agent_id is not None:
+            with self._lock:
+                for (aid, tid), execution in self._executions.items():
+                    if aid == agent_id and (event.task_id is None or tid == event.task_id):
+                        execution.tools.append(event.tool_name)
+                        execution.failures += 0 if success else 1
+                        break
+        if not self.record_tools:
+            return
+        self._record(
+            source, event, role, "record_skill_use", event.tool_name,
+            success=success, category="tool", context=role or None,
+            priority=self.priorities["tool_success" if success else "tool_failure"],
+        )
+
+    def _on_tool_finished(self, source: Any, event: Any) -> None:
+        self._tool_used(source, event, success=getattr(event, "failure", None) is None)
+
+    def _on_tool_error(self, source: Any, event: Any) -> None:
+        self._tool_used(source, event, success=False)
+
+    def _on_memory_saved(self, source: Any, event: Any) -> None:
+        if not self.record_memory_saves:
+            return
+        metadata = event.metadata or {}
+        if metadata.get(SEED_MARK):
+            return  # came from the source agent: do not send it back
+        value = event.value
+        if not isinstance(value, str) or not value.strip():
+            return
+        categories = metadata.get("categories")
+        tags = [*self.tags, "memory"]
+        if isinstance(categories, (list, tuple)):
+            tags += [str(c) for c in categories]
+        importance = metadata.get("importance")
+        if not isinstance(importance, (int, float)) or not 0 <= importance <= 1:
+            importance = 0.5
+        self._record(
+            source, event, event.agent_role, "record_memory", clip(value, self.max_chars),
+            tags=tags, importance=float(importance), confidence=0.8,
+            priority=self.priorities["memory_save"],
+            context={"task_id": event.task_id, "trigger": "crewai.memory"},
+        )
+
+    def _on_knowledge(self, source: Any, event: Any) -> None:
+        if not self.record_knowledge:
+            return
+        text = event.retrieved_knowledge
+        if not isinstance(text, str):
+            return
+        # CrewAI prefixes the snippets it puts into the prompt; keep the knowledge.
+        text = text.strip().removeprefix(_KNOWLEDGE_PREFIX).strip()
+        if not text:
+            return
+        role = event.agent_role
+        evidence = "crewai knowledge retrieval" + (f" by {role}" if role else "")
+        self._record(
+            source, event, role, "record_knowledge", clip(text, self.max_chars),
+            confidence=0.6, evidence=evidence, priority=self.priorities["knowledge"],
+        )
+
+
+def _crew_of(source: Any, event: Any) -> Any:
+    """The crew an event belongs to, when it can be found."""
+    for holder in (
+        getattr(event, "crew", None),
+        getattr(getattr(event, "agent", None), "crew", None),
+        getattr(getattr(getattr(event, "task", None), "agent", None), "crew", None),
+        getattr(source, "crew", None),
+        getattr(getattr(source, "agent", None), "crew", None),
+    ):
+        if holder is not None and not isinstance(holder, str):
+            return holder
+    return None
