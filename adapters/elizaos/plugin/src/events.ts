@@ -95,11 +95,15 @@ export function actionEvent(payload: ActionEventPayload, opts: ExtractOptions): 
   const action = str(actions[0]);
   if (!action) return null;
   const result = (content.actionResult ?? undefined) as
-    | { success?: unknown; error?: unknown }
+    | { success?: unknown; error?: unknown; data?: { legacyResult?: { success?: unknown; error?: unknown } } }
     | undefined;
   const status = str(content.actionStatus);
+  // ElizaOS 1.7 treats a returned object without text/values/data as a legacy
+  // result and reports it as a success: look inside for the handler's verdict.
+  const legacy = result?.data?.legacyResult;
+  const verdict = legacy && typeof legacy === "object" ? legacy : result;
   const success =
-    typeof result?.success === "boolean" ? result.success : status !== "failed";
+    typeof verdict?.success === "boolean" ? verdict.success : status !== "failed";
   const actionId = str(content.actionId) ?? str(payload.messageId);
   const event: ForwardedEvent = {
     id: `ACTION_COMPLETED:${actionId ?? newId()}`,
@@ -112,9 +116,23 @@ export function actionEvent(payload: ActionEventPayload, opts: ExtractOptions): 
     success,
     status: status ?? (success ? "completed" : "failed"),
   };
-  const error = errorText(result?.error, 500);
+  const error = errorText(verdict?.error, 500);
   if (!success && error) event.error = error;
   return event;
+}
+
+/** An action whose handler threw: ElizaOS emits no ACTION_COMPLETED for it. */
+export function actionThrewEvent(action: string, roomId: unknown, error: unknown): ForwardedEvent {
+  return {
+    id: `ACTION_COMPLETED:${newId()}`,
+    type: "ACTION_COMPLETED",
+    timestamp: Date.now(),
+    roomId: str(roomId),
+    action,
+    success: false,
+    status: "failed",
+    error: errorText(error, 500),
+  };
 }
 
 /**

@@ -49,7 +49,7 @@ export class Forwarder {
   private readonly opts: ForwarderOptions;
   private queue: ForwardedEvent[] = [];
   private timer: ReturnType<typeof setInterval> | undefined;
-  private inflight: Promise<void> | undefined;
+  private chain: Promise<void> = Promise.resolve();
   private backoffMs = 0;
   private retryAt = 0;
   private stopped = false;
@@ -89,16 +89,14 @@ export class Forwarder {
    * @returns whether the queue is empty afterwards.
    */
   async flush(force = true): Promise<boolean> {
-    if (this.inflight) await this.inflight;
-    if (!this.queue.length) return true;
-    if (!force && Date.now() < this.retryAt) return false;
-    const run = this.drain(force);
-    this.inflight = run;
-    try {
-      await run;
-    } finally {
-      if (this.inflight === run) this.inflight = undefined;
-    }
+    // Drains run one after another on a chain, so two never send the same head batch.
+    const run = this.chain.then(async () => {
+      if (!this.queue.length) return;
+      if (!force && Date.now() < this.retryAt) return;
+      await this.drain(force);
+    });
+    this.chain = run.catch(() => undefined);
+    await run;
     return this.queue.length === 0;
   }
 

@@ -16,6 +16,7 @@ import {
   type IAgentRuntime,
   type Memory,
   type MessagePayload,
+  type Action,
   type Plugin,
   type PluginEvents,
   type RunEventPayload,
@@ -24,6 +25,7 @@ import {
 
 import {
   actionEvent,
+  actionThrewEvent,
   evaluatorEvent,
   type ExtractOptions,
   type ForwardedEvent,
@@ -80,6 +82,7 @@ function numberSetting(runtime: IAgentRuntime, key: string): number | undefined 
 }
 
 const WRAPPED = Symbol.for("experience-sync.createMemory");
+const WRAPPED_ACTIONS = Symbol.for("experience-sync.actions");
 
 /** A plugin instance with its own options; `experienceSyncPlugin` reads everything from settings. */
 export function createExperienceSyncPlugin(options: ExperienceSyncPluginOptions = {}): Plugin & {
@@ -131,6 +134,7 @@ export function createExperienceSyncPlugin(options: ExperienceSyncPluginOptions 
     };
     agents.set(runtime, state);
     wrapCreateMemory(runtime, state);
+    wrapActions(runtime);
     return state;
   }
 
@@ -161,6 +165,33 @@ export function createExperienceSyncPlugin(options: ExperienceSyncPluginOptions 
       return id;
     };
     rt[WRAPPED] = true;
+  }
+
+  // An action handler that throws ends processActions before ACTION_COMPLETED
+  // is emitted; wrapping the handler is the only way to see that failure. The
+  // runtime gets wrapped copies: the user's action objects are not changed.
+  function wrapActions(runtime: IAgentRuntime): void {
+    const rt = runtime as IAgentRuntime & { [WRAPPED_ACTIONS]?: boolean; actions: Action[] };
+    if (rt[WRAPPED_ACTIONS] || !Array.isArray(rt.actions)) return;
+    const wrap = (action: Action): Action => {
+      const handler = action.handler;
+      if (typeof handler !== "function") return action;
+      const wrapped: Action["handler"] = async (rtArg, message, ...rest) => {
+        try {
+          return await handler(rtArg, message, ...rest);
+        } catch (err) {
+          forward(rtArg, () => actionThrewEvent(action.name, message?.roomId, err));
+          throw err;
+        }
+      };
+      return { ...action, handler: wrapped };
+    };
+    rt.actions.splice(0, rt.actions.length, ...rt.actions.map(wrap));
+    if (typeof rt.registerAction === "function") {
+      const register = rt.registerAction.bind(rt);
+      rt.registerAction = (action: Action) => register(wrap(action));
+    }
+    rt[WRAPPED_ACTIONS] = true;
   }
 
   const events: PluginEvents = {

@@ -249,16 +249,16 @@ def map_event(
                             priority=0.6 if success else 0.7, context=ctx)]
 
     if kind == "EVALUATOR_COMPLETED":
-        name = _str(event.get("evaluator")) or "evaluator"
+        evaluator = _str(event.get("evaluator")) or "evaluator"
         facts = _strings(event.get("facts"), limit)
-        summary = _text(event.get("summary"), limit)
+        note = _text(event.get("summary"), limit)
         records: list[Record] = [
             KnowledgeRecord(content=fact, subject=None, confidence=0.7, priority=0.6,
                             context=ctx)
             for fact in facts
         ]
-        if summary:
-            records.append(MemoryRecord(content=summary, tags=[FRAMEWORK, "evaluator", name],
+        if note:
+            records.append(MemoryRecord(content=note, tags=[FRAMEWORK, "evaluator", evaluator],
                                         importance=0.5, confidence=0.7, priority=0.5,
                                         context=ctx))
         if not records:
@@ -266,7 +266,7 @@ def map_event(
             # reflecting, and whether that works: count it as a skill use.
             completed = event.get("completed")
             ok = (completed is not False) and not event.get("error")
-            records.append(SkillRecord(name=name, success=ok, category="elizaos-evaluator",
+            records.append(SkillRecord(name=evaluator, success=ok, category="elizaos-evaluator",
                                        priority=0.5, context=ctx))
         return records
 
@@ -303,22 +303,31 @@ def map_event(
 
 def record(manager: Any, instance_id: str, rec: Record) -> None:
     """Record one mapped record through an ``ExperienceSyncManager``."""
+    ctx = rec.context
+    source = ctx.environment.get("source")
     if isinstance(rec, MemoryRecord):
         manager.record_memory(instance_id, rec.content, tags=tuple(rec.tags),
                               importance=rec.importance, confidence=rec.confidence,
-                              priority=rec.priority, context=rec.context)
+                              priority=rec.priority, context=ctx)
     elif isinstance(rec, SkillRecord):
+        # The skill's contexts list says where it is used: the ElizaOS source
+        # (discord, telegram, ...) when known.
         manager.record_skill_use(instance_id, rec.name, success=rec.success,
-                                 category=rec.category, context=rec.context)
+                                 category=rec.category, priority=rec.priority,
+                                 context=f"{FRAMEWORK}:{source}" if source else FRAMEWORK)
     elif isinstance(rec, KnowledgeRecord):
         manager.record_knowledge(instance_id, rec.content, subject=rec.subject,
-                                 confidence=rec.confidence)
+                                 confidence=rec.confidence, priority=rec.priority,
+                                 evidence=ctx.trigger)
     else:
         extra = dict(rec.extra)
-        # record_interaction takes no context: keep the room and run as fields.
-        if rec.context.conversation_id:
-            extra.setdefault("conversation_id", rec.context.conversation_id)
-        if rec.context.task_id:
-            extra.setdefault("run_id", rec.context.task_id)
+        # record_interaction takes no context: keep the room, run and source as fields.
+        if ctx.conversation_id:
+            extra.setdefault("conversation_id", ctx.conversation_id)
+        if ctx.task_id:
+            extra.setdefault("run_id", ctx.task_id)
+        if source:
+            extra.setdefault("source", source)
+        extra.setdefault("framework", FRAMEWORK)
         manager.record_interaction(instance_id, summary=rec.summary, outcome=rec.outcome,
-                                   **extra)
+                                   priority=rec.priority, **extra)

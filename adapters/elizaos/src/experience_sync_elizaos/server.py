@@ -50,12 +50,12 @@ def start_manager(
     :param config: an ``ExperienceSyncConfig``; loaded from the usual sources if ``None``.
     """
     from experience_sync import load_config
-    from experience_sync.client import ExperienceSyncManager
+    from experience_sync.client.manager import ExperienceSyncManager
 
     if config is None:
         config = load_config()
     config = config.model_copy(deep=True)
-    config.transport.https.auth_token = token  # type: ignore[assignment]
+    config.transport.https.auth_token = token
     manager = ExperienceSyncManager(config=config, data_dir=str(data_dir))
     manager.initialize_sync(instance_id, config=config, endpoint=hub, agent_id=agent)
     return manager
