@@ -1,0 +1,321 @@
+"""Built-in hub store ``sqlite``: one SQLite file in WAL mode.
+
+URLs follow SQLAlchemy's convention: ``sqlite:///hub.db`` is relative to the
+working directory, ``sqlite:////var/lib/hub.db`` is absolute, and
+``sqlite:///:memory:`` keeps everything in memory (tests only).
+
+One connection serves every thread behind a lock: the merge engine already
+serializes writes per agent and keeps the state in memory, so the store only
+appends and upserts, one transaction per ingestion (``synchronous=NORMAL``:
+a committed transaction survives a process crash; a power loss may lose the
+last few).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from experience_sync import hookimpl
+from experience_sync.hookspecs import Register
+from experience_sync.hub.state import TABLES, ChangeSet, LogEntry, StoredAgent, StoredRow
+from experience_sync.interfaces import Store, TokenRecord
+from experience_sync.models import MergeResult
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS agents (
+    agent_id TEXT PRIMARY KEY,
+    cursor INTEGER NOT NULL DEFAULT 0,
+    meta TEXT
+);
+CREATE TABLE IF NOT EXISTS log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent_id TEXT NOT NULL,
+    entry_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    unit_id TEXT,
+    instance_id TEXT NOT NULL,
+    request INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS log_entry ON log (agent_id, entry_id);
+CREATE TABLE IF NOT EXISTS units (
+    agent_id TEXT NOT NULL,
+    unit_id TEXT NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (agent_id, unit_id)
+);
+CREATE TABLE IF NOT EXISTS memories (
+    agent_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    content_hash TEXT,
+    embedding BLOB,
+    body TEXT NOT NULL,
+    PRIMARY KEY (agent_id, key)
+);
+CREATE INDEX IF NOT EXISTS memories_hash ON memories (agent_id, content_hash);
+CREATE TABLE IF NOT EXISTS tokens (
+    token_id TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    agent_id TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+_STATE_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
+    agent_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (agent_id, key)
+);
+"""
+
+# SQLite's default limit on bound variables is 32766 (999 before 3.32): stay far below.
+_CHUNK = 500
+
+
+def path_from_url(url: str) -> str:
+    """The file path of a ``sqlite:///...`` URL (SQLAlchemy's convention)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ValueError(f"{url!r} is not a sqlite:/// URL (e.g. sqlite:///hub.db)")
+    path = url[len(prefix) :]
+    if not path:
+        raise ValueError(f"{url!r} names no file")
+    return path
+
+
+class SQLiteStore(Store):
+    """The hub's embedded store: log, materialized state, applied units and tokens."""
+
+    name = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        path = path_from_url(url)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        # Every statement is CREATE ... IF NOT EXISTS: safe to run on each open.
+        tables = "".join(_STATE_TABLE.format(name=t) for t in TABLES if t != "memories")
+        self._db.executescript(_SCHEMA + tables)
+
+    # ------------------------------------------------------------------ state
+
+    def load_agent(self, agent_id: str) -> StoredAgent:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT cursor, meta FROM agents WHERE agent_id = ?", (agent_id,)
+            ).fetchone()
+            out = StoredAgent(cursor=row[0], meta=row[1]) if row else StoredAgent()
+            for table in TABLES:
+                if table == "memories":
+                    cur = self._db.execute(
+                        "SELECT key, version, body, content_hash, embedding FROM memories "
+                        "WHERE agent_id = ? ORDER BY rowid",
+                        (agent_id,),
+                    )
+                    out.rows[table] = [StoredRow(k, v, b, h, e) for k, v, b, h, e in cur]
+                else:
+                    cur = self._db.execute(
+                        f"SELECT key, version, body FROM {table} WHERE agent_id = ? "
+                        "ORDER BY rowid",
+                        (agent_id,),
+                    )
+                    out.rows[table] = [StoredRow(k, v, b) for k, v, b in cur]
+            return out
+
+    def agents(self) -> list[str]:
+        with self._lock:
+            cur = self._db.execute(
+                "SELECT agent_id FROM agents UNION SELECT DISTINCT agent_id FROM log "
+                "ORDER BY 1"
+            )
+            return [r[0] for r in cur]
+
+    def seen_events(self, agent_id: str, event_ids: Sequence[str]) -> set[str]:
+        seen: set[str] = set()
+        ids = list(event_ids)
+        with self._lock:
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i : i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                cur = self._db.execute(
+                    f"SELECT entry_id FROM log WHERE agent_id = ? AND entry_id IN ({marks})",
+                    (agent_id, *chunk),
+                )
+                seen.update(r[0] for r in cur)
+        return seen
+
+    def applied_unit(self, agent_id: str, unit_id: str) -> MergeResult | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT result FROM units WHERE agent_id = ? AND unit_id = ?",
+                (agent_id, unit_id),
+            ).fetchone()
+        return MergeResult.model_validate_json(row[0]) if row else None
+
+    def commit(self, agent_id: str, changes: ChangeSet) -> None:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if changes.log:
+                    db.executemany(
+                        "INSERT INTO log (agent_id, entry_id, kind, unit_id, instance_id, "
+                        "request, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            (agent_id, e.entry_id, e.kind, e.unit_id, e.instance_id,
+                             e.request, e.body)
+                            for e in changes.log
+                        ],
+                    )
+                for table, rows in changes.rows.items():
+                    if table not in TABLES:
+                        raise ValueError(f"unknown state table {table!r}")
+                    if not rows:
+                        continue
+                    if table == "memories":
+                        db.executemany(
+                            "INSERT INTO memories (agent_id, key, version, content_hash, "
+                            "embedding, body) VALUES (?, ?, ?, ?, ?, ?) "
+                            "ON CONFLICT (agent_id, key) DO UPDATE SET "
+                            "version = excluded.version, content_hash = excluded.content_hash, "
+                            "embedding = excluded.embedding, body = excluded.body",
+                            [
+                                (agent_id, r.key, r.version, r.content_hash, r.embedding, r.body)
+                                for r in rows
+                            ],
+                        )
+                    else:
+                        db.executemany(
+                            f"INSERT INTO {table} (agent_id, key, version, body) "
+                            "VALUES (?, ?, ?, ?) ON CONFLICT (agent_id, key) DO UPDATE SET "
+                            "version = excluded.version, body = excluded.body",
+                            [(agent_id, r.key, r.version, r.body) for r in rows],
+                        )
+                db.execute(
+                    "INSERT INTO agents (agent_id, cursor, meta) VALUES (?, ?, ?) "
+                    "ON CONFLICT (agent_id) DO UPDATE SET cursor = excluded.cursor, "
+                    "meta = COALESCE(excluded.meta, agents.meta)",
+                    (agent_id, changes.cursor, changes.meta),
+                )
+                if changes.unit is not None:
+                    unit_id, result = changes.unit
+                    db.execute(
+                        "INSERT OR REPLACE INTO units (agent_id, unit_id, result) "
+                        "VALUES (?, ?, ?)",
+                        (agent_id, unit_id, result.model_dump_json()),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def iter_log(self, agent_id: str) -> Iterator[LogEntry]:
+        # Read in pages so a long log never sits in memory at once, and the
+        # lock is not held while the caller merges.
+        last = 0
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT seq, entry_id, kind, body, unit_id, instance_id, request FROM log "
+                    "WHERE agent_id = ? AND seq > ? ORDER BY seq LIMIT 2000",
+                    (agent_id, last),
+                ).fetchall()
+            if not rows:
+                return
+            for seq, entry_id, kind, body, unit_id, instance_id, request in rows:
+                last = seq
+                yield LogEntry(entry_id, kind, body, unit_id, instance_id, request)
+
+    def reset_state(self, agent_id: str) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for table in (*TABLES, "units"):
+                    self._db.execute(f"DELETE FROM {table} WHERE agent_id = ?", (agent_id,))
+                self._db.execute(
+                    "UPDATE agents SET cursor = 0, meta = NULL WHERE agent_id = ?", (agent_id,)
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    # ------------------------------------------------------------------ tokens
+
+    def put_token(self, record: TokenRecord) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO tokens (token_id, token_hash, agent_id, instance_id, "
+                "scope, created_at, revoked) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.token_id,
+                    record.token_hash,
+                    record.agent_id,
+                    record.instance_id,
+                    record.scope,
+                    record.created_at.isoformat(),
+                    int(record.revoked),
+                ),
+            )
+
+    def token_by_hash(self, token_hash: str) -> TokenRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT token_id, token_hash, agent_id, instance_id, scope, created_at, revoked "
+                "FROM tokens WHERE token_hash = ?",
+                (token_hash,),
+            ).fetchone()
+        return _token(row) if row else None
+
+    def list_tokens(self) -> list[TokenRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT token_id, token_hash, agent_id, instance_id, scope, created_at, revoked "
+                "FROM tokens ORDER BY created_at, token_id"
+            ).fetchall()
+        return [_token(r) for r in rows]
+
+    def revoke_token(self, token_id: str) -> bool:
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE tokens SET revoked = 1 WHERE token_id = ?", (token_id,)
+            )
+            return cur.rowcount > 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _token(row: tuple[str, str, str, str, str, str, int]) -> TokenRecord:
+    token_id, token_hash, agent_id, instance_id, scope, created_at, revoked = row
+    return TokenRecord(
+        token_id=token_id,
+        token_hash=token_hash,
+        agent_id=agent_id,
+        instance_id=instance_id,
+        scope="read" if scope == "read" else "write",
+        created_at=datetime.fromisoformat(created_at),
+        revoked=bool(revoked),
+    )
+
+
+@hookimpl
+def experience_sync_register_stores(register: Register) -> None:
+    register("sqlite", SQLiteStore)
