@@ -1,0 +1,196 @@
+"""Conflicts: contested values handed to the configured resolver, and the review queue.
+
+A conflict is two reports that say different things about the same item (see
+``docs/merging.md``). The engine turns each side into a
+:class:`~experience_sync.interfaces.ContestedValue` and asks the
+:class:`~experience_sync.interfaces.ConflictResolver` registered under
+``merge_strategy.conflict_resolution``. A ``queue`` decision becomes an open
+:class:`~experience_sync.models.Review` carrying both sides and the whole
+incoming event, which :meth:`MergeEngine.decide_review` applies or drops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from experience_sync.config import MergeStrategyConfig
+from experience_sync.hub.state import StoredRow
+from experience_sync.interfaces import ConflictResolver, ContestedValue, Resolution
+from experience_sync.models import ExperienceEvent, MergeResult, Review
+from experience_sync.plugins import ExperienceSyncPluginManager
+
+ConflictKind = Literal["memory", "skill", "knowledge", "characteristic"]
+
+#: An observability event to emit once the change is committed: (type, instance, data).
+Notice = tuple[str, str | None, dict[str, Any]]
+
+
+def short_hash(*parts: str, size: int = 10) -> str:
+    """A stable hex digest of ``parts`` (ids derived from content or event ids)."""
+    h = hashlib.blake2b(digest_size=size)
+    for part in parts:
+        h.update(part.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def order_key(timestamp: datetime, lamport: int, instance_id: str, event_id: str) -> tuple[
+    datetime, int, str, str
+]:
+    """The total order of reports: event time, Lamport clock, instance id, event id.
+
+    ``latest_wins`` uses the same order, so "latest" never depends on arrival.
+    """
+    return (timestamp, lamport, instance_id, event_id)
+
+
+@dataclass
+class MergeContext:
+    """What one request (or one review decision) accumulates while it merges.
+
+    :param cursor: the agent cursor every row changed by this request gets.
+    :param result: the counts answered to the sender.
+    :param notices: observability events to emit after the commit.
+    :param force: applying an accepted review: skip conflict detection.
+    :param target: for an accepted memory review, the stored memory to supersede.
+    """
+
+    cursor: int
+    result: MergeResult
+    notices: list[Notice] = field(default_factory=list)
+    force: bool = False
+    target: str | None = None
+
+
+class ConflictDesk:
+    """Resolves contested values and keeps the agent's reviews."""
+
+    def __init__(self, strategy: MergeStrategyConfig, pm: ExperienceSyncPluginManager) -> None:
+        self.resolver: ConflictResolver = pm.registry.create(
+            "conflict_resolvers", strategy.conflict_resolution, strategy
+        )
+        self.trust = dict(strategy.instance_trust)
+        self.reviews: dict[str, Review] = {}
+        self.dirty: dict[str, None] = {}
+
+    def side(
+        self,
+        value: Any,
+        confidence: float,
+        timestamp: datetime,
+        lamport: int,
+        instance_id: str,
+    ) -> ContestedValue:
+        """One side of a conflict, weighted by the instance's configured trust (default 1)."""
+        return ContestedValue(
+            value=value,
+            confidence=confidence,
+            timestamp=timestamp,
+            lamport=lamport,
+            instance_id=instance_id,
+            trust=self.trust.get(instance_id, 1.0),
+        )
+
+    def resolve(
+        self,
+        ctx: MergeContext,
+        kind: ConflictKind,
+        key: str,
+        current: ContestedValue,
+        incoming: ContestedValue,
+        event: ExperienceEvent,
+    ) -> Resolution:
+        """Count the conflict and ask the resolver; a ``queue`` opens a review."""
+        ctx.result.conflicts.total += 1
+        resolution = self.resolver.resolve(current, incoming)
+        if resolution.action == "queue":
+            review = Review.model_construct(
+                review_id=review_id(event.event_id),
+                kind=kind,
+                key=key,
+                current=_side_dict(current),
+                proposed={**_side_dict(incoming), "event": event.model_dump(mode="json")},
+                event_id=event.event_id,
+                instance_id=event.source_instance,
+                status="open",
+                created_at=event.timestamp,
+                decided_at=None,
+                version=ctx.cursor,
+            )
+            self.reviews[review.review_id] = review
+            self.dirty[review.review_id] = None
+            ctx.result.conflicts.queued += 1
+            ctx.notices.append(
+                ("review.queued", event.source_instance,
+                 {"review_id": review.review_id, "kind": kind, "key": key})
+            )
+        else:
+            ctx.result.conflicts.resolved += 1
+            ctx.notices.append(
+                ("conflict.resolved", event.source_instance,
+                 {"kind": kind, "key": key, "action": resolution.action,
+                  "strategy": self.resolver.name, "event_id": event.event_id})
+            )
+        return resolution
+
+    def decide(self, ctx: MergeContext, review: Review, accept: bool, at: datetime) -> Review:
+        """Close an open review (the caller applies its event when accepted)."""
+        decided = review.model_copy(
+            update={
+                "status": "accepted" if accept else "rejected",
+                "decided_at": at,
+                "version": ctx.cursor,
+            }
+        )
+        self.reviews[review.review_id] = decided
+        self.dirty[review.review_id] = None
+        ctx.notices.append(
+            ("review.decided", review.instance_id,
+             {"review_id": review.review_id, "kind": review.kind, "key": review.key,
+              "accepted": accept})
+        )
+        return decided
+
+    # ------------------------------------------------------------------ persistence
+
+    def load(self, rows: list[StoredRow]) -> None:
+        """Restore the reviews from stored rows."""
+        for row in rows:
+            review = Review.model_validate_json(row.body)
+            self.reviews[review.review_id] = review
+
+    def take_rows(self) -> list[StoredRow]:
+        """Rows of the reviews changed since the last call."""
+        rows = [
+            StoredRow(rid, self.reviews[rid].version, self.reviews[rid].model_dump_json())
+            for rid in self.dirty
+        ]
+        self.dirty.clear()
+        return rows
+
+
+def review_id(event_id: str) -> str:
+    """The review opened by an event: derived from its id, so replay reopens the same one."""
+    return "rv-" + short_hash(event_id)
+
+
+def _side_dict(side: ContestedValue) -> dict[str, Any]:
+    return {
+        "value": _jsonable(side.value),
+        "confidence": side.confidence,
+        "timestamp": side.timestamp.isoformat(),
+        "lamport": side.lamport,
+        "instance_id": side.instance_id,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value

@@ -1,0 +1,313 @@
+"""KnowledgeIntegrator: knowledge verified across instances, and characteristics.
+
+Knowledge items are keyed by ``knowledge_id``, else normalized ``subject``,
+else normalized content. Each instance's *latest* report (in the total order
+of :func:`~experience_sync.hub.conflicts.order_key`) is its verification; a
+repeat from one instance updates its confidence, never adds a verification.
+
+The combined confidence is the noisy-or of the distinct instances' latest
+confidences, ``1 - prod(1 - c_i)``, always within 0..1. An item is
+*integrated* once, folding its reports in order, the combined confidence
+reaches ``knowledge_verification_threshold`` with at least
+:data:`MIN_VERIFICATIONS` distinct instances; it then stays integrated. The
+fold makes status and confidence independent of arrival order.
+
+Characteristics (key -> value) live here too: the same value again is a
+corroboration (the latest report's confidence counts), a different value is a
+conflict for the resolver.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from experience_sync.config import MergeStrategyConfig
+from experience_sync.hub.conflicts import ConflictDesk, MergeContext, order_key, short_hash
+from experience_sync.hub.state import StoredRow
+from experience_sync.models import Characteristic, ExperienceEvent, KnowledgeItem, Verification
+from experience_sync.text import content_hash, normalize
+
+#: Distinct instances needed before any item integrates: one instance alone,
+#: however confident, never integrates knowledge.
+MIN_VERIFICATIONS = 2
+
+
+def combined_confidence(confidences: list[float]) -> float:
+    """Noisy-or of independent confidences: ``1 - prod(1 - c)``, clamped to 0..1."""
+    miss = 1.0
+    for c in confidences:
+        miss *= 1.0 - min(1.0, max(0.0, c))
+    return min(1.0, max(0.0, 1.0 - miss))
+
+
+@dataclass(frozen=True)
+class KnowledgeReport:
+    """One instance's report about one knowledge item."""
+
+    instance_id: str
+    event_id: str
+    timestamp: datetime
+    lamport: int
+    confidence: float
+
+    @property
+    def order(self) -> tuple[datetime, int, str, str]:
+        return order_key(self.timestamp, self.lamport, self.instance_id, self.event_id)
+
+    def to_json(self) -> list[Any]:
+        return [self.instance_id, self.event_id, self.timestamp.isoformat(), self.lamport,
+                self.confidence]
+
+    @classmethod
+    def from_json(cls, row: list[Any]) -> KnowledgeReport:
+        return cls(row[0], row[1], datetime.fromisoformat(row[2]), row[3], row[4])
+
+
+def knowledge_key(knowledge_id: str | None, subject: str | None, content: str) -> str:
+    """The identity of a knowledge item: its id, else subject, else content."""
+    if knowledge_id:
+        return "id:" + knowledge_id
+    if subject and normalize(subject):
+        return "subject:" + normalize(subject)
+    return "content:" + content_hash(normalize(content))
+
+
+class KnowledgeIntegrator:
+    """One agent's knowledge items (with their reports) and characteristics."""
+
+    def __init__(self, strategy: MergeStrategyConfig) -> None:
+        self.threshold = strategy.knowledge_verification_threshold
+        self.items: dict[str, KnowledgeItem] = {}
+        self.reports: dict[str, list[KnowledgeReport]] = {}
+        self.dirty: dict[str, None] = {}
+        self.characteristics: dict[str, Characteristic] = {}
+        self.char_order: dict[str, tuple[int, str]] = {}
+        self.char_dirty: dict[str, None] = {}
+
+    @property
+    def integrated(self) -> int:
+        """How many items are integrated."""
+        return sum(1 for k in self.items.values() if k.status == "integrated")
+
+    def merge(self, ctx: MergeContext, ev: ExperienceEvent, desk: ConflictDesk) -> None:
+        """Merge one knowledge event (already known to be new to the log)."""
+        data = ev.knowledge
+        key = knowledge_key(data.knowledge_id, data.subject, data.content)
+        report = KnowledgeReport(
+            ev.source_instance, ev.event_id, ev.timestamp, ev.lamport, data.confidence
+        )
+        item = self.items.get(key)
+        if item is None:
+            self._replace(ctx, key, ev, report)
+            ctx.result.knowledge_added += 1
+            return
+        if normalize(item.content) != normalize(data.content):
+            if not ctx.force:
+                latest = max(self.reports[key], key=lambda r: r.order)
+                current = desk.side(
+                    item.content, item.confidence, latest.timestamp, latest.lamport,
+                    latest.instance_id,
+                )
+                incoming = desk.side(
+                    data.content, data.confidence, ev.timestamp, ev.lamport, ev.source_instance
+                )
+                resolution = desk.resolve(ctx, "knowledge", key, current, incoming, ev)
+                if resolution.action != "apply" or resolution.value != data.content:
+                    return
+            # The other content wins: earlier verifications were of other words.
+            self._replace(ctx, key, ev, report, first_seen=item.first_seen)
+            return
+        was_verifier = report.instance_id in item.verifications
+        reports = self.reports[key]
+        reports.append(report)
+        reports.sort(key=lambda r: r.order)
+        before = item.status
+        self.items[key] = self._fold(item, reports, ctx.cursor)
+        self.dirty[key] = None
+        if not was_verifier:
+            ctx.result.knowledge_verified += 1
+        if before != "integrated" and self.items[key].status == "integrated":
+            ctx.result.knowledge_integrated += 1
+
+    def _replace(
+        self,
+        ctx: MergeContext,
+        key: str,
+        ev: ExperienceEvent,
+        report: KnowledgeReport,
+        first_seen: datetime | None = None,
+    ) -> None:
+        data = ev.knowledge
+        item = KnowledgeItem.model_construct(
+            knowledge_id=data.knowledge_id or "kn-" + short_hash(key, size=8),
+            key=key,
+            subject=data.subject,
+            content=data.content,
+            confidence=0.0,
+            status="pending",
+            verifications={},
+            first_seen=first_seen or ev.timestamp,
+            integrated_at=None,
+            version=ctx.cursor,
+        )
+        self.reports[key] = [report]
+        self.items[key] = self._fold(item, [report], ctx.cursor)
+        self.dirty[key] = None
+
+    def _fold(
+        self, item: KnowledgeItem, reports: list[KnowledgeReport], version: int
+    ) -> KnowledgeItem:
+        latest: dict[str, KnowledgeReport] = {}
+        integrated_at: datetime | None = None
+        confidence = 0.0
+        for r in reports:
+            latest[r.instance_id] = r
+            confidence = combined_confidence([latest[i].confidence for i in sorted(latest)])
+            if (
+                integrated_at is None
+                and len(latest) >= MIN_VERIFICATIONS
+                and confidence >= self.threshold
+            ):
+                integrated_at = r.timestamp
+        verifications = {
+            i: Verification.model_construct(
+                instance_id=i,
+                confidence=latest[i].confidence,
+                event_id=latest[i].event_id,
+                timestamp=latest[i].timestamp,
+            )
+            for i in sorted(latest)
+        }
+        return item.model_copy(
+            update={
+                "confidence": confidence,
+                "status": "integrated" if integrated_at is not None else "pending",
+                "verifications": verifications,
+                "first_seen": min(item.first_seen, reports[0].timestamp),
+                "integrated_at": integrated_at,
+                "version": version,
+            }
+        )
+
+    # ------------------------------------------------------------------ characteristics
+
+    def merge_characteristic(
+        self, ctx: MergeContext, ev: ExperienceEvent, desk: ConflictDesk
+    ) -> None:
+        """Merge one characteristic event: new key, corroboration, or conflict."""
+        data = ev.data
+        key: str = data.key  # type: ignore[union-attr]
+        value: Any = data.value  # type: ignore[union-attr]
+        confidence: float = data.confidence  # type: ignore[union-attr]
+        current = self.characteristics.get(key)
+        incoming_order = (ev.lamport, ev.event_id)
+        if current is None:
+            self._set_char(ctx, key, value, confidence, ev, incoming_order)
+            return
+        lamport, event_id = self.char_order[key]
+        later = order_key(ev.timestamp, ev.lamport, ev.source_instance, ev.event_id) > order_key(
+            current.updated_at, lamport, current.source_instance, event_id
+        )
+        if _same(current.value, value):
+            if later:
+                self._set_char(ctx, key, value, confidence, ev, incoming_order)
+            return
+        if ctx.force:
+            self._set_char(ctx, key, value, confidence, ev, incoming_order)
+            return
+        resolution = desk.resolve(
+            ctx,
+            "characteristic",
+            key,
+            desk.side(current.value, current.confidence, current.updated_at, lamport,
+                      current.source_instance),
+            desk.side(value, confidence, ev.timestamp, ev.lamport, ev.source_instance),
+            ev,
+        )
+        if resolution.action == "apply":
+            conf = resolution.confidence if resolution.confidence is not None else confidence
+            if later:
+                self._set_char(ctx, key, resolution.value, conf, ev, incoming_order)
+            else:  # a merged value (weighted numbers) keeps the later side's identity
+                self._set_char_value(ctx, key, resolution.value, conf)
+        elif resolution.action == "keep" and resolution.confidence is not None:
+            self._set_char_value(ctx, key, current.value, resolution.confidence)
+
+    def _set_char(
+        self,
+        ctx: MergeContext,
+        key: str,
+        value: Any,
+        confidence: float,
+        ev: ExperienceEvent,
+        order: tuple[int, str],
+    ) -> None:
+        self.characteristics[key] = Characteristic.model_construct(
+            key=key,
+            value=value,
+            confidence=min(1.0, max(0.0, confidence)),
+            source_instance=ev.source_instance,
+            updated_at=ev.timestamp,
+            version=ctx.cursor,
+        )
+        self.char_order[key] = order
+        self.char_dirty[key] = None
+        ctx.result.characteristics_updated += 1
+
+    def _set_char_value(self, ctx: MergeContext, key: str, value: Any, confidence: float) -> None:
+        self.characteristics[key] = self.characteristics[key].model_copy(
+            update={
+                "value": value,
+                "confidence": min(1.0, max(0.0, confidence)),
+                "version": ctx.cursor,
+            }
+        )
+        self.char_dirty[key] = None
+        ctx.result.characteristics_updated += 1
+
+    # ------------------------------------------------------------------ persistence
+
+    def load(self, knowledge: list[StoredRow], characteristics: list[StoredRow]) -> None:
+        """Restore knowledge items, their reports, and characteristics."""
+        for row in knowledge:
+            body = json.loads(row.body)
+            item = KnowledgeItem.model_validate(body["item"])
+            self.items[item.key] = item
+            self.reports[item.key] = [KnowledgeReport.from_json(r) for r in body["reports"]]
+        for row in characteristics:
+            body = json.loads(row.body)
+            ch = Characteristic.model_validate(body["item"])
+            self.characteristics[ch.key] = ch
+            self.char_order[ch.key] = (body["lamport"], body["event_id"])
+
+    def take_rows(self) -> tuple[list[StoredRow], list[StoredRow]]:
+        """Rows of the knowledge items and characteristics changed since the last call."""
+        knowledge = []
+        for key in self.dirty:
+            item = self.items[key]
+            body = {
+                "item": item.model_dump(mode="json"),
+                "reports": [r.to_json() for r in self.reports[key]],
+            }
+            knowledge.append(StoredRow(key, item.version, json.dumps(body)))
+        chars = []
+        for key in self.char_dirty:
+            ch = self.characteristics[key]
+            lamport, event_id = self.char_order[key]
+            row = {"item": ch.model_dump(mode="json"), "lamport": lamport, "event_id": event_id}
+            chars.append(StoredRow(key, ch.version, json.dumps(row)))
+        self.dirty.clear()
+        self.char_dirty.clear()
+        return knowledge, chars
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, str):
+        return normalize(a) == normalize(b)
+    try:
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    except (TypeError, ValueError):
+        return bool(a == b)

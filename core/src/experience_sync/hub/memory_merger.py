@@ -1,0 +1,310 @@
+"""MemoryMerger: deduplicates incoming memories into the source agent's memories.
+
+Per new memory: exact duplicate by the hash of its normalized text first, then
+the configured :class:`~experience_sync.interfaces.SimilarityMethod` (the best
+stored match at or above its threshold). A match merges (field rules in
+``docs/merging.md``); a near memory the method flags as a contradiction is a
+conflict for the resolver; anything else is added. With
+``memory_deduplication = false`` every memory is added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from experience_sync.config import MergeStrategyConfig
+from experience_sync.hub.conflicts import ConflictDesk, MergeContext, short_hash
+from experience_sync.hub.state import StoredRow
+from experience_sync.interfaces import Embedder, FloatArray, SimilarityMethod
+from experience_sync.models import ExperienceEvent, Memory, MemoryData
+from experience_sync.plugins import ExperienceSyncPluginManager
+from experience_sync.text import content_hash, normalize
+
+
+def noisy_or(a: float, b: float) -> float:
+    """``1 - (1 - a)(1 - b)``: two independent reports of one thing, bounded in 0..1."""
+    return min(1.0, max(0.0, 1.0 - (1.0 - a) * (1.0 - b)))
+
+
+def memory_id_for(event_id: str) -> str:
+    """The id of the memory an event adds: derived, so replay gives the same ids."""
+    return "mem-" + short_hash(event_id, size=8)
+
+
+def _union(base: list[str], extra: Sequence[str]) -> list[str]:
+    new = [x for x in dict.fromkeys(extra) if x not in base]
+    return base + new if new else base
+
+
+class MemoryMerger:
+    """One agent's memories, their exact-duplicate index and similarity index."""
+
+    def __init__(self, strategy: MergeStrategyConfig, pm: ExperienceSyncPluginManager) -> None:
+        self.dedup = strategy.memory_deduplication
+        self.similarity: SimilarityMethod | None = None
+        self.embedder: Embedder | None = None
+        if self.dedup:
+            self.similarity = pm.registry.create(
+                "similarity_methods", strategy.similarity_method, strategy
+            )
+            if self.similarity is not None and self.similarity.needs_embeddings:
+                self.embedder = pm.registry.create("embedders", strategy.embedder, strategy)
+        self.memories: dict[str, Memory] = {}
+        self.normalized: dict[str, str] = {}
+        self.by_hash: dict[str, str] = {}
+        self.embeddings: dict[str, FloatArray] = {}
+        # Insertion-ordered, so rows are written (and later loaded) in creation order.
+        self.dirty: dict[str, None] = {}
+
+    # ------------------------------------------------------------------ embeddings
+
+    def embed(self, events: Sequence[ExperienceEvent]) -> dict[str, FloatArray]:
+        """Vectors for the new memory events of one request, computed in one call.
+
+        An event's own embedding is used when it has the embedder's dimension;
+        exact duplicates of stored memories need none.
+        """
+        if self.embedder is None:
+            return {}
+        out: dict[str, FloatArray] = {}
+        todo: list[tuple[str, str]] = []
+        dim = self.embedder.dim
+        for ev in events:
+            data = ev.data
+            if not isinstance(data, MemoryData):
+                continue
+            if data.embedding is not None and len(data.embedding) == dim:
+                vec = np.asarray(data.embedding, dtype=np.float32)
+                norm = float(np.linalg.norm(vec))
+                out[ev.event_id] = vec / norm if norm > 0 else vec
+                continue
+            norm_text = normalize(data.content)
+            if content_hash(norm_text) not in self.by_hash:
+                todo.append((ev.event_id, data.content))
+        if todo:
+            vectors = self.embedder.embed([text for _, text in todo])
+            for (event_id, _), vec in zip(todo, vectors, strict=True):
+                out[event_id] = np.asarray(vec, dtype=np.float32)
+        return out
+
+    # ------------------------------------------------------------------ merging
+
+    def merge(
+        self,
+        ctx: MergeContext,
+        ev: ExperienceEvent,
+        desk: ConflictDesk,
+        embedding: FloatArray | None = None,
+    ) -> None:
+        """Merge one memory event (already known to be new to the log)."""
+        data = ev.memory
+        norm = normalize(data.content)
+        digest = content_hash(norm)
+        if ctx.force and ctx.target is not None:
+            self._supersede(ctx, ev, ctx.target, norm, digest, embedding, data.confidence)
+            return
+        if self.dedup:
+            existing = self.by_hash.get(digest)
+            if existing is not None:
+                self._merge_into(ctx, ev, existing)
+                return
+            if self.similarity is not None:
+                if embedding is None and self.embedder is not None:
+                    embedding = self.embedder.embed([data.content])[0]
+                found = self.similarity.match(norm, embedding, data.content)
+                if found is not None and found.memory_id in self.memories:
+                    if found.is_duplicate:
+                        self._merge_into(ctx, ev, found.memory_id)
+                        return
+                    self._contradiction(ctx, ev, desk, found.memory_id, norm, digest, embedding)
+                    return
+        self._add(ctx, ev, norm, digest, embedding)
+
+    def _add(
+        self,
+        ctx: MergeContext,
+        ev: ExperienceEvent,
+        norm: str,
+        digest: str,
+        embedding: FloatArray | None,
+    ) -> None:
+        data = ev.memory
+        mid = memory_id_for(ev.event_id)
+        memory = Memory.model_construct(
+            memory_id=mid,
+            content=data.content,
+            normalized_hash=digest,
+            memory_type=data.memory_type,
+            tags=list(dict.fromkeys(data.tags)),
+            importance=data.importance,
+            confidence=data.confidence,
+            access_count=1,
+            source_instances=[ev.source_instance],
+            source_events=[ev.event_id],
+            created_at=ev.timestamp,
+            updated_at=ev.timestamp,
+            version=ctx.cursor,
+        )
+        self.memories[mid] = memory
+        self.normalized[mid] = norm
+        self.by_hash.setdefault(digest, mid)
+        if embedding is not None:
+            self.embeddings[mid] = embedding
+        if self.similarity is not None:
+            self.similarity.add(mid, norm, embedding, data.content)
+        self.dirty[mid] = None
+        ctx.result.memories_added += 1
+
+    def _merge_into(self, ctx: MergeContext, ev: ExperienceEvent, mid: str) -> None:
+        data = ev.memory
+        m = self.memories[mid]
+        new_source = ev.source_instance not in m.source_instances
+        # Another instance saying the same thing corroborates it; the same
+        # instance repeating itself does not.
+        confidence = noisy_or(m.confidence, data.confidence) if new_source else max(
+            m.confidence, data.confidence
+        )
+        self.memories[mid] = m.model_copy(
+            update={
+                "tags": _union(m.tags, data.tags),
+                "importance": max(m.importance, data.importance),
+                "confidence": confidence,
+                "access_count": m.access_count + 1,
+                "source_instances": _union(m.source_instances, [ev.source_instance]),
+                "source_events": [*m.source_events, ev.event_id],
+                "created_at": min(m.created_at, ev.timestamp),
+                "updated_at": max(m.updated_at, ev.timestamp),
+                "version": ctx.cursor,
+            }
+        )
+        self.dirty[mid] = None
+        ctx.result.memories_merged += 1
+
+    def _contradiction(
+        self,
+        ctx: MergeContext,
+        ev: ExperienceEvent,
+        desk: ConflictDesk,
+        mid: str,
+        norm: str,
+        digest: str,
+        embedding: FloatArray | None,
+    ) -> None:
+        data = ev.memory
+        m = self.memories[mid]
+        current = desk.side(m.content, m.confidence, m.updated_at, 0, m.source_instances[-1])
+        incoming = desk.side(
+            data.content, data.confidence, ev.timestamp, ev.lamport, ev.source_instance
+        )
+        resolution = desk.resolve(ctx, "memory", mid, current, incoming, ev)
+        if resolution.action == "apply" and resolution.value == data.content:
+            confidence = resolution.confidence if resolution.confidence is not None else (
+                data.confidence
+            )
+            self._supersede(ctx, ev, mid, norm, digest, embedding, confidence)
+        elif resolution.action == "keep" and resolution.confidence is not None:
+            self.memories[mid] = m.model_copy(
+                update={"confidence": resolution.confidence, "version": ctx.cursor}
+            )
+            self.dirty[mid] = None
+
+    def _supersede(
+        self,
+        ctx: MergeContext,
+        ev: ExperienceEvent,
+        mid: str,
+        norm: str,
+        digest: str,
+        embedding: FloatArray | None,
+        confidence: float,
+    ) -> None:
+        """Replace a stored memory's statement by the incoming one that contradicts it."""
+        m = self.memories.get(mid)
+        if m is None:
+            self._add(ctx, ev, norm, digest, embedding)
+            return
+        data = ev.memory
+        if self.by_hash.get(m.normalized_hash) == mid:
+            del self.by_hash[m.normalized_hash]
+        self.by_hash.setdefault(digest, mid)
+        if embedding is None and self.embedder is not None:
+            embedding = self.embedder.embed([data.content])[0]
+        self.normalized[mid] = norm
+        if embedding is not None:
+            self.embeddings[mid] = embedding
+        if self.similarity is not None:
+            self.similarity.remove(mid)
+            self.similarity.add(mid, norm, embedding, data.content)
+        self.memories[mid] = m.model_copy(
+            update={
+                "content": data.content,
+                "normalized_hash": digest,
+                "tags": _union(m.tags, data.tags),
+                "importance": max(m.importance, data.importance),
+                "confidence": min(1.0, max(0.0, confidence)),
+                "source_instances": _union(m.source_instances, [ev.source_instance]),
+                "source_events": [*m.source_events, ev.event_id],
+                "updated_at": max(m.updated_at, ev.timestamp),
+                "version": ctx.cursor,
+            }
+        )
+        self.dirty[mid] = None
+        ctx.result.memories_merged += 1
+
+    # ------------------------------------------------------------------ reads
+
+    def search(self, q: str | None) -> list[Memory]:
+        """Memories whose normalized text contains the normalized query, in insertion order."""
+        if not q or not normalize(q):
+            return list(self.memories.values())
+        needle = normalize(q)
+        return [m for mid, m in self.memories.items() if needle in self.normalized[mid]]
+
+    # ------------------------------------------------------------------ persistence
+
+    def load(self, rows: list[StoredRow]) -> None:
+        """Restore memories and rebuild the indexes from stored vectors (none recomputed)."""
+        batch: list[tuple[str, str, FloatArray | None, str | None]] = []
+        for row in rows:
+            m = Memory.model_validate_json(row.body)
+            mid = m.memory_id
+            norm = normalize(m.content)
+            self.memories[mid] = m
+            self.normalized[mid] = norm
+            self.by_hash.setdefault(m.normalized_hash, mid)
+            vec: FloatArray | None = None
+            if row.embedding is not None:
+                vec = np.frombuffer(row.embedding, dtype=np.float32).copy()
+                self.embeddings[mid] = vec
+            batch.append((mid, norm, vec, m.content))
+        if self.similarity is not None and batch:
+            if self.embedder is not None:
+                missing = [i for i, item in enumerate(batch) if item[2] is None]
+                if missing:  # stored before embeddings were configured
+                    vectors = self.embedder.embed([batch[i][3] or "" for i in missing])
+                    for i, vec_new in zip(missing, vectors, strict=True):
+                        mid, norm, _, text = batch[i]
+                        self.embeddings[mid] = np.asarray(vec_new, dtype=np.float32)
+                        self.dirty[mid] = None
+                        batch[i] = (mid, norm, self.embeddings[mid], text)
+            self.similarity.add_many(batch)
+
+    def take_rows(self) -> list[StoredRow]:
+        """Rows of the memories changed since the last call."""
+        rows = []
+        for mid in self.dirty:
+            m = self.memories[mid]
+            vec = self.embeddings.get(mid)
+            rows.append(
+                StoredRow(
+                    mid,
+                    m.version,
+                    m.model_dump_json(),
+                    m.normalized_hash,
+                    vec.astype(np.float32).tobytes() if vec is not None else None,
+                )
+            )
+        self.dirty.clear()
+        return rows

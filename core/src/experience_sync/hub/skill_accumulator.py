@@ -1,0 +1,268 @@
+"""SkillAccumulator: the source agent's skills, accumulated over instances' reports.
+
+A skill is matched by ``skill_id``, else by its normalized name. Each report is
+kept; the skill is a fold of its reports in the total order of
+:func:`~experience_sync.hub.conflicts.order_key` (event time, Lamport clock,
+instance, event id), so the result does not depend on arrival order:
+
+* per instance, the latest report by ``(invocations, timestamp, lamport,
+  event id)`` counts (usage reports are cumulative, so re-sending one never
+  doubles ``total_invocations``);
+* ``total_invocations`` is the sum over instances; ``success_rate`` is
+  invocation-weighted (total successes / total invocations);
+* ``proficiency`` is the configured :class:`SkillAggregator` over the
+  instances' latest proficiencies (``max``, ``average``, ``weighted``);
+* a learning-curve point ``(timestamp, proficiency, event)`` is appended
+  whenever the aggregated proficiency changes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import astuple, dataclass
+from datetime import datetime
+from typing import Any
+
+from experience_sync.config import MergeStrategyConfig
+from experience_sync.hub.conflicts import ConflictDesk, MergeContext, order_key, short_hash
+from experience_sync.hub.state import StoredRow
+from experience_sync.interfaces import SkillAggregator
+from experience_sync.models import (
+    ExperienceEvent,
+    InstanceSkillReport,
+    LearningCurvePoint,
+    Skill,
+    SkillUsage,
+)
+from experience_sync.plugins import ExperienceSyncPluginManager
+from experience_sync.text import normalize
+
+
+@dataclass(frozen=True)
+class SkillReport:
+    """One instance's report about one skill, as received."""
+
+    instance_id: str
+    event_id: str
+    timestamp: datetime
+    lamport: int
+    proficiency: float | None
+    invocations: int
+    successes: int
+    contexts: tuple[str, ...]
+    last_used: datetime | None
+    name: str
+    category: str
+
+    @property
+    def order(self) -> tuple[datetime, int, str, str]:
+        return order_key(self.timestamp, self.lamport, self.instance_id, self.event_id)
+
+    @classmethod
+    def from_event(cls, ev: ExperienceEvent) -> SkillReport:
+        data = ev.skill
+        return cls(
+            ev.source_instance,
+            ev.event_id,
+            ev.timestamp,
+            ev.lamport,
+            data.proficiency,
+            data.usage.invocations,
+            data.usage.successes,
+            tuple(data.usage.contexts),
+            data.usage.last_used,
+            data.name,
+            data.category,
+        )
+
+    def to_json(self) -> list[Any]:
+        row = list(astuple(self))
+        row[2] = self.timestamp.isoformat()
+        row[7] = list(self.contexts)
+        row[8] = self.last_used.isoformat() if self.last_used else None
+        return row
+
+    @classmethod
+    def from_json(cls, row: list[Any]) -> SkillReport:
+        return cls(
+            row[0], row[1], datetime.fromisoformat(row[2]), row[3], row[4], row[5], row[6],
+            tuple(row[7]), datetime.fromisoformat(row[8]) if row[8] else None, row[9], row[10],
+        )
+
+
+def skill_id_for(name: str) -> str:
+    """The id of a skill reported without one: derived from its normalized name."""
+    return "sk-" + short_hash(normalize(name), size=8)
+
+
+def _inst_key(r: InstanceSkillReport) -> tuple[int, datetime, int, str]:
+    return (r.invocations, r.timestamp, r.lamport, r.event_id)
+
+
+class SkillAccumulator:
+    """One agent's skills and the reports they are folded from."""
+
+    def __init__(self, strategy: MergeStrategyConfig, pm: ExperienceSyncPluginManager) -> None:
+        self.aggregator: SkillAggregator = pm.registry.create(
+            "skill_aggregations", strategy.skill_aggregation, strategy
+        )
+        self.margin = strategy.skill_conflict_margin
+        self.skills: dict[str, Skill] = {}
+        self.reports: dict[str, list[SkillReport]] = {}
+        self.by_name: dict[str, str] = {}
+        self.dirty: dict[str, None] = {}
+
+    def find(self, skill_id: str | None, name: str) -> str | None:
+        """The stored skill an event is about: by id, else by normalized name."""
+        if skill_id is not None and skill_id in self.skills:
+            return skill_id
+        return self.by_name.get(normalize(name))
+
+    def merge(self, ctx: MergeContext, ev: ExperienceEvent, desk: ConflictDesk) -> None:
+        """Merge one skill event (already known to be new to the log)."""
+        data = ev.skill
+        report = SkillReport.from_event(ev)
+        sid = self.find(data.skill_id, data.name)
+        if sid is None:
+            sid = data.skill_id or skill_id_for(data.name)
+            self.reports[sid] = [report]
+            self.skills[sid] = self._fold(sid, [report], ctx.cursor)
+            self.by_name.setdefault(normalize(data.name), sid)
+            self.dirty[sid] = None
+            ctx.result.skills_added += 1
+            return
+        skill = self.skills[sid]
+        if not ctx.force and report.proficiency is not None and self._disagrees(skill, report):
+            current = desk.side(
+                skill.proficiency, 1.0, skill.learning_curve[-1].timestamp if
+                skill.learning_curve else skill.acquired, 0, ",".join(skill.source_instances),
+            )
+            incoming = desk.side(
+                report.proficiency, 1.0, ev.timestamp, ev.lamport, ev.source_instance
+            )
+            # Aggregation is how skill reports combine; the resolver only
+            # decides whether the disagreeing report waits for a review.
+            if desk.resolve(ctx, "skill", sid, current, incoming, ev).action == "queue":
+                return
+        reports = self.reports[sid]
+        if reports and report.order < reports[-1].order:
+            reports.append(report)
+            reports.sort(key=lambda r: r.order)
+            self.skills[sid] = self._fold(sid, reports, ctx.cursor)
+        else:
+            reports.append(report)
+            self.skills[sid] = self._step(skill, report, ctx.cursor)
+        self.dirty[sid] = None
+        ctx.result.skills_updated += 1
+
+    def _disagrees(self, skill: Skill, report: SkillReport) -> bool:
+        assert report.proficiency is not None
+        for inst, other in skill.per_instance.items():
+            if inst == report.instance_id or other.proficiency is None:
+                continue
+            if abs(other.proficiency - report.proficiency) > self.margin:
+                return True
+        return False
+
+    # ------------------------------------------------------------------ the fold
+
+    def _fold(self, sid: str, reports: list[SkillReport], version: int) -> Skill:
+        first = reports[0]
+        skill = Skill.model_construct(
+            skill_id=sid,
+            name=first.name,
+            category=first.category,
+            proficiency=0.0,
+            acquired=first.timestamp,
+            source_instances=[],
+            learning_curve=[],
+            usage=SkillUsage.model_construct(
+                total_invocations=0, success_rate=0.0, contexts=[], last_used=None
+            ),
+            per_instance={},
+            version=version,
+        )
+        for report in reports:
+            skill = self._step(skill, report, version)
+        return skill
+
+    def _step(self, skill: Skill, r: SkillReport, version: int) -> Skill:
+        """Apply the next report in order (never mutates ``skill``)."""
+        per_instance = skill.per_instance
+        prev = per_instance.get(r.instance_id)
+        candidate = InstanceSkillReport.model_construct(
+            proficiency=r.proficiency if r.proficiency is not None else (
+                prev.proficiency if prev else None
+            ),
+            invocations=r.invocations,
+            successes=r.successes,
+            timestamp=r.timestamp,
+            lamport=r.lamport,
+            event_id=r.event_id,
+        )
+        if prev is None or _inst_key(candidate) > _inst_key(prev):
+            per_instance = {**per_instance, r.instance_id: candidate}
+            per_instance = dict(sorted(per_instance.items()))
+        latest = [per_instance[i] for i in sorted(per_instance)]
+        proficiency = self.aggregator.aggregate(
+            [(x.proficiency, x.invocations) for x in latest if x.proficiency is not None]
+        )
+        proficiency = min(1.0, max(0.0, float(proficiency)))
+        curve = skill.learning_curve
+        if not curve or curve[-1].proficiency != proficiency:
+            curve = [
+                *curve,
+                LearningCurvePoint.model_construct(
+                    timestamp=r.timestamp, proficiency=proficiency, event=r.event_id
+                ),
+            ]
+        total = sum(x.invocations for x in latest)
+        successes = sum(x.successes for x in latest)
+        usage = skill.usage
+        contexts = usage.contexts
+        new_contexts = [c for c in r.contexts if c not in contexts]
+        if new_contexts:
+            contexts = [*contexts, *dict.fromkeys(new_contexts)]
+        used = r.last_used or r.timestamp
+        last_used = used if usage.last_used is None else max(usage.last_used, used)
+        return skill.model_copy(
+            update={
+                "category": r.category,
+                "proficiency": proficiency,
+                "acquired": min(skill.acquired, r.timestamp),
+                "source_instances": sorted(per_instance),
+                "learning_curve": curve,
+                "usage": SkillUsage.model_construct(
+                    total_invocations=total,
+                    success_rate=successes / total if total else 0.0,
+                    contexts=contexts,
+                    last_used=last_used,
+                ),
+                "per_instance": per_instance,
+                "version": version,
+            }
+        )
+
+    # ------------------------------------------------------------------ persistence
+
+    def load(self, rows: list[StoredRow]) -> None:
+        """Restore skills and their reports from stored rows."""
+        for row in rows:
+            body = json.loads(row.body)
+            skill = Skill.model_validate(body["skill"])
+            self.skills[skill.skill_id] = skill
+            self.reports[skill.skill_id] = [SkillReport.from_json(r) for r in body["reports"]]
+            self.by_name.setdefault(normalize(skill.name), skill.skill_id)
+
+    def take_rows(self) -> list[StoredRow]:
+        """Rows of the skills changed since the last call."""
+        rows = []
+        for sid in self.dirty:
+            skill = self.skills[sid]
+            body = {
+                "skill": skill.model_dump(mode="json"),
+                "reports": [r.to_json() for r in self.reports[sid]],
+            }
+            rows.append(StoredRow(sid, skill.version, json.dumps(body)))
+        self.dirty.clear()
+        return rows
