@@ -274,3 +274,18 @@ def test_hook_experience_sync_register_similarity_methods() -> None:
     registry = get_plugin_manager().registry
     assert {"jaccard", "embedding"} <= set(registry.names("similarity_methods"))
     assert isinstance(registry.create("similarity_methods", "jaccard", None), JaccardSimilarity)
+
+
+def test_hook_experience_sync_register_embedders() -> None:
+    embedder = get_plugin_manager().registry.create("embedders", "hashing", None)
+    vectors = embedder.embed(["The user likes tea.", "the user LIKES tea"])
+    assert vectors.shape == (2, embedder.dim) and vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors[0], vectors[1])  # embeds the normalized text
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+
+
+def test_hook_experience_sync_register_vector_indexes() -> None:
+    index = get_plugin_manager().registry.create("vector_indexes", "numpy", 4)
+    index.add([5, 9], np.eye(4, dtype=np.float32)[:2])
+    scores, ids = index.search(np.eye(4, dtype=np.float32)[1:2], 3)
+    assert ids.tolist() == [[9, 5, -1]] and scores[0, 0] == pytest.approx(1.0)
