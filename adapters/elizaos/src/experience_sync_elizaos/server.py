@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from experience_sync_elizaos.mapping import MappingOptions
 DEFAULT_LISTEN = "127.0.0.1:7422"
 #: The instance id the ElizaOS events are recorded as unless told otherwise.
 DEFAULT_INSTANCE = "elizaos"
+#: Protocols of the bridge's instance, in routing order (see :func:`start_manager`).
+DEFAULT_PROTOCOLS = ("streaming", "lumped")
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -39,8 +42,9 @@ def start_manager(
     instance_id: str,
     data_dir: str | Path,
     config: Any = None,
+    protocol: str | Sequence[str] | None = DEFAULT_PROTOCOLS,
 ) -> Any:
-    """An ``ExperienceSyncManager`` with ``instance_id`` initialised to stream to ``hub``.
+    """An ``ExperienceSyncManager`` with ``instance_id`` initialised to sync to ``hub``.
 
     :param hub: the hub's base URL.
     :param agent: the source agent id.
@@ -48,6 +52,10 @@ def start_manager(
     :param instance_id: the instance the bridge records as.
     :param data_dir: where the manager keeps its durable outbox.
     :param config: an ``ExperienceSyncConfig``; loaded from the usual sources if ``None``.
+    :param protocol: the protocols, in routing order. By default events at or
+        above the streaming threshold (actions, memories, knowledge) stream and
+        the rest (messages, completed runs) go in lumped batches; ``None``
+        takes them from the configuration.
     """
     from experience_sync import load_config
     from experience_sync.client.manager import ExperienceSyncManager
@@ -57,7 +65,8 @@ def start_manager(
     config = config.model_copy(deep=True)
     config.transport.https.auth_token = token
     manager = ExperienceSyncManager(config=config, data_dir=str(data_dir))
-    manager.initialize_sync(instance_id, config=config, endpoint=hub, agent_id=agent)
+    manager.initialize_sync(instance_id, protocol=protocol, config=config, endpoint=hub,
+                            agent_id=agent)
     return manager
 
 
