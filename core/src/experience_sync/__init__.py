@@ -8,6 +8,8 @@ import pluggy
 hookimpl = pluggy.HookimplMarker("experience_sync")
 """Marker for hook implementations: ``@experience_sync.hookimpl``."""
 
+from experience_sync.client.manager import ExperienceSyncManager  # noqa: E402
+from experience_sync.client.status import SyncStatus  # noqa: E402
 from experience_sync.config import ExperienceSyncConfig, load_config  # noqa: E402
 from experience_sync.errors import (  # noqa: E402
     ConfigError,
@@ -42,6 +44,7 @@ __all__ = [
     "ExperienceEvent",
     "ExperienceSyncConfig",
     "ExperienceSyncError",
+    "ExperienceSyncManager",
     "KnowledgeItem",
     "Memory",
     "MergeResult",
@@ -53,6 +56,7 @@ __all__ = [
     "RetryableError",
     "Skill",
     "SyncRequest",
+    "SyncStatus",
     "Transport",
     "TransportError",
     "get_plugin_manager",

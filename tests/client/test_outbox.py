@@ -1,0 +1,115 @@
+"""The durable outbox: rows survive restarts, sequences persist, bounds are explicit."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from experience_sync.client.outbox import Outbox
+from experience_sync.config import OutboxConfig
+from experience_sync.errors import OutboxFullError
+
+
+def _body(seq: int) -> bytes:
+    return (
+        b'{"event_id":"e%d","event_type":"memory","data":{"content":"m%d"}}' % (seq, seq)
+    )
+
+
+def _put(outbox: Outbox, lane: str = "streaming") -> int:
+    seq, _ = outbox.reserve()
+    outbox.put(seq, lane, _body(seq), "memory")
+    return seq
+
+
+@pytest.mark.parametrize("durability", ["group", "sync"])
+def test_rows_and_sequences_survive_a_restart(tmp_path: Path, durability: str) -> None:
+    path = tmp_path / "outbox.db"
+    box = Outbox(path, OutboxConfig(durability=durability))
+    seqs = [_put(box) for _ in range(50)]
+    assert box.wait_durable(seqs[-1], timeout=10)
+    box.ack(box.read("streaming", 10))  # the hub acknowledged the first ten
+    assert box.close()
+
+    again = Outbox(path, OutboxConfig(durability=durability))
+    rows = again.read("streaming", 1000)
+    assert [r.seq for r in rows] == seqs[10:]
+    assert again.size == 40 and again.pending("streaming") == 40
+    assert again.counters.values["recorded"] == 50
+    assert again.counters.values["delivered"] == 10
+    seq, lamport = again.reserve()
+    assert seq == seqs[-1] + 1 and lamport == 51  # numbering continues, never reused
+    again.release()
+    again.close()
+
+
+def test_sync_durability_commits_before_returning(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", OutboxConfig(durability="sync"))
+    seq = _put(box)
+    # No wait: in sync mode the row is committed when put() returns.
+    assert [r.seq for r in box.read("streaming", 10)] == [seq]
+    box.close()
+
+
+def test_refuse_policy_raises_and_counts(tmp_path: Path) -> None:
+    reasons: list[str] = []
+    box = Outbox(
+        tmp_path / "o.db", OutboxConfig(max_events=3, when_full="refuse"), on_full=reasons.append
+    )
+    for _ in range(3):
+        _put(box)
+    with pytest.raises(OutboxFullError, match="max_events=3"):
+        box.reserve()
+    assert box.counters.values["refused"] == 1
+    assert box.counters.reasons == {"refused:outbox_full": 1}
+    assert reasons == ["outbox_full"]
+    box.close()
+
+
+def test_block_policy_waits_for_room(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", OutboxConfig(max_events=2, when_full="block", block_timeout=30))
+    first = _put(box)
+    _put(box)
+    box.wait_durable(first + 1, timeout=10)
+    got: list[int] = []
+    t = threading.Thread(target=lambda: got.append(_put(box)))
+    t.start()
+    t.join(0.2)
+    assert t.is_alive() and not got  # blocked: the outbox is full
+    box.ack(box.read("streaming", 1))
+    t.join(10)
+    assert got == [first + 2]
+    box.close()
+
+
+def test_block_policy_times_out_with_a_reason(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", OutboxConfig(max_events=1, block_timeout=0.05))
+    _put(box)
+    with pytest.raises(OutboxFullError):
+        box.reserve()
+    assert box.counters.reasons == {"refused:outbox_full_timeout": 1}
+    box.close()
+
+
+def test_dead_letter_keeps_the_refused_event(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", OutboxConfig(durability="sync"))
+    _put(box)
+    box.dead_letter(box.read("streaming", 1), "hub refused (422): bad", 422)
+    assert box.size == 0
+    [dead] = box.dead_rows()
+    assert dead["status"] == 422 and dead["event"]["event_id"] == "e1"
+    assert box.counters.values["dead"] == 1
+    box.close()
+
+
+def test_lanes_are_separate(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", OutboxConfig(durability="sync"))
+    _put(box, "streaming")
+    _put(box, "lumped")
+    _put(box, "lumped")
+    assert box.pending("streaming") == 1 and box.pending("lumped") == 2
+    assert [r.seq for r in box.read("lumped", 10)] == [2, 3]
+    assert box.min_outstanding() == 1
+    box.close()
