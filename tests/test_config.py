@@ -430,3 +430,22 @@ def test_secrets_not_echoed_in_validation_errors(tmp_path: Path) -> None:
             transport={"https": {"endpoint": "http://hub.example.com", "auth_token": TOKEN}},
         )
     assert TOKEN not in str(info.value)
+
+
+def test_every_field_is_documented() -> None:
+    from pydantic import BaseModel
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+
+    def paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+        out = []
+        for name, info in model.model_fields.items():
+            annotation = info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                out += paths(annotation, f"{prefix}{name}.")
+            else:
+                out.append(prefix + name)
+        return out
+
+    missing = [p for p in paths(ExperienceSyncConfig) if f"| `{p}` |" not in docs]
+    assert not missing, f"docs/configuration.md has no row for {missing}"
