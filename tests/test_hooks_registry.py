@@ -232,11 +232,17 @@ def test_hook_register_similarity_methods(
         def __init__(self) -> None:
             self.by_text: dict[str, str] = {}
 
-        def add(self, memory_id: str, normalized: str, embedding: FloatArray | None) -> None:
+        def add(
+            self,
+            memory_id: str,
+            normalized: str,
+            embedding: FloatArray | None,
+            text: str | None = None,
+        ) -> None:
             self.by_text[normalized] = memory_id
 
         def best_match(
-            self, normalized: str, embedding: FloatArray | None
+            self, normalized: str, embedding: FloatArray | None, text: str | None = None
         ) -> tuple[str, float] | None:
             found = self.by_text.get(normalized)
             return (found, 1.0) if found else None
@@ -259,6 +265,9 @@ def test_hook_register_similarity_methods(
     assert method.best_match("user prefers tea", None) == ("m1", 1.0)
     assert method.best_match("user prefers coffee", None) is None
     assert method.needs_embeddings is False
+    # the batch and contradiction-aware entry points fall back to best_match
+    matches = method.match_many([("user prefers tea", None, "User prefers tea"), ("x", None, None)])
+    assert matches[0] is not None and matches[0].memory_id == "m1" and matches[1] is None
 
 
 # --------------------------------------------------------------------------- instance side
