@@ -4,10 +4,11 @@
 its source:
 
 * ``MESSAGE_SENT`` is emitted with the plain string key (message service,
-  autonomy), ``MESSAGE_RECEIVED`` with the protobuf enum value
-  ``EventType.EVENT_TYPE_MESSAGE_RECEIVED`` (an ``int``, autonomy service);
-  plugins register under any of these. :func:`attach` listens under the plain
-  name, the ``EVENT_TYPE_`` name and the enum number.
+  autonomy); the autonomy service emits ``MESSAGE_RECEIVED`` with the
+  protobuf enum ``EventType.EVENT_TYPE_MESSAGE_RECEIVED``, an ``int`` that
+  ``emit_event`` cannot dispatch (``TypeError``). Plugins are told to use
+  either spelling, so :func:`attach` listens under the plain name and the
+  ``EVENT_TYPE_`` name.
 * ``process_actions`` and ``evaluate`` emit no ``ACTION_*`` or ``EVALUATOR_*``
   events, and ``create_memory`` emits nothing. So :func:`attach` wraps the
   handlers of registered actions and evaluators (and of those registered
@@ -53,15 +54,8 @@ def _get(obj: Any, *names: str) -> Any:
     return None
 
 
-def _event_keys(name: str) -> list[Any]:
-    keys: list[Any] = [name, f"EVENT_TYPE_{name}"]
-    try:
-        from elizaos.types.events import EventType
-
-        keys.append(int(EventType.Value(f"EVENT_TYPE_{name}")))
-    except Exception:  # older or newer runtimes without the protobuf enum
-        pass
-    return keys
+def _event_keys(name: str) -> list[str]:
+    return [name, f"EVENT_TYPE_{name}"]
 
 
 def _message_event(kind: str, params: Any) -> dict[str, Any]:
