@@ -23,7 +23,7 @@ except ImportError:
 
     install()
 
-from experience_sync.hub.server import HubServer, run_in_thread  # noqa: E402
+from experience_sync.hub.server import HubServer, run_in_thread
 
 
 @pytest.fixture

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import random
+import string
 from datetime import datetime, timezone
 from typing import Any
 
 from experience_sync.models import new_id
+
+
+def distinct_text(words: int = 6) -> str:
+    """Text no similarity method will take for a duplicate of another call's."""
+    return " ".join("".join(random.choices(string.ascii_lowercase, k=8)) for _ in range(words))
 
 
 def memory_event(instance: str, content: str = "User prefers concise answers", **extra: Any) -> dict[str, Any]:
@@ -26,7 +33,7 @@ def events_body(instance: str, n: int = 1, prefix: str = "memory") -> dict[str, 
     """An ``EventsRequest`` with ``n`` distinct memory events."""
     return {
         "instance_id": instance,
-        "events": [memory_event(instance, f"{prefix} number {i} {new_id()}") for i in range(n)],
+        "events": [memory_event(instance, f"{prefix} {distinct_text()}") for _ in range(n)],
     }
 
 

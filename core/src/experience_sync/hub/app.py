@@ -189,7 +189,10 @@ class Hub:
                 transport="websocket",
                 backlog=backlog if isinstance(backlog, int) and backlog >= 0 else None,
             )
-            result = self.ingest(principal, agent_id, kind, frame.get("payload"), meta)
+            payload = frame.get("payload")
+            if not isinstance(payload, dict):
+                raise HubError(422, "payload must be an object", [{"loc": "payload", "msg": "not an object", "type": "dict_type"}])
+            result = self.ingest(principal, agent_id, kind, payload, meta)
             status = 200
             ack = orjson.dumps(
                 {"id": frame_id, "ok": True, "result": orjson.Fragment(result.model_dump_json())}
