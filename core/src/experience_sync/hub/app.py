@@ -555,3 +555,13 @@ def create_app(hub: Hub) -> FastAPI:
     install_openapi(app)
     hub.pm.hook.experience_sync_register_hub_routes(app=app, hub=hub)
     return app
+
+
+__all__ = [
+    "Hub",
+    "HubError",
+    "HubLimits",
+    "MemoryPage",
+    "ReviewDecision",
+    "create_app",
+]
