@@ -47,6 +47,8 @@ BUILTIN_PLUGINS: list[str] = [
     "experience_sync.builtin.similarity",
     "experience_sync.builtin.observers",
     "experience_sync.builtin.protocols",
+    "experience_sync.builtin.transport_https",
+    "experience_sync.builtin.transport_websocket",
     "experience_sync.builtin.store_sqlite",
     "experience_sync.builtin.hub_cli",
 ]
