@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic_core import InitErrorDetails
 
 SCHEMA_VERSION = "1.0"
 
@@ -160,18 +161,17 @@ class ExperienceEvent(_Model):
                     values["data"] = model.model_validate(data)
                 except ValidationError as exc:
                     # Re-raise under ``data`` so the path reads ``data.content``.
-                    raise ValidationError.from_exception_data(
-                        model.__name__,
-                        [
-                            {
-                                "type": err["type"],
-                                "loc": ("data", *err["loc"]),
-                                "input": err["input"],
-                                **({"ctx": err["ctx"]} if "ctx" in err else {}),
-                            }
-                            for err in exc.errors()
-                        ],
-                    ) from None
+                    details: list[InitErrorDetails] = []
+                    for err in exc.errors():
+                        detail: InitErrorDetails = {
+                            "type": err["type"],
+                            "loc": ("data", *err["loc"]),
+                            "input": err["input"],
+                        }
+                        if "ctx" in err:
+                            detail["ctx"] = err["ctx"]
+                        details.append(detail)
+                    raise ValidationError.from_exception_data(model.__name__, details) from None
             elif model is not None and isinstance(data, BaseModel) and not isinstance(data, model):
                 raise ValueError(f"data does not match event_type {kind!r}")
         return values
