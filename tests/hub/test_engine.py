@@ -245,7 +245,7 @@ def test_skill_aggregations(
     assert s.usage.success_rate == pytest.approx(32 / 40)
     assert s.source_instances == ["i1", "i2"]
     assert s.usage.contexts == ["ctx-i1", "ctx-i2"]
-    assert [p.event for p in s.learning_curve][0] == "s1"
+    assert s.learning_curve[0].event == "s1"
     assert s.learning_curve[-1].proficiency == pytest.approx(expected)
 
 
