@@ -16,13 +16,6 @@ from typing import Any
 
 import pytest
 
-try:  # until the merge engine lands, a stand-in implements its contract
-    import experience_sync.hub.engine  # noqa: F401
-except ImportError:
-    from _fake_engine import install
-
-    install()
-
 from experience_sync.hub.server import HubServer, run_in_thread
 
 
