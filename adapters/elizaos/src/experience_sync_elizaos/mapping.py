@@ -241,10 +241,7 @@ def map_event(
         success = event.get("success")
         if not isinstance(success, bool):
             success = _str(event.get("status")) != "failed"
-        if not success:
-            error = _text(event.get("error"), 500)
-            if error:
-                ctx.environment["error"] = error
+        # A skill event has no place for the error message: it is not sent.
         return [SkillRecord(name=name, success=success, category=opts.skill_category,
                             priority=0.6 if success else 0.7, context=ctx)]
 
