@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -271,11 +272,30 @@ def test_reconnects_after_hub_restart(
     t.send(events("i1", "before the restart"), timeout=10)
     hub.stop()
     with pytest.raises(RetryableError):
-        t.send(events("i1", "while the hub is down"), timeout=5)
+        t.send(events("i1", "while the hub is down"), timeout=1)
     hub.start()  # same port, same store
     result = t.send(events("i1", "after the restart"), timeout=10)
     assert result.memories_added == 1
     assert t.sessions_opened == 2
+
+
+def test_send_retries_until_the_hub_is_back(
+    hub: HubServer, transports: Callable[..., McpTransport]
+) -> None:
+    t = transports(hub, hub.create_token(AGENT, "i1"), connect_timeout=2.0)
+    retries: list[tuple[int, str]] = []
+    t.on_retry = lambda attempt, delay, reason, status: retries.append((attempt, reason))
+    t.send(events("i1", "first contact"), timeout=10)
+    hub.stop()
+    restarter = threading.Timer(0.5, hub.start)
+    restarter.start()
+    try:
+        result = t.send(events("i1", "delivered once the hub is back"), timeout=20)
+    finally:
+        restarter.join()
+    assert result.memories_added == 1
+    assert retries, "the outage should have cost at least one retry"
+    assert retries[0][0] == 1
 
 
 def test_unreachable_hub_is_retryable(transports: Callable[..., McpTransport]) -> None:
@@ -287,7 +307,7 @@ def test_unreachable_hub_is_retryable(transports: Callable[..., McpTransport]) -
     t = McpTransport(f"http://127.0.0.1:{port}/mcp", agent_id=AGENT, connect_timeout=2.0)
     try:
         with pytest.raises(RetryableError):
-            t.send(events("i1", "nobody home"), timeout=5)
+            t.send(events("i1", "nobody home"), timeout=1)
     finally:
         t.close()
     with pytest.raises(RejectedError):

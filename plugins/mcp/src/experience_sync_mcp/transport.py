@@ -6,8 +6,9 @@ loop, one *connection task* that holds the MCP session open (the SDK's anyio
 task groups must be entered and left by the same task, so every call goes
 through this task's queue). A call that fails on the connection tears the
 session down; the next call opens a new one, so a restarted hub is picked up
-without any action from the caller. Retrying is the worker's job: the
-transport only classifies failures:
+without any action from the caller. Each call is retried within its
+deadline with the shared backoff policy (:mod:`experience_sync.client.retry`);
+failures are classified:
 
 - connection errors, timeouts, HTTP 408/429/5xx (not 501) and tool errors
   tagged ``[408]``, ``[429]`` or ``[5xx]`` raise :class:`RetryableError`;
@@ -27,6 +28,7 @@ import json
 import re
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -38,6 +40,7 @@ import httpx
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
 
+from experience_sync.client.retry import Backoff, OnRetry, is_retryable_status
 from experience_sync.errors import RejectedError, RetryableError, TransportError
 from experience_sync.interfaces import SyncRequest, Transport
 from experience_sync.models import AgentState, MergeResult
@@ -62,7 +65,7 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 
 def classify_status(status: int, message: str) -> TransportError:
     """The error for an HTTP-like status: retryable for 408, 429 and 5xx but 501."""
-    if status in (408, 429) or (status >= 500 and status != 501):
+    if is_retryable_status(status):
         return RetryableError(message, status_code=status)
     return RejectedError(message, status_code=status)
 
@@ -182,6 +185,8 @@ class McpTransport(Transport):
         self._closed = False
         #: How many sessions were opened (1 + reconnects); for status and tests.
         self.sessions_opened = 0
+        #: Set by the instance's worker to count and report retries.
+        self.on_retry: OnRetry | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -248,6 +253,19 @@ class McpTransport(Transport):
             return self._loop
 
     def _call(self, name: str, arguments: dict[str, Any], timeout: float) -> dict[str, Any]:
+        # Retryable failures are tried again with the shared backoff policy
+        # until the deadline; each new attempt opens a new session if needed.
+        backoff = Backoff(time.monotonic() + timeout, self.on_retry)
+        while True:
+            left = backoff.remaining()
+            if left <= 0:
+                raise RetryableError(f"MCP call {name!r} got no answer within {timeout:.1f}s")
+            try:
+                return self._call_once(name, arguments, left)
+            except RetryableError as exc:
+                backoff.wait(exc)  # raises ``exc`` when the deadline leaves no room
+
+    def _call_once(self, name: str, arguments: dict[str, Any], timeout: float) -> dict[str, Any]:
         loop = self._ensure_loop()
         future: Future[Any] = asyncio.run_coroutine_threadsafe(
             self._submit(name, arguments, timeout), loop
