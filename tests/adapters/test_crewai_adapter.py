@@ -197,12 +197,14 @@ def test_crew_kickoff_is_merged_at_the_hub(
     state = merged(manager, "crew-1")
     lookup = skill(state, "population_lookup")
     assert (lookup.usage.total_invocations, lookup.usage.success_rate) == (1, 1.0)
+    assert lookup.proficiency == pytest.approx(1.0)  # the instance's success rate
     assert lookup.category == "tool"
     assert "Demographics Researcher" in lookup.usage.contexts
     census = skill(state, "census_api")
     # CrewAI runs a raising tool up to three times: each attempt is a failed use
     assert census.usage.total_invocations == 3
     assert census.usage.success_rate == 0.0
+    assert census.proficiency == 0.0
     task_memory = [m for m in state.memories if "paris population" in m.content]
     assert len(task_memory) == 1
     assert task_memory[0].content == (

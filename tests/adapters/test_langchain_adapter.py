@@ -199,11 +199,13 @@ def test_agent_run_is_merged_at_the_hub(connect: Callable[[str], ExperienceSyncM
     weather = skill(state, "get_weather")
     assert weather.usage.total_invocations == 2
     assert weather.usage.success_rate == pytest.approx(1.0)
+    assert weather.proficiency == pytest.approx(1.0)  # the instance's success rate
     assert weather.category == "tool"
     assert "travel_agent" in weather.usage.contexts
     booking = skill(state, "book_hotel")
     assert booking.usage.total_invocations == 1
     assert booking.usage.success_rate == pytest.approx(0.0)
+    assert booking.proficiency == pytest.approx(0.0)
     assert booking.source_instances == ["travel-1"]
     memories = {m.content: m for m in state.memories}
     memory = memories["Hotel booking fails online in Paris; phone works."]

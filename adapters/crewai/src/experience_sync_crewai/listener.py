@@ -39,7 +39,14 @@ from crewai.events import (
 from crewai.events.event_bus import CrewAIEventsBus
 
 from experience_sync.errors import NotInitializedError
-from experience_sync_crewai.mapping import DEFAULT_PRIORITIES, SEED_MARK, clip, fit_kwargs, slug
+from experience_sync_crewai.mapping import (
+    DEFAULT_PRIORITIES,
+    SEED_MARK,
+    SuccessRates,
+    clip,
+    fit_kwargs,
+    slug,
+)
 
 log = logging.getLogger("experience_sync_crewai")
 
@@ -120,6 +127,8 @@ class ExperienceSyncListener(BaseEventListener):
         #: How many experiences were handed to the manager / failed to be.
         self.recorded = 0
         self.errors = 0
+        #: Each tool's success rate so far, reported as the skill's proficiency.
+        self.skill_rates = SuccessRates()
         self._lock = threading.Lock()
         self._ready: set[str] = set()
         self._crew_name: str | None = None
@@ -210,6 +219,10 @@ class ExperienceSyncListener(BaseEventListener):
             instance_id = self._instance_for(source, event, role)
             if instance_id is None:
                 return
+            if method == "record_skill_use":
+                kwargs["proficiency"] = self.skill_rates.observe(
+                    instance_id, args[0], kwargs["success"]
+                )
             func = getattr(self.manager, method)
             func(instance_id, *args, **fit_kwargs(func, kwargs))
         except Exception:

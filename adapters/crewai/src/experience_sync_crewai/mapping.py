@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import threading
 from typing import Any
 
 #: Default priority of each kind of recorded experience. Failures rank above
@@ -54,7 +55,7 @@ EVENT_MAP: list[tuple[str, str, str, str]] = [
         "ToolUsageFinishedEvent",
         "skill",
         "usage of the tool as a skill (category 'tool'); success unless the tool "
-        "reported a failure",
+        "reported a failure; proficiency = the tool's success rate so far",
         "tool_success",
     ),
     (
@@ -135,3 +136,24 @@ def fit_kwargs(func: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         sig = _SIGNATURES[key] = (names, var_kw)
     names, var_kw = sig
     return {k: v for k, v in kwargs.items() if k in names or (var_kw and k not in _NOT_EXTRA)}
+
+
+class SuccessRates:
+    """Thread-safe success counts per ``(instance, skill)``.
+
+    A tool's observed success rate is the most direct measure of how well the
+    instance uses it, so it is what the adapter reports as the proficiency.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, instance_id: str, skill: str, success: bool) -> float:
+        """Count one use; returns the success rate including it."""
+        key = (instance_id, skill.casefold())
+        with self._lock:
+            uses, successes = self._counts.get(key, (0, 0))
+            uses, successes = uses + 1, successes + (1 if success else 0)
+            self._counts[key] = (uses, successes)
+        return successes / uses

@@ -122,6 +122,27 @@ def fit_kwargs(func: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class SuccessRates:
+    """Thread-safe success counts per ``(instance, skill)``.
+
+    A tool's observed success rate is the most direct measure of how well the
+    instance uses it, so it is what the adapter reports as the proficiency.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, instance_id: str, skill: str, success: bool) -> float:
+        """Count one use; returns the success rate including it."""
+        key = (instance_id, skill.casefold())
+        with self._lock:
+            uses, successes = self._counts.get(key, (0, 0))
+            uses, successes = uses + 1, successes + (1 if success else 0)
+            self._counts[key] = (uses, successes)
+        return successes / uses
+
+
 @dataclass
 class _Run:
     kind: str
@@ -179,6 +200,8 @@ class ExperienceSyncRecorder:
         self.priorities = {**DEFAULT_PRIORITIES, **(priorities or {})}
         self.recorded = 0
         self.errors = 0
+        #: Each tool's success rate so far, reported as the skill's proficiency.
+        self.skill_rates = SuccessRates()
         self._runs: dict[UUID, _Run] = {}
         self._lock = threading.Lock()
 
@@ -257,6 +280,7 @@ class ExperienceSyncRecorder:
             "record_skill_use",
             run.name,
             success=success,
+            proficiency=self.skill_rates.observe(self.instance_id, run.name, success),
             category=self.skill_category,
             context=where,
             priority=self.priorities["tool_success" if success else "tool_failure"],

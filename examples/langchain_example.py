@@ -1,0 +1,166 @@
+"""A LangChain agent whose experiences sync to a source agent. Runs offline.
+
+    pip install ./core ./adapters/langchain
+    python examples/langchain_example.py                 # starts a local hub
+    EXPERIENCE_SYNC_HUB_TOKEN=... python examples/langchain_example.py --hub http://127.0.0.1:8787
+
+The agent is a real langchain-core tool-calling loop with real tools and a
+retriever; its chat model is a scripted fake, so no API key is needed. The two
+lines that matter are marked "experience-sync".
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+from experience_sync_langchain import ExperienceSyncCallbackHandler
+from langchain_core.callbacks import dispatch_custom_event
+from langchain_core.documents import Document
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import RunnableConfig, chain
+from langchain_core.tools import BaseTool, ToolException, tool
+
+from experience_sync.client.manager import ExperienceSyncManager
+from experience_sync.config import validate_config
+from experience_sync.models import AgentState
+
+AGENT_ID = "travel-assistant"
+
+
+class ScriptedChatModel(GenericFakeChatModel):
+    """A fake chat model that can be bound to tools like a real one."""
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> ScriptedChatModel:  # type: ignore[override]
+        return self
+
+
+@tool
+def web_search(query: str) -> str:
+    """Search the web."""
+    return f"Top result for {query!r}: trains from Paris to Lyon run every 30 minutes."
+
+
+@tool
+def book_train(route: str) -> str:
+    """Book a train ticket (the booking service is down in this example)."""
+    raise ToolException("booking service unavailable")
+
+
+book_train.handle_tool_error = True
+
+
+class TravelGuide(BaseRetriever):
+    """A retriever over a tiny travel guide."""
+
+    def _get_relevant_documents(self, query: str, *, run_manager: Any) -> list[Document]:
+        return [Document(page_content="Lyon is two hours from Paris by TGV.",
+                         metadata={"source": "guide/lyon.md"})]
+
+
+def build_agent() -> Any:
+    """The travel agent: retrieve, then call tools until the model answers."""
+    model = ScriptedChatModel(messages=iter([
+        AIMessage(content="", tool_calls=[{"name": "web_search", "id": "1",
+                                           "args": {"query": "Paris to Lyon trains"}}]),
+        AIMessage(content="", tool_calls=[{"name": "book_train", "id": "2",
+                                           "args": {"route": "Paris-Lyon"}}]),
+        AIMessage(content="Trains run every 30 minutes; book at the station, "
+                          "online booking is down."),
+    ]))
+    tools: dict[str, BaseTool] = {t.name: t for t in (web_search, book_train)}
+    bound = model.bind_tools(list(tools.values()))
+    guide = TravelGuide()
+
+    @chain
+    def travel_agent(question: str, config: RunnableConfig) -> str:
+        guide.invoke(question, config)
+        messages: list[BaseMessage] = [HumanMessage(question)]
+        for _ in range(6):
+            reply = bound.invoke(messages, config)
+            messages.append(reply)
+            if not getattr(reply, "tool_calls", None):
+                # an explicit memory for the source agent
+                dispatch_custom_event("experience_sync.memory", {
+                    "content": "Online train booking fails; tell travellers to book at "
+                               "the station.",
+                    "tags": ["booking"], "importance": 0.8,
+                }, config=config)
+                return str(reply.content)
+            for call in reply.tool_calls:
+                messages.append(tools[call["name"]].invoke(call, config))
+        return "no answer"
+
+    return travel_agent
+
+
+def run_langchain_agent(manager: ExperienceSyncManager, instance_id: str) -> str:
+    """Run the agent once with the experience-sync callback handler."""
+    handler = ExperienceSyncCallbackHandler(manager, instance_id)  # experience-sync
+    agent = build_agent()
+    answer: str = agent.invoke("How do I get from Paris to Lyon?",
+                               config={"callbacks": [handler]})  # experience-sync
+    return answer
+
+
+@contextlib.contextmanager
+def source_agent(hub_url: str | None, instance_ids: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A hub to sync to: the one at ``hub_url``, else a local one started here.
+
+    Yields the hub URL and, per instance, the ``initialize_sync`` config.
+    """
+    if hub_url:
+        yield hub_url, {iid: validate_config({}) for iid in instance_ids}
+        return
+    from experience_sync.hub.server import run_in_thread
+
+    with run_in_thread() as hub:
+        configs = {
+            iid: validate_config({"transport": {"https": {
+                "auth_token": hub.create_token(AGENT_ID, iid)}}})
+            for iid in instance_ids
+        }
+        yield hub.url, configs
+
+
+def print_state(state: AgentState) -> None:
+    """Print what the source agent has learned."""
+    print(f"\nWhat source agent {state.agent_id!r} learned:")
+    print("  skills:")
+    for s in sorted(state.skills, key=lambda s: s.name):
+        print(f"    {s.name:14} invocations={s.usage.total_invocations:<3} "
+              f"success_rate={s.usage.success_rate:.2f} proficiency={s.proficiency:.2f} "
+              f"from={','.join(sorted(s.source_instances))}")
+    print("  memories:")
+    for m in state.memories:
+        print(f"    [{m.importance:.1f}] {m.content}  (from {','.join(m.source_instances)})")
+    print("  knowledge:")
+    for k in state.knowledge:
+        print(f"    ({k.status}, {len(k.verifications)} instance(s)) {k.content}")
+    print(f"  interactions: {state.stats.interactions}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hub", help="URL of a running hub (token in EXPERIENCE_SYNC_HUB_TOKEN)")
+    args = parser.parse_args()
+    instance_id = "langchain-travel-1"
+    with source_agent(args.hub, [instance_id]) as (url, configs), \
+            tempfile.TemporaryDirectory() as data_dir:
+        manager = ExperienceSyncManager(data_dir=data_dir)
+        manager.initialize_sync(instance_id, config=configs[instance_id], endpoint=url,
+                                agent_id=AGENT_ID)
+        print("agent answered:", run_langchain_agent(manager, instance_id))
+        if not manager.flush(instance_id, timeout=15):
+            print("not everything reached the hub yet:", manager.status(instance_id))
+        print_state(manager.pull(AGENT_ID, instance_id=instance_id))
+        manager.shutdown(timeout=5)
+
+
+if __name__ == "__main__":
+    main()
