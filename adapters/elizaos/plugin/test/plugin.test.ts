@@ -253,6 +253,26 @@ describe("ElizaOS plugin in a real AgentRuntime", () => {
     await forwarder.stop(100);
   });
 
+  it("reads its configuration from the character's settings", async () => {
+    const runtime = new AgentRuntime({
+      character: {
+        name: "Cy",
+        bio: "x",
+        secrets: { EXPERIENCE_SYNC_BRIDGE_SECRET: "from-settings" },
+        settings: { EXPERIENCE_SYNC_BRIDGE_URL: url, EXPERIENCE_SYNC_BATCH_SIZE: "2", EXPERIENCE_SYNC_MEMORY_TABLES: "notes" },
+      },
+      adapter: memoryAdapter([]),
+    });
+    const plugin = createExperienceSyncPlugin();
+    await runtime.registerPlugin(plugin);
+    await runtime.createMemory(message("kept"), "notes");
+    await runtime.createMemory(message("not kept"), "facts");
+    await runtime.emitEvent(EventType.MESSAGE_RECEIVED, { message: message("x"), source: "x" });
+    assert.equal(await plugin.forwarderFor(runtime)!.stop(), true);
+    assert.deepEqual(received.map((r) => [r.auth, r.body.events.length]), [["Bearer from-settings", 2]]);
+    assert.deepEqual(events().map((e) => e.text ?? e.type), ["kept", "MESSAGE_RECEIVED"]);
+  });
+
   it("forwards nothing, and does not break the agent, without a secret", async () => {
     const warnings: string[] = [];
     const runtime = new AgentRuntime({ character: { name: "Bo", bio: "x" }, adapter: memoryAdapter([]) });
