@@ -428,7 +428,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def reset_state(self, agent_id: str) -> None:
-        """Drop the agent's materialized state (the log stays), for an in-place replay."""
+        """Drop the agent's materialized state, for an in-place replay.
+
+        The log, applied units and instance statuses stay.
+        """
 
     # tokens
     @abc.abstractmethod

@@ -246,8 +246,11 @@ class SQLiteStore(Store):
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for table in (*TABLES, "units"):
-                    self._db.execute(f"DELETE FROM {table} WHERE agent_id = ?", (agent_id,))
+                # Applied units and instance statuses are not derived from the
+                # log: they stay, so re-sent batches are still recognised.
+                for table in TABLES:
+                    if table != "instances":
+                        self._db.execute(f"DELETE FROM {table} WHERE agent_id = ?", (agent_id,))
                 self._db.execute(
                     "UPDATE agents SET cursor = 0, meta = NULL WHERE agent_id = ?", (agent_id,)
                 )
