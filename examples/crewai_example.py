@@ -1,0 +1,186 @@
+"""A CrewAI crew whose experiences sync to a source agent. Runs offline.
+
+    pip install ./core ./adapters/crewai
+    python examples/crewai_example.py                    # starts a local hub
+    EXPERIENCE_SYNC_HUB_TOKEN=... python examples/crewai_example.py --hub http://127.0.0.1:8787
+
+The crew is real (agent, task, tools, agent knowledge); its LLM is a scripted
+``BaseLLM`` answering in CrewAI's ReAct format, so no API key is needed.
+Telemetry and tracing are switched off unless you set them. The line that
+matters is marked "experience-sync".
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+# Before CrewAI is imported: no telemetry or tracing connections from an offline example.
+for _name, _value in (("CREWAI_DISABLE_TELEMETRY", "true"), ("OTEL_SDK_DISABLED", "true"),
+                      ("CREWAI_TRACING_ENABLED", "false")):
+    os.environ.setdefault(_name, _value)
+# The scripted LLM has no tokenizer; CrewAI would warn about it on every call.
+logging.getLogger("crewai.llms.base_llm").setLevel(logging.ERROR)
+
+from crewai import Agent, Crew, Task  # noqa: E402
+from crewai.knowledge.knowledge import Knowledge  # noqa: E402
+from crewai.knowledge.storage.base_knowledge_storage import BaseKnowledgeStorage  # noqa: E402
+from crewai.llms.base_llm import BaseLLM  # noqa: E402
+from crewai.tools import tool  # noqa: E402
+from experience_sync_crewai import ExperienceSyncListener  # noqa: E402
+
+from experience_sync.client.manager import ExperienceSyncManager  # noqa: E402
+from experience_sync.config import validate_config  # noqa: E402
+from experience_sync.models import AgentState  # noqa: E402
+
+AGENT_ID = "travel-assistant"
+
+
+class ScriptedLLM(BaseLLM):
+    """An offline LLM: answers CrewAI's knowledge-query rewrite, then the ReAct steps."""
+
+    def __init__(self, steps: list[str]) -> None:
+        super().__init__(model="scripted-offline")
+        self._steps = list(steps)
+
+    def call(self, messages: Any, tools: Any = None, callbacks: Any = None,
+             available_functions: Any = None, from_task: Any = None, from_agent: Any = None,
+             response_model: Any = None, **kwargs: Any) -> str:
+        text = messages if isinstance(messages, str) else str(messages[-1]["content"])
+        if "The original query is" in text:
+            return "Paris to Lyon trains"
+        return self._steps.pop(0) if self._steps else "Final Answer: done"
+
+    def supports_function_calling(self) -> bool:
+        return False
+
+
+class GuideStorage(BaseKnowledgeStorage):
+    """Knowledge storage over a fixed list (a real deployment uses a vector store)."""
+
+    docs: list[str] = ["Lyon is two hours from Paris by TGV."]
+
+    def search(self, query: list[str], limit: int = 5, metadata_filter: Any = None,
+               score_threshold: float = 0.6) -> list[Any]:
+        return [{"id": str(i), "content": d, "metadata": {}, "score": 1.0}
+                for i, d in enumerate(self.docs)][:limit]
+
+    async def asearch(self, query: list[str], limit: int = 5, metadata_filter: Any = None,
+                      score_threshold: float = 0.6) -> list[Any]:
+        return self.search(query, limit)
+
+    def save(self, documents: list[str]) -> None:
+        self.docs.extend(documents)
+
+    async def asave(self, documents: list[str]) -> None:
+        self.save(documents)
+
+    def reset(self) -> None:
+        self.docs.clear()
+
+    async def areset(self) -> None:
+        self.reset()
+
+
+@tool("web_search")
+def web_search(query: str) -> str:
+    """Search the web."""
+    return f"Top result for {query!r}: trains from Paris to Lyon run every 30 minutes."
+
+
+@tool("timetable_api")
+def timetable_api(route: str) -> str:
+    """Query the rail timetable API (down in this example)."""
+    raise ConnectionError("timetable API unavailable")
+
+
+def build_crew() -> Crew:
+    """A one-agent crew that researches a train connection."""
+    llm = ScriptedLLM([
+        'Thought: check the timetable\nAction: timetable_api\nAction Input: {"route": '
+        '"Paris-Lyon"}',
+        'Thought: search instead\nAction: web_search\nAction Input: {"query": '
+        '"Paris to Lyon trains"}',
+        "Thought: I now know the final answer\nFinal Answer: Trains from Paris to Lyon run "
+        "every 30 minutes and take two hours.",
+    ])
+    planner = Agent(role="Trip Planner", goal="plan train journeys",
+                    backstory="knows European rail", llm=llm,
+                    tools=[timetable_api, web_search])
+    planner.knowledge = Knowledge(collection_name="guide", sources=[], storage=GuideStorage())
+    task = Task(name="paris-lyon connection", description="Find trains from Paris to Lyon.",
+                expected_output="frequency and duration", agent=planner)
+    return Crew(name="Trip Crew", agents=[planner], tasks=[task])
+
+
+def run_crew(manager: ExperienceSyncManager, instance_id: str) -> str:
+    """Kick the crew off with the experience-sync listener attached."""
+    from crewai.events import crewai_event_bus
+
+    with ExperienceSyncListener(manager, instance_id=instance_id):  # experience-sync
+        result = build_crew().kickoff()
+        crewai_event_bus.flush()  # CrewAI runs handlers on a thread pool
+    return str(result)
+
+
+@contextlib.contextmanager
+def source_agent(hub_url: str | None, instance_ids: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A hub to sync to: the one at ``hub_url``, else a local one started here.
+
+    Yields the hub URL and, per instance, the ``initialize_sync`` config.
+    """
+    if hub_url:
+        yield hub_url, {iid: validate_config({}) for iid in instance_ids}
+        return
+    from experience_sync.hub.server import run_in_thread
+
+    with run_in_thread() as hub:
+        configs = {
+            iid: validate_config({"transport": {"https": {
+                "auth_token": hub.create_token(AGENT_ID, iid)}}})
+            for iid in instance_ids
+        }
+        yield hub.url, configs
+
+
+def print_state(state: AgentState) -> None:
+    """Print what the source agent has learned."""
+    print(f"\nWhat source agent {state.agent_id!r} learned:")
+    print("  skills:")
+    for s in sorted(state.skills, key=lambda s: s.name):
+        print(f"    {s.name:14} invocations={s.usage.total_invocations:<3} "
+              f"success_rate={s.usage.success_rate:.2f} proficiency={s.proficiency:.2f} "
+              f"from={','.join(sorted(s.source_instances))}")
+    print("  memories:")
+    for m in state.memories:
+        print(f"    [{m.importance:.1f}] {m.content}  (from {','.join(m.source_instances)})")
+    print("  knowledge:")
+    for k in state.knowledge:
+        print(f"    ({k.status}, {len(k.verifications)} instance(s)) {k.content}")
+    print(f"  interactions: {state.stats.interactions}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hub", help="URL of a running hub (token in EXPERIENCE_SYNC_HUB_TOKEN)")
+    args = parser.parse_args()
+    instance_id = "crewai-trip-1"
+    with source_agent(args.hub, [instance_id]) as (url, configs), \
+            tempfile.TemporaryDirectory() as data_dir:
+        manager = ExperienceSyncManager(data_dir=data_dir)
+        manager.initialize_sync(instance_id, config=configs[instance_id], endpoint=url,
+                                agent_id=AGENT_ID)
+        print("crew answered:", run_crew(manager, instance_id))
+        if not manager.flush(instance_id, timeout=15):
+            print("not everything reached the hub yet:", manager.status(instance_id))
+        print_state(manager.pull(AGENT_ID, instance_id=instance_id))
+        manager.shutdown(timeout=5)
+
+
+if __name__ == "__main__":
+    main()
