@@ -12,7 +12,7 @@ import sys
 
 os.environ["EXPERIENCE_SYNC_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 
-from experience_sync import ExperienceSyncConfig, ExperienceSyncManager  # noqa: E402
+from experience_sync import ExperienceSyncConfig, ExperienceSyncManager
 
 
 def main() -> None:

@@ -324,6 +324,8 @@ class SyncWorker:
         )
 
     def _on_retry(self, attempt: int, delay: float, reason: str, status: int | None) -> None:
+        # Shown by status() while the transport is still trying, not only once it gave up.
+        self.error = f"retrying (attempt {attempt}): {reason}"
         self.outbox.count("retries")
         self.emit(
             "sync.retry",
