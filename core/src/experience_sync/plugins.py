@@ -49,6 +49,7 @@ BUILTIN_PLUGINS: list[str] = [
     "experience_sync.builtin.protocols",
     "experience_sync.builtin.transport_https",
     "experience_sync.builtin.transport_websocket",
+    "experience_sync.builtin.client_cli",
     "experience_sync.builtin.store_sqlite",
     "experience_sync.builtin.hub_cli",
 ]

@@ -74,7 +74,7 @@ def _agent_of(source_agent: Any) -> str | None:
     raise TypeError("source_agent must be an id string or an object with .agent_id or .id")
 
 
-def _with_endpoint(config: ExperienceSyncConfig, endpoint: str) -> ExperienceSyncConfig:
+def with_endpoint(config: ExperienceSyncConfig, endpoint: str) -> ExperienceSyncConfig:
     """A copy of ``config`` whose transport URLs point at ``endpoint``.
 
     ``ws://``/``wss://`` set ``transport.websocket.url``; ``http(s)://`` set
@@ -174,7 +174,7 @@ class ExperienceSyncManager:
         pm = self._plugin_manager()
         cfg = config or self.config or load_config()
         if endpoint:
-            cfg = _with_endpoint(cfg, endpoint)
+            cfg = with_endpoint(cfg, endpoint)
         agent = agent_id or _agent_of(source_agent)
         if not agent:
             raise ValueError("initialize_sync needs the source agent: source_agent or agent_id")
