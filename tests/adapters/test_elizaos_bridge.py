@@ -202,3 +202,44 @@ def test_cli_command_is_registered_and_documents_its_options() -> None:
     bad = CliRunner().invoke(cli, ["elizaos-bridge", "--hub", "http://127.0.0.1:1", "--agent",
                                    "a", "--token", "t", "--listen", "nonsense"])
     assert bad.exit_code == 2 and "host:port" in bad.output
+
+
+def test_full_outbox_answers_503_and_a_retry_skips_what_was_recorded(tmp_path: Path) -> None:
+    from experience_sync import load_config
+
+    config = load_config(outbox={"max_events": 2, "when_full": "refuse"}, environ={},
+                         cwd=tmp_path)
+    # a hub that is not there: nothing drains, so the outbox fills
+    manager = start_manager(hub="http://127.0.0.1:9", agent=AGENT, token="t",
+                            instance_id=INSTANCE, data_dir=tmp_path, config=config)
+    try:
+        with BridgeServer(create_bridge_app(manager, INSTANCE, SECRET)) as bridge:
+            s = Setup(None, bridge, manager, "", tmp_path)  # type: ignore[arg-type]
+            events = [ev("MEMORY_CREATED", table="memories", text=f"note {i}") for i in range(3)]
+            first = s.post(events)
+            assert first.status_code == 503
+            assert first.json()["error"]["details"]["recorded"] == 2
+            again = s.post(events)  # what the plugin does with a 503
+            assert again.status_code == 503
+            assert again.json()["error"]["details"]["duplicates"] == 2
+    finally:
+        manager.shutdown(1)
+
+
+def test_recorded_ids_survive_a_bridge_restart(tmp_path: Path) -> None:
+    with run_in_thread() as hub:
+        manager = start_manager(hub=hub.url, agent=AGENT, token=hub.create_token(AGENT, INSTANCE),
+                                instance_id=INSTANCE, data_dir=tmp_path)
+        seen = tmp_path / "seen.sqlite3"
+        events = [ev("ACTION_COMPLETED", action="LOOKUP_ORDER", success=True)]
+        try:
+            for expected in ({"recorded": 1, "duplicates": 0}, {"recorded": 0, "duplicates": 1}):
+                app = create_bridge_app(manager, INSTANCE, SECRET, seen_path=seen)
+                with BridgeServer(app) as bridge:
+                    s = Setup(hub, bridge, manager, hub.create_token(AGENT, INSTANCE, "read"),
+                              tmp_path)
+                    got = s.post(events).json()
+                    assert {k: got[k] for k in expected} == expected
+            assert skill(s.state(), "LOOKUP_ORDER")["usage"]["total_invocations"] == 1
+        finally:
+            manager.shutdown(10)
