@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -438,3 +440,15 @@ def test_entry_point_registers_embeddings_named_in_the_environment(
         assert embedder.embed(["hello"]).shape == (1, 24)
     finally:
         sys.modules.pop("xs_lc_embeddings_for_test", None)
+
+
+def test_langchain_example_runs_offline(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "langchain_example.py"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("EXPERIENCE_SYNC_")}
+    env["EXPERIENCE_SYNC_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    proc = subprocess.run([sys.executable, str(example)], cwd=tmp_path, env=env,
+                                        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "web_search     invocations=1   success_rate=1.00 proficiency=1.00" in proc.stdout
+    assert "Online train booking fails" in proc.stdout
