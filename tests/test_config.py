@@ -449,3 +449,8 @@ def test_every_field_is_documented() -> None:
 
     missing = [p for p in paths(ExperienceSyncConfig) if f"| `{p}` |" not in docs]
     assert not missing, f"docs/configuration.md has no row for {missing}"
+
+
+def test_defaults_load_against_the_installed_builtins(tmp_path: Path) -> None:
+    cfg = load_config(environ={}, cwd=tmp_path)
+    assert (cfg.default_protocol, cfg.transport.type) == ("streaming", "https")

@@ -342,3 +342,20 @@ def test_registered_plugin_is_gone_after_the_test_block(
 
 def test_entry_point_group_name() -> None:
     assert ENTRY_POINT_GROUP == "experience_sync"
+
+
+def test_every_name_the_spec_promises_is_provided_by_a_builtin() -> None:
+    expected = {
+        "protocols": {"streaming", "lumped", "check_in"},
+        "transports": {"https", "websocket"},  # mcp comes with experience-sync-mcp
+        "similarity_methods": {"jaccard", "embedding"},
+        "conflict_resolvers": {"latest_wins", "weighted_merge", "manual_review"},
+        "skill_aggregations": {"max", "average", "weighted"},
+    }
+    rows = describe_plugins()
+    for kind, names in expected.items():
+        for name in names:
+            providers = [r for r in rows if name in r["provides"].get(kind, [])]
+            assert len(providers) == 1, f"{kind} {name!r} provided by {providers}"
+            assert providers[0]["builtin"] is True
+            assert providers[0]["name"].startswith("experience_sync.builtin.")
