@@ -173,6 +173,9 @@ class SyncProtocol(abc.ABC):
     """
 
     name: str = "protocol"
+    #: Whether :meth:`build_requests` reads ``context.state()`` (the instance then
+    #: keeps its memories locally for it).
+    uses_state: bool = False
 
     @abc.abstractmethod
     def accepts(self, event: ExperienceEvent) -> bool:
