@@ -235,6 +235,10 @@ def test_assignment_is_validated_too() -> None:
     cfg = ExperienceSyncConfig()
     with pytest.raises(ValidationError):
         cfg.streaming.priority_threshold = 3.0
+    with pytest.raises(ValidationError, match="refused"):
+        cfg.transport.https.endpoint = "http://hub.example.com"
+    cfg.transport.https.allow_insecure_http = True
+    cfg.transport.https.endpoint = "http://hub.example.com"
 
 
 @pytest.mark.parametrize(
