@@ -27,7 +27,6 @@ import multiprocessing as mp
 import os
 import random
 import sqlite3
-import statistics
 import string
 import sys
 import tempfile
@@ -254,6 +253,9 @@ def main(argv: list[str] | None = None) -> None:
 
     results: dict[str, dict[str, float]] = {}
     with run_in_thread(store_url, strategy=strategy) as server:
+        t0 = time.perf_counter()
+        server.engine.instances("bench")  # load the agent's state before timing requests
+        print(f"hub start: agent with {args.preload} memories loaded in {time.perf_counter() - t0:.1f}s")
         for seed, kind in enumerate(("http", "ws"), start=1):
             if kind in args.skip:
                 continue
