@@ -52,6 +52,7 @@ BUILTIN_PLUGINS: list[str] = [
     "experience_sync.builtin.client_cli",
     "experience_sync.builtin.store_sqlite",
     "experience_sync.builtin.hub_cli",
+    "experience_sync.builtin.demo",
 ]
 
 #: Singular labels of the registry kinds, for messages.
