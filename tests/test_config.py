@@ -341,8 +341,17 @@ def test_bad_environment_variable_names_field_and_source(
     env = {"EXPERIENCE_SYNC_STREAMING__PRIORITY_THRESHOLD": "1.5"}
     with pytest.raises(ConfigError) as info:
         load_config(environ=env, cwd=tmp_path, **base)
-    assert "streaming.priority_threshold" in _errors(info.value)
+    reason = _errors(info.value)["streaming.priority_threshold"]
+    assert reason.endswith("(from EXPERIENCE_SYNC_STREAMING__PRIORITY_THRESHOLD)")
     assert "environment" in str(info.value)
+
+
+def test_misspelled_environment_variable_is_an_error(tmp_path: Path) -> None:
+    env = {"EXPERIENCE_SYNC_STREAMING__BACTH_SIZE": "5"}
+    with pytest.raises(ConfigError) as info:
+        load_config(environ=env, cwd=tmp_path, check_plugins=False)
+    reason = _errors(info.value)["streaming.bacth_size"]
+    assert "Extra inputs are not permitted" in reason and "EXPERIENCE_SYNC_STREAMING__BACTH_SIZE" in reason
 
 
 def test_precedence_pyproject_then_file_then_env_then_arguments(

@@ -417,6 +417,18 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
     return layer
 
 
+def _lookup(tree: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+_MISSING = object()
+
+
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a configuration TOML file; a ``[tool.experience-sync]`` table is honoured too."""
     p = Path(path)
@@ -480,7 +492,7 @@ def load_config(
     env = os.environ if environ is None else environ
     where = Path(cwd) if cwd is not None else Path.cwd()
     data: dict[str, Any] = _pyproject_layer(where)
-    sources = []
+    sources = [str(where / "pyproject.toml")] if data else []
     file_path = path or env.get(ENV_PREFIX + "CONFIG")
     if file_path is None and (where / "experience-sync.toml").is_file():
         file_path = where / "experience-sync.toml"
@@ -492,6 +504,24 @@ def load_config(
         sources.append("EXPERIENCE_SYNC_* environment")
     data = _deep_merge(data, env_layer)
     data = _deep_merge(data, overrides)
-    return validate_config(
-        data, source=", ".join(sources) or None, check_plugins=check_plugins
-    )
+    try:
+        return validate_config(
+            data, source=", ".join(sources) or None, check_plugins=check_plugins
+        )
+    except ConfigError as exc:
+        if not env_layer:
+            raise
+        # say which variable a bad value came from: the path alone does not tell
+        variables = {
+            path: name
+            for name in env
+            if name.startswith(ENV_PREFIX)
+            and (path := ".".join(p.lower() for p in name[len(ENV_PREFIX) :].split("__")))
+            # unless a keyword override replaced the variable's value
+            and _lookup(data, path) is _lookup(env_layer, path)
+        }
+        errors = [
+            (path, f"{reason} (from {variables[path]})" if path in variables else reason)
+            for path, reason in exc.errors
+        ]
+        raise ConfigError(errors, exc.source) from None
