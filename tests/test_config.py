@@ -295,6 +295,13 @@ def test_pyproject_tool_table(stand_ins: Callable[[], dict[str, Any]], tmp_path:
     assert cfg.check_in.schedule == "*/15 * * * *"
 
 
+def test_pyproject_given_as_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path / "pyproject.toml", '[project]\nname = "x"\n')
+    assert read_toml(path) == {}
+    path.write_text('[project]\nname = "x"\n[tool.experience-sync]\nenabled = false\n')
+    assert read_toml(path) == {"enabled": False}
+
+
 def test_default_file_and_config_env_var(
     stand_ins: Callable[[], dict[str, Any]], tmp_path: Path
 ) -> None:

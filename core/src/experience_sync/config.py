@@ -442,6 +442,8 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     tool = data.get("tool", {}).get("experience-sync")
     if isinstance(tool, dict):
         return tool
+    if p.name == "pyproject.toml":  # a project without our table configures nothing
+        return {}
     return data
 
 
