@@ -22,6 +22,7 @@ What it does, in one run on one machine:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -32,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -212,6 +214,41 @@ def preload_store(store_url: str, n: int, strategy: Any) -> float:
     return seconds
 
 
+class NullEngine:
+    """Answers every unit without merging or storing: measures the HTTP/WebSocket layer alone."""
+
+    def ingest_events(self, agent_id: str, request: Any, meta: Any = None) -> Any:
+        from experience_sync.models import MergeResult
+
+        ids = [e.event_id for e in request.events]
+        return MergeResult(agent_id=agent_id, events_received=len(ids), memories_added=len(ids),
+                           accepted_event_ids=ids)
+
+    def instances(self, agent_id: str) -> list[Any]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def null_hub(workdir: Path) -> Iterator[Any]:
+    """A real server (auth, parsing, validation) over :class:`NullEngine`."""
+    from experience_sync.hub.app import Hub
+    from experience_sync.hub.auth import Authenticator
+    from experience_sync.hub.engine import open_store
+    from experience_sync.hub.server import HubServer
+    from experience_sync.plugins import get_plugin_manager
+
+    store = open_store(f"sqlite:///{workdir / 'tokens.db'}")
+    hub = Hub(NullEngine(), store, Authenticator(store), get_plugin_manager())  # type: ignore[arg-type]
+    server = HubServer(hub).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preload", type=int, default=100_000, help="memories stored before measuring")
@@ -222,6 +259,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--similarity", default=None, help="similarity_method (default: the configured default)")
     parser.add_argument("--no-dedup", action="store_true", help="memory_deduplication = false")
     parser.add_argument("--skip", choices=["http", "ws"], action="append", default=[])
+    parser.add_argument("--null-engine", action="store_true",
+                        help="also measure the HTTP/WebSocket layer alone, over an engine that stores nothing")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--dir", help="where to put the databases (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -265,6 +304,16 @@ def main(argv: list[str] | None = None) -> None:
                   f"{r['merged']} merged as memories, {r['seconds']:.1f}s); ack latency "
                   f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; ratio to raw sqlite "
                   f"{r['events_per_s'] / raw:.2f}x")
+    if args.null_engine:
+        with null_hub(workdir) as server:
+            for seed, kind in enumerate(("http", "ws"), start=11):
+                if kind in args.skip:
+                    continue
+                r = drive(kind, server, args.clients, args.requests, args.batch, args.window, seed)
+                results[f"{kind}_null_engine"] = r
+                print(f"{kind:>4} layer alone (null engine): {r['events_per_s']:,.0f} events/s; ack latency "
+                      f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; ratio to raw sqlite "
+                      f"{r['events_per_s'] / raw:.2f}x")
     print(json.dumps({"raw_rows_per_s": raw, "preload_seconds": seconds, **results}))
 
 
