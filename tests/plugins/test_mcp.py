@@ -12,6 +12,7 @@ import experience_sync_mcp.plugin
 import httpx
 import pytest
 from experience_sync_mcp import McpTransport
+from experience_sync_mcp.server import McpEndpoint
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
@@ -310,8 +311,26 @@ def test_unreachable_hub_is_retryable(transports: Callable[..., McpTransport]) -
             t.send(events("i1", "nobody home"), timeout=1)
     finally:
         t.close()
-    with pytest.raises(RejectedError):
-        t.send(events("i1", "closed"), timeout=5)
+    with pytest.raises(RetryableError):  # closed: the unit stays queued for the next run
+        t.send(events("i1", "closed"), timeout=1)
+
+
+def test_wrong_url_or_tool_is_a_404(
+    hub: HubServer, transports: Callable[..., McpTransport]
+) -> None:
+    token = hub.create_token(AGENT, "i1")
+    with pytest.raises(RejectedError) as info:
+        transports(hub, token, connect_timeout=2.0, tool_name="no_such_tool").send(
+            events("i1", "wrong tool"), timeout=5
+        )
+    assert info.value.status_code == 404
+    wrong = McpTransport(f"{hub.url}/v1/mcp", agent_id=AGENT, auth_token=token)
+    try:
+        with pytest.raises(RejectedError) as info:
+            wrong.send(events("i1", "wrong path"), timeout=5)
+        assert info.value.status_code == 404
+    finally:
+        wrong.close()
 
 
 def test_hook_registers_the_transport(register_plugin: Callable[..., str]) -> None:
@@ -336,3 +355,43 @@ def test_hook_registers_the_transport(register_plugin: Callable[..., str]) -> No
         t.close()
     with pytest.raises(ConfigError):
         registry.create("transports", "mcp", load_config(cwd="/nonexistent", environ={}), AGENT)
+
+
+def test_endpoint_runs_in_the_app_lifespan_when_the_server_runs_one(
+    register_plugin: Callable[..., str], tmp_path: Any, transports: Callable[..., McpTransport]
+) -> None:
+    import socket
+
+    import uvicorn
+
+    from experience_sync.hub.app import Hub, create_app
+    from experience_sync.hub.auth import create_token
+
+    register_plugin(experience_sync_mcp.plugin, name="mcp")
+    hub = Hub.open(f"sqlite:///{tmp_path / 'hub.db'}")
+    token, _ = create_token(hub.store, AGENT, "i1")
+    for _ in range(2):  # the SDK's session manager runs once: a second run needs a new one
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        app = create_app(hub)
+        endpoint = next(r.app for r in app.router.routes if getattr(r, "path", "") == "/mcp")
+        server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        try:
+            while not server.started:
+                assert thread.is_alive()
+                thread.join(0.01)
+            t = McpTransport(f"http://127.0.0.1:{port}/mcp", agent_id=AGENT, auth_token=token)
+            try:
+                assert t.send(events("i1", f"served in lifespan {port}"), timeout=10).events_received
+            finally:
+                t.close()
+            assert isinstance(endpoint, McpEndpoint)
+            assert endpoint._lazy_task is None  # started by the lifespan, not by the request
+        finally:
+            server.should_exit = True
+            thread.join(10)
+            sock.close()
+    hub.close()

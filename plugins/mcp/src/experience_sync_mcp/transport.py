@@ -12,9 +12,9 @@ failures are classified:
 
 - connection errors, timeouts, HTTP 408/429/5xx (not 501) and tool errors
   tagged ``[408]``, ``[429]`` or ``[5xx]`` raise :class:`RetryableError`;
-- other HTTP 4xx (401 unauthenticated, 403 wrong agent or instance, 413, 422),
-  tool errors tagged with them, and untagged tool errors (unknown tool,
-  invalid arguments) raise :class:`RejectedError`.
+- other HTTP 4xx (401 unauthenticated, 403 wrong agent or instance, 404 no
+  MCP endpoint or unknown tool, 413, 422 invalid arguments) and tool errors
+  tagged with them raise :class:`RejectedError` with that status.
 
 Works with the 1.x SDK (``mcp.client.streamable_http`` + ``ClientSession``) and,
 when installed, the 2.x ``mcp.Client`` (detected by import).
@@ -95,6 +95,14 @@ def _map_connection_error(exc: BaseException) -> TransportError:
         if isinstance(leaf, (httpx.TransportError, OSError, TimeoutError)):
             return RetryableError(f"MCP connection failed: {type(leaf).__name__}: {leaf}")
         if isinstance(leaf, McpError):
+            if "session terminated" in str(leaf).lower():
+                # The SDK reports an HTTP 404 this way; a stateless hub has no
+                # sessions to expire, so it means there is no endpoint here.
+                return RejectedError(
+                    "MCP endpoint answered 404: no MCP server at this URL "
+                    "(check transport.mcp.server)",
+                    status_code=404,
+                )
             return RetryableError(f"MCP session error: {leaf}")
     first = leaves[0] if leaves else exc
     return RetryableError(f"MCP connection failed: {type(first).__name__}: {first}")
@@ -121,7 +129,12 @@ def _result_payload(result: Any) -> dict[str, Any]:
         match = _STATUS_TAG.search(text)
         if match:
             raise classify_status(int(match.group(1)), f"hub refused the tool call: {text}")
-        raise RejectedError(f"hub refused the tool call: {text or 'no detail'}")
+        if "validation error" in text.lower():
+            raise RejectedError(f"hub refused the tool arguments: {text}", status_code=422)
+        # An unknown tool, or a server that is not an experience-sync hub: a
+        # problem of the target, not of the events (404 keeps them queued).
+        raise RejectedError(f"the MCP server refused the call: {text or 'no detail'} "
+                            "(check transport.mcp.server and tool_name)", status_code=404)
     structured = getattr(result, "structuredContent", None)
     if structured is None:
         structured = getattr(result, "structured_content", None)
@@ -236,7 +249,8 @@ class McpTransport(Transport):
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._closed:
-                raise RejectedError("the mcp transport is closed")
+                # Retryable: what was being sent stays in the outbox for the next run.
+                raise RetryableError("the mcp transport is closed")
             if self._loop is None:
                 loop = asyncio.new_event_loop()
                 started = threading.Event()
@@ -300,7 +314,9 @@ class McpTransport(Transport):
         if self._queue is not None and self._conn_task is not None and not self._conn_task.done():
             await self._queue.put(None)
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(self._conn_task, timeout=3.0)
+                # wait_for cancels a call still in progress after the grace time;
+                # its caller then gets a RetryableError instead of waiting.
+                await asyncio.wait_for(self._conn_task, timeout=1.0)
 
     @contextlib.asynccontextmanager
     async def _open_session(self) -> AsyncIterator[Any]:
