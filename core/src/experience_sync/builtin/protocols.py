@@ -134,6 +134,7 @@ class CheckInProtocol(SyncProtocol):
         cfg = config.check_in
         self.schedule = cfg.schedule
         self.include_full_state = cfg.include_full_state
+        self.uses_state = cfg.include_full_state
         self._next = self._compute_next()
 
     def _compute_next(self) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
 from typing import Any
 
@@ -10,13 +12,51 @@ from pydantic import BaseModel
 
 from experience_sync.client.outbox import Outbox
 from experience_sync.client.paths import InstanceLock
+from experience_sync.client.state import state_key
 from experience_sync.client.worker import Lane, SyncWorker
 from experience_sync.config import ExperienceSyncConfig
 from experience_sync.interfaces import Transport
-from experience_sync.models import ExperienceEvent
+from experience_sync.models import EventContext, ExperienceEvent
 from experience_sync.plugins import ExperienceSyncPluginManager
 
 _FIELDS = frozenset(ExperienceEvent.model_fields)
+
+
+class _EventIds:
+    """Event ids: a random per-process prefix and a counter (unique, no syscall per id).
+
+    ``os.urandom`` per event costs a system call; the prefix is drawn once per
+    process (again in a forked child) so ids never repeat across restarts.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+event_ids = _EventIds()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=event_ids.reset)
+
+
+def empty_context() -> EventContext:
+    """A new empty :class:`EventContext`, without running validation."""
+    ctx = EventContext.__new__(EventContext)
+    object.__setattr__(
+        ctx,
+        "__dict__",
+        {"task_id": None, "conversation_id": None, "trigger": None, "environment": {}},
+    )
+    object.__setattr__(ctx, "__pydantic_fields_set__", set())
+    object.__setattr__(ctx, "__pydantic_extra__", None)
+    object.__setattr__(ctx, "__pydantic_private__", None)
+    return ctx
 
 
 def json_default(obj: Any) -> Any:
@@ -108,7 +148,9 @@ class Instance:
         except BaseException:
             self.outbox.release()
             raise
-        self.outbox.put(seq, lane, body, event.event_type)
+        kind = event.event_type
+        state = None if kind == "interaction" else kind
+        self.outbox.put(seq, lane, body, state, state_key(kind, event.data))
         return event
 
     def _filtered(self, event: ExperienceEvent, reason: str, detail: str | None) -> ExperienceEvent:

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from experience_sync.client.instance import Instance, new_event
+from experience_sync.client.instance import Instance, empty_context, event_ids, new_event
 from experience_sync.client.outbox import Outbox
 from experience_sync.client.paths import InstanceLock, instance_dir
 from experience_sync.client.worker import Lane, SyncWorker
@@ -58,7 +58,7 @@ _MAX_SKILL_CONTEXTS = 20
 
 def _context(context: EventContext | Mapping[str, Any] | None) -> EventContext:
     if context is None:
-        return EventContext()
+        return empty_context()
     if isinstance(context, EventContext):
         return context
     return EventContext.model_validate(dict(context))
@@ -204,6 +204,7 @@ class ExperienceSyncManager:
                 summary=outbox.summary,
             )
             lanes = [Lane(n, registry.create("protocols", n, cfg, context)) for n in names]
+            outbox.state.keep_memories = any(lane.protocol.uses_state for lane in lanes)
         except BaseException:
             outbox.close()
             lock.release()
@@ -277,7 +278,7 @@ class ExperienceSyncManager:
             raise ValueError(f"priority must be within 0..1, got {priority}")
         event = new_event(
             schema_version="1.0",
-            event_id=os.urandom(16).hex(),
+            event_id=event_ids.next(),
             timestamp=datetime.now(timezone.utc),
             source_instance=instance_id,
             agent_id=inst.agent_id,

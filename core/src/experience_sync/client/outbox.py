@@ -83,12 +83,9 @@ class Row:
     body: bytes
 
 
-@dataclass
-class _Pending:
-    seq: int
-    lane: str
-    body: bytes
-    event_type: str
+#: A queued row: ``(seq, lane, body, state_kind, state_key)``; a plain tuple is the
+#: cheapest thing to build on the caller's thread.
+_Pending = tuple[int, str, bytes, str | None, str]
 
 
 @dataclass
@@ -125,6 +122,7 @@ class Outbox:
         *,
         on_commit: Callable[[], None] | None = None,
         on_full: Callable[[str], None] | None = None,
+        keep_memories: bool = True,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +134,7 @@ class Outbox:
 
         self._wconn = connect(self.path)
         self._wconn.executescript(_SCHEMA)
-        self.state = LocalState(self._wconn)
+        self.state = LocalState(self._wconn, keep_memories=keep_memories)
         self._rconn = connect(self.path)
         self._rlock = threading.Lock()
 
@@ -220,9 +218,15 @@ class Outbox:
             f"event refused ({reason})"
         )
 
-    def put(self, seq: int, lane: str, body: bytes, event_type: str) -> None:
-        """Hand a serialized event to the writer; in ``sync`` mode wait until committed."""
-        self._queue.put(_Pending(seq, lane, body, event_type))
+    def put(
+        self, seq: int, lane: str, body: bytes, state_kind: str | None = None, state_key: str = ""
+    ) -> None:
+        """Hand a serialized event to the writer; in ``sync`` mode wait until committed.
+
+        ``state_kind``/``state_key`` say which local-state row the event updates
+        (``("skill", name)``, ...; see :mod:`experience_sync.client.state`).
+        """
+        self._queue.put((seq, lane, body, state_kind, state_key))
         if self._sync:
             self.wait_durable(seq, timeout=None)
 
@@ -300,7 +304,7 @@ class Outbox:
 
     def _commit(self, batch: Sequence[_Pending]) -> None:
         conn = self._wconn
-        top = max(p.seq for p in batch)
+        top = max(p[0] for p in batch)
         with self._lock:
             self.counters.bump("recorded", len(batch))
             values = dict(self.counters.values)
@@ -310,9 +314,9 @@ class Outbox:
         try:
             conn.executemany(
                 "INSERT OR REPLACE INTO outbox (seq, lane, body) VALUES (?, ?, ?)",
-                [(p.seq, p.lane, p.body) for p in batch],
+                [p[:3] for p in batch],
             )
-            self.state.apply((p.event_type, p.body) for p in batch)
+            self.state.apply([(p[3], p[4], p[2]) for p in batch if p[3] is not None])
             meta = [("next_seq", next_seq), ("lamport", lamport)]
             meta += [(k, values[k]) for k in ("recorded", "filtered", "refused")]
             conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
@@ -322,7 +326,7 @@ class Outbox:
             raise
         with self._lock:
             for p in batch:
-                self._pending[p.lane] = self._pending.get(p.lane, 0) + 1
+                self._pending[p[1]] = self._pending.get(p[1], 0) + 1
         with self._durable:
             self._committed_seq = max(self._committed_seq, top)
             self._durable.notify_all()

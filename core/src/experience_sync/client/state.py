@@ -4,13 +4,15 @@ A check-in with ``include_full_state`` sends what the instance knows: its
 memories (the most recent :data:`MAX_MEMORIES`), the latest report of each
 skill, its knowledge (latest per key) and characteristics, and its counters.
 The outbox writer updates these tables in the same transaction as the event
-rows, so the state and the outbox never disagree after a crash.
+rows, so the state and the outbox never disagree after a crash. Rows hold the
+event body as recorded (the caller computes the key), so the writer parses
+nothing; memories are kept only when a protocol uses the state
+(``keep_memories``).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -38,6 +40,22 @@ CREATE TABLE IF NOT EXISTS local_characteristics (key TEXT PRIMARY KEY, body BLO
 """
 
 
+def _data(body: bytes) -> dict[str, Any]:
+    data: dict[str, Any] = orjson.loads(body)["data"]
+    return data
+
+
+def state_key(event_type: str, data: Any) -> str:
+    """The local-state key an event updates: skill name, knowledge key or characteristic key."""
+    if event_type == "skill":
+        return str(data.name).casefold()
+    if event_type == "knowledge":
+        return knowledge_key(data.__dict__)
+    if event_type == "characteristic":
+        return str(data.key)
+    return ""
+
+
 def knowledge_key(data: dict[str, Any]) -> str:
     """The local key of a knowledge item: its id, else its subject, else its content."""
     for name in ("knowledge_id", "subject"):
@@ -50,31 +68,35 @@ def knowledge_key(data: dict[str, Any]) -> str:
 class LocalState:
     """Reads and writes the local-state tables (on a connection it is given)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, keep_memories: bool = True) -> None:
         conn.executescript(_SCHEMA)
         self._conn = conn
+        self.keep_memories = keep_memories
         self._writes = 0
 
-    def apply(self, items: Iterable[tuple[str, bytes]], conn: sqlite3.Connection | None = None) -> None:
-        """Fold events (``(event_type, body)``) into the tables; inside the caller's transaction."""
+    def apply(self, items: list[tuple[str | None, str, bytes]]) -> None:
+        """Fold events ``(kind, key, event body)`` into the tables, in the caller's transaction.
+
+        Bodies are stored as recorded; they are parsed only when a check-in
+        reads the state, so the writer thread does no JSON work.
+        """
         memories: list[tuple[bytes]] = []
-        skills: dict[str, bytes] = {}
-        knowledge: dict[str, bytes] = {}
-        chars: dict[str, bytes] = {}
-        for event_type, body in items:
-            if event_type == "interaction":
-                continue
-            data = orjson.loads(body)["data"]
-            if event_type == "memory":
-                memories.append((orjson.dumps(data),))
-            elif event_type == "skill":
-                skills[str(data["name"]).casefold()] = orjson.dumps(data)
-            elif event_type == "knowledge":
-                knowledge[knowledge_key(data)] = orjson.dumps(data)
-            elif event_type == "characteristic":
-                chars[str(data["key"])] = orjson.dumps(data)
-        if conn is None:
-            conn = self._conn
+        seen_memories = 0
+        tables: dict[str, dict[str, bytes]] = {"skill": {}, "knowledge": {}, "characteristic": {}}
+        for kind, key, body in items:
+            if kind == "memory":
+                seen_memories += 1
+                if self.keep_memories:
+                    memories.append((body,))
+            elif kind in tables:
+                tables[kind][key] = body
+        conn = self._conn
+        if seen_memories:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('memories', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+                (seen_memories,),
+            )
         if memories:
             conn.executemany("INSERT INTO local_memories (body) VALUES (?)", memories)
             self._writes += len(memories)
@@ -85,21 +107,21 @@ class LocalState:
                     "(SELECT MAX(seq) FROM local_memories) - ?",
                     (MAX_MEMORIES,),
                 )
-        for table, key, rows in (
-            ("local_skills", "name", skills),
-            ("local_knowledge", "key", knowledge),
-            ("local_characteristics", "key", chars),
+        for kind, table, column in (
+            ("skill", "local_skills", "name"),
+            ("knowledge", "local_knowledge", "key"),
+            ("characteristic", "local_characteristics", "key"),
         ):
-            if rows:
+            if tables[kind]:
                 conn.executemany(
-                    f"INSERT OR REPLACE INTO {table} ({key}, body) VALUES (?, ?)",
-                    list(rows.items()),
+                    f"INSERT OR REPLACE INTO {table} ({column}, body) VALUES (?, ?)",
+                    list(tables[kind].items()),
                 )
 
     def skills(self, conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
         """The latest skill reports, by case-folded name."""
         rows = conn.execute("SELECT name, body FROM local_skills").fetchall()
-        return {name: orjson.loads(body) for name, body in rows}
+        return {name: _data(body) for name, body in rows}
 
     def snapshot(self, conn: sqlite3.Connection, counters: Counters) -> InstanceState:
         """The full local state, for a check-in."""
@@ -110,10 +132,10 @@ class LocalState:
         know = conn.execute("SELECT body FROM local_knowledge ORDER BY key").fetchall()
         chars = conn.execute("SELECT key, body FROM local_characteristics ORDER BY key")
         return InstanceState(
-            memories=[MemoryData.model_validate_json(b) for (b,) in reversed(mem)],
-            skills=[SkillData.model_validate_json(b) for (b,) in skills],
-            knowledge=[KnowledgeData.model_validate_json(b) for (b,) in know],
-            characteristics={k: orjson.loads(b).get("value") for k, b in chars.fetchall()},
+            memories=[MemoryData.model_validate(_data(b)) for (b,) in reversed(mem)],
+            skills=[SkillData.model_validate(_data(b)) for (b,) in skills],
+            knowledge=[KnowledgeData.model_validate(_data(b)) for (b,) in know],
+            characteristics={k: _data(b).get("value") for k, b in chars.fetchall()},
             stats=stats(counters),
         )
 
@@ -123,8 +145,9 @@ class LocalState:
         def count(table: str) -> int:
             return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
+        row = conn.execute("SELECT value FROM meta WHERE key = 'memories'").fetchone()
         return InstanceSummary(
-            memories=count("local_memories"),
+            memories=int(row[0]) if row else 0,
             skills=count("local_skills"),
             knowledge=count("local_knowledge"),
             last_sequence=last_seq,
