@@ -22,7 +22,8 @@ vectors embedders produce.
     search in ``benchmarks/bench_dedup.py``.
 
 Threads: FAISS uses OpenMP; :func:`configure_threads` sets the count from
-``EXPERIENCE_SYNC_FAISS_THREADS`` (default: every core).
+``EXPERIENCE_SYNC_FAISS_THREADS`` (default 1 for searches; training uses every
+core).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import faiss
@@ -51,18 +53,40 @@ _threads: int | None = None
 
 
 def configure_threads(count: int | None = None) -> int:
-    """Set FAISS's OpenMP thread count (default: ``$EXPERIENCE_SYNC_FAISS_THREADS`` or all cores)."""
+    """Set FAISS's OpenMP thread count for searches and small adds.
+
+    Default: ``$EXPERIENCE_SYNC_FAISS_THREADS``, else 1. Measured on a 2-core
+    machine with other work running (as a hub has: the web server, SQLite),
+    query batches of 100 ran 6x slower with 2 OpenMP threads than with one,
+    which spin waiting for a core. Training and bulk loads use every core
+    (:func:`bulk_threads`).
+
+    Also routes flat search through BLAS for any batch size: FAISS's default
+    only uses BLAS for very large batches, and its other path was 8x slower
+    than BLAS (and slower than numpy) for batches of 100.
+    """
     global _threads
     with _threads_lock:
         if count is None:
             if _threads is not None:
                 return _threads
             env = os.environ.get("EXPERIENCE_SYNC_FAISS_THREADS", "").strip()
-            count = int(env) if env else (os.cpu_count() or 1)
+            count = int(env) if env else 1
         count = max(1, count)
         faiss.omp_set_num_threads(count)
+        faiss.cvar.distance_compute_blas_threshold = 1
         _threads = count
         return count
+
+
+@contextmanager
+def bulk_threads() -> Iterator[None]:
+    """Use every core for a long call (training, a bulk load), then restore."""
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(configure_threads())
 
 
 def _rows(vectors: Any, dim: int) -> FloatArray:
@@ -228,13 +252,16 @@ class FaissIVFIndex(_FaissIndex):
         n = len(vectors)
         nlist = nlist_for(n)
         rng = np.random.default_rng(self.seed)
-        # 64 points a list is plenty for k-means; more only slows training.
-        sample = vectors[np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))]
+        # 40 points a list and 10 k-means iterations: FAISS's defaults (256,
+        # 25) made training at 1M vectors take minutes for no measurable recall.
+        sample = vectors[np.sort(rng.choice(n, size=min(n, 40 * nlist), replace=False))]
         quantizer = faiss.IndexFlatIP(self.dim)
         ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.cp.seed = self.seed
-        ivf.train(np.ascontiguousarray(sample))
-        ivf.add_with_ids(np.ascontiguousarray(vectors), ids)
+        ivf.cp.niter = 10
+        with bulk_threads():
+            ivf.train(np.ascontiguousarray(sample))
+            ivf.add_with_ids(np.ascontiguousarray(vectors), ids)
         ivf.nprobe = self.fixed_nprobe or self._tune(ivf, vectors, rng)
         ivf.nprobe = max(1, min(int(ivf.nprobe), nlist))
         self._ivf = ivf
