@@ -185,3 +185,42 @@ def test_bad_backlog_header_is_400(hub: HubServer) -> None:
         headers={**auth(token), "X-Experience-Sync-Backlog": "-3"},
     )
     assert r.status_code == 400
+
+
+def test_oversized_streamed_body_is_413(make_hub: Any) -> None:
+    hub = make_hub(limits=HubLimits(max_body_bytes=1_000_000))
+    token = hub.create_token("a1", "i1")
+    chunk = b" " * 65536
+
+    def body() -> Any:  # no Content-Length: the hub must count as it reads
+        yield b'{"instance_id": "i1", "events": [], "pad": "'
+        for _ in range(80):
+            yield chunk
+        yield b'"}'
+
+    r = httpx.post(f"{hub.url}/v1/agents/a1/batches", content=body(), headers=auth(token), timeout=60)
+    assert r.status_code == 413
+
+
+def test_tls(make_hub: Any, tmp_path: Any) -> None:
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    hub = make_hub(ssl_certfile=str(cert), ssl_keyfile=str(key))
+    assert hub.url.startswith("https://")
+    token = hub.create_token("a1", "i1")
+    context = ssl.create_default_context(cafile=str(cert))
+    r = httpx.post(f"{hub.url}/v1/agents/a1/events", json=events_body("i1"), headers=auth(token), verify=context)
+    assert r.status_code == 200, r.text
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{hub.url}/healthz")  # not trusted by default

@@ -122,24 +122,35 @@ class HubServer:
     :param hub: the hub to serve.
     :param host: a loopback address normally.
     :param port: ``0`` picks a free port (kept across :meth:`restart`).
+    :param ssl_certfile: serve HTTPS/WSS with this certificate (and ``ssl_keyfile``).
     """
 
-    def __init__(self, hub: Hub, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+    ) -> None:
         self.hub = hub
         self.host = host
         self.port = port
+        self.ssl_certfile = ssl_certfile
+        self.ssl_keyfile = ssl_keyfile
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321``."""
-        return f"http://{self.host}:{self.port}"
+        """Base URL, e.g. ``http://127.0.0.1:54321`` (``https`` with TLS)."""
+        return f"{'https' if self.ssl_certfile else 'http'}://{self.host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        """Base WebSocket URL, e.g. ``ws://127.0.0.1:54321``."""
-        return f"ws://{self.host}:{self.port}"
+        """Base WebSocket URL, e.g. ``ws://127.0.0.1:54321`` (``wss`` with TLS)."""
+        return f"{'wss' if self.ssl_certfile else 'ws'}://{self.host}:{self.port}"
 
     @property
     def engine(self) -> MergeEngine:
@@ -159,7 +170,15 @@ class HubServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
-        config = uvicorn_config(self.hub, self.host, self.port, log_level="warning", access_log=False)
+        config = uvicorn_config(
+            self.hub,
+            self.host,
+            self.port,
+            ssl_certfile=self.ssl_certfile,
+            ssl_keyfile=self.ssl_keyfile,
+            log_level="warning",
+            access_log=False,
+        )
         server = uvicorn.Server(config)
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name=f"hub-{self.port}", daemon=True
@@ -207,6 +226,8 @@ def run_in_thread(
     limits: HubLimits | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
 ) -> Iterator[HubServer]:
     """A real hub on ``host`` (a free port by default), stopped and closed on exit.
 
@@ -216,6 +237,7 @@ def run_in_thread(
     :param pm: plugin manager (default the process-wide one).
     :param auth: ``False`` for an unauthenticated (loopback-only) hub.
     :param limits: body size limits.
+    :param ssl_certfile: with ``ssl_keyfile``, serve HTTPS/WSS.
     """
     tmp: str | None = None
     if store_url is None:
@@ -223,7 +245,7 @@ def run_in_thread(
         store_url = f"sqlite:///{Path(tmp) / 'hub.db'}"
     check_bind(host, auth)
     hub = Hub.open(store_url, strategy=strategy, pm=pm, auth=auth, limits=limits)
-    server = HubServer(hub, host, port)
+    server = HubServer(hub, host, port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     try:
         server.start()
         yield server
