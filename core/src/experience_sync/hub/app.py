@@ -222,6 +222,16 @@ class Hub:
             data={"status": status, "reason": reason, "endpoint": where},
         )
 
+    def warm(self) -> None:
+        """Load every known agent's state now, so no client's first request pays for it."""
+        for agent_id in self.engine.agents():
+            if self._closed:
+                return
+            try:
+                self.engine.instances(agent_id)
+            except Exception:  # a failed warm-up is retried by the first request
+                log.exception("loading agent %s failed", agent_id)
+
     def close(self) -> None:
         """End event streams, unregister observers and close the engine and store."""
         if self._closed:

@@ -110,6 +110,7 @@ def uvicorn_config(
 def serve(hub: Hub, host: str = "127.0.0.1", port: int = 8787, **options: Any) -> None:
     """Serve ``hub`` in the foreground until interrupted, then close it."""
     config = uvicorn_config(hub, host, port, **options)
+    threading.Thread(target=hub.warm, name="hub-warm-up", daemon=True).start()
     try:
         uvicorn.Server(config).run()
     finally:
