@@ -138,7 +138,9 @@ def similarity_tokens(normalized: str) -> list[str]:
 
 def is_number_token(token: str) -> bool:
     """Whether a normalized token is a number (bears a digit, or is a number word)."""
-    return token in NUMBER_WORDS or any(ch.isdigit() for ch in token)
+    if token.isalpha():
+        return token in NUMBER_WORDS
+    return any(ch.isdigit() for ch in token)
 
 
 def negation_count(tokens_: Iterable[str]) -> int:
@@ -183,11 +185,17 @@ def name_tokens(text: str, known_lowercase: Iterable[str] | frozenset[str] = ())
     for word, initial in words:
         if not word[:1].isupper() or word == "I":
             continue
-        toks = similarity_tokens(normalize(word))
+        toks = _word_tokens(word)
         if initial and all(t in COMMON_WORDS or t in known for t in toks):
             continue
         names.update(t for t in toks if t not in COMMON_WORDS or not initial)
     return names
+
+
+def _word_tokens(word: str) -> list[str]:
+    if word.isascii() and word.isalpha():  # the common case, without full normalize
+        return similarity_tokens(word.lower())
+    return similarity_tokens(normalize(word))
 
 
 def lowercase_words(text: str) -> set[str]:
@@ -196,5 +204,5 @@ def lowercase_words(text: str) -> set[str]:
         tok
         for match in _WORD_RE.finditer(text)
         if match.group(0)[:1].islower()
-        for tok in similarity_tokens(normalize(match.group(0)))
+        for tok in _word_tokens(match.group(0))
     }

@@ -66,6 +66,7 @@ class Signature:
     tokens: frozenset[str]
     negations: int
     names: frozenset[str]
+    numbers: frozenset[str] = frozenset()
 
 
 def make_signature(
@@ -75,10 +76,12 @@ def make_signature(
     toks = similarity_tokens(normalized)
     names = name_tokens(text, known_lowercase) if text is not None else set()
     intern = sys.intern  # tokens repeat across memories: share the strings
+    kept = frozenset(intern(t) for t in toks if t not in _IGNORED)
     return Signature(
-        frozenset(intern(t) for t in toks if t not in _IGNORED),
+        kept,
         negation_count(toks),
         frozenset(intern(t) for t in names),
+        frozenset(t for t in kept if is_number_token(t)),
     )
 
 
@@ -86,10 +89,7 @@ def contradiction(a: Signature, b: Signature) -> str | None:
     """Why ``a`` and ``b`` cannot be duplicates (``negation``, ``number``, ``name``), or ``None``."""
     if a.negations != b.negations:
         return "negation"
-    diff = a.tokens ^ b.tokens
-    if not diff:
-        return None
-    if any(is_number_token(t) for t in diff):
+    if a.numbers != b.numbers:  # the numbers in the difference are exactly these
         return "number"
     # A name changed when each side has a name the other lacks; a name only
     # one side mentions ("the IDE") adds detail rather than contradicting.
@@ -133,7 +133,8 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     """Jaccard similarity of two token sets (1.0 for two empty sets)."""
     if not a and not b:
         return 1.0
-    return len(a & b) / len(a | b)
+    inter = len(a & b)
+    return inter / (len(a) + len(b) - inter)
 
 
 def _threshold(config: Any, default: float) -> float:
