@@ -218,3 +218,30 @@ def test_concurrent_writers_all_commit(hub: HubServer) -> None:
         t.join()
     assert not errors
     assert _get(hub, tokens["i0"], "memories").json()["total"] == 80
+
+
+def test_stopping_the_hub_ends_open_event_streams(hub: HubServer) -> None:
+    token = hub.create_token("a1", "i1")
+    ended = threading.Event()
+
+    def listen() -> None:
+        try:
+            with httpx.stream("GET", f"{hub.url}/v1/events", headers=auth(token), timeout=30) as s:
+                for _ in s.iter_lines():
+                    pass
+        except httpx.HTTPError:
+            pass
+        ended.set()
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    for _ in range(500):
+        if hub.hub.events.subscribers:
+            break
+        threading.Event().wait(0.01)
+    assert hub.hub.events.subscribers == 1
+    hub.stop()
+    listener.join(30)
+    assert ended.is_set()
+    hub.start()
+    assert httpx.get(f"{hub.url}/healthz").status_code == 200
