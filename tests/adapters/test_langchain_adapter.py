@@ -340,6 +340,23 @@ def test_custom_events_record_knowledge_skill_and_characteristic(
     assert "Travellers like early trains." in {m.content for m in state.memories}
 
 
+def test_one_handler_serves_concurrent_runs(
+    connect: Callable[[str], ExperienceSyncManager],
+) -> None:
+    manager = connect("travel-batch")
+    handler = ExperienceSyncCallbackHandler(manager, "travel-batch")
+    cities = [f"City{i}" for i in range(24)]
+
+    results = get_weather.batch([{"city": c} for c in cities],
+                                config={"callbacks": [handler], "max_concurrency": 8})
+
+    assert results == [f"sunny in {c}" for c in cities]
+    assert (handler.recorded, handler.errors) == (24, 0)
+    weather = skill(merged(manager, "travel-batch"), "get_weather")
+    assert weather.usage.total_invocations == 24
+    assert weather.usage.success_rate == pytest.approx(1.0)
+
+
 def test_handler_never_breaks_the_run(tmp_path: Path) -> None:
     class Broken:
         def record_skill_use(self, *args: Any, **kwargs: Any) -> None:
