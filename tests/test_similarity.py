@@ -265,6 +265,7 @@ def test_normalization_forms() -> None:
     assert normalize("\uff34\uff48\uff45  \ufb01le\u00a0costs 1,000.50!") == "the file costs 1000.50"
     assert normalize("bil\u200bling caf\u00e9") == normalize("billing cafe\u0301")
     assert normalize("Don\u2019t") == "dont"
+    assert normalize("at 3pm") == normalize("at 3 PM") == "at 3 pm"
     assert name_tokens("Alice moved to London.") == {"alice", "london"}
     assert name_tokens("Restart the worker in Dublin.") == {"dublin"}
     assert name_tokens("THE USER LIVES IN PARIS") == set()

@@ -20,6 +20,9 @@ _PUNCT_RE = re.compile(r"[^\w\s.]+|(?<!\d)\.|\.(?!\d)", re.UNICODE)
 _SPACE_RE = re.compile(r"\s+")
 # ``1,000`` is ``1000``: a thousands separator is not a token boundary.
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+# ``3pm`` is ``3 pm``: where digits meet letters is a token boundary, so the
+# spacing of a unit or an ordinal does not change the tokens.
+_DIGIT_EDGE_RE = re.compile(r"(?<=\d)(?=[^\W\d_])|(?<=[^\W\d_.])(?=\d)", re.UNICODE)
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 
 
@@ -36,13 +39,14 @@ def normalize(text: str) -> str:
 
     Apostrophes inside words are dropped rather than split (``don't`` ->
     ``dont``) so contractions stay one token; invisible format characters
-    (zero-width space, soft hyphen) are removed; ``1,000`` becomes ``1000``
-    and ``3.5`` stays ``3.5``.
+    (zero-width space, soft hyphen) are removed; ``1,000`` becomes ``1000``,
+    ``3.5`` stays ``3.5`` and ``3pm`` becomes ``3 pm``.
     """
     s = _strip_format_chars(unicodedata.normalize("NFKC", text)).casefold()
     s = s.translate(_APOSTROPHES).replace("'", "")
     s = _THOUSANDS_RE.sub("", s)
     s = _PUNCT_RE.sub(" ", s).replace("_", " ")
+    s = _DIGIT_EDGE_RE.sub(" ", s)
     return _SPACE_RE.sub(" ", s).strip()
 
 
