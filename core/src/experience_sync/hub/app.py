@@ -142,6 +142,10 @@ class Hub:
         else:
             result = self.engine.ingest_checkin(agent_id, payload, meta)
         self.metrics.observe_result(kind, result)
+        with self._known_lock:  # remembered only once merged; emitted once per instance
+            key = (agent_id, payload.instance_id)
+            first = first and key not in self._known
+            self._known.add(key)
         if first:
             self.pm.emit(
                 "sync.init",
@@ -152,16 +156,10 @@ class Hub:
         return result
 
     def _first_contact(self, agent_id: str, instance_id: str) -> bool:
-        key = (agent_id, instance_id)
         with self._known_lock:
-            if key in self._known:
+            if (agent_id, instance_id) in self._known:
                 return False
-        known = any(s.instance_id == instance_id for s in self.engine.instances(agent_id))
-        with self._known_lock:
-            if key in self._known:
-                return False
-            self._known.add(key)
-        return not known
+        return not any(s.instance_id == instance_id for s in self.engine.instances(agent_id))
 
     def handle_frame(self, principal: Principal, agent_id: str, raw: bytes | str) -> bytes:
         """Answer one WebSocket frame with its ack (never raises for a bad frame)."""
