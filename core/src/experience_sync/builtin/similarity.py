@@ -104,8 +104,11 @@ def _stem(token: str) -> str:
     return token[:-1] if len(token) > 3 and token.endswith("s") else token
 
 
-# Auxiliaries come and go with a negation ("likes" / "does not like").
-_AUXILIARIES = frozenset({"do", "does", "did", "is", "are", "was", "were", "will", "can"})
+# Auxiliaries come and go with a negation ("likes" / "does not like"), and
+# ordinal suffixes with a number ("1st" is "1 st").
+_AUXILIARIES = frozenset(
+    {"do", "does", "did", "is", "are", "was", "were", "will", "can", "st", "nd", "rd", "th"}
+)
 
 
 def contradiction_score(a: Signature, b: Signature) -> float:
