@@ -232,6 +232,36 @@ def test_instance_id_comes_from_the_crew(
     assert manager.status(derived).delivered >= 5
 
 
+def test_one_instance_per_agent_role(
+    crewai: SimpleNamespace, hub: HubServer, connect: Callable[..., ExperienceSyncManager]
+) -> None:
+    manager = connect()
+    crew = research_crew(crewai, name="Two Desk Crew")
+    writer_llm = crewai.ScriptedLLM(["Thought: I now know the final answer\nFinal Answer: "
+                                     "Paris: 2.1 million people."])
+    writer = crewai.Agent(role="Writer", goal="write", backstory="concise", llm=writer_llm)
+    crew.agents.append(writer)
+    crew.tasks.append(crewai.Task(name="summary", description="Summarise.",
+                                  expected_output="one line", agent=writer))
+    options = lambda iid: {"endpoint": hub.url, "config": config_for(hub, iid)}  # noqa: E731
+
+    with crewai.bus.scoped_handlers(), crewai.Listener(
+        manager, agent_id=AGENT, per_agent=True, sync_options=options
+    ) as listener:
+        crew.kickoff()
+        assert crewai.bus.flush(timeout=10)
+
+    assert listener.errors == 0
+    researcher, writer_id = ("crewai-two-desk-crew-demographics-researcher",
+                             "crewai-two-desk-crew-writer")
+    merged(manager, writer_id)
+    state = merged(manager, researcher)
+    assert skill(state, "population_lookup").source_instances == [researcher]
+    by_instance = {m.source_instances[0]: m.content for m in state.memories}
+    assert by_instance[writer_id].startswith('Writer completed task "summary"')
+    assert by_instance[researcher].startswith("Demographics Researcher completed")
+
+
 def test_memory_saves_are_recorded_and_seeded_memories_are_not_sent_back(
     crewai: SimpleNamespace, connect: Callable[..., ExperienceSyncManager], tmp_path: Path
 ) -> None:

@@ -357,6 +357,25 @@ def test_one_handler_serves_concurrent_runs(
     assert weather.usage.success_rate == pytest.approx(1.0)
 
 
+def test_agent_finish_is_remembered_only_when_asked(
+    connect: Callable[[str], ExperienceSyncManager],
+) -> None:
+    from uuid import uuid4
+
+    from langchain_core.agents import AgentFinish
+
+    manager = connect("travel-legacy")
+    finish = AgentFinish(return_values={"output": "Museums close on Mondays."}, log="")
+    quiet = ExperienceSyncCallbackHandler(manager, "travel-legacy")
+    quiet.on_agent_finish(finish, run_id=uuid4())
+    assert quiet.recorded == 0
+    keen = ExperienceSyncCallbackHandler(manager, "travel-legacy", remember_outputs=True)
+    keen.on_agent_finish(finish, run_id=uuid4())
+    state = merged(manager, "travel-legacy")
+    assert [m.content for m in state.memories] == ["Museums close on Mondays."]
+    assert "agent" in state.memories[0].tags
+
+
 def test_handler_never_breaks_the_run(tmp_path: Path) -> None:
     class Broken:
         def record_skill_use(self, *args: Any, **kwargs: Any) -> None:

@@ -73,7 +73,9 @@ class ExperienceSyncListener(BaseEventListener):
         use with ``agent_id`` and ``sync_options``.
     :param agent_id: the source agent derived instances sync to.
     :param sync_options: keyword arguments for ``manager.initialize_sync`` of
-        derived instances (``endpoint``, ``protocol``, ``config``, ...).
+        derived instances (``endpoint``, ``protocol``, ``config``, ...), or a
+        function of the instance id returning them (hub tokens are bound to
+        one instance, so each derived instance may need its own config).
     :param per_agent: derive one instance per agent role rather than per crew.
     :param resolve_instance: ``f(source, event) -> instance id or None``, to
         choose the instance yourself (``None`` falls back to the rules above).
@@ -94,7 +96,7 @@ class ExperienceSyncListener(BaseEventListener):
         instance_id: str | None = None,
         *,
         agent_id: str | None = None,
-        sync_options: Mapping[str, Any] | None = None,
+        sync_options: Mapping[str, Any] | Callable[[str], Mapping[str, Any]] | None = None,
         per_agent: bool = False,
         resolve_instance: InstanceResolver | None = None,
         include_outputs: bool = True,
@@ -111,7 +113,7 @@ class ExperienceSyncListener(BaseEventListener):
         self.manager = manager
         self.instance_id = instance_id
         self.agent_id = agent_id
-        self.sync_options = dict(sync_options or {})
+        self.sync_options = sync_options
         self.per_agent = per_agent
         self.resolve_instance = resolve_instance
         self.include_outputs = include_outputs
@@ -206,8 +208,11 @@ class ExperienceSyncListener(BaseEventListener):
                         instance_id,
                     )
                     return None
+                options = self.sync_options
+                if callable(options):
+                    options = options(instance_id)
                 self.manager.initialize_sync(
-                    instance_id, agent_id=self.agent_id, **self.sync_options
+                    instance_id, agent_id=self.agent_id, **dict(options or {})
                 )
             self._ready.add(instance_id)
             return instance_id
