@@ -456,10 +456,11 @@ class ExperienceSyncManager:
         ok = self._flush_instance(inst, deadline)
         worker = inst.worker
         assert worker is not None
-        if not worker.stop(max(deadline - time.monotonic(), 0.0)):
+        stopped = worker.stop(max(deadline - time.monotonic(), 0.0))
+        if not stopped:
             inst.transport.close()  # interrupts a send still in progress
-            worker.stop(1.0)
-        inst.outbox.close(max(deadline - time.monotonic(), 1.0))
+            stopped = worker.stop(1.0)
+        inst.outbox.close(max(deadline - time.monotonic(), 1.0), reader_in_use=not stopped)
         inst.transport.close()
         inst.lock.release()
         return ok

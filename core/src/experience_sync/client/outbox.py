@@ -423,8 +423,12 @@ class Outbox:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def close(self, timeout: float = 5.0) -> bool:
-        """Commit what is queued, stop the writer and close the database."""
+    def close(self, timeout: float = 5.0, *, reader_in_use: bool = False) -> bool:
+        """Commit what is queued, stop the writer and close the database.
+
+        ``reader_in_use``: a worker that did not stop in time may still read or
+        acknowledge; its connection is then left to be closed when collected.
+        """
         with self._lock:
             if self._closed:
                 return True
@@ -434,6 +438,7 @@ class Outbox:
         done = not self._writer.is_alive()
         if done:
             self._wconn.close()
+        if not reader_in_use:
             with self._rlock:
                 self._rconn.close()
         return done

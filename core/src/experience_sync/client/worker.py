@@ -174,6 +174,8 @@ class SyncWorker:
                     try:
                         self._ship(lane, forced)
                     except Exception as exc:  # never let the worker die
+                        if self._stop:
+                            return  # shutting down: the outbox may be closing under us
                         log.exception("shipping lane %s failed", lane.name)
                         self._failed(lane, f"{type(exc).__name__}: {exc}", None)
                     lane.protocol.shipped(time.monotonic())
