@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from experience_sync import hookimpl
@@ -9,6 +10,8 @@ from experience_sync.config import ExperienceSyncConfig
 from experience_sync.errors import ConfigError
 from experience_sync.hookspecs import Register
 from experience_sync_mcp.transport import McpTransport
+
+log = logging.getLogger("experience_sync_mcp")
 
 
 def create_transport(config: ExperienceSyncConfig, agent_id: str) -> McpTransport:
@@ -31,6 +34,9 @@ def experience_sync_register_transports(register: Register) -> None:
 
 @hookimpl
 def experience_sync_register_hub_routes(app: Any, hub: Any) -> None:
-    from experience_sync_mcp.server import mount
-
+    try:
+        from experience_sync_mcp.server import mount
+    except ImportError as exc:  # the 2.x SDK: instances can still use the transport
+        log.warning("the hub serves no /mcp endpoint: it needs the mcp 1.x SDK (%s)", exc)
+        return
     mount(app, hub)

@@ -23,18 +23,14 @@ from typing import Any, Literal
 
 import anyio.to_thread
 
+# The 1.x SDK's FastMCP; on 2.x (where it became MCPServer with another API)
+# this import fails and the plugin serves no /mcp endpoint (see plugin.py).
+from mcp.server.fastmcp import Context, FastMCP
+from mcp.server.fastmcp.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
+
 from experience_sync.hub.app import HubError
 from experience_sync.hub.auth import AuthError, Principal
-
-try:
-    from mcp.server.fastmcp import Context, FastMCP
-    from mcp.server.fastmcp.exceptions import ToolError
-except ImportError:  # pragma: no cover - the 2.x SDK renamed FastMCP
-    from mcp.server.mcpserver import Context  # type: ignore[no-redef,import-not-found,unused-ignore]
-    from mcp.server.mcpserver import MCPServer as FastMCP  # type: ignore[no-redef,import-not-found,unused-ignore]
-    from mcp.server.mcpserver.exceptions import ToolError  # type: ignore[no-redef,import-not-found,unused-ignore]
-
-from mcp.server.transport_security import TransportSecuritySettings
 
 log = logging.getLogger("experience_sync_mcp")
 

@@ -37,8 +37,8 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import McpError
 
 from experience_sync.client.retry import Backoff, OnRetry, is_retryable_status
 from experience_sync.errors import RejectedError, RetryableError, TransportError
@@ -48,12 +48,27 @@ from experience_sync.models import AgentState, MergeResult
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
-try:  # the 2.x SDK's high-level client; absent on 1.x
+# The 2.x SDK renamed McpError, added ``mcp.Client`` and moved to httpx2; the
+# transport detects which SDK is installed by what it can import.
+try:
+    from mcp.shared.exceptions import McpError
+except ImportError:  # pragma: no cover - 2.x SDK
+    from mcp.shared.exceptions import (  # type: ignore[attr-defined,no-redef,unused-ignore]
+        MCPError as McpError,
+    )
+try:
     from mcp import Client as _Client2  # type: ignore[attr-defined,unused-ignore]
 except ImportError:  # pragma: no cover - depends on the installed SDK
     _Client2 = None
+_http: Any = httpx
+_STATUS_ERRORS: tuple[type[BaseException], ...] = (httpx.HTTPStatusError,)
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (httpx.TransportError, OSError, TimeoutError)
+if _Client2 is not None:  # pragma: no cover - 2.x SDK
+    import httpx2  # type: ignore[import-not-found,unused-ignore]
 
-from mcp import ClientSession
+    _http = httpx2
+    _STATUS_ERRORS += (httpx2.HTTPStatusError,)
+    _CONNECTION_ERRORS += (httpx2.TransportError,)
 
 __all__ = ["McpTransport", "classify_status"]
 
@@ -81,18 +96,22 @@ def _leaf_exceptions(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def _map_connection_error(exc: BaseException) -> TransportError:
+def _map_connection_error(exc: BaseException, http_status: int | None = None) -> TransportError:
     leaves = _leaf_exceptions(exc)
+    if http_status is not None and any(isinstance(leaf, McpError) for leaf in leaves):
+        # The 2.x SDK turns an HTTP error into a JSON-RPC error without the
+        # status; the response hook kept it.
+        return _http_status_error(http_status)
     for leaf in leaves:
         if isinstance(leaf, TransportError):
             return leaf
-        if isinstance(leaf, httpx.HTTPStatusError):
-            status = leaf.response.status_code
-            detail = _error_detail(leaf.response)
+        if isinstance(leaf, _STATUS_ERRORS):
+            status = leaf.response.status_code  # type: ignore[attr-defined]
+            detail = _error_detail(leaf.response)  # type: ignore[attr-defined]
             hint = " (check transport.mcp.auth_token)" if status in (401, 403) else ""
             return classify_status(status, f"MCP endpoint answered {status}: {detail}{hint}")
     for leaf in leaves:
-        if isinstance(leaf, (httpx.TransportError, OSError, TimeoutError)):
+        if isinstance(leaf, _CONNECTION_ERRORS):
             return RetryableError(f"MCP connection failed: {type(leaf).__name__}: {leaf}")
         if isinstance(leaf, McpError):
             if "session terminated" in str(leaf).lower():
@@ -108,14 +127,21 @@ def _map_connection_error(exc: BaseException) -> TransportError:
     return RetryableError(f"MCP connection failed: {type(first).__name__}: {first}")
 
 
-def _error_detail(response: httpx.Response) -> str:
+def _http_status_error(status: int) -> TransportError:
+    hint = " (check transport.mcp.auth_token)" if status in (401, 403) else ""
+    if status == 404:
+        hint = ": no MCP server at this URL (check transport.mcp.server)"
+    return classify_status(status, f"MCP endpoint answered {status}{hint}")
+
+
+def _error_detail(response: Any) -> str:
     # The hub answers ``{"error": {"status", "message"}}``; show its message.
     with contextlib.suppress(Exception):
         body = json.loads(response.read())
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
             return str(body["error"].get("message", body["error"]))
         return str(body)
-    return response.reason_phrase
+    return str(response.reason_phrase)
 
 
 def _result_payload(result: Any) -> dict[str, Any]:
@@ -198,6 +224,7 @@ class McpTransport(Transport):
         self._closed = False
         #: How many sessions were opened (1 + reconnects); for status and tests.
         self.sessions_opened = 0
+        self._http_status: int | None = None
         #: Set by the instance's worker to count and report retries.
         self.on_retry: OnRetry | None = None
 
@@ -320,8 +347,16 @@ class McpTransport(Transport):
 
     @contextlib.asynccontextmanager
     async def _open_session(self) -> AsyncIterator[Any]:
-        timeout = httpx.Timeout(self.connect_timeout, read=300.0)
-        async with httpx.AsyncClient(headers=self._headers, timeout=timeout) as http:
+        timeout = _http.Timeout(self.connect_timeout, read=300.0)
+        self._http_status = None
+
+        async def on_response(response: Any) -> None:
+            if response.status_code >= 400:
+                self._http_status = response.status_code
+
+        async with _http.AsyncClient(
+            headers=self._headers, timeout=timeout, event_hooks={"response": [on_response]}
+        ) as http:
             if _Client2 is not None:  # pragma: no cover - 2.x SDK only
                 async with _Client2(streamable_http_client(self.server, http_client=http)) as c:
                     yield c
@@ -355,7 +390,7 @@ class McpTransport(Transport):
                         current.future.set_result(result)
                     current = None
         except BaseException as exc:
-            error = _map_connection_error(exc)
+            error = _map_connection_error(exc, self._http_status)
             if not ready.done():
                 ready.set_exception(error)
             pending = [current] if current is not None else []
@@ -370,15 +405,20 @@ class McpTransport(Transport):
                 raise
 
     async def _call_tool(self, session: Any, job: _Job) -> Any:
-        if _Client2 is not None:  # pragma: no cover - 2.x SDK only
-            return await session.call_tool(
-                job.name, job.arguments, read_timeout_seconds=job.timeout
-            )
+        # 1.x takes the read timeout as a timedelta, 2.x as seconds.
+        read_timeout: Any = job.timeout if _Client2 is not None else timedelta(seconds=job.timeout)
         try:
             return await session.call_tool(
-                job.name, job.arguments, read_timeout_seconds=timedelta(seconds=job.timeout)
+                job.name, job.arguments, read_timeout_seconds=read_timeout
             )
         except McpError as exc:
             # A request timeout leaves the session usable; report it and go on.
-            job.future.set_exception(RetryableError(f"MCP call {job.name!r} failed: {exc}"))
+            # An HTTP error status (2.x reports those as JSON-RPC errors) says more.
+            status, self._http_status = self._http_status, None
+            error = (
+                _http_status_error(status)
+                if status is not None
+                else RetryableError(f"MCP call {job.name!r} failed: {exc}")
+            )
+            job.future.set_exception(error)
             return None
