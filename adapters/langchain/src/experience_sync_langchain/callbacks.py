@@ -445,6 +445,23 @@ class ExperienceSyncCallbackHandler(BaseCallbackHandler):
         super().__init__()
         self.recorder = ExperienceSyncRecorder(manager, instance_id, **options)
 
+    # Prompts and model messages are never wanted: LangChain does not even
+    # hand them to this handler.
+    @property
+    def ignore_llm(self) -> bool:
+        """LLM and chat-model callbacks are not delivered to this handler."""
+        return True
+
+    @property
+    def ignore_chat_model(self) -> bool:
+        """Chat-model start callbacks are not delivered to this handler."""
+        return True
+
+    @property
+    def ignore_retry(self) -> bool:
+        """Retry callbacks are not delivered to this handler."""
+        return True
+
     @property
     def errors(self) -> int:
         """How many recordings failed (logged, never raised into the run)."""
@@ -527,6 +544,23 @@ class AsyncExperienceSyncCallbackHandler(AsyncCallbackHandler):
     def __init__(self, manager: Any, instance_id: str, **options: Any) -> None:
         super().__init__()
         self.recorder = ExperienceSyncRecorder(manager, instance_id, **options)
+
+    # Prompts and model messages are never wanted: LangChain does not even
+    # hand them to this handler.
+    @property
+    def ignore_llm(self) -> bool:
+        """LLM and chat-model callbacks are not delivered to this handler."""
+        return True
+
+    @property
+    def ignore_chat_model(self) -> bool:
+        """Chat-model start callbacks are not delivered to this handler."""
+        return True
+
+    @property
+    def ignore_retry(self) -> bool:
+        """Retry callbacks are not delivered to this handler."""
+        return True
 
     @property
     def errors(self) -> int:
