@@ -300,3 +300,40 @@ def test_forked_child_does_not_share_the_worker(data_dir: Path,
     assert m.flush(timeout=10)
     m.shutdown(5)
     assert sys.platform != "win32"
+
+
+def test_third_party_transport_and_protocol_plug_in_by_name(
+    data_dir: Path, register_plugin: Any
+) -> None:
+    from experience_sync.builtin.protocols import StreamingProtocol
+    from experience_sync.hookspecs import Register
+
+    sent: list[SyncRequest] = []
+
+    class Plugin:
+        @hookimpl
+        def experience_sync_register_transports(self, register: Register) -> None:
+            register("pigeon", lambda config, agent_id: MockTransport(
+                lambda r: sent.append(r) or MergeResult()))
+
+        @hookimpl
+        def experience_sync_register_protocols(self, register: Register) -> None:
+            class Urgent(StreamingProtocol):
+                name = "urgent"
+
+                def accepts(self, event: ExperienceEvent) -> bool:
+                    return "urgent" in event.model_dump_json()
+
+            register("urgent", Urgent)
+
+    register_plugin(Plugin(), name="pigeon-plugin")
+    cfg = make_config(transport={"type": "pigeon"}, lumped={"enabled": True})
+    m = ExperienceSyncManager(cfg, data_dir=data_dir)
+    m.initialize_sync("inst-1", ["urgent", "lumped"], agent_id="agent")
+    m.record_memory("inst-1", "urgent: the server is down", importance=0.9)
+    m.record_memory("inst-1", "routine note", importance=0.9)
+    assert m.flush(timeout=10)
+    assert sorted(r.kind for r in sent) == ["batch", "events"]
+    assert sent[0].meta["protocol"] in {"urgent", "lumped"}
+    assert m.status("inst-1").transport == "mock"
+    m.shutdown(5)
