@@ -216,6 +216,25 @@ def test_crew_kickoff_is_merged_at_the_hub(
     assert state.stats.interactions == 1  # the agent execution, with its tool use
 
 
+def test_crew_runs_while_the_hub_is_down_and_syncs_when_it_returns(
+    crewai: SimpleNamespace, hub: HubServer, connect: Callable[..., ExperienceSyncManager]
+) -> None:
+    manager = connect("crew-offline")
+    hub.stop()
+    try:
+        with crewai.bus.scoped_handlers(), crewai.Listener(manager, instance_id="crew-offline"):
+            result = research_crew(crewai).kickoff()
+            assert crewai.bus.flush(timeout=10)
+        assert "2.1 million" in str(result)
+        status = manager.status("crew-offline")
+        assert status.recorded == 7 and status.delivered == 0 and status.backlog_size == 7
+    finally:
+        hub.start()
+    state = merged(manager, "crew-offline")
+    assert skill(state, "population_lookup").usage.total_invocations == 1
+    assert skill(state, "census_api").usage.total_invocations == 3
+
+
 def test_instance_id_comes_from_the_crew(
     crewai: SimpleNamespace, hub: HubServer, connect: Callable[..., ExperienceSyncManager]
 ) -> None:
