@@ -88,9 +88,11 @@ def test_streaming_and_lumped_together(hub: HubServer, tmp_path: Path) -> None:
     assert m.shutdown(10)
 
 
-def test_hub_down_backlog_grows_then_drains(hub: HubServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["https", "websocket"])
+def test_hub_down_backlog_grows_then_drains(hub: HubServer, tmp_path: Path,
+                                            transport: str) -> None:
     token = hub.create_token("agent", "inst-1")
-    cfg = _config(hub, "websocket", token, streaming={"interval_ms": 20})
+    cfg = _config(hub, transport, token, streaming={"interval_ms": 20})
     m = ExperienceSyncManager(cfg, data_dir=tmp_path)
     m.initialize_sync("inst-1", "streaming", agent_id="agent")
     m.record_memory("inst-1", "before the outage", importance=0.9)
