@@ -10,16 +10,18 @@
 from __future__ import annotations
 
 from experience_sync_langchain.callbacks import (
-    CUSTOM_EVENTS,
-    DEFAULT_PRIORITIES,
     AsyncExperienceSyncCallbackHandler,
     ExperienceSyncCallbackHandler,
-    ExperienceSyncRecorder,
 )
 from experience_sync_langchain.embeddings import (
     LangChainEmbedder,
     register_langchain_embeddings,
     unregister_langchain_embeddings,
+)
+from experience_sync_langchain.recorder import (
+    CUSTOM_EVENTS,
+    DEFAULT_PRIORITIES,
+    ExperienceSyncRecorder,
 )
 
 __all__ = [
