@@ -57,7 +57,6 @@ CREATE TABLE IF NOT EXISTS memories (
     body TEXT NOT NULL,
     PRIMARY KEY (agent_id, key)
 );
-CREATE INDEX IF NOT EXISTS memories_hash ON memories (agent_id, content_hash);
 CREATE TABLE IF NOT EXISTS tokens (
     token_id TEXT PRIMARY KEY,
     token_hash TEXT NOT NULL UNIQUE,
@@ -109,6 +108,8 @@ class SQLiteStore(Store):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
+        # Index pages of the log and state tables stay hot between commits.
+        self._db.execute("PRAGMA cache_size=-65536")
         # Every statement is CREATE ... IF NOT EXISTS: safe to run on each open.
         tables = "".join(_STATE_TABLE.format(name=t) for t in TABLES if t != "memories")
         self._db.executescript(_SCHEMA + tables)

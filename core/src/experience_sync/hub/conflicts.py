@@ -20,7 +20,7 @@ from typing import Any, Literal
 from experience_sync.config import MergeStrategyConfig
 from experience_sync.hub.state import StoredRow
 from experience_sync.interfaces import ConflictResolver, ContestedValue, Resolution
-from experience_sync.models import ExperienceEvent, MergeResult, Review
+from experience_sync.models import ConflictCounts, ExperienceEvent, MergeResult, Review
 from experience_sync.plugins import ExperienceSyncPluginManager
 
 ConflictKind = Literal["memory", "skill", "knowledge", "characteristic"]
@@ -49,6 +49,46 @@ def order_key(timestamp: datetime, lamport: int, instance_id: str, event_id: str
 
 
 @dataclass
+class ConflictTally:
+    """Conflicts of one request: ``total``, ``resolved`` and ``queued``."""
+
+    total: int = 0
+    resolved: int = 0
+    queued: int = 0
+
+
+@dataclass
+class Tally:
+    """The counts of one request, kept as plain ints on the hot path.
+
+    :meth:`into` copies them onto the :class:`MergeResult` answered.
+    """
+
+    memories_added: int = 0
+    memories_merged: int = 0
+    skills_added: int = 0
+    skills_updated: int = 0
+    knowledge_added: int = 0
+    knowledge_verified: int = 0
+    knowledge_integrated: int = 0
+    characteristics_updated: int = 0
+    interactions_recorded: int = 0
+    conflicts: ConflictTally = field(default_factory=ConflictTally)
+
+    def into(self, result: MergeResult) -> MergeResult:
+        """Copy the counts onto ``result`` and return it."""
+        for name in (
+            "memories_added", "memories_merged", "skills_added", "skills_updated",
+            "knowledge_added", "knowledge_verified", "knowledge_integrated",
+            "characteristics_updated", "interactions_recorded",
+        ):
+            setattr(result, name, getattr(self, name))
+        c = self.conflicts
+        result.conflicts = ConflictCounts(total=c.total, resolved=c.resolved, queued=c.queued)
+        return result
+
+
+@dataclass
 class MergeContext:
     """What one request (or one review decision) accumulates while it merges.
 
@@ -60,7 +100,7 @@ class MergeContext:
     """
 
     cursor: int
-    result: MergeResult
+    result: Tally = field(default_factory=Tally)
     notices: list[Notice] = field(default_factory=list)
     force: bool = False
     target: str | None = None

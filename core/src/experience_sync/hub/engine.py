@@ -131,18 +131,20 @@ class AgentRuntime:
             self.stats.interactions += 1
         else:  # pragma: no cover - the model admits no other type
             raise ValueError(f"unknown event type {kind!r}")
-        if not ctx.force:
-            self.stats.total_events += 1
-        last = self.stats.last_evolution
-        self.stats.last_evolution = ev.timestamp if last is None else max(last, ev.timestamp)
 
     def apply_events(self, ctx: MergeContext, events: Sequence[ExperienceEvent]) -> None:
         """Merge a request's new events, in order (embeddings computed in one call)."""
+        if not events:
+            return
         embeddings = self.memory.embed(events)
         for ev in events:
             self.apply_event(ctx, ev, embeddings)
-        if events:
-            self.stats.total_syncs += 1
+        stats = self.stats
+        stats.total_syncs += 1
+        stats.total_events += len(events)
+        latest = max(ev.timestamp for ev in events)
+        last = stats.last_evolution
+        stats.last_evolution = latest if last is None else max(last, latest)
 
     def apply_decision(
         self, ctx: MergeContext, review_id: str, accept: bool, at: datetime
@@ -160,6 +162,8 @@ class AgentRuntime:
             finally:
                 ctx.force = False
                 ctx.target = None
+            last = self.stats.last_evolution
+            self.stats.last_evolution = ev.timestamp if last is None else max(last, ev.timestamp)
         return self.desk.decide(ctx, review, accept, at)
 
     def finish(self) -> None:
@@ -414,11 +418,8 @@ class MergeEngine:
     ) -> tuple[MergeResult, list[Notice]]:
         agent_id = rt.agent_id
         seen = self.store.seen_events(agent_id, [ev.event_id for ev in events])
-        ctx = MergeContext(
-            cursor=rt.cursor + 1,
-            result=MergeResult(agent_id=agent_id, unit_id=unit_id, events_received=len(events)),
-        )
-        result = ctx.result
+        ctx = MergeContext(cursor=rt.cursor + 1)
+        result = MergeResult(agent_id=agent_id, unit_id=unit_id, events_received=len(events))
         fresh: list[ExperienceEvent] = []
         for ev in events:
             if ev.event_id in seen:
@@ -436,6 +437,7 @@ class MergeEngine:
             rt.cursor = ctx.cursor
             rt.finish()
         rt.touch_instance(instance_id, kind, meta, events, len(fresh), last_sequence)
+        ctx.result.into(result)
         result.cursor = rt.cursor
         unit = (unit_id, result.model_copy(deep=True)) if unit_id is not None else None
         self._commit(agent_id, rt.changeset(log, unit))
@@ -485,7 +487,7 @@ class MergeEngine:
                 raise KeyError(review_id)
             if review.status != "open":
                 return review
-            ctx = MergeContext(cursor=rt.cursor + 1, result=MergeResult(agent_id=agent_id))
+            ctx = MergeContext(cursor=rt.cursor + 1)
             at = utcnow()
             body = json.dumps({"review_id": review_id, "accept": accept, "timestamp": at.isoformat()})
             entry = LogEntry(f"review:{review_id}", "decision", body, None, "hub", ctx.cursor)
@@ -558,7 +560,7 @@ class MergeEngine:
             def flush() -> None:
                 if not group:
                     return
-                ctx = MergeContext(cursor=group[0].request, result=MergeResult(agent_id=agent_id))
+                ctx = MergeContext(cursor=group[0].request)
                 events = [e.event for e in group if e.kind == "event"]
                 if events:
                     rt.apply_events(ctx, events)

@@ -11,6 +11,7 @@ conflict for the resolver; anything else is added. With
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,17 @@ def noisy_or(a: float, b: float) -> float:
 def memory_id_for(event_id: str) -> str:
     """The id of the memory an event adds: derived, so replay gives the same ids."""
     return "mem-" + short_hash(event_id, size=8)
+
+
+def _construct(values: dict[str, Any]) -> Memory:
+    # Memory.model_construct without its per-field default handling: the hot
+    # path builds every field itself from already validated data.
+    memory = Memory.__new__(Memory)
+    object.__setattr__(memory, "__dict__", values)
+    object.__setattr__(memory, "__pydantic_fields_set__", set(values))
+    object.__setattr__(memory, "__pydantic_extra__", None)
+    object.__setattr__(memory, "__pydantic_private__", None)
+    return memory
 
 
 def _union(base: list[str], extra: Sequence[str]) -> list[str]:
@@ -132,20 +144,22 @@ class MemoryMerger:
     ) -> None:
         data = ev.memory
         mid = memory_id_for(ev.event_id)
-        memory = Memory.model_construct(
-            memory_id=mid,
-            content=data.content,
-            normalized_hash=digest,
-            memory_type=data.memory_type,
-            tags=list(dict.fromkeys(data.tags)),
-            importance=data.importance,
-            confidence=data.confidence,
-            access_count=1,
-            source_instances=[ev.source_instance],
-            source_events=[ev.event_id],
-            created_at=ev.timestamp,
-            updated_at=ev.timestamp,
-            version=ctx.cursor,
+        memory = _construct(
+            {
+                "memory_id": mid,
+                "content": data.content,
+                "normalized_hash": digest,
+                "memory_type": data.memory_type,
+                "tags": list(dict.fromkeys(data.tags)),
+                "importance": data.importance,
+                "confidence": data.confidence,
+                "access_count": 1,
+                "source_instances": [ev.source_instance],
+                "source_events": [ev.event_id],
+                "created_at": ev.timestamp,
+                "updated_at": ev.timestamp,
+                "version": ctx.cursor,
+            }
         )
         self.memories[mid] = memory
         self.normalized[mid] = norm
