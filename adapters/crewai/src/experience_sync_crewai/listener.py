@@ -133,6 +133,7 @@ class ExperienceSyncListener(BaseEventListener):
         self.skill_rates = SuccessRates()
         self._lock = threading.Lock()
         self._ready: set[str] = set()
+        self._unavailable: set[str] = set()
         self._crew_name: str | None = None
         self._executions: dict[tuple[str, str], _Execution] = {}
         self._handlers: list[tuple[type[Any], Callable[[Any, Any], None]]] = []
@@ -202,11 +203,13 @@ class ExperienceSyncListener(BaseEventListener):
                 self.manager.status(instance_id)
             except NotInitializedError:
                 if not derived or not self.agent_id:
-                    log.warning(
-                        "experience-sync: instance %r is not initialised and no agent_id "
-                        "was given to initialise it; CrewAI events for it are not recorded",
-                        instance_id,
-                    )
+                    if instance_id not in self._unavailable:  # say it once, not per event
+                        self._unavailable.add(instance_id)
+                        log.warning(
+                            "experience-sync: instance %r is not initialised and no agent_id "
+                            "was given to initialise it; its CrewAI events are not recorded",
+                            instance_id,
+                        )
                     return None
                 options = self.sync_options
                 if callable(options):
