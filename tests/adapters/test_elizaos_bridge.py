@@ -243,3 +243,14 @@ def test_recorded_ids_survive_a_bridge_restart(tmp_path: Path) -> None:
             assert skill(s.state(), "LOOKUP_ORDER")["usage"]["total_invocations"] == 1
         finally:
             manager.shutdown(10)
+
+
+def test_oversized_body_is_refused(setup: Setup) -> None:
+    # the largest texts the plugin sends fit easily
+    ok = setup.post([ev("MEMORY_CREATED", table="memories", text=f"{i} " + "x" * 1990)
+                     for i in range(50)])
+    assert ok.status_code == 200
+    huge = httpx.post(f"{setup.bridge.url}/v1/elizaos/events", timeout=10,
+                      headers={"Authorization": f"Bearer {SECRET}"},
+                      content=b'{"events": [' + b" " * (9 * 1024 * 1024) + b"]}")
+    assert huge.status_code == 413

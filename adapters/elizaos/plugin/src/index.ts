@@ -83,6 +83,8 @@ function numberSetting(runtime: IAgentRuntime, key: string): number | undefined 
 
 const WRAPPED = Symbol.for("experience-sync.createMemory");
 const WRAPPED_ACTIONS = Symbol.for("experience-sync.actions");
+const pendingAtExit = new Set<Forwarder>();
+let exitHooked = false;
 
 /** A plugin instance with its own options; `experienceSyncPlugin` reads everything from settings. */
 export function createExperienceSyncPlugin(options: ExperienceSyncPluginOptions = {}): Plugin & {
@@ -135,6 +137,7 @@ export function createExperienceSyncPlugin(options: ExperienceSyncPluginOptions 
     agents.set(runtime, state);
     wrapCreateMemory(runtime, state);
     wrapActions(runtime);
+    deliverOnStop(runtime, state.forwarder);
     return state;
   }
 
@@ -192,6 +195,27 @@ export function createExperienceSyncPlugin(options: ExperienceSyncPluginOptions 
       rt.registerAction = (action: Action) => register(wrap(action));
     }
     rt[WRAPPED_ACTIONS] = true;
+  }
+
+  // What is still queued when the agent stops (runtime.stop) or the process
+  // runs out of work (beforeExit) is sent then, not lost.
+  function deliverOnStop(runtime: IAgentRuntime, forwarder: Forwarder): void {
+    const stop = typeof runtime.stop === "function" ? runtime.stop.bind(runtime) : undefined;
+    if (stop) {
+      runtime.stop = async () => {
+        await forwarder.stop(10_000);
+        return stop();
+      };
+    }
+    pendingAtExit.add(forwarder);
+    if (!exitHooked && typeof process !== "undefined" && typeof process.once === "function") {
+      exitHooked = true;
+      process.once("beforeExit", () => {
+        // One last attempt each; a bridge that is down must not keep the process alive.
+        for (const f of pendingAtExit) void f.stop(5_000);
+        pendingAtExit.clear();
+      });
+    }
   }
 
   const events: PluginEvents = {

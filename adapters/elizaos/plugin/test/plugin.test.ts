@@ -273,6 +273,15 @@ describe("ElizaOS plugin in a real AgentRuntime", () => {
     assert.deepEqual(events().map((e) => e.text ?? e.type), ["kept", "MESSAGE_RECEIVED"]);
   });
 
+  it("delivers what is queued when the runtime stops", async () => {
+    const { runtime, forwarder } = await runtimeWith();
+    await runtime.emitEvent(EventType.MESSAGE_RECEIVED, { message: message("x"), source: "x" });
+    assert.equal(events().length, 0, "nothing sent before the interval or a full batch");
+    await runtime.stop();
+    assert.equal(events().length, 1);
+    assert.equal(forwarder.stats.queued, 0);
+  });
+
   it("forwards nothing, and does not break the agent, without a secret", async () => {
     const warnings: string[] = [];
     const runtime = new AgentRuntime({ character: { name: "Bo", bio: "x" }, adapter: memoryAdapter([]) });

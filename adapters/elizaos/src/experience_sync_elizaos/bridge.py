@@ -37,6 +37,8 @@ log = logging.getLogger("experience_sync_elizaos.bridge")
 WIRE_SCHEMA = "experience-sync-elizaos/1"
 #: Most events accepted in one request (the plugin batches 50 by default).
 MAX_EVENTS_PER_REQUEST = 1000
+#: Largest request body accepted (413 beyond); 1,000 events of 2,000-character texts fit.
+MAX_BODY_BYTES = 8 * 1024 * 1024
 #: Ids of recorded events kept for de-duplicating retried batches.
 SEEN_IDS_KEPT = 200_000
 
@@ -186,7 +188,12 @@ def create_bridge_app(
     async def events(request: Request) -> Any:
         if not authorized(request):
             return _error(401, "missing or wrong bearer secret")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
         raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
         try:
             batch = ForwardedBatch.model_validate_json(raw)
         except ValidationError as exc:

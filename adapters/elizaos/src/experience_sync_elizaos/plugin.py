@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from experience_sync import hookimpl
+from experience_sync.config import is_loopback_host
 from experience_sync_elizaos.mapping import DEFAULT_MAX_TEXT, MappingOptions
 from experience_sync_elizaos.server import DEFAULT_INSTANCE, DEFAULT_LISTEN, parse_listen
 
@@ -49,9 +50,12 @@ def elizaos_bridge(hub: str, agent: str, token: str, listen: str, instance_id: s
     from experience_sync_elizaos.server import run_bridge
 
     try:
-        parse_listen(listen)
+        host, _ = parse_listen(listen)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
+    if not is_loopback_host(host):
+        click.echo(f"warning: the bridge speaks plain HTTP; {host} is not a loopback address, "
+                   "so the secret and events cross the network unencrypted", err=True)
     if not secret:
         secret = secrets.token_urlsafe(24)
         click.echo(f"{SECRET_ENV}={secret}  (give the ElizaOS plugin this secret)", err=True)
