@@ -559,3 +559,38 @@ def test_replay_in_place_and_into_another_store(
         replay(open_store(store_url), AGENT, MergeStrategyConfig(), open_store(other_url))
     reopened = make_engine()
     assert reopened.state(AGENT) == relaxed
+
+
+# --------------------------------------------------------------------------- bounded growth
+
+
+def test_long_skill_histories_are_compacted_exactly(
+    make_engine: Callable[..., MergeEngine], store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from experience_sync.hub import skill_accumulator
+
+    monkeypatch.setattr(skill_accumulator, "MAX_REPORTS", 6)
+    engine = make_engine(skill_aggregation="weighted")
+    for n in range(1, 31):
+        inst = f"i{n % 3}"
+        send(engine, skill(f"s{n}", inst, (n % 10) / 10, n, n // 2, t=n), instance=inst)
+    # a report older than everything kept, and a stale one: usage stays exact
+    send(engine, skill("late", "i9", 0.5, 7, 7, t=0.5), instance="i9")
+    send(engine, skill("stale", "i1", 0.9, 1, 1, t=0.1))
+    (s,) = engine.skills(AGENT)
+    assert s.usage.total_invocations == 30 + 29 + 28 + 7
+    assert s.per_instance["i1"].event_id == "s28"
+    live = engine.state(AGENT)
+    engine.close()
+    assert make_engine(skill_aggregation="weighted").state(AGENT) == live
+    assert replay(open_store(store_url), AGENT, MergeStrategyConfig(skill_aggregation="weighted")) == live
+
+
+def test_memory_source_events_are_bounded(engine: MergeEngine) -> None:
+    from experience_sync.hub.memory_merger import MAX_SOURCE_EVENTS
+
+    n = MAX_SOURCE_EVENTS + 5
+    send(engine, *[ev(f"e{i}", "memory", {"content": "Likes tea"}) for i in range(n)])
+    (m,) = engine.state(AGENT).memories
+    assert m.access_count == n
+    assert len(m.source_events) == MAX_SOURCE_EVENTS and m.source_events[-1] == f"e{n - 1}"

@@ -24,6 +24,12 @@ from experience_sync.plugins import ExperienceSyncPluginManager
 from experience_sync.text import content_hash, normalize
 
 
+#: A memory lists at most this many (the latest) source events: a memory every
+#: instance keeps re-reporting would otherwise grow, and be rewritten, forever.
+#: ``access_count`` still counts every merge.
+MAX_SOURCE_EVENTS = 200
+
+
 def noisy_or(a: float, b: float) -> float:
     """``1 - (1 - a)(1 - b)``: two independent reports of one thing, bounded in 0..1."""
     return min(1.0, max(0.0, 1.0 - (1.0 - a) * (1.0 - b)))
@@ -187,7 +193,7 @@ class MemoryMerger:
                 "confidence": confidence,
                 "access_count": m.access_count + 1,
                 "source_instances": _union(m.source_instances, [ev.source_instance]),
-                "source_events": [*m.source_events, ev.event_id],
+                "source_events": [*m.source_events, ev.event_id][-MAX_SOURCE_EVENTS:],
                 "created_at": min(m.created_at, ev.timestamp),
                 "updated_at": max(m.updated_at, ev.timestamp),
                 "version": ctx.cursor,
@@ -259,7 +265,7 @@ class MemoryMerger:
                 "importance": max(m.importance, data.importance),
                 "confidence": min(1.0, max(0.0, confidence)),
                 "source_instances": _union(m.source_instances, [ev.source_instance]),
-                "source_events": [*m.source_events, ev.event_id],
+                "source_events": [*m.source_events, ev.event_id][-MAX_SOURCE_EVENTS:],
                 "updated_at": max(m.updated_at, ev.timestamp),
                 "version": ctx.cursor,
             }

@@ -90,6 +90,10 @@ class SkillReport:
         )
 
 
+#: Reports kept per skill before the older half is folded into a snapshot.
+MAX_REPORTS = 512
+
+
 def skill_id_for(name: str) -> str:
     """The id of a skill reported without one: derived from its normalized name."""
     return "sk-" + short_hash(normalize(name), size=8)
@@ -110,6 +114,8 @@ class SkillAccumulator:
         self.skills: dict[str, Skill] = {}
         self.reports: dict[str, list[SkillReport]] = {}
         self.by_name: dict[str, str] = {}
+        # Reports folded into a snapshot to bound a skill's history (see _compact).
+        self.bases: dict[str, tuple[Skill, tuple[datetime, int, str, str]]] = {}
         self.dirty: dict[str, None] = {}
 
     def find(self, skill_id: str | None, name: str) -> str | None:
@@ -145,15 +151,39 @@ class SkillAccumulator:
             if desk.resolve(ctx, "skill", sid, current, incoming, ev).action == "queue":
                 return
         reports = self.reports[sid]
-        if reports and report.order < reports[-1].order:
+        base = self.bases.get(sid)
+        if base is not None and report.order < base[1]:
+            # Older than the compacted history: fold it into the snapshot.
+            # Usage and proficiency stay exact; only the learning curve's
+            # shape is approximate for so late a report.
+            snapshot = self._step(base[0], report, ctx.cursor)
+            self.bases[sid] = (snapshot, base[1])
+            self.skills[sid] = self._fold(sid, reports, ctx.cursor, snapshot)
+        elif reports and report.order < reports[-1].order:
             reports.append(report)
             reports.sort(key=lambda r: r.order)
-            self.skills[sid] = self._fold(sid, reports, ctx.cursor)
+            self.skills[sid] = self._fold(sid, reports, ctx.cursor, base[0] if base else None)
         else:
             reports.append(report)
             self.skills[sid] = self._step(skill, report, ctx.cursor)
+        if len(reports) > MAX_REPORTS:
+            self._compact(sid, ctx.cursor)
         self.dirty[sid] = None
         ctx.result.skills_updated += 1
+
+    def _compact(self, sid: str, version: int) -> None:
+        """Fold the older half of a skill's reports into its snapshot.
+
+        Rewriting a skill writes its reports: keeping at most
+        :data:`MAX_REPORTS` bounds that cost for skills reported for months.
+        """
+        reports = self.reports[sid]
+        half = len(reports) // 2
+        old, keep = reports[:half], reports[half:]
+        base = self.bases.get(sid)
+        snapshot = self._fold(sid, old, version, base[0] if base else None)
+        self.bases[sid] = (snapshot, old[-1].order)
+        self.reports[sid] = keep
 
     def _disagrees(self, skill: Skill, report: SkillReport) -> bool:
         assert report.proficiency is not None
@@ -166,7 +196,14 @@ class SkillAccumulator:
 
     # ------------------------------------------------------------------ the fold
 
-    def _fold(self, sid: str, reports: list[SkillReport], version: int) -> Skill:
+    def _fold(
+        self, sid: str, reports: list[SkillReport], version: int, start: Skill | None = None
+    ) -> Skill:
+        if start is not None:
+            skill = start
+            for report in reports:
+                skill = self._step(skill, report, version)
+            return skill.model_copy(update={"version": version})
         first = reports[0]
         skill = Skill.model_construct(
             skill_id=sid,
@@ -252,6 +289,12 @@ class SkillAccumulator:
             skill = Skill.model_validate(body["skill"])
             self.skills[skill.skill_id] = skill
             self.reports[skill.skill_id] = [SkillReport.from_json(r) for r in body["reports"]]
+            if body.get("base") is not None:
+                ts, lamport, inst, eid = body["base_order"]
+                self.bases[skill.skill_id] = (
+                    Skill.model_validate(body["base"]),
+                    (datetime.fromisoformat(ts), lamport, inst, eid),
+                )
             self.by_name.setdefault(normalize(skill.name), skill.skill_id)
 
     def take_rows(self) -> list[StoredRow]:
@@ -259,9 +302,12 @@ class SkillAccumulator:
         rows = []
         for sid in self.dirty:
             skill = self.skills[sid]
+            base = self.bases.get(sid)
             body = {
                 "skill": skill.model_dump(mode="json"),
                 "reports": [r.to_json() for r in self.reports[sid]],
+                "base": base[0].model_dump(mode="json") if base else None,
+                "base_order": [base[1][0].isoformat(), *base[1][1:]] if base else None,
             }
             rows.append(StoredRow(sid, skill.version, json.dumps(body)))
         self.dirty.clear()
