@@ -20,6 +20,9 @@ from experience_sync.models import EventContext, ExperienceEvent
 from experience_sync.plugins import ExperienceSyncPluginManager
 
 _FIELDS = frozenset(ExperienceEvent.model_fields)
+_setattr = object.__setattr__
+_new_event = ExperienceEvent.__new__
+_new_context = EventContext.__new__
 
 
 class _EventIds:
@@ -47,15 +50,15 @@ if hasattr(os, "register_at_fork"):
 
 def empty_context() -> EventContext:
     """A new empty :class:`EventContext`, without running validation."""
-    ctx = EventContext.__new__(EventContext)
-    object.__setattr__(
+    ctx = _new_context(EventContext)
+    _setattr(
         ctx,
         "__dict__",
         {"task_id": None, "conversation_id": None, "trigger": None, "environment": {}},
     )
-    object.__setattr__(ctx, "__pydantic_fields_set__", set())
-    object.__setattr__(ctx, "__pydantic_extra__", None)
-    object.__setattr__(ctx, "__pydantic_private__", None)
+    _setattr(ctx, "__pydantic_fields_set__", set())
+    _setattr(ctx, "__pydantic_extra__", None)
+    _setattr(ctx, "__pydantic_private__", None)
     return ctx
 
 
@@ -70,12 +73,28 @@ def json_default(obj: Any) -> Any:
 def new_event(**values: Any) -> ExperienceEvent:
     # The parts were validated by their own models; building the envelope without
     # re-validation keeps recording cheap (pydantic's model_construct costs ~12 µs).
-    event = ExperienceEvent.__new__(ExperienceEvent)
-    object.__setattr__(event, "__dict__", values)
-    object.__setattr__(event, "__pydantic_fields_set__", set(_FIELDS))
-    object.__setattr__(event, "__pydantic_extra__", None)
-    object.__setattr__(event, "__pydantic_private__", None)
+    event = _new_event(ExperienceEvent)
+    _setattr(event, "__dict__", values)
+    _setattr(event, "__pydantic_fields_set__", set(_FIELDS))
+    _setattr(event, "__pydantic_extra__", None)
+    _setattr(event, "__pydantic_private__", None)
     return event
+
+
+def plain_event(values: dict[str, Any]) -> dict[str, Any]:
+    """The event's fields with ``data`` and ``context`` as dicts, for orjson.
+
+    Cheaper than letting orjson call back for each nested model; deeper models
+    (a skill's usage report) still go through :func:`json_default`.
+    """
+    plain = dict(values)
+    data = plain["data"]
+    if isinstance(data, BaseModel):
+        plain["data"] = json_default(data)
+    ctx = plain["context"]
+    if isinstance(ctx, BaseModel):
+        plain["context"] = ctx.__dict__
+    return plain
 
 
 class Instance:
@@ -144,7 +163,7 @@ class Instance:
             values["lamport"] = lamport
             values["source_instance"] = self.instance_id
             values["agent_id"] = self.agent_id
-            body = orjson.dumps(event, default=json_default)
+            body = orjson.dumps(plain_event(values), default=json_default)
         except BaseException:
             self.outbox.release()
             raise
