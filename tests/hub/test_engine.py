@@ -594,3 +594,23 @@ def test_memory_source_events_are_bounded(engine: MergeEngine) -> None:
     (m,) = engine.state(AGENT).memories
     assert m.access_count == n
     assert len(m.source_events) == MAX_SOURCE_EVENTS and m.source_events[-1] == f"e{n - 1}"
+
+
+def test_repeated_knowledge_reports_are_compacted(
+    make_engine: Callable[..., MergeEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from experience_sync.hub import knowledge_integrator
+
+    monkeypatch.setattr(knowledge_integrator, "MAX_REPORTS", 4)
+    engine = make_engine()
+    send(engine, know("k1", "i1"), know("k2", "i2", t=1))
+    (item,) = engine.knowledge(AGENT, status="integrated")
+    for n in range(10):  # i1 keeps reporting, finally with low confidence
+        send(engine, know(f"r{n}", "i1", conf=0.1, t=2 + n))
+    (item,) = engine.knowledge(AGENT)
+    assert item.status == "integrated" and item.integrated_at == T0 + timedelta(seconds=1)
+    assert item.verifications["i1"].event_id == "r9"
+    assert item.confidence == pytest.approx(1 - 0.9 * 0.3)
+    live = engine.state(AGENT)
+    engine.close()
+    assert make_engine().state(AGENT) == live

@@ -30,6 +30,10 @@ from experience_sync.hub.state import StoredRow
 from experience_sync.models import Characteristic, ExperienceEvent, KnowledgeItem, Verification
 from experience_sync.text import content_hash, normalize
 
+#: Reports kept per knowledge item before repeats are compacted to each
+#: instance's latest.
+MAX_REPORTS = 256
+
 #: Distinct instances needed before any item integrates: one instance alone,
 #: however confident, never integrates knowledge.
 MIN_VERIFICATIONS = 2
@@ -82,6 +86,9 @@ class KnowledgeIntegrator:
         self.threshold = strategy.knowledge_verification_threshold
         self.items: dict[str, KnowledgeItem] = {}
         self.reports: dict[str, list[KnowledgeReport]] = {}
+        # When an item's history was compacted: the integration time it had
+        # reached, which the fold of the shorter history must not lose.
+        self.floors: dict[str, datetime] = {}
         self.dirty: dict[str, None] = {}
         self.characteristics: dict[str, Characteristic] = {}
         self.char_order: dict[str, tuple[int, str]] = {}
@@ -124,8 +131,11 @@ class KnowledgeIntegrator:
         reports = self.reports[key]
         reports.append(report)
         reports.sort(key=lambda r: r.order)
+        if len(reports) > MAX_REPORTS:
+            self._compact(key)
+            reports = self.reports[key]
         before = item.status
-        self.items[key] = self._fold(item, reports, ctx.cursor)
+        self.items[key] = self._fold(item, reports, ctx.cursor, self.floors.get(key))
         self.dirty[key] = None
         if not was_verifier:
             ctx.result.knowledge_verified += 1
@@ -154,11 +164,31 @@ class KnowledgeIntegrator:
             version=ctx.cursor,
         )
         self.reports[key] = [report]
+        self.floors.pop(key, None)
         self.items[key] = self._fold(item, [report], ctx.cursor)
         self.dirty[key] = None
 
+    def _compact(self, key: str) -> None:
+        """Keep only each instance's latest report (bounds repeated reports).
+
+        The integration time reached so far is kept as a floor, so an
+        integrated item stays integrated.
+        """
+        item = self.items[key]
+        if item.integrated_at is not None:
+            floor = self.floors.get(key)
+            self.floors[key] = min(floor, item.integrated_at) if floor else item.integrated_at
+        latest: dict[str, KnowledgeReport] = {}
+        for r in self.reports[key]:
+            latest[r.instance_id] = r
+        self.reports[key] = sorted(latest.values(), key=lambda r: r.order)
+
     def _fold(
-        self, item: KnowledgeItem, reports: list[KnowledgeReport], version: int
+        self,
+        item: KnowledgeItem,
+        reports: list[KnowledgeReport],
+        version: int,
+        floor: datetime | None = None,
     ) -> KnowledgeItem:
         latest: dict[str, KnowledgeReport] = {}
         integrated_at: datetime | None = None
@@ -172,6 +202,8 @@ class KnowledgeIntegrator:
                 and confidence >= self.threshold
             ):
                 integrated_at = r.timestamp
+        if floor is not None:
+            integrated_at = floor if integrated_at is None else min(floor, integrated_at)
         verifications = {
             i: Verification.model_construct(
                 instance_id=i,
@@ -277,6 +309,8 @@ class KnowledgeIntegrator:
             item = KnowledgeItem.model_validate(body["item"])
             self.items[item.key] = item
             self.reports[item.key] = [KnowledgeReport.from_json(r) for r in body["reports"]]
+            if body.get("floor"):
+                self.floors[item.key] = datetime.fromisoformat(body["floor"])
         for row in characteristics:
             body = json.loads(row.body)
             ch = Characteristic.model_validate(body["item"])
@@ -291,6 +325,7 @@ class KnowledgeIntegrator:
             body = {
                 "item": item.model_dump(mode="json"),
                 "reports": [r.to_json() for r in self.reports[key]],
+                "floor": self.floors[key].isoformat() if key in self.floors else None,
             }
             knowledge.append(StoredRow(key, item.version, json.dumps(body)))
         chars = []

@@ -23,7 +23,6 @@ from experience_sync.models import ExperienceEvent, Memory, MemoryData
 from experience_sync.plugins import ExperienceSyncPluginManager
 from experience_sync.text import content_hash, normalize
 
-
 #: A memory lists at most this many (the latest) source events: a memory every
 #: instance keeps re-reporting would otherwise grow, and be rewritten, forever.
 #: ``access_count`` still counts every merge.
