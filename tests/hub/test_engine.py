@@ -444,6 +444,7 @@ def test_state_survives_restart(make_engine: Callable[..., MergeEngine]) -> None
     before = engine.state(AGENT)
     engine.close()
     again = make_engine()
+    assert again.preload() == [AGENT]
     assert again.state(AGENT) == before
     assert send(again, ev("e1", "memory", {"content": "Likes tea"})).duplicate_event_ids == ["e1"]
 

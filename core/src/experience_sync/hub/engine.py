@@ -543,6 +543,19 @@ class MergeEngine:
             loaded = [a for a, rt in self._runtimes.items() if rt.cursor > 0]
         return sorted(set(self.store.agents()) | set(loaded))
 
+    def preload(self, agent_ids: Iterable[str] | None = None) -> list[str]:
+        """Load agents into memory now (default: every agent in the store).
+
+        An agent is otherwise loaded on its first request, which then waits
+        for its memories to be read and indexed; a hub calls this at start-up.
+        """
+        loaded = []
+        for agent_id in list(agent_ids) if agent_ids is not None else self.store.agents():
+            with self._lock(agent_id):
+                self._runtime(agent_id)
+            loaded.append(agent_id)
+        return loaded
+
     def close(self) -> None:
         """Forget the in-memory state and close the store."""
         with self._guard:
