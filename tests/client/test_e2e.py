@@ -147,3 +147,17 @@ def test_kill_9_mid_streaming_loses_nothing_and_doubles_nothing(
     [instance] = hub.engine.instances("fleet")
     assert instance.total_events == len(log)
     assert m.shutdown(10)
+
+
+@pytest.mark.parametrize("transport", ["https", "websocket"])
+def test_a_refused_token_keeps_the_backlog(hub: HubServer, tmp_path: Path,
+                                           transport: str) -> None:
+    cfg = _config(hub, transport, "not-a-token", streaming={"interval_ms": 20})
+    m = ExperienceSyncManager(cfg, data_dir=tmp_path)
+    m.initialize_sync("inst-1", "streaming", agent_id="agent")
+    m.record_memory("inst-1", "waits for a valid token", importance=0.9)
+    assert wait_until(lambda: m.status("inst-1").error is not None, timeout=30)
+    status = m.status("inst-1")
+    assert "401" in (status.error or "")
+    assert status.backlog_size == 1 and status.dead_lettered == 0
+    assert not m.shutdown(1)

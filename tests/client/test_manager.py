@@ -337,3 +337,19 @@ def test_third_party_transport_and_protocol_plug_in_by_name(
     assert sent[0].meta["protocol"] in {"urgent", "lumped"}
     assert m.status("inst-1").transport == "mock"
     m.shutdown(5)
+
+
+def test_a_restart_with_other_protocols_ships_the_old_lanes(
+    data_dir: Path, recorder: Recorder
+) -> None:
+    def down(request: SyncRequest) -> MergeResult:
+        raise RetryableError("unreachable")
+
+    m = _manager(data_dir, MockTransport(down), protocol="lumped")
+    ids = [m.record_memory("inst-1", f"m{i}", importance=0.1).event_id for i in range(5)]
+    assert not m.shutdown(timeout=0.5)
+
+    again = _manager(data_dir, MockTransport(recorder), protocol="streaming")
+    assert again.flush(timeout=10)
+    assert sorted(recorder.event_ids) == sorted(ids)
+    again.shutdown(5)

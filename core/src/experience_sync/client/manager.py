@@ -205,6 +205,7 @@ class ExperienceSyncManager:
             )
             lanes = [Lane(n, registry.create("protocols", n, cfg, context)) for n in names]
             outbox.state.keep_memories = any(lane.protocol.uses_state for lane in lanes)
+            outbox.adopt_lanes([lane.name for lane in lanes])
         except BaseException:
             outbox.close()
             lock.release()

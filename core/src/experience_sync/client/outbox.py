@@ -345,6 +345,26 @@ class Outbox:
             ).fetchall()
         return [Row(seq, ln, body) for seq, ln, body in rows]
 
+    def adopt_lanes(self, lanes: list[str]) -> int:
+        """Move rows of lanes no longer configured to the last of ``lanes``.
+
+        A restart with other protocols must not strand what an earlier run
+        recorded; the last lane in routing order is the least selective one.
+        Returns how many rows moved.
+        """
+        target = lanes[-1]
+        with self._rlock, self._lock:
+            orphans = [lane for lane in self._pending if lane not in lanes]
+            if not orphans:
+                return 0
+            marks = ",".join("?" * len(orphans))
+            cur = self._rconn.execute(
+                f"UPDATE outbox SET lane = ? WHERE lane IN ({marks})", (target, *orphans)
+            )
+            moved = sum(self._pending.pop(lane, 0) for lane in orphans)
+            self._pending[target] = self._pending.get(target, 0) + moved
+            return int(cur.rowcount)
+
     def min_outstanding(self) -> int | None:
         """The smallest sequence still in the outbox, if any."""
         with self._rlock:
