@@ -204,6 +204,7 @@ export function createExperienceSyncPlugin(options: ExperienceSyncPluginOptions 
     if (stop) {
       runtime.stop = async () => {
         await forwarder.stop(10_000);
+        pendingAtExit.delete(forwarder);
         return stop();
       };
     }

@@ -11,12 +11,10 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import uvicorn
-
-from experience_sync_elizaos.bridge import create_bridge_app
-from experience_sync_elizaos.mapping import MappingOptions
+if TYPE_CHECKING:
+    from experience_sync_elizaos.mapping import MappingOptions
 
 #: Where the bridge listens unless told otherwise.
 DEFAULT_LISTEN = "127.0.0.1:7422"
@@ -79,6 +77,8 @@ class BridgeServer:
     """
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        import uvicorn
+
         self.app = app
         self.host = host
         if port == 0:
@@ -135,6 +135,10 @@ def run_bridge(
     config: Any = None,
 ) -> None:
     """Run the bridge in the foreground until interrupted, then flush the outbox."""
+    import uvicorn
+
+    from experience_sync_elizaos.bridge import create_bridge_app
+
     host, port = parse_listen(listen)
     data = Path(data_dir)
     data.mkdir(parents=True, exist_ok=True)
