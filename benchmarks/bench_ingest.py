@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -40,7 +41,12 @@ from typing import Any
 
 os.environ.setdefault("EXPERIENCE_SYNC_DISABLE_PLUGIN_AUTOLOAD", "1")
 
-WORDS = ["".join(random.Random(i).choices(string.ascii_lowercase, k=random.Random(-i).randint(3, 10))) for i in range(20_000)]
+_VOCAB = random.Random(0)
+WORDS = ["".join(_VOCAB.choices(string.ascii_lowercase, k=_VOCAB.randint(3, 10))) for _ in range(50_000)]
+# Natural text follows Zipf's law: a few words are everywhere, most are rare.
+# Uniformly drawn words would make every word equally common, which no
+# similarity index sees in practice.
+_CUM_WEIGHTS = list(itertools.accumulate(1.0 / (rank + 1) for rank in range(len(WORDS))))
 
 
 def text(rng: random.Random, approx_bytes: int = 300) -> str:
@@ -48,7 +54,7 @@ def text(rng: random.Random, approx_bytes: int = 300) -> str:
     out: list[str] = []
     size = 0
     while size < approx_bytes:
-        w = rng.choice(WORDS)
+        w = rng.choices(WORDS, cum_weights=_CUM_WEIGHTS)[0]
         out.append(w)
         size += len(w) + 1
     return " ".join(out)
