@@ -95,6 +95,7 @@ def test_actions_become_skill_usage_with_success_rate(setup: Setup) -> None:
     assert s["category"] == "elizaos-action"
     assert s["usage"]["total_invocations"] == 4
     assert s["usage"]["success_rate"] == pytest.approx(0.75)
+    assert s["proficiency"] == pytest.approx(0.75)  # the success rate on this instance
     assert INSTANCE in s["source_instances"]
 
 
@@ -232,15 +233,20 @@ def test_recorded_ids_survive_a_bridge_restart(tmp_path: Path) -> None:
                                 instance_id=INSTANCE, data_dir=tmp_path)
         seen = tmp_path / "seen.sqlite3"
         events = [ev("ACTION_COMPLETED", action="LOOKUP_ORDER", success=True)]
+        failure = [ev("ACTION_COMPLETED", action="LOOKUP_ORDER", success=False)]
         try:
-            for expected in ({"recorded": 1, "duplicates": 0}, {"recorded": 0, "duplicates": 1}):
+            for batch, expected in ((events, {"recorded": 1, "duplicates": 0}),
+                                    (events + failure, {"recorded": 1, "duplicates": 1})):
                 app = create_bridge_app(manager, INSTANCE, SECRET, seen_path=seen)
                 with BridgeServer(app) as bridge:
                     s = Setup(hub, bridge, manager, hub.create_token(AGENT, INSTANCE, "read"),
                               tmp_path)
-                    got = s.post(events).json()
+                    got = s.post(batch).json()
                     assert {k: got[k] for k in expected} == expected
-            assert skill(s.state(), "LOOKUP_ORDER")["usage"]["total_invocations"] == 1
+            learned = skill(s.state(), "LOOKUP_ORDER")
+            assert learned["usage"]["total_invocations"] == 2
+            # the success rate behind the proficiency was kept across the restart too
+            assert learned["proficiency"] == pytest.approx(0.5)
         finally:
             manager.shutdown(10)
 

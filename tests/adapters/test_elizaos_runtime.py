@@ -122,6 +122,8 @@ def test_python_runtime_experiences_reach_the_hub(hub: HubServer, tmp_path: Path
     skills = {s["name"]: s for s in state["skills"]}
     assert skills["LOOKUP_ORDER"]["usage"]["total_invocations"] == 2
     assert skills["LOOKUP_ORDER"]["usage"]["success_rate"] == 1.0
+    assert skills["LOOKUP_ORDER"]["proficiency"] == 1.0
+    assert skills["REFUND"]["proficiency"] == 0.0
     assert skills["REFUND"]["usage"]["success_rate"] == 0.0
     assert skills["EXPLODE"]["usage"]["total_invocations"] == 1
     assert skills["EXPLODE"]["usage"]["success_rate"] == 0.0

@@ -29,7 +29,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from experience_sync_elizaos.mapping import KNOWN_TYPES, MappingOptions, map_event, record
+from experience_sync_elizaos.mapping import (
+    KNOWN_TYPES,
+    MappingOptions,
+    SkillRecord,
+    map_event,
+    record,
+)
 
 log = logging.getLogger("experience_sync_elizaos.bridge")
 
@@ -83,6 +89,10 @@ class SeenEvents:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, at REAL NOT NULL)"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS skill_rates (name TEXT PRIMARY KEY, "
+            "uses INTEGER NOT NULL, successes INTEGER NOT NULL)"
+        )
         self._inserts = 0
 
     def contains(self, event_id: str) -> bool:
@@ -106,6 +116,19 @@ class SeenEvents:
         """Remember a recorded event."""
         self._db.execute("INSERT OR IGNORE INTO seen (id, at) VALUES (?, ?)", (event_id, time.time()))
         self._inserts += 1
+
+    def observe_skill(self, name: str, success: bool) -> float:
+        """Count one use of a skill; returns its success rate so far (kept across restarts)."""
+        key = name.casefold()
+        self._db.execute(
+            "INSERT INTO skill_rates (name, uses, successes) VALUES (?, 1, ?) "
+            "ON CONFLICT(name) DO UPDATE SET uses = uses + 1, successes = successes + ?",
+            (key, int(success), int(success)),
+        )
+        uses, successes = self._db.execute(
+            "SELECT uses, successes FROM skill_rates WHERE name = ?", (key,)
+        ).fetchone()
+        return float(successes) / float(uses)
 
     def _prune(self) -> None:
         self._inserts = 0
@@ -222,7 +245,9 @@ def create_bridge_app(
                 records = map_event(payload, agent, opts) if ev.type in KNOWN_TYPES else []
                 try:
                     for rec in records:
-                        record(manager, instance_id, rec)
+                        rate = (seen.observe_skill(rec.name, rec.success)
+                                if isinstance(rec, SkillRecord) else None)
+                        record(manager, instance_id, rec, proficiency=rate)
                 except Exception as exc:
                     # Nothing after this event is recorded; the plugin retries
                     # the batch and the events recorded so far are skipped.

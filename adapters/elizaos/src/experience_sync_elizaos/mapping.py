@@ -28,6 +28,7 @@ text only when the plugin opts in) is truncated and passed through
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -298,8 +299,34 @@ def map_event(
     return []
 
 
-def record(manager: Any, instance_id: str, rec: Record) -> None:
-    """Record one mapped record through an ``ExperienceSyncManager``."""
+class SkillRates:
+    """Success counts per skill name, in memory; the rate is reported as proficiency.
+
+    A skill's observed success rate is the most direct measure of how well an
+    instance uses it (the CrewAI and LangChain adapters report the same).
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, name: str, success: bool) -> float:
+        """Count one use; returns the success rate including it."""
+        key = name.casefold()
+        with self._lock:
+            uses, successes = self._counts.get(key, (0, 0))
+            uses, successes = uses + 1, successes + (1 if success else 0)
+            self._counts[key] = (uses, successes)
+        return successes / uses
+
+
+def record(manager: Any, instance_id: str, rec: Record, *,
+           proficiency: float | None = None) -> None:
+    """Record one mapped record through an ``ExperienceSyncManager``.
+
+    :param proficiency: for a skill record, the proficiency to report (the
+        skill's success rate so far, see :class:`SkillRates`).
+    """
     ctx = rec.context
     source = ctx.environment.get("source")
     if isinstance(rec, MemoryRecord):
@@ -310,6 +337,7 @@ def record(manager: Any, instance_id: str, rec: Record) -> None:
         # The skill's contexts list says where it is used: the ElizaOS source
         # (discord, telegram, ...) when known.
         manager.record_skill_use(instance_id, rec.name, success=rec.success,
+                                 proficiency=proficiency,
                                  category=rec.category, priority=rec.priority,
                                  context=f"{FRAMEWORK}:{source}" if source else FRAMEWORK)
     elif isinstance(rec, KnowledgeRecord):

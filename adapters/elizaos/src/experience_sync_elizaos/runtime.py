@@ -32,7 +32,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from experience_sync_elizaos.mapping import MappingOptions, map_event, record
+from experience_sync_elizaos.mapping import (
+    MappingOptions,
+    SkillRates,
+    SkillRecord,
+    map_event,
+    record,
+)
 
 log = logging.getLogger("experience_sync_elizaos.runtime")
 
@@ -143,13 +149,15 @@ def attach(
         agent = {"id": _str(getattr(runtime, "agent_id", None)),
                  "name": _str(getattr(character, "name", None))}
     att = Attachment(runtime, instance_id)
+    rates = SkillRates()
 
     def forward(event: dict[str, Any]) -> None:
         if not att.active:
             return
         try:
             for rec in map_event(event, agent, opts):
-                record(manager, instance_id, rec)
+                rate = rates.observe(rec.name, rec.success) if isinstance(rec, SkillRecord) else None
+                record(manager, instance_id, rec, proficiency=rate)
                 att.recorded += 1
         except Exception:  # the agent must never fail because syncing did
             att.errors += 1
