@@ -216,13 +216,17 @@ def test_full_outbox_answers_503_and_a_retry_skips_what_was_recorded(tmp_path: P
     try:
         with BridgeServer(create_bridge_app(manager, INSTANCE, SECRET)) as bridge:
             s = Setup(None, bridge, manager, "", tmp_path)  # type: ignore[arg-type]
-            events = [ev("MEMORY_CREATED", table="memories", text=f"note {i}") for i in range(3)]
+            events = [ev("MEMORY_CREATED", table="memories", text=f"note {i}") for i in range(2)]
+            events.append(ev("ACTION_COMPLETED", action="LOOKUP_ORDER", success=False))
             first = s.post(events)
             assert first.status_code == 503
             assert first.json()["error"]["details"]["recorded"] == 2
             again = s.post(events)  # what the plugin does with a 503
             assert again.status_code == 503
             assert again.json()["error"]["details"]["duplicates"] == 2
+            status = httpx.get(f"{bridge.url}/v1/elizaos/status",
+                               headers={"Authorization": f"Bearer {SECRET}"}).json()
+            assert status["bridge"]["recorded"] == 2
     finally:
         manager.shutdown(1)
 
@@ -260,3 +264,18 @@ def test_oversized_body_is_refused(setup: Setup) -> None:
                       headers={"Authorization": f"Bearer {SECRET}"},
                       content=b'{"events": [' + b" " * (9 * 1024 * 1024) + b"]}")
     assert huge.status_code == 413
+
+
+def test_a_failed_event_does_not_count_toward_the_success_rate(tmp_path: Path) -> None:
+    from experience_sync_elizaos.bridge import SeenEvents
+
+    seen = SeenEvents(tmp_path / "seen.sqlite3")
+    with seen.transaction():
+        with pytest.raises(RuntimeError), seen.event():
+            seen.observe_skill("LOOKUP", True)
+            raise RuntimeError("outbox full")
+        assert seen.observe_skill("lookup", False) == 0.0  # only this use is counted
+    seen.close()
+    reopened = SeenEvents(tmp_path / "seen.sqlite3")
+    assert reopened.observe_skill("LOOKUP", True) == 0.5
+    reopened.close()

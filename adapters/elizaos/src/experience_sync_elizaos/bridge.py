@@ -112,6 +112,18 @@ class SeenEvents:
         if self._inserts > SEEN_IDS_KEPT // 10:
             self._prune()
 
+    @contextmanager
+    def event(self) -> Iterator[None]:
+        """Undo what one event counted (skill rates) if recording it fails."""
+        self._db.execute("SAVEPOINT event")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK TO event")
+            raise
+        finally:
+            self._db.execute("RELEASE event")
+
     def add(self, event_id: str) -> None:
         """Remember a recorded event."""
         self._db.execute("INSERT OR IGNORE INTO seen (id, at) VALUES (?, ?)", (event_id, time.time()))
@@ -244,10 +256,11 @@ def create_bridge_app(
                 payload = ev.model_dump()
                 records = map_event(payload, agent, opts) if ev.type in KNOWN_TYPES else []
                 try:
-                    for rec in records:
-                        rate = (seen.observe_skill(rec.name, rec.success)
-                                if isinstance(rec, SkillRecord) else None)
-                        record(manager, instance_id, rec, proficiency=rate)
+                    with seen.event():
+                        for rec in records:
+                            rate = (seen.observe_skill(rec.name, rec.success)
+                                    if isinstance(rec, SkillRecord) else None)
+                            record(manager, instance_id, rec, proficiency=rate)
                 except Exception as exc:
                     # Nothing after this event is recorded; the plugin retries
                     # the batch and the events recorded so far are skipped.
