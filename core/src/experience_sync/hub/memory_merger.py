@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.conflicts import ConflictDesk, MergeContext, short_hash
+from experience_sync.hub.conflicts import ConflictDesk, MergeContext
 from experience_sync.hub.state import StoredRow
 from experience_sync.interfaces import Embedder, FloatArray, SimilarityMethod
 from experience_sync.models import ExperienceEvent, Memory, MemoryData
@@ -34,9 +34,14 @@ def noisy_or(a: float, b: float) -> float:
     return min(1.0, max(0.0, 1.0 - (1.0 - a) * (1.0 - b)))
 
 
-def memory_id_for(event_id: str) -> str:
-    """The id of the memory an event adds: derived, so replay gives the same ids."""
-    return "mem-" + short_hash(event_id, size=8)
+def memory_id_for(cursor: int, n: int) -> str:
+    """The id of the ``n``-th memory added by the request committed as ``cursor``.
+
+    Ids grow with the cursor, so new rows land at the end of the store's
+    index instead of all over it; replay repeats the same requests and so
+    gives the same ids.
+    """
+    return f"m{cursor:010x}{n:05x}"
 
 
 def _construct(values: dict[str, Any]) -> Memory:
@@ -148,7 +153,7 @@ class MemoryMerger:
         embedding: FloatArray | None,
     ) -> None:
         data = ev.memory
-        mid = memory_id_for(ev.event_id)
+        mid = memory_id_for(ctx.cursor, ctx.result.memories_added)
         memory = _construct(
             {
                 "memory_id": mid,
