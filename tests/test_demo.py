@@ -13,9 +13,10 @@ import httpx
 SCRIPT = str(Path(sys.executable).with_name("experience-sync"))
 
 
-def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
+def run_demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [SCRIPT, "demo", *args], capture_output=True, text=True, timeout=120, check=False
+        [SCRIPT, "demo", *args], capture_output=True, text=True, timeout=120, check=False,
+        env=env,
     )
 
 
@@ -60,6 +61,19 @@ def test_demo_manual_review_queues_the_conflict() -> None:
     assert "strategy manual_review: nothing applied, kept 'formal'" in out
     queue = out[out.index("Review queue ("):]
     assert "reply_tone" in queue and "friendly" in queue and "open" in queue
+
+
+def test_demo_without_the_mcp_plugin_checks_in_over_http(tmp_path: Path) -> None:
+    # A package of the same name that fails to import stands for "not installed".
+    shadow = tmp_path / "experience_sync_mcp"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('not installed')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = run_demo(env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "The MCP plugin is not installed" in done.stdout
+    assert "pip install ./plugins/mcp" in done.stdout
+    assert "edge-mcp checked in over HTTP with its full state" in done.stdout
 
 
 def test_demo_unknown_strategy_is_refused() -> None:
