@@ -189,7 +189,7 @@ def test_mapping_options_limit_tables_and_text(tmp_path: Path) -> None:
     assert map_event(ev("MESSAGE_RECEIVED"), None, MappingOptions(record_messages=False)) == []
 
 
-def test_cli_command_is_registered_and_documents_its_options() -> None:
+def test_cli_command_is_registered_and_documents_its_options(tmp_path: Path) -> None:
     from experience_sync_elizaos import plugin
 
     from experience_sync.cli import build_cli
@@ -203,6 +203,10 @@ def test_cli_command_is_registered_and_documents_its_options() -> None:
     bad = CliRunner().invoke(cli, ["elizaos-bridge", "--hub", "http://127.0.0.1:1", "--agent",
                                    "a", "--token", "t", "--listen", "nonsense"])
     assert bad.exit_code == 2 and "host:port" in bad.output
+    plain = CliRunner().invoke(cli, ["elizaos-bridge", "--hub", "http://192.0.2.1:8787",
+                                     "--agent", "a", "--token", "t", "--secret", "s",
+                                     "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path)])
+    assert plain.exit_code == 1 and "refused" in plain.output  # plain http off loopback
 
 
 def test_full_outbox_answers_503_and_a_retry_skips_what_was_recorded(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import click
 
 from experience_sync import hookimpl
 from experience_sync.config import is_loopback_host
+from experience_sync.errors import ConfigError, PluginError
 from experience_sync_elizaos.mapping import DEFAULT_MAX_TEXT, MappingOptions
 from experience_sync_elizaos.server import DEFAULT_INSTANCE, DEFAULT_LISTEN, parse_listen
 
@@ -62,12 +63,14 @@ def elizaos_bridge(hub: str, agent: str, token: str, listen: str, instance_id: s
     table_set = frozenset(t.strip() for t in tables.split(",") if t.strip())
     options = MappingOptions(max_text_length=max_text, memory_tables=table_set,
                              knowledge_tables=table_set & {"facts"})
-    config: Any = load_config(config_path)
-    click.echo(f"ElizaOS bridge on http://{listen} -> {hub} agent={agent} "
-               f"instance={instance_id}", err=True)
     try:
+        config: Any = load_config(config_path)
+        click.echo(f"ElizaOS bridge on http://{listen} -> {hub} agent={agent} "
+                   f"instance={instance_id}", err=True)
         run_bridge(hub=hub, agent=agent, token=token, secret=secret, listen=listen,
                    instance_id=instance_id, data_dir=data_dir, options=options, config=config)
+    except (ConfigError, PluginError) as exc:
+        raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:  # pragma: no cover - interactive stop
         sys.exit(0)
 
