@@ -439,7 +439,8 @@ class MergeEngine:
         rt.touch_instance(instance_id, kind, meta, events, len(fresh), last_sequence)
         ctx.result.into(result)
         result.cursor = rt.cursor
-        unit = (unit_id, result.model_copy(deep=True)) if unit_id is not None else None
+        # The store serializes the result inside commit: no copy needed.
+        unit = (unit_id, result) if unit_id is not None else None
         self._commit(agent_id, rt.changeset(log, unit))
         return result, self._summary(kind, instance_id, result, ctx.notices)
 
