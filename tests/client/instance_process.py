@@ -1,8 +1,9 @@
 """An instance process for the kill -9 test: records memories until killed.
 
-Usage: ``python instance_process.py HUB_URL TOKEN DATA_DIR START``. Prints each
-event id once ``record_memory`` has returned (durability ``sync``: the event
-is committed to the outbox by then), one per line, flushed.
+Usage: ``python instance_process.py HUB_URL TOKEN DATA_DIR START DURABILITY``.
+Prints each event id once ``record_memory`` has returned, one per line,
+flushed. With ``sync`` the event is committed to the outbox by then; with
+``group`` it is in the crash journal and committed within milliseconds.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from experience_sync import ExperienceSyncConfig, ExperienceSyncManager
 
 def main() -> None:
     url, token, data_dir, start = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    durability = sys.argv[5]
     cfg = ExperienceSyncConfig.model_validate(
         {
             "transport": {"type": "https", "https": {"endpoint": url, "auth_token": token}},
             "streaming": {"interval_ms": 10, "batch_size": 20},
-            "outbox": {"durability": "sync"},
+            "outbox": {"durability": durability},
         }
     )
     manager = ExperienceSyncManager(cfg, data_dir=data_dir)

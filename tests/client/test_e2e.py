@@ -110,26 +110,28 @@ def test_hub_down_backlog_grows_then_drains(hub: HubServer, tmp_path: Path,
     assert m.shutdown(10)
 
 
-def _spawn(server: HubServer, token: str, data_dir: Path, start: int) -> subprocess.Popen[str]:
+def _spawn(server: HubServer, token: str, data_dir: Path, start: int,
+           durability: str) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen(
         [sys.executable, str(HERE / "instance_process.py"), server.url, token, str(data_dir),
-         str(start)],
+         str(start), durability],
         stdout=subprocess.PIPE, text=True, env=env,
     )
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("durability", ["group", "sync"])
 def test_kill_9_mid_streaming_loses_nothing_and_doubles_nothing(
-    hub: HubServer, tmp_path: Path
+    hub: HubServer, tmp_path: Path, durability: str
 ) -> None:
     token = hub.create_token("fleet", "killable")
     recorded: list[str] = []
     rng = random.Random(4)
     for round_ in range(3):
-        proc = _spawn(hub, token, tmp_path, start=round_ * 10_000)
+        proc = _spawn(hub, token, tmp_path, start=round_ * 10_000, durability=durability)
         assert proc.stdout is not None
-        target = rng.randint(150, 400)
+        target = rng.randint(150, 2000)
         for _ in range(target):
             line = proc.stdout.readline()
             assert line, "the instance process ended early"

@@ -165,7 +165,7 @@ class Instance:
             values["agent_id"] = self.agent_id
             body = orjson.dumps(plain_event(values), default=json_default)
         except BaseException:
-            self.outbox.release()
+            self.outbox.release(seq)
             raise
         kind = event.event_type
         state = None if kind == "interaction" else kind

@@ -42,6 +42,7 @@ from typing import Any
 
 import orjson
 
+from experience_sync.client.journal import Journal
 from experience_sync.client.state import LocalState
 from experience_sync.config import OutboxConfig
 from experience_sync.errors import OutboxFullError
@@ -153,7 +154,14 @@ class Outbox:
             ).fetchall()
         }
         self._size = sum(self._pending.values())
-        self._committed_seq = self._next_seq - 1
+        # Everything up to the watermark is committed (or was given back); seqs
+        # reserved and not yet committed are in flight.
+        self._watermark = self._next_seq - 1
+        self._inflight: set[int] = set()
+        self.journal: Journal | None = None
+        if not self._sync:
+            self.journal = Journal(self.path.parent)
+            self._replay_journal(int(meta.get("committed", self._next_seq - 1)))
 
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
@@ -166,6 +174,44 @@ class Outbox:
             daemon=True,
         )
         self._writer.start()
+
+    def _replay_journal(self, committed: int) -> None:
+        """Commit what a killed process had journaled but not yet committed."""
+        assert self.journal is not None
+        rows = {r[0]: r for r in self.journal.records() if r[0] > committed}
+        if rows:
+            batch = [rows[seq] for seq in sorted(rows)]
+            top = batch[-1][0]
+            self._next_seq = max(self._next_seq, top + 1)
+            self._lamport = max(self._lamport, top)
+            conn = self._wconn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.executemany(
+                    "INSERT OR IGNORE INTO outbox (seq, lane, body) VALUES (?, ?, ?)",
+                    [r[:3] for r in batch],
+                )
+                added = int(cur.rowcount)
+                self.state.apply([(r[3], r[4], r[2]) for r in batch if r[3] is not None])
+                self.counters.bump("recorded", added)
+                meta = [("next_seq", self._next_seq), ("lamport", self._lamport),
+                        ("committed", self._next_seq - 1),
+                        ("recorded", self.counters.values["recorded"])]
+                conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            log.info("replayed %d journaled events into %s", added, self.path)
+            self._pending = {
+                lane: n
+                for lane, n in conn.execute(
+                    "SELECT lane, COUNT(*) FROM outbox GROUP BY lane"
+                ).fetchall()
+            }
+            self._size = sum(self._pending.values())
+            self._watermark = self._next_seq - 1
+        self.journal.clear()
 
     # ------------------------------------------------------------------ caller side
 
@@ -193,6 +239,7 @@ class Outbox:
             self._size += 1
             seq = self._next_seq
             self._next_seq = seq + 1
+            self._inflight.add(seq)
             self._lamport += 1
             return seq, self._lamport
 
@@ -226,15 +273,32 @@ class Outbox:
         ``state_kind``/``state_key`` say which local-state row the event updates
         (``("skill", name)``, ...; see :mod:`experience_sync.client.state`).
         """
+        journaled = self.journal is not None and self.journal.append(
+            seq, lane, body, state_kind, state_key, self.watermark
+        )
         self._queue.put((seq, lane, body, state_kind, state_key))
-        if self._sync:
+        if not journaled:  # sync mode, or the journal is full of uncommitted rows
             self.wait_durable(seq, timeout=None)
 
-    def release(self) -> None:
-        """Give back room reserved for an event that was not put (it was filtered)."""
+    def watermark(self) -> int:
+        """The sequence up to which every event is committed."""
+        return self._watermark
+
+    def release(self, seq: int) -> None:
+        """Give back the room and sequence reserved for an event that was not put."""
         with self._lock:
             self._size -= 1
+            self._inflight.discard(seq)
+            self._advance_watermark()
             self._room.notify()
+
+    def _advance_watermark(self) -> None:
+        # Called with self._lock held.
+        mark = (min(self._inflight) if self._inflight else self._next_seq) - 1
+        if mark > self._watermark:
+            with self._durable:
+                self._watermark = mark
+                self._durable.notify_all()
 
     def count(self, name: str, reason: str | None = None, n: int = 1) -> None:
         """Bump a counter (``filtered``, ``refused``, ``retries``) with a reason."""
@@ -250,7 +314,7 @@ class Outbox:
         """Wait until every event up to ``seq`` is committed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._durable:
-            while self._committed_seq < seq:
+            while self._watermark < seq:
                 if self.error is not None:
                     raise RuntimeError("the outbox writer failed") from self.error
                 left = None if deadline is None else deadline - time.monotonic()
@@ -304,12 +368,13 @@ class Outbox:
 
     def _commit(self, batch: Sequence[_Pending]) -> None:
         conn = self._wconn
-        top = max(p[0] for p in batch)
         with self._lock:
             self.counters.bump("recorded", len(batch))
             values = dict(self.counters.values)
             lamport = self._lamport
             next_seq = self._next_seq
+            still = self._inflight.difference(p[0] for p in batch)
+            committed = (min(still) if still else next_seq) - 1
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(
@@ -317,7 +382,7 @@ class Outbox:
                 [p[:3] for p in batch],
             )
             self.state.apply([(p[3], p[4], p[2]) for p in batch if p[3] is not None])
-            meta = [("next_seq", next_seq), ("lamport", lamport)]
+            meta = [("next_seq", next_seq), ("lamport", lamport), ("committed", committed)]
             meta += [(k, values[k]) for k in ("recorded", "filtered", "refused")]
             conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
             conn.execute("COMMIT")
@@ -327,9 +392,8 @@ class Outbox:
         with self._lock:
             for p in batch:
                 self._pending[p[1]] = self._pending.get(p[1], 0) + 1
-        with self._durable:
-            self._committed_seq = max(self._committed_seq, top)
-            self._durable.notify_all()
+                self._inflight.discard(p[0])
+            self._advance_watermark()
         if self.on_commit is not None:
             self.on_commit()
 
@@ -458,6 +522,9 @@ class Outbox:
         done = not self._writer.is_alive()
         if done:
             self._wconn.close()
+            if self.journal is not None:
+                self.journal.clear()  # everything it held is committed now
+                self.journal.close()
         if not reader_in_use:
             with self._rlock:
                 self._rconn.close()
@@ -466,3 +533,4 @@ class Outbox:
     def abandon(self) -> None:
         """Forget the connections and thread without touching them (forked child)."""
         self._closed = True
+        self.journal = None
