@@ -99,6 +99,15 @@ def test_tool_call_merges_at_hub(hub: HubServer, transports: Callable[..., McpTr
     assert instances[0]["protocol"] == "streaming"
 
 
+def test_bare_hub_url_means_its_mcp_endpoint(hub: HubServer) -> None:
+    t = McpTransport(hub.url, agent_id=AGENT, auth_token=hub.create_token(AGENT, "i1"))
+    try:
+        assert t.server == f"{hub.url}/mcp"
+        assert t.send(events("i1", "Sent to the bare hub URL."), timeout=10).memories_added == 1
+    finally:
+        t.close()
+
+
 def test_session_stays_open_across_calls(
     hub: HubServer, transports: Callable[..., McpTransport]
 ) -> None:

@@ -31,13 +31,11 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from experience_sync.hub.app import HubError
 from experience_sync.hub.auth import AuthError, Principal
+from experience_sync_mcp.transport import MOUNT_PATH
 
 log = logging.getLogger("experience_sync_mcp")
 
 __all__ = ["MOUNT_PATH", "McpEndpoint", "build_server", "mount"]
-
-#: Where the MCP endpoint lives on the hub.
-MOUNT_PATH = "/mcp"
 
 _SCOPE_KEY = "experience_sync_principal"
 

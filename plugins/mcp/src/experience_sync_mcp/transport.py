@@ -35,6 +35,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from mcp import ClientSession
@@ -71,6 +72,9 @@ if _Client2 is not None:  # pragma: no cover - 2.x SDK
     _CONNECTION_ERRORS += (httpx2.TransportError,)
 
 __all__ = ["McpTransport", "classify_status"]
+
+#: The path of the hub's MCP endpoint (see :mod:`experience_sync_mcp.server`).
+MOUNT_PATH = "/mcp"
 
 _STATUS_TAG = re.compile(r"\[(\d{3})\]")
 
@@ -186,7 +190,8 @@ class _Job:
 class McpTransport(Transport):
     """Calls the hub's MCP tools over streamable HTTP, keeping one session open.
 
-    :param server: the hub's MCP endpoint, e.g. ``http://127.0.0.1:8080/mcp``.
+    :param server: the hub's MCP endpoint, e.g. ``http://127.0.0.1:8080/mcp``; a URL
+        without a path gets ``/mcp``.
     :param agent_id: the source agent units are for (used by :meth:`fetch_state`).
     :param auth_token: the bearer token the hub issued for this instance.
     :param tool_name: the ingestion tool (``sync_experiences``).
@@ -208,6 +213,10 @@ class McpTransport(Transport):
         headers: Mapping[str, str] | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
+        # A bare hub URL (``https://hub.example``, as ``initialize_sync(endpoint=...)``
+        # gives every transport) means the hub's MCP endpoint.
+        if urlsplit(server).path in ("", "/"):
+            server = server.rstrip("/") + MOUNT_PATH
         self.server = server
         self.agent_id = agent_id
         self.tool_name = tool_name
