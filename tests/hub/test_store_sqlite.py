@@ -180,3 +180,19 @@ def test_engine_concurrent_ingestion(tmp_path: Path) -> None:
         assert state.stats.total_events == 20
         assert sum(m.access_count for m in state.memories) == 20
     engine.close()
+
+
+def test_store_created_before_the_normalized_column_opens(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "old.db")
+    db.execute(
+        "CREATE TABLE memories (agent_id TEXT NOT NULL, key TEXT NOT NULL, version INTEGER "
+        "NOT NULL, content_hash TEXT, embedding BLOB, body TEXT NOT NULL, "
+        "PRIMARY KEY (agent_id, key))"
+    )
+    db.execute("INSERT INTO memories VALUES ('a', 'm1', 1, 'h', NULL, '{}')")
+    db.commit()
+    db.close()
+    s = SQLiteStore(f"sqlite:///{tmp_path}/old.db")
+    (row,) = s.load_agent("a").rows["memories"]
+    assert row.key == "m1" and row.normalized is None
+    s.close()

@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS memories (
     version INTEGER NOT NULL,
     content_hash TEXT,
     embedding BLOB,
+    normalized TEXT,
     body TEXT NOT NULL,
     PRIMARY KEY (agent_id, key)
 );
@@ -113,6 +114,9 @@ class SQLiteStore(Store):
         # Every statement is CREATE ... IF NOT EXISTS: safe to run on each open.
         tables = "".join(_STATE_TABLE.format(name=t) for t in TABLES if t != "memories")
         self._db.executescript(_SCHEMA + tables)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(memories)")}
+        if "normalized" not in columns:  # a store created before the column existed
+            self._db.execute("ALTER TABLE memories ADD COLUMN normalized TEXT")
 
     # ------------------------------------------------------------------ state
 
@@ -125,11 +129,11 @@ class SQLiteStore(Store):
             for table in TABLES:
                 if table == "memories":
                     cur = self._db.execute(
-                        "SELECT key, version, body, content_hash, embedding FROM memories "
-                        "WHERE agent_id = ? ORDER BY rowid",
+                        "SELECT key, version, body, content_hash, embedding, normalized "
+                        "FROM memories WHERE agent_id = ? ORDER BY rowid",
                         (agent_id,),
                     )
-                    out.rows[table] = [StoredRow(k, v, b, h, e) for k, v, b, h, e in cur]
+                    out.rows[table] = [StoredRow(*r) for r in cur]
                 else:
                     cur = self._db.execute(
                         f"SELECT key, version, body FROM {table} WHERE agent_id = ? "
@@ -192,12 +196,14 @@ class SQLiteStore(Store):
                     if table == "memories":
                         db.executemany(
                             "INSERT INTO memories (agent_id, key, version, content_hash, "
-                            "embedding, body) VALUES (?, ?, ?, ?, ?, ?) "
+                            "embedding, normalized, body) VALUES (?, ?, ?, ?, ?, ?, ?) "
                             "ON CONFLICT (agent_id, key) DO UPDATE SET "
                             "version = excluded.version, content_hash = excluded.content_hash, "
-                            "embedding = excluded.embedding, body = excluded.body",
+                            "embedding = excluded.embedding, normalized = excluded.normalized, "
+                            "body = excluded.body",
                             [
-                                (agent_id, r.key, r.version, r.content_hash, r.embedding, r.body)
+                                (agent_id, r.key, r.version, r.content_hash, r.embedding,
+                                 r.normalized, r.body)
                                 for r in rows
                             ],
                         )

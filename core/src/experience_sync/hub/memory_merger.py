@@ -294,7 +294,7 @@ class MemoryMerger:
         for row in rows:
             m = Memory.model_validate_json(row.body)
             mid = m.memory_id
-            norm = normalize(m.content)
+            norm = row.normalized if row.normalized is not None else normalize(m.content)
             self.memories[mid] = m
             self.normalized[mid] = norm
             self.by_hash.setdefault(m.normalized_hash, mid)
@@ -328,6 +328,7 @@ class MemoryMerger:
                     m.model_dump_json(),
                     m.normalized_hash,
                     vec.astype(np.float32).tobytes() if vec is not None else None,
+                    self.normalized[mid],
                 )
             )
         self.dirty.clear()

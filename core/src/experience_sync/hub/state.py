@@ -61,6 +61,8 @@ class StoredRow:
     :param body: JSON the engine wrote.
     :param content_hash: memories only: the normalized-content hash.
     :param embedding: memories only: the float32 vector bytes, if any.
+    :param normalized: memories only: the normalized text (saves normalizing
+        every memory again when the agent is loaded).
     """
 
     key: str
@@ -68,6 +70,7 @@ class StoredRow:
     body: str
     content_hash: str | None = None
     embedding: bytes | None = None
+    normalized: str | None = None
 
 
 @dataclass
