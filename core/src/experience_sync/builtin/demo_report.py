@@ -45,7 +45,13 @@ def print_report(
 def _instances(
     console: Console, plans: list[Any], statuses: dict[str, Any], hub_view: list[dict[str, Any]]
 ) -> None:
-    table = Table(title="Instances", title_justify="left")
+    table = Table(
+        title="Instances",
+        title_justify="left",
+        caption="recorded/delivered: the instance's outbox counters; the hub also counts the "
+        "state a full check-in carries",
+        caption_justify="left",
+    )
     for col in ("instance", "protocol", "transport", "recorded", "delivered", "backlog",
                 "hub saw (events, via)"):
         table.add_column(col)
