@@ -196,3 +196,34 @@ def test_store_created_before_the_normalized_column_opens(tmp_path: Path) -> Non
     (row,) = s.load_agent("a").rows["memories"]
     assert row.key == "m1" and row.normalized is None
     s.close()
+
+
+def test_engine_plugin_failure_mid_merge_leaves_no_trace(
+    tmp_path: Path, register_plugin: object
+) -> None:
+    from experience_sync import hookimpl
+    from experience_sync.builtin.similarity import JaccardSimilarity
+
+    class Flaky(JaccardSimilarity):
+        fail_on = "explode"
+
+        def match(self, normalized: str, embedding: object = None, text: str | None = None):  # type: ignore[override]
+            if self.fail_on in normalized:
+                raise RuntimeError("similarity backend down")
+            return super().match(normalized, embedding, text)  # type: ignore[arg-type]
+
+    class Plugin:
+        @hookimpl
+        def experience_sync_register_similarity_methods(self, register: object) -> None:
+            register("flaky", lambda config=None: Flaky(config))  # type: ignore[operator]
+
+    register_plugin(Plugin(), name="flaky")  # type: ignore[operator]
+    engine = MergeEngine(open_store(f"sqlite:///{tmp_path}/hub.db"),
+                         MergeStrategyConfig(similarity_method="flaky"))
+    engine.ingest_events("a", EventsRequest(instance_id="i1", events=[ev(1, "Likes tea")]))
+    before = engine.state("a")
+    with pytest.raises(RuntimeError):
+        engine.ingest_events("a", EventsRequest(
+            instance_id="i1", events=[ev(2, "Owns a cat"), ev(3, "explode now")]))
+    assert engine.state("a") == before
+    engine.close()

@@ -399,9 +399,15 @@ class MergeEngine:
                      {"unit_id": unit_id, "events": len(events), "duplicate": True})
                 ]
             else:
-                result, notices = self._merge_request(
-                    rt, kind, instance_id, unit_id, events, meta, last_sequence
-                )
+                try:
+                    result, notices = self._merge_request(
+                        rt, kind, instance_id, unit_id, events, meta, last_sequence
+                    )
+                except BaseException:
+                    # A plugin or the store failed mid-merge: the in-memory
+                    # state may be half changed, so reload it from the store.
+                    self._runtimes.pop(agent_id, None)
+                    raise
         # Observers run after the commit and outside the agent's lock.
         self._notify(agent_id, notices)
         return result
@@ -492,11 +498,15 @@ class MergeEngine:
             at = utcnow()
             body = json.dumps({"review_id": review_id, "accept": accept, "timestamp": at.isoformat()})
             entry = LogEntry(f"review:{review_id}", "decision", body, None, "hub", ctx.cursor)
-            decided = rt.apply_decision(ctx, review_id, accept, at)
-            assert decided is not None
-            rt.cursor = ctx.cursor
-            rt.finish()
-            self._commit(agent_id, rt.changeset([entry]))
+            try:
+                decided = rt.apply_decision(ctx, review_id, accept, at)
+                assert decided is not None
+                rt.cursor = ctx.cursor
+                rt.finish()
+                self._commit(agent_id, rt.changeset([entry]))
+            except BaseException:
+                self._runtimes.pop(agent_id, None)
+                raise
         self._notify(agent_id, ctx.notices)
         return decided
 
