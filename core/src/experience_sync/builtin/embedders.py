@@ -18,7 +18,7 @@ import numpy.typing as npt
 from experience_sync import hookimpl
 from experience_sync.hookspecs import Register
 from experience_sync.interfaces import Embedder, FloatArray, VectorIndex
-from experience_sync.text import normalize
+from experience_sync.text import normalize, similarity_tokens
 
 
 class HashingEmbedder(Embedder):
@@ -30,9 +30,11 @@ class HashingEmbedder(Embedder):
         self.dim = dim
 
     def _features(self, text: str) -> list[tuple[int, float]]:
-        norm = normalize(text)
+        # Contractions expanded, so "don't" and "do not" embed alike.
+        toks = similarity_tokens(normalize(text))
+        norm = " ".join(toks)
         feats: list[tuple[int, float]] = []
-        for tok in norm.split():
+        for tok in toks:
             h = zlib.crc32(b"w:" + tok.encode())
             feats.append((h, 1.0))
         padded = f" {norm} "
