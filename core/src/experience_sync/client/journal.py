@@ -14,8 +14,13 @@ it is committed. On start the outbox replays every journal record whose
 sequence number is above the committed watermark it stored in SQLite, then
 clears the journal.
 
-Record layout: ``<payload length u32><crc32 u32><seq u64><meta length u32>``
-then ``meta`` (JSON ``[lane, state_kind, state_key]``) and the event body.
+Record layout: ``<payload length u32><meta length u32><seq u64>``, then
+``meta`` (JSON ``[lane, state_kind, state_key]``), the event body, and a
+trailer ``seq XOR MAGIC`` (u64) written last. A process can die in the middle
+of any copy; a record counts only if its trailer matches its header, and the
+trailer is stored after everything else (a killed process's completed stores
+are all in the shared page cache, in program order as far as it is
+concerned).
 """
 
 from __future__ import annotations
@@ -24,14 +29,19 @@ import mmap
 import os
 import struct
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
 
-HEADER = struct.Struct("<IIQI")
+HEADER = struct.Struct("<IIQ")
+TRAILER = struct.Struct("<Q")
+MAGIC = 0x5EC0_5EC0_A11C_E5ED
 _ZERO = bytes(HEADER.size)
+_HEADER_SIZE = HEADER.size
+_TRAILER_SIZE = TRAILER.size
+_pack_into = HEADER.pack_into
+_pack_trailer = TRAILER.pack_into
 #: Size of each of the two journal files.
 JOURNAL_BYTES = 8 * 1024 * 1024
 
@@ -63,16 +73,16 @@ class Journal:
         for mm in self._maps:
             pos = 0
             while pos + HEADER.size <= self.size:
-                length, crc, seq, meta_len = HEADER.unpack_from(mm, pos)
+                length, meta_len, seq = HEADER.unpack_from(mm, pos)
                 end = pos + HEADER.size + length
-                if length == 0 or end > self.size or meta_len > length:
+                if length == 0 or end + _TRAILER_SIZE > self.size or meta_len > length:
                     break
-                payload = mm[pos + HEADER.size : end]
-                if zlib.crc32(payload, seq & 0xFFFFFFFF) != crc:
+                if TRAILER.unpack_from(mm, end)[0] != seq ^ MAGIC:
                     break  # torn or overwritten: what follows is older data
+                payload = mm[pos + HEADER.size : end]
                 lane, kind, key = orjson.loads(payload[:meta_len])
                 yield seq, lane, payload[meta_len:], kind, key
-                pos = end
+                pos = end + _TRAILER_SIZE
 
     def clear(self) -> None:
         """Forget every record (after they were replayed into the outbox)."""
@@ -98,25 +108,26 @@ class Journal:
         file is reused only when all its rows are at or below it.
         """
         meta = orjson.dumps([lane, kind, key])
-        payload = meta + body
-        need = HEADER.size + len(payload)
-        if need + HEADER.size > self.size:
+        meta_len = len(meta)
+        length = meta_len + len(body)
+        need = _HEADER_SIZE + length + _TRAILER_SIZE
+        if need + _HEADER_SIZE > self.size:
             return False
         with self._lock:
             pos = self._pos
-            if pos + need + HEADER.size > self.size:
+            if pos + need + _HEADER_SIZE > self.size:
                 other = 1 - self._current
                 if watermark() < self._max_seq[other]:
                     return False
-                self._maps[self._current][pos : pos + HEADER.size] = _ZERO
+                self._maps[self._current][pos : pos + _HEADER_SIZE] = _ZERO
                 self._current, pos = other, 0
                 self._max_seq[other] = 0
             mm = self._maps[self._current]
-            # Payload first, header last: a record is valid only once complete.
-            mm[pos + HEADER.size : pos + need] = payload
-            mm[pos : pos + HEADER.size] = HEADER.pack(
-                len(payload), zlib.crc32(payload, seq & 0xFFFFFFFF), seq, len(meta)
-            )
+            start = pos + _HEADER_SIZE
+            _pack_into(mm, pos, length, meta_len, seq)
+            mm[start : start + meta_len] = meta
+            mm[start + meta_len : start + length] = body
+            _pack_trailer(mm, start + length, seq ^ MAGIC)  # last: the record is complete
             self._pos = pos + need
             if seq > self._max_seq[self._current]:
                 self._max_seq[self._current] = seq
