@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -217,6 +218,20 @@ async def t_raw(hub: HubServer, t: McpTransport, tool: str, arguments: dict[str,
         return await session.call_tool(tool, arguments)
 
 
+def test_body_limit_is_the_hubs(
+    register_plugin: Callable[..., str], transports: Callable[..., McpTransport]
+) -> None:
+    from experience_sync.hub.app import HubLimits
+
+    register_plugin(experience_sync_mcp.plugin, name="mcp")
+    with run_in_thread(limits=HubLimits(max_body_bytes=20_000)) as hub:
+        t = transports(hub, hub.create_token(AGENT, "i1"))
+        assert t.send(events("i1", "small enough"), timeout=10).memories_added == 1
+        with pytest.raises(RejectedError) as info:
+            t.send(events("i1", *[f"memory {i} " + "x" * 500 for i in range(60)]), timeout=10)
+        assert info.value.status_code == 413
+
+
 def test_tools_are_listed_with_structured_output(
     hub: HubServer, transports: Callable[..., McpTransport]
 ) -> None:
@@ -404,3 +419,21 @@ def test_endpoint_runs_in_the_app_lifespan_when_the_server_runs_one(
             thread.join(10)
             sock.close()
     hub.close()
+
+
+def test_concurrent_instances(hub: HubServer, transports: Callable[..., McpTransport]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def instance(n: int) -> int:
+        t = transports(hub, hub.create_token(AGENT, f"i{n}"))
+        return sum(
+            t.send(events(f"i{n}", f"{uuid.uuid4().hex} {uuid.uuid4().hex}"),
+                   timeout=20).memories_added
+            for k in range(10)
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        added = list(pool.map(instance, range(4)))
+    assert added == [10, 10, 10, 10]
+    state = hub_state(hub, hub.create_token(AGENT, "reader", scope="read"))
+    assert len(state["memories"]) == 40

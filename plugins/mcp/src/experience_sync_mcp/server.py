@@ -91,6 +91,9 @@ def build_server(hub: Any) -> FastMCP[Any]:
         streamable_http_path="/",
         stateless_http=True,
         json_response=True,
+        # The hub's body limit, as on its HTTP routes (a larger request is a 413,
+        # which makes the instance split the unit).
+        max_request_body_size=hub.limits.max_body_bytes,
         # Every request carries a bearer token checked before the MCP layer, so
         # the SDK's Host/Origin checks (meant for unauthenticated local servers)
         # would only break hubs served under their real host name.
