@@ -313,6 +313,8 @@ class McpTransport(Transport):
             try:
                 return self._call_once(name, arguments, left)
             except RetryableError as exc:
+                if self._closed:  # nothing to wait for
+                    raise
                 backoff.wait(exc)  # raises ``exc`` when the deadline leaves no room
 
     def _call_once(self, name: str, arguments: dict[str, Any], timeout: float) -> dict[str, Any]:
