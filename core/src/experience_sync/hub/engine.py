@@ -550,8 +550,8 @@ class MergeEngine:
 
     def agents(self) -> list[str]:
         """Every agent with data in the store or merged since start."""
-        with self._guard:
-            loaded = [a for a, rt in self._runtimes.items() if rt.cursor > 0]
+        # list() snapshots the dict in one step: other threads add and drop agents.
+        loaded = [a for a, rt in list(self._runtimes.items()) if rt.cursor > 0]
         return sorted(set(self.store.agents()) | set(loaded))
 
     def preload(self, agent_ids: Iterable[str] | None = None) -> list[str]:
