@@ -19,9 +19,7 @@ def _body(seq: int) -> bytes:
 
 
 def _put(outbox: Outbox, lane: str = "streaming") -> int:
-    seq, _ = outbox.reserve()
-    outbox.put(seq, lane, _body(seq), "memory")
-    return seq
+    return outbox.add(lane, {"event_id": "e", "data": {"content": "m"}}, "memory")
 
 
 @pytest.mark.parametrize("durability", ["group", "sync"])
@@ -39,9 +37,9 @@ def test_rows_and_sequences_survive_a_restart(tmp_path: Path, durability: str) -
     assert again.size == 40 and again.pending("streaming") == 40
     assert again.counters.values["recorded"] == 50
     assert again.counters.values["delivered"] == 10
-    seq, lamport = again.reserve()
-    assert seq == seqs[-1] + 1 and lamport == 51  # numbering continues, never reused
-    again.release(seq)
+    values: dict[str, object] = {"event_id": "next"}
+    seq = again.add("streaming", values)
+    assert seq == seqs[-1] + 1 and values["lamport"] == 51  # numbering continues
     again.close()
 
 
@@ -61,7 +59,7 @@ def test_refuse_policy_raises_and_counts(tmp_path: Path) -> None:
     for _ in range(3):
         _put(box)
     with pytest.raises(OutboxFullError, match="max_events=3"):
-        box.reserve()
+        _put(box)
     assert box.counters.values["refused"] == 1
     assert box.counters.reasons == {"refused:outbox_full": 1}
     assert reasons == ["outbox_full"]
@@ -88,7 +86,7 @@ def test_block_policy_times_out_with_a_reason(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db", OutboxConfig(max_events=1, block_timeout=0.05))
     _put(box)
     with pytest.raises(OutboxFullError):
-        box.reserve()
+        _put(box)
     assert box.counters.reasons == {"refused:outbox_full_timeout": 1}
     box.close()
 
@@ -99,7 +97,7 @@ def test_dead_letter_keeps_the_refused_event(tmp_path: Path) -> None:
     box.dead_letter(box.read("streaming", 1), "hub refused (422): bad", 422)
     assert box.size == 0
     [dead] = box.dead_rows()
-    assert dead["status"] == 422 and dead["event"]["event_id"] == "e1"
+    assert dead["status"] == 422 and dead["event"]["event_id"] == "e"
     assert box.counters.values["dead"] == 1
     box.close()
 
@@ -126,15 +124,13 @@ def test_journaled_rows_are_replayed_after_a_crash(tmp_path: Path) -> None:
     box.close()
     journal = Journal(tmp_path)
     for seq in (1, 2, 3):  # 1 is committed already (a stale record), 2 and 3 are not
-        assert journal.append(seq, "streaming", _body(seq), "memory", "", lambda: 0)
+        assert journal.append(seq, "streaming", _body(seq), "memory", "", 0)
     journal.close()
 
     again = Outbox(tmp_path / "outbox.db", OutboxConfig())
     assert [r.seq for r in again.read("streaming", 10)] == [1, 2, 3]
     assert again.counters.values["recorded"] == 3
-    seq, _ = again.reserve()
-    assert seq == 4
-    again.release(seq)
+    assert _put(again) == 4
     again.close()
     assert list(Journal(tmp_path).records()) == []  # cleared once committed
 
@@ -146,10 +142,10 @@ def test_journal_reuses_a_file_only_once_committed(tmp_path: Path) -> None:
     body = b"x" * 500
     mark = 0
     seq = 0
-    while journal.append(seq + 1, "l", body, None, "", lambda: mark):
+    while journal.append(seq + 1, "l", body, None, "", mark):
         seq += 1
     # Both files are full of rows above the watermark: no room until a commit.
     assert seq > 8
     mark = seq
-    assert journal.append(seq + 1, "l", body, None, "", lambda: mark)
+    assert journal.append(seq + 1, "l", body, None, "", mark)
     journal.close()

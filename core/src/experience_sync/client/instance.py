@@ -97,6 +97,11 @@ def plain_event(values: dict[str, Any]) -> dict[str, Any]:
     return plain
 
 
+def encode_event(values: dict[str, Any]) -> bytes:
+    """The JSON body of an event's fields (what the outbox stores)."""
+    return orjson.dumps(plain_event(values), default=json_default)
+
+
 class Instance:
     """Everything one initialised instance owns."""
 
@@ -156,20 +161,13 @@ class Instance:
                 break
         if lane is None:
             return self._filtered(event, "below_priority_threshold", None)
-        seq, lamport = self.outbox.reserve()
-        try:
-            values = event.__dict__
-            values["sequence"] = seq
-            values["lamport"] = lamport
-            values["source_instance"] = self.instance_id
-            values["agent_id"] = self.agent_id
-            body = orjson.dumps(plain_event(values), default=json_default)
-        except BaseException:
-            self.outbox.release(seq)
-            raise
+        values = event.__dict__
+        values["source_instance"] = self.instance_id
+        values["agent_id"] = self.agent_id
         kind = event.event_type
-        state = None if kind == "interaction" else kind
-        self.outbox.put(seq, lane, body, state, state_key(kind, event.data))
+        self.outbox.add(
+            lane, values, None if kind == "interaction" else kind, state_key(kind, event.data)
+        )
         return event
 
     def _filtered(self, event: ExperienceEvent, reason: str, detail: str | None) -> ExperienceEvent:

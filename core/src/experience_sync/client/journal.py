@@ -29,7 +29,7 @@ import mmap
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -66,6 +66,7 @@ class Journal:
         self._current = 0
         self._pos = 0
         self._max_seq = [0, 0]
+        self._metas: dict[tuple[str, str | None, str], bytes] = {}
         self._lock = threading.Lock()
 
     def records(self) -> Iterator[Record]:
@@ -100,37 +101,41 @@ class Journal:
         body: bytes,
         kind: str | None,
         key: str,
-        watermark: Callable[[], int],
+        watermark: int,
     ) -> bool:
         """Copy one row into the journal; ``False`` if there is no room yet.
 
-        ``watermark()`` is the sequence up to which everything is committed: a
-        file is reused only when all its rows are at or below it.
+        ``watermark`` is the sequence up to which everything is committed: a
+        file is reused only when all its rows are at or below it. Callers
+        serialize their calls (the outbox holds its lock).
         """
-        meta = orjson.dumps([lane, kind, key])
+        meta = self._metas.get((lane, kind, key))
+        if meta is None:
+            meta = orjson.dumps([lane, kind, key])
+            if len(self._metas) < 4096:  # lanes and kinds are few; keys may not be
+                self._metas[(lane, kind, key)] = meta
         meta_len = len(meta)
         length = meta_len + len(body)
         need = _HEADER_SIZE + length + _TRAILER_SIZE
         if need + _HEADER_SIZE > self.size:
             return False
-        with self._lock:
-            pos = self._pos
-            if pos + need + _HEADER_SIZE > self.size:
-                other = 1 - self._current
-                if watermark() < self._max_seq[other]:
-                    return False
-                self._maps[self._current][pos : pos + _HEADER_SIZE] = _ZERO
-                self._current, pos = other, 0
-                self._max_seq[other] = 0
-            mm = self._maps[self._current]
-            start = pos + _HEADER_SIZE
-            _pack_into(mm, pos, length, meta_len, seq)
-            mm[start : start + meta_len] = meta
-            mm[start + meta_len : start + length] = body
-            _pack_trailer(mm, start + length, seq ^ MAGIC)  # last: the record is complete
-            self._pos = pos + need
-            if seq > self._max_seq[self._current]:
-                self._max_seq[self._current] = seq
+        pos = self._pos
+        if pos + need + _HEADER_SIZE > self.size:
+            other = 1 - self._current
+            if watermark < self._max_seq[other]:
+                return False
+            self._maps[self._current][pos : pos + _HEADER_SIZE] = _ZERO
+            self._current, pos = other, 0
+            self._max_seq[other] = 0
+        mm = self._maps[self._current]
+        start = pos + _HEADER_SIZE
+        _pack_into(mm, pos, length, meta_len, seq)
+        mm[start : start + meta_len] = meta
+        mm[start + meta_len : start + length] = body
+        _pack_trailer(mm, start + length, seq ^ MAGIC)  # last: the record is complete
+        self._pos = pos + need
+        if seq > self._max_seq[self._current]:
+            self._max_seq[self._current] = seq
         return True
 
     def close(self) -> None:

@@ -27,7 +27,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from experience_sync.client.instance import Instance, empty_context, event_ids, new_event
+from experience_sync.client.instance import (
+    Instance,
+    empty_context,
+    encode_event,
+    event_ids,
+    new_event,
+)
 from experience_sync.client.outbox import Outbox
 from experience_sync.client.paths import InstanceLock, instance_dir
 from experience_sync.client.worker import Lane, SyncWorker
@@ -189,7 +195,7 @@ class ExperienceSyncManager:
         directory = instance_dir(instance_id, base)
         lock = InstanceLock(directory / "outbox.lock")
         try:
-            outbox = Outbox(directory / "outbox.db", cfg.outbox)
+            outbox = Outbox(directory / "outbox.db", cfg.outbox, encode=encode_event)
         except BaseException:
             lock.release()
             raise

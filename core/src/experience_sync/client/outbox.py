@@ -3,17 +3,19 @@
 Every recorded event becomes a row ``(seq, lane, body)`` and is deleted only
 once the hub has acknowledged it (or moved to the ``dead`` table when the hub
 refused it for good). Recording is cheap on the caller's thread: the caller
-reserves a sequence number under a lock and hands the serialized row to a
-writer thread through a :class:`queue.SimpleQueue`; the writer commits rows in
-groups.
+numbers and serializes the event under one lock (so queue order is sequence
+order), copies it into the crash journal and hands it to a writer thread
+through a :class:`queue.SimpleQueue`; the writer commits rows in groups.
 
 Durability point (``config.outbox.durability``):
 
 ``group`` (default)
     The writer commits whatever arrived within ``group_commit_ms`` in one
-    transaction (``synchronous=FULL``). An event is durable at most
-    ``group_commit_ms`` plus one fsync after ``record`` returned;
-    ``flush()`` waits for it.
+    transaction (``synchronous=FULL``). Until then the row is in the crash
+    journal (:mod:`experience_sync.client.journal`), which survives the death
+    of the process but not a power loss: an event survives ``kill -9`` once
+    ``record`` returned, and a power loss ``group_commit_ms`` plus one fsync
+    later. ``flush()`` waits for the commit.
 ``sync``
     ``record`` returns only once the event's transaction is committed.
     Concurrent callers share commits.
@@ -124,6 +126,7 @@ class Outbox:
         on_commit: Callable[[], None] | None = None,
         on_full: Callable[[str], None] | None = None,
         keep_memories: bool = True,
+        encode: Callable[[dict[str, Any]], bytes] = orjson.dumps,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +134,7 @@ class Outbox:
         self.on_commit = on_commit
         self.on_full = on_full
         self._sync = config.durability == "sync"
+        self._encode = encode
         self._group_s = config.group_commit_ms / 1000.0
 
         self._wconn = connect(self.path)
@@ -154,10 +158,9 @@ class Outbox:
             ).fetchall()
         }
         self._size = sum(self._pending.values())
-        # Everything up to the watermark is committed (or was given back); seqs
-        # reserved and not yet committed are in flight.
+        # Everything up to the watermark is committed (rows are queued in
+        # sequence order, so the last committed row is the watermark).
         self._watermark = self._next_seq - 1
-        self._inflight: set[int] = set()
         self.journal: Journal | None = None
         if not self._sync:
             self.journal = Journal(self.path.parent)
@@ -229,19 +232,42 @@ class Outbox:
         """Committed rows waiting in ``lane``."""
         return self._pending.get(lane, 0)
 
-    def reserve(self) -> tuple[int, int]:
-        """Take room for one event: ``(sequence, lamport)``; applies the full policy."""
+    def add(
+        self,
+        lane: str,
+        values: dict[str, Any],
+        state_kind: str | None = None,
+        state_key: str = "",
+    ) -> int:
+        """Number, serialize and queue one event; returns its sequence number.
+
+        Sets ``values["sequence"]`` and ``values["lamport"]``, encodes them with
+        the outbox's ``encode``, applies the full policy, copies the row into the
+        crash journal (``group`` mode) and queues it for the writer; in ``sync``
+        mode waits until it is committed. ``state_kind``/``state_key`` say which
+        local-state row the event updates (``("skill", name)``, ...).
+        """
         with self._lock:
             if self._closed:
                 raise RuntimeError("the outbox is closed")
             if self._size >= self.config.max_events:
                 self._wait_for_room()
-            self._size += 1
             seq = self._next_seq
+            lamport = self._lamport + 1
+            values["sequence"] = seq
+            values["lamport"] = lamport
+            body = self._encode(values)  # may raise: nothing is taken yet
             self._next_seq = seq + 1
-            self._inflight.add(seq)
-            self._lamport += 1
-            return seq, self._lamport
+            self._lamport = lamport
+            self._size += 1
+            journal = self.journal
+            journaled = journal is not None and journal.append(
+                seq, lane, body, state_kind, state_key, self._watermark
+            )
+            self._queue.put((seq, lane, body, state_kind, state_key))
+        if not journaled:  # sync mode, or the journal is full of uncommitted rows
+            self.wait_durable(seq, timeout=None)
+        return seq
 
     def _wait_for_room(self) -> None:
         # Called with self._lock held.
@@ -265,40 +291,9 @@ class Outbox:
             f"event refused ({reason})"
         )
 
-    def put(
-        self, seq: int, lane: str, body: bytes, state_kind: str | None = None, state_key: str = ""
-    ) -> None:
-        """Hand a serialized event to the writer; in ``sync`` mode wait until committed.
-
-        ``state_kind``/``state_key`` say which local-state row the event updates
-        (``("skill", name)``, ...; see :mod:`experience_sync.client.state`).
-        """
-        journaled = self.journal is not None and self.journal.append(
-            seq, lane, body, state_kind, state_key, self.watermark
-        )
-        self._queue.put((seq, lane, body, state_kind, state_key))
-        if not journaled:  # sync mode, or the journal is full of uncommitted rows
-            self.wait_durable(seq, timeout=None)
-
     def watermark(self) -> int:
         """The sequence up to which every event is committed."""
         return self._watermark
-
-    def release(self, seq: int) -> None:
-        """Give back the room and sequence reserved for an event that was not put."""
-        with self._lock:
-            self._size -= 1
-            self._inflight.discard(seq)
-            self._advance_watermark()
-            self._room.notify()
-
-    def _advance_watermark(self) -> None:
-        # Called with self._lock held.
-        mark = (min(self._inflight) if self._inflight else self._next_seq) - 1
-        if mark > self._watermark:
-            with self._durable:
-                self._watermark = mark
-                self._durable.notify_all()
 
     def count(self, name: str, reason: str | None = None, n: int = 1) -> None:
         """Bump a counter (``filtered``, ``refused``, ``retries``) with a reason."""
@@ -373,8 +368,7 @@ class Outbox:
             values = dict(self.counters.values)
             lamport = self._lamport
             next_seq = self._next_seq
-            still = self._inflight.difference(p[0] for p in batch)
-            committed = (min(still) if still else next_seq) - 1
+        committed = batch[-1][0]
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(
@@ -392,8 +386,9 @@ class Outbox:
         with self._lock:
             for p in batch:
                 self._pending[p[1]] = self._pending.get(p[1], 0) + 1
-                self._inflight.discard(p[0])
-            self._advance_watermark()
+        with self._durable:
+            self._watermark = committed
+            self._durable.notify_all()
         if self.on_commit is not None:
             self.on_commit()
 
