@@ -32,7 +32,9 @@ PAIRS = [
     for line in (Path(__file__).parent / "data" / "dedup_pairs.jsonl").read_text("utf-8").splitlines()
     if line.strip()
 ]
-MUST_MERGE = {"case", "punctuation", "whitespace", "unicode", "word_order", "contraction"}
+MUST_MERGE = {
+    "case", "punctuation", "whitespace", "unicode", "word_order", "contraction", "number_word"
+}
 MUST_NOT_MERGE = {"negation", "number", "name", "place", "different"}
 REASONS = {"negation": "negation", "number": "number", "name": "name", "place": "name"}
 

@@ -128,15 +128,40 @@ COMMON_WORDS: frozenset[str] = _words(
 )
 
 
+_UNITS = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+    "eighteen", "nineteen", "twenty",
+)
+_TENS = ("thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+# Number words to digits, so that "two kids" and "2 kids" are the same tokens.
+_CARDINALS: dict[str, str] = {word: str(value) for value, word in enumerate(_UNITS)}
+_CARDINALS.update({word: str(10 * value) for value, word in enumerate(_TENS, 3)})
+
+
+def _fold_accents(token: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", token)
+    folded = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return unicodedata.normalize("NFC", folded)
+
+
 def similarity_tokens(normalized: str) -> list[str]:
-    """Tokens of normalized text with contractions expanded (``dont`` -> ``do not``)."""
+    """Tokens of normalized text as the similarity methods compare them.
+
+    Contractions are expanded (``dont`` -> ``do not``), number words up to
+    ninety become digits (``two`` -> ``2``, so "two kids" and "2 kids" agree)
+    and accents are folded (``café`` -> ``cafe``). The normalized text itself
+    (what is hashed) keeps its accents.
+    """
     out: list[str] = []
     for tok in normalized.split():
         expanded = CONTRACTIONS.get(tok)
-        if expanded is None:
-            out.append(tok)
-        else:
+        if expanded is not None:
             out.extend(expanded)
+            continue
+        if not tok.isascii():
+            tok = _fold_accents(tok)
+        out.append(_CARDINALS.get(tok, tok))
     return out
 
 
