@@ -615,3 +615,29 @@ def test_repeated_knowledge_reports_are_compacted(
     live = engine.state(AGENT)
     engine.close()
     assert make_engine().state(AGENT) == live
+
+
+REPORT = (
+    "The quarterly report for the northern region is due at the end of the month "
+    "and should include revenue"
+)
+
+
+@pytest.mark.parametrize("similarity", ["jaccard", "embedding"])
+def test_batched_matching_sees_stored_and_same_request_memories(
+    make_engine: Callable[..., MergeEngine], similarity: str
+) -> None:
+    engine = make_engine(similarity_method=similarity)
+    send(engine, ev("s1", "memory", {"content": "The user prefers short answers in the morning"}))
+    batch = [ev(f"n{i}", "memory", {"content": distinct(i)}) for i in range(10)]
+    batch[4] = ev("dup-stored", "memory",
+                  {"content": "In the morning the user prefers short answers"})
+    batch[2] = ev("n2", "memory", {"content": REPORT})
+    batch[7] = ev("dup-same", "memory", {"content": REPORT.replace(" and ", " and it ")})
+    batch[8] = ev("exact-same", "memory", {"content": distinct(3).upper()})
+    r = send(engine, *batch)
+    assert (r.memories_added, r.memories_merged) == (7, 3)
+    merged = {m.content: m.source_events for m in engine.state(AGENT).memories}
+    assert merged["The user prefers short answers in the morning"] == ["s1", "dup-stored"]
+    assert merged[REPORT] == ["n2", "dup-same"]
+    assert merged[distinct(3)] == ["n3", "exact-same"]

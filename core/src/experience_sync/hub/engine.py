@@ -136,7 +136,7 @@ class AgentRuntime:
         """Merge a request's new events, in order (embeddings computed in one call)."""
         if not events:
             return
-        embeddings = self.memory.embed(events)
+        embeddings = self.memory.prepare(events)
         for ev in events:
             self.apply_event(ctx, ev, embeddings)
         stats = self.stats
@@ -153,6 +153,7 @@ class AgentRuntime:
         review = self.desk.reviews.get(review_id)
         if review is None or review.status != "open":
             return review
+        self.memory.prepare([])  # forget the last request's batch matches
         if accept:
             ev = ExperienceEvent.model_validate(review.proposed["event"])
             ctx.force = True

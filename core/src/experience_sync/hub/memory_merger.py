@@ -18,7 +18,7 @@ import numpy as np
 from experience_sync.config import MergeStrategyConfig
 from experience_sync.hub.conflicts import ConflictDesk, MergeContext
 from experience_sync.hub.state import StoredRow
-from experience_sync.interfaces import Embedder, FloatArray, SimilarityMethod
+from experience_sync.interfaces import Embedder, FloatArray, SimilarityMatch, SimilarityMethod
 from experience_sync.models import ExperienceEvent, Memory, MemoryData
 from experience_sync.plugins import ExperienceSyncPluginManager
 from experience_sync.text import content_hash, normalize
@@ -55,6 +55,20 @@ def _construct(values: dict[str, Any]) -> Memory:
     return memory
 
 
+#: Fewest memories in one request for which matching in a batch pays off.
+_BATCH_MATCH_MIN = 8
+
+
+def _better(a: SimilarityMatch | None, b: SimilarityMatch | None) -> SimilarityMatch | None:
+    # What one index over both sets would answer: the best duplicate, else
+    # the best contradiction (ties keep the stored memory).
+    if a is None or b is None:
+        return a or b
+    if a.is_duplicate != b.is_duplicate:
+        return a if a.is_duplicate else b
+    return a if a.score >= b.score else b
+
+
 def _union(base: list[str], extra: Sequence[str]) -> list[str]:
     new = [x for x in dict.fromkeys(extra) if x not in base]
     return base + new if new else base
@@ -64,6 +78,8 @@ class MemoryMerger:
     """One agent's memories, their exact-duplicate index and similarity index."""
 
     def __init__(self, strategy: MergeStrategyConfig, pm: ExperienceSyncPluginManager) -> None:
+        self.strategy = strategy
+        self.pm = pm
         self.dedup = strategy.memory_deduplication
         self.similarity: SimilarityMethod | None = None
         self.embedder: Embedder | None = None
@@ -79,37 +95,79 @@ class MemoryMerger:
         self.embeddings: dict[str, FloatArray] = {}
         # Insertion-ordered, so rows are written (and later loaded) in creation order.
         self.dirty: dict[str, None] = {}
+        # Per request (see prepare): normalized text and hash by event id, the
+        # stored matches found in one batch, and a small index of the memories
+        # this request added, which the batch could not see.
+        self._norms: dict[str, tuple[str, str]] = {}
+        self._batched: dict[str, SimilarityMatch | None] = {}
+        self._local: SimilarityMethod | None = None
+        self._local_added = 0
+        self._stale = False
 
-    # ------------------------------------------------------------------ embeddings
+    # ------------------------------------------------------------------ per request
 
-    def embed(self, events: Sequence[ExperienceEvent]) -> dict[str, FloatArray]:
-        """Vectors for the new memory events of one request, computed in one call.
+    def prepare(self, events: Sequence[ExperienceEvent]) -> dict[str, FloatArray]:
+        """Get a request's new memories ready: normalize, embed, match in batches.
 
-        An event's own embedding is used when it has the embedder's dimension;
-        exact duplicates of stored memories need none.
+        Vectors are computed in one embedder call (an event's own embedding is
+        used when it has the embedder's dimension; exact duplicates of stored
+        memories need none). With several memories to match, they are matched
+        against the stored ones in one :meth:`SimilarityMethod.match_many`
+        call; memories added earlier in the same request are then checked
+        through a small index of their own. Returns the vectors by event id.
         """
-        if self.embedder is None:
-            return {}
-        out: dict[str, FloatArray] = {}
-        todo: list[tuple[str, str]] = []
-        dim = self.embedder.dim
+        self._norms.clear()
+        self._batched = {}
+        self._local = None
+        self._local_added = 0
+        self._stale = False
+        pending: list[ExperienceEvent] = []
         for ev in events:
             data = ev.data
-            if not isinstance(data, MemoryData):
-                continue
-            if data.embedding is not None and len(data.embedding) == dim:
-                vec = np.asarray(data.embedding, dtype=np.float32)
-                norm = float(np.linalg.norm(vec))
-                out[ev.event_id] = vec / norm if norm > 0 else vec
-                continue
-            norm_text = normalize(data.content)
-            if content_hash(norm_text) not in self.by_hash:
-                todo.append((ev.event_id, data.content))
-        if todo:
-            vectors = self.embedder.embed([text for _, text in todo])
-            for (event_id, _), vec in zip(todo, vectors, strict=True):
-                out[event_id] = np.asarray(vec, dtype=np.float32)
+            if isinstance(data, MemoryData):
+                norm = normalize(data.content)
+                digest = content_hash(norm)
+                self._norms[ev.event_id] = (norm, digest)
+                if self.dedup and digest not in self.by_hash:
+                    pending.append(ev)
+        out: dict[str, FloatArray] = {}
+        if self.embedder is not None and pending:
+            dim = self.embedder.dim
+            todo: list[ExperienceEvent] = []
+            for ev in pending:
+                given = ev.memory.embedding
+                if given is not None and len(given) == dim:
+                    vec = np.asarray(given, dtype=np.float32)
+                    length = float(np.linalg.norm(vec))
+                    out[ev.event_id] = vec / length if length > 0 else vec
+                else:
+                    todo.append(ev)
+            if todo:
+                vectors = self.embedder.embed([ev.memory.content for ev in todo])
+                for ev, vec in zip(todo, vectors, strict=True):
+                    out[ev.event_id] = np.asarray(vec, dtype=np.float32)
+        if self.similarity is not None and len(pending) >= _BATCH_MATCH_MIN:
+            queries = [
+                (self._norms[ev.event_id][0], out.get(ev.event_id), ev.memory.content)
+                for ev in pending
+            ]
+            found = self.similarity.match_many(queries)
+            self._batched = {ev.event_id: m for ev, m in zip(pending, found, strict=True)}
+            self._local = self.pm.registry.create(
+                "similarity_methods", self.strategy.similarity_method, self.strategy
+            )
         return out
+
+    def _match(
+        self, event_id: str, norm: str, embedding: FloatArray | None, text: str
+    ) -> SimilarityMatch | None:
+        assert self.similarity is not None
+        if event_id in self._batched and not self._stale:
+            found = self._batched[event_id]
+            if self._local is not None and self._local_added:
+                found = _better(found, self._local.match(norm, embedding, text))
+            return found
+        return self.similarity.match(norm, embedding, text)
 
     # ------------------------------------------------------------------ merging
 
@@ -122,8 +180,12 @@ class MemoryMerger:
     ) -> None:
         """Merge one memory event (already known to be new to the log)."""
         data = ev.memory
-        norm = normalize(data.content)
-        digest = content_hash(norm)
+        cached = self._norms.get(ev.event_id)
+        if cached is None:
+            norm = normalize(data.content)
+            digest = content_hash(norm)
+        else:
+            norm, digest = cached
         if ctx.force and ctx.target is not None:
             self._supersede(ctx, ev, ctx.target, norm, digest, embedding, data.confidence)
             return
@@ -135,7 +197,7 @@ class MemoryMerger:
             if self.similarity is not None:
                 if embedding is None and self.embedder is not None:
                     embedding = self.embedder.embed([data.content])[0]
-                found = self.similarity.match(norm, embedding, data.content)
+                found = self._match(ev.event_id, norm, embedding, data.content)
                 if found is not None and found.memory_id in self.memories:
                     if found.is_duplicate:
                         self._merge_into(ctx, ev, found.memory_id)
@@ -178,6 +240,9 @@ class MemoryMerger:
             self.embeddings[mid] = embedding
         if self.similarity is not None:
             self.similarity.add(mid, norm, embedding, data.content)
+        if self._local is not None:
+            self._local.add(mid, norm, embedding, data.content)
+            self._local_added += 1
         self.dirty[mid] = None
         ctx.result.memories_added += 1
 
@@ -261,6 +326,8 @@ class MemoryMerger:
         if self.similarity is not None:
             self.similarity.remove(mid)
             self.similarity.add(mid, norm, embedding, data.content)
+        # Stored matches found before this change may be out of date.
+        self._stale = True
         self.memories[mid] = m.model_copy(
             update={
                 "content": data.content,
