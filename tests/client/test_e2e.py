@@ -131,7 +131,7 @@ def test_kill_9_mid_streaming_loses_nothing_and_doubles_nothing(
     for round_ in range(3):
         proc = _spawn(hub, token, tmp_path, start=round_ * 10_000, durability=durability)
         assert proc.stdout is not None
-        target = rng.randint(150, 2000)
+        target = rng.randint(150, 1500 if durability == "group" else 500)
         for _ in range(target):
             line = proc.stdout.readline()
             assert line, "the instance process ended early"
