@@ -142,6 +142,7 @@ class HubServer:
         self.ssl_keyfile = ssl_keyfile
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
 
     @property
     def url(self) -> str:
@@ -190,8 +191,9 @@ class HubServer:
                 sock.close()
                 raise RuntimeError("the hub server failed to start")
             thread.join(0.01)
-        sock.close()  # uvicorn listens on its own duplicate
-        self._server, self._thread = server, thread
+        # Kept open until stop(): with some Python builds (Debian's 3.11.2)
+        # uvicorn listens on this very socket, and closing it here stops the hub.
+        self._server, self._thread, self._sock = server, thread, sock
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -204,7 +206,9 @@ class HubServer:
         if self._thread.is_alive():
             self._server.force_exit = True
             self._thread.join(timeout)
-        self._server = self._thread = None
+        if self._sock is not None:
+            self._sock.close()
+        self._server = self._thread = self._sock = None
 
     def restart(self) -> None:
         """Stop and start again on the same port (clients see a dropped connection)."""
