@@ -69,6 +69,18 @@ def test_compressed_batches_are_accepted(hub: HubServer, encoding: str) -> None:
     assert r.json()["memories_added"] == 5
 
 
+def test_multi_member_gzip_is_accepted(hub: HubServer) -> None:
+    token = hub.create_token("a1", "i1")
+    raw = orjson.dumps(batch_body("i1", 2))
+    data = gzip.compress(raw[:40]) + gzip.compress(raw[40:])
+    r = httpx.post(
+        f"{hub.url}/v1/agents/a1/batches",
+        content=data,
+        headers={**auth(token), "Content-Encoding": "gzip"},
+    )
+    assert r.status_code == 200, r.text
+
+
 def test_checkin_with_events(hub: HubServer) -> None:
     token = hub.create_token("a1", "i1")
     body = {"instance_id": "i1", "events": [memory_event("i1")], "summary": {"memories": 1}}

@@ -113,15 +113,23 @@ def decode_body(body: bytes, encoding: str | None, cap: int) -> bytes:
         return body
     try:
         if enc in ("gzip", "x-gzip"):
-            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out = d.decompress(body, cap + 1)
-            if len(out) > cap:
-                raise HubError(413, f"decompressed body exceeds {cap} bytes")
-            if not d.eof:
-                raise HubError(400, "truncated gzip body")
-            return out
-        if enc == "zstd":
             parts: list[bytes] = []
+            size = 0
+            rest = body
+            while True:  # a gzip stream may hold several members
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                out = d.decompress(rest, cap + 1 - size)
+                size += len(out)
+                if size > cap or d.unconsumed_tail:
+                    raise HubError(413, f"decompressed body exceeds {cap} bytes")
+                if not d.eof:
+                    raise HubError(400, "truncated gzip body")
+                parts.append(out)
+                rest = d.unused_data
+                if not rest:
+                    return b"".join(parts)
+        if enc == "zstd":
+            parts = []
             size = 0
             with zstandard.ZstdDecompressor().stream_reader(body) as reader:
                 while chunk := reader.read(min(cap + 1 - size, 1 << 20) or 1):
