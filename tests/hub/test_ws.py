@@ -133,3 +133,17 @@ def test_clients_reconnect_after_a_restart(hub: HubServer) -> None:
     with _connect(hub, token) as ws:
         ws.send(json.dumps({"id": 2, "kind": "events", "payload": events_body("i1")}))
         assert json.loads(ws.recv(timeout=30))["ok"]
+
+
+def test_oversized_frame_closes_the_connection_with_1009(make_hub: Any) -> None:
+    from websockets.exceptions import ConnectionClosedError
+
+    from experience_sync.hub.app import HubLimits
+
+    hub = make_hub(limits=HubLimits(max_body_bytes=20_000))
+    token = hub.create_token("a1", "i1")
+    with _connect(hub, token) as ws:
+        ws.send(json.dumps({"id": 1, "kind": "events", "payload": events_body("i1", 200)}))
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=30)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1009
