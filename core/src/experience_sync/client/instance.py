@@ -36,11 +36,11 @@ class _EventIds:
         self.reset()
 
     def reset(self) -> None:
-        self.prefix = os.urandom(8).hex()
+        self.prefix = os.urandom(8).hex() + "-"
         self.counter = itertools.count(1)
 
     def next(self) -> str:
-        return f"{self.prefix}{next(self.counter):016x}"
+        return self.prefix + str(next(self.counter))
 
 
 event_ids = _EventIds()
@@ -81,25 +81,25 @@ def new_event(**values: Any) -> ExperienceEvent:
     return event
 
 
-def plain_event(values: dict[str, Any]) -> dict[str, Any]:
-    """The event's fields with ``data`` and ``context`` as dicts, for orjson.
-
-    Cheaper than letting orjson call back for each nested model; deeper models
-    (a skill's usage report) still go through :func:`json_default`.
-    """
-    plain = dict(values)
-    data = plain["data"]
-    if isinstance(data, BaseModel):
-        plain["data"] = json_default(data)
-    ctx = plain["context"]
-    if isinstance(ctx, BaseModel):
-        plain["context"] = ctx.__dict__
-    return plain
-
-
 def encode_event(values: dict[str, Any]) -> bytes:
-    """The JSON body of an event's fields (what the outbox stores)."""
-    return orjson.dumps(plain_event(values), default=json_default)
+    """The JSON body of an event's fields (what the outbox stores).
+
+    ``data`` and ``context`` are swapped for their field dicts while orjson
+    runs: cheaper than a copy of the event or a callback per nested model
+    (deeper models, such as a skill's usage report, still use
+    :func:`json_default`).
+    """
+    data = values["data"]
+    ctx = values["context"]
+    try:
+        if isinstance(data, BaseModel):
+            values["data"] = json_default(data)
+        if isinstance(ctx, BaseModel):
+            values["context"] = ctx.__dict__
+        return orjson.dumps(values, default=json_default)
+    finally:
+        values["data"] = data
+        values["context"] = ctx
 
 
 class Instance:
@@ -124,6 +124,7 @@ class Instance:
         self.outbox = outbox
         self.transport = transport
         self.lanes = lanes
+        self._routes = [(lane.name, lane.protocol.accepts) for lane in lanes]
         self.lock = lock
         self.worker: SyncWorker | None = None
         self.skills: dict[str, dict[str, Any]] = outbox.skills()
@@ -155,9 +156,9 @@ class Instance:
                 return self._filtered(original, "filter_hook", impl.plugin_name)
             event = result
         lane = None
-        for candidate in self.lanes:
-            if candidate.protocol.accepts(event):
-                lane = candidate.name
+        for name, accepts in self._routes:
+            if accepts(event):
+                lane = name
                 break
         if lane is None:
             return self._filtered(event, "below_priority_threshold", None)
@@ -165,9 +166,11 @@ class Instance:
         values["source_instance"] = self.instance_id
         values["agent_id"] = self.agent_id
         kind = event.event_type
-        self.outbox.add(
-            lane, values, None if kind == "interaction" else kind, state_key(kind, event.data)
-        )
+        if kind == "memory":
+            self.outbox.add(lane, values, kind)
+        else:
+            key = state_key(kind, event.data)
+            self.outbox.add(lane, values, None if kind == "interaction" else kind, key)
         return event
 
     def _filtered(self, event: ExperienceEvent, reason: str, detail: str | None) -> ExperienceEvent:
