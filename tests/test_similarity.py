@@ -292,3 +292,17 @@ def test_hook_experience_sync_register_vector_indexes() -> None:
     index.add([5, 9], np.eye(4, dtype=np.float32)[:2])
     scores, ids = index.search(np.eye(4, dtype=np.float32)[1:2], 3)
     assert ids.tolist() == [[9, 5, -1]] and scores[0, 0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("pair", pairs(*MUST_MERGE), ids=lambda p: p["category"])
+def test_variants_merge_under_embedding_whatever_the_vectors(pair: dict[str, Any]) -> None:
+    """Models embed raw text (a full-width variant can land far away): same tokens still merge."""
+
+    def unrelated(text: str) -> FloatArray:
+        rng = np.random.default_rng(zlib.crc32(text.encode()))
+        v = rng.standard_normal(16).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    sim = EmbeddingSimilarity(MergeStrategyConfig(), index_factory=NumpyIndex)
+    found = match_pair(sim, pair["a"], pair["b"], unrelated)
+    assert found is not None and found.is_duplicate, (pair, found)
