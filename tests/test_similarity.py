@@ -306,3 +306,15 @@ def test_variants_merge_under_embedding_whatever_the_vectors(pair: dict[str, Any
     sim = EmbeddingSimilarity(MergeStrategyConfig(), index_factory=NumpyIndex)
     found = match_pair(sim, pair["a"], pair["b"], unrelated)
     assert found is not None and found.is_duplicate, (pair, found)
+
+
+def test_jaccard_compacts_after_many_removals() -> None:
+    sim = JaccardSimilarity()
+    texts = [f"memory about topic {chr(97 + i % 26)}{chr(97 + i // 26 % 26)} kept here" for i in range(1500)]
+    for i, text in enumerate(texts):
+        sim.add(f"m{i}", normalize(text), None)
+    for i in range(1200):
+        sim.remove(f"m{i}")
+    assert len(sim) == 300
+    assert sim.best_match(normalize(texts[10]), None) is None
+    assert sim.best_match(normalize(texts[1400]), None) == ("m1400", 1.0)
