@@ -310,7 +310,10 @@ def test_variants_merge_under_embedding_whatever_the_vectors(pair: dict[str, Any
 
 def test_jaccard_compacts_after_many_removals() -> None:
     sim = JaccardSimilarity()
-    texts = [f"memory about topic {chr(97 + i % 26)}{chr(97 + i // 26 % 26)} kept here" for i in range(1500)]
+    texts = [
+        f"memory about topic {chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676)} kept"
+        for i in range(1500)
+    ]
     for i, text in enumerate(texts):
         sim.add(f"m{i}", normalize(text), None)
     for i in range(1200):
