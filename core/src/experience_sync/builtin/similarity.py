@@ -16,7 +16,15 @@ never misses a match and needs no tuning.
 ``embedding`` compares stored vectors by cosine through the configured
 :class:`~experience_sync.interfaces.VectorIndex`; vectors are stored once and
 never recomputed. It searches the top ``k`` and applies the guards in score
-order, so the best unguarded match at or above the threshold wins.
+order, so the best unguarded match at or above the threshold wins. A stored
+memory with exactly the same tokens is a duplicate whatever the vectors say
+(models embed the raw text, where case or Unicode form can move a vector far).
+
+The guards: a different number of negation words (``not``, ``never``, ``no``,
+... after ``don't`` is read as ``do not``); a number token (digits, or a number
+word) on one side only; a name on each side that the other lacks (a name is a
+capitalized word where the sentence does not force a capital, see
+:func:`experience_sync.text.name_tokens`).
 """
 
 from __future__ import annotations
@@ -236,7 +244,9 @@ class JaccardSimilarity(SimilarityMethod):
         postings = self._postings
         if known_only:  # best effort: spend the probes on words some memory has
             toks = [t for t in toks if t in postings]
-        for tok in sorted(toks, key=lambda t: len(postings.get(t, ())))[:probes]:
+        # Ties broken by the word itself: set order varies between processes,
+        # and a replay must find the same candidates.
+        for tok in sorted(toks, key=lambda t: (len(postings.get(t, ())), t))[:probes]:
             into.update(postings.get(tok, ()))
 
     def match(
@@ -254,7 +264,7 @@ class JaccardSimilarity(SimilarityMethod):
         ]
         self._probe(plain, candidates, known_only=True)
         best: tuple[float, int] | None = None
-        worst_conflict: tuple[float, int, str] | None = None
+        best_conflict: tuple[float, int, str] | None = None
         sigs = self._mem.sigs
         for slot in candidates:
             sig = sigs[slot]
@@ -268,14 +278,14 @@ class JaccardSimilarity(SimilarityMethod):
                 continue
             cscore = max(score, contradiction_score(q, sig))
             if cscore >= self.threshold and (
-                worst_conflict is None or (cscore, -slot) > (worst_conflict[0], -worst_conflict[1])
+                best_conflict is None or (cscore, -slot) > (best_conflict[0], -best_conflict[1])
             ):
-                worst_conflict = (cscore, slot, reason)
+                best_conflict = (cscore, slot, reason)
         ids = self._mem.ids
         if best is not None:
             return SimilarityMatch(ids[best[1]] or "", best[0])
-        if worst_conflict is not None:
-            return SimilarityMatch(ids[worst_conflict[1]] or "", worst_conflict[0], worst_conflict[2])
+        if best_conflict is not None:
+            return SimilarityMatch(ids[best_conflict[1]] or "", best_conflict[0], best_conflict[2])
         return None
 
     def best_match(
