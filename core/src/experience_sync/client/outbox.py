@@ -161,6 +161,7 @@ class Outbox:
         # Everything up to the watermark is committed (rows are queued in
         # sequence order, so the last committed row is the watermark).
         self._watermark = self._next_seq - 1
+        self._queued = 0
         self.journal: Journal | None = None
         if not self._sync:
             self.journal = Journal(self.path.parent)
@@ -260,6 +261,8 @@ class Outbox:
             self._next_seq = seq + 1
             self._lamport = lamport
             self._size += 1
+            self._queued += 1
+            self.counters.values["recorded"] += 1
             journal = self.journal
             journaled = journal is not None and journal.append(
                 seq, lane, body, state_kind, state_key, self._watermark
@@ -364,8 +367,11 @@ class Outbox:
     def _commit(self, batch: Sequence[_Pending]) -> None:
         conn = self._wconn
         with self._lock:
-            self.counters.bump("recorded", len(batch))
+            self._queued -= len(batch)
             values = dict(self.counters.values)
+            # Persist only what is committed; queued events are in the journal,
+            # and a replay counts them when it commits them.
+            values["recorded"] -= self._queued
             lamport = self._lamport
             next_seq = self._next_seq
         committed = batch[-1][0]
