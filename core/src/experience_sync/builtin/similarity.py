@@ -67,18 +67,28 @@ DEFAULT_JACCARD_THRESHOLD = 0.8
 #: merges more paraphrases (6 of 8), 0.90 only 1.
 DEFAULT_EMBEDDING_THRESHOLD = 0.8
 
+_EMPTY: frozenset[str] = frozenset()
 # Articles say nothing about which fact a memory states.
 _IGNORED = frozenset({"a", "an", "the"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Signature:
-    """What the guards and ``jaccard`` need to know about one memory's text."""
+    """What the guards and ``jaccard`` need to know about one memory's text.
 
-    tokens: frozenset[str]
+    ``words`` is the sorted tuple of distinct tokens: a store keeps one
+    signature per memory, and a tuple takes a fifth of a frozenset's memory.
+    """
+
+    words: tuple[str, ...]
     negations: int
     names: frozenset[str]
     numbers: frozenset[str] = frozenset()
+
+    @property
+    def tokens(self) -> frozenset[str]:
+        """The distinct tokens, as a set."""
+        return frozenset(self.words)
 
 
 def make_signature(
@@ -88,12 +98,14 @@ def make_signature(
     toks = similarity_tokens(normalized)
     names = name_tokens(text, known_lowercase) if text is not None else set()
     intern = sys.intern  # tokens repeat across memories: share the strings
-    kept = frozenset(intern(t) for t in toks if t not in _IGNORED)
+    kept = tuple(sorted({intern(t) for t in toks if t not in _IGNORED}))
+    numbers = [t for t in kept if is_number_token(t)]
     return Signature(
         kept,
         negation_count(toks),
-        frozenset(intern(t) for t in names),
-        frozenset(t for t in kept if is_number_token(t)),
+        # Most memories have no names or numbers: share one empty set.
+        frozenset(intern(t) for t in names) if names else _EMPTY,
+        frozenset(numbers) if numbers else _EMPTY,
     )
 
 
@@ -106,8 +118,10 @@ def contradiction(a: Signature, b: Signature) -> str | None:
     # A name changed when each side has a name the other lacks; a name only
     # one side mentions ("the IDE") adds detail rather than contradicting.
     names = a.names | b.names
-    if (a.tokens - b.tokens) & names and (b.tokens - a.tokens) & names:
-        return "name"
+    if names:
+        a_set, b_set = a.tokens, b.tokens
+        if (a_set - b_set) & names and (b_set - a_set) & names:
+            return "name"
     return None
 
 
@@ -129,7 +143,8 @@ def contradiction_score(a: Signature, b: Signature) -> float:
     ``Alice lives in Paris`` and ``Alice lives in Berlin`` score 1.0: they
     state the same kind of fact about different places.
     """
-    inter = len(a.tokens & b.tokens)
+    a_set, b_set = a.tokens, b.tokens
+    inter = len(a_set & b_set)
     names = a.names | b.names
 
     def rest(side: frozenset[str], other: frozenset[str]) -> set[str]:
@@ -138,7 +153,7 @@ def contradiction_score(a: Signature, b: Signature) -> float:
             if not (is_number_token(t) or t in names or t in NEGATIONS or t in _AUXILIARIES)
         }
 
-    only_a, only_b = rest(a.tokens, b.tokens), rest(b.tokens, a.tokens)
+    only_a, only_b = rest(a_set, b_set), rest(b_set, a_set)
     same = inter + len(only_a & only_b)
     total = same + len(only_a ^ only_b)
     return same / total if total else 0.0
@@ -215,7 +230,7 @@ class JaccardSimilarity(SimilarityMethod):
         sig = self._mem.signature(normalized, text)
         slot = self._mem.put(memory_id, sig, text)
         postings = self._postings
-        for tok in sig.tokens:
+        for tok in sig.words:
             lst = postings.get(tok)
             if lst is None:
                 postings[tok] = array("l", (slot,))
@@ -255,22 +270,24 @@ class JaccardSimilarity(SimilarityMethod):
         """The best duplicate at or above threshold, else the best contradiction."""
         q = self._mem.signature(normalized, text)
         candidates: set[int] = set()
-        self._probe(list(q.tokens), candidates)
+        self._probe(q.words, candidates)
         # A contradiction differs in its guarded words, which are often the
         # rarest: probe the other words too.
         plain = [
-            t for t in q.tokens
+            t for t in q.words
             if not (is_number_token(t) or t in q.names or t in NEGATIONS or t in _AUXILIARIES)
         ]
         self._probe(plain, candidates, known_only=True)
         best: tuple[float, int] | None = None
         best_conflict: tuple[float, int, str] | None = None
         sigs = self._mem.sigs
+        q_set, q_len = q.tokens, len(q.words)
         for slot in candidates:
             sig = sigs[slot]
             if sig is None:
                 continue
-            score = jaccard(q.tokens, sig.tokens)
+            inter = len(q_set.intersection(sig.words))
+            score = inter / (q_len + len(sig.words) - inter) if q_len or sig.words else 1.0
             reason = contradiction(q, sig)
             if reason is None:
                 if score >= self.threshold and (best is None or (score, -slot) > (best[0], -best[1])):
@@ -339,7 +356,7 @@ class EmbeddingSimilarity(SimilarityMethod):
         # word order has the same tokens, whatever its vector. Models embed the
         # raw text, and all-MiniLM-L6-v2 put a full-width or ligature variant of
         # a sentence at cosine 0.41-0.8 from it.
-        self._by_tokens: dict[frozenset[str], list[int]] = {}
+        self._by_tokens: dict[tuple[str, ...], list[int]] = {}
 
     @property
     def needs_embeddings(self) -> bool:
@@ -385,7 +402,7 @@ class EmbeddingSimilarity(SimilarityMethod):
                 self.remove(memory_id)
             sig = self._mem.signature(normalized, text)
             slot = self._mem.put(memory_id, sig, text)
-            self._by_tokens.setdefault(sig.tokens, []).append(slot)
+            self._by_tokens.setdefault(sig.words, []).append(slot)
             slots.append(slot)
         self._index.add(slots, rows)
 
@@ -398,11 +415,11 @@ class EmbeddingSimilarity(SimilarityMethod):
         self._mem.drop(memory_id)
         self._removed += 1
         if sig is not None:
-            same = self._by_tokens.get(sig.tokens, [])
+            same = self._by_tokens.get(sig.words, [])
             if slot in same:
                 same.remove(slot)
             if not same:
-                self._by_tokens.pop(sig.tokens, None)
+                self._by_tokens.pop(sig.words, None)
 
     def match(
         self, normalized: str, embedding: FloatArray | None, text: str | None = None
@@ -425,7 +442,7 @@ class EmbeddingSimilarity(SimilarityMethod):
             q = self._mem.signature(normalized, text)
             found: SimilarityMatch | None = None
             conflict: SimilarityMatch | None = None
-            for slot in self._by_tokens.get(q.tokens, ()):
+            for slot in self._by_tokens.get(q.words, ()):
                 sig = sigs[slot]
                 if sig is not None and contradiction(q, sig) is None:
                     found = SimilarityMatch(ids[slot] or "", 1.0)
