@@ -218,3 +218,13 @@ def test_manager_delivers_through_faults(fault_hub: FaultHub, tmp_path: Path,
         assert status.retries >= 1
     assert m.pull("agent").agent_id == "agent"
     assert m.shutdown(5)
+
+
+def test_https_stops_a_run_of_sends_at_the_first_exhausted_retry(fault_hub: FaultHub) -> None:
+    fault_hub.http_faults = [("ok",), ("status", 503, {"Retry-After": "30"})]
+    t = _https(fault_hub.url)
+    results = t.send_many([_events_request(i) for i in range(5)], timeout=1.0)
+    assert not isinstance(results[0], BaseException)
+    assert all(isinstance(r, RetryableError) for r in results[1:])
+    assert len(fault_hub.requests) == 1  # the last three were not attempted
+    t.close()

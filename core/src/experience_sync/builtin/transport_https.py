@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -170,6 +171,26 @@ class HttpsTransport(Transport):
         url = f"{self.http.agent_path}/{_PATHS[request.kind]}"
         resp = self.http.request("POST", url, timeout=timeout, content=body, headers=headers)
         return MergeResult.model_validate_json(resp.content)
+
+    def send_many(
+        self, requests: Sequence[SyncRequest], *, timeout: float
+    ) -> list[MergeResult | BaseException]:
+        """Send in order; after a request that ran out of retries, do not try the rest.
+
+        The hub is unreachable or overloaded then: the remaining units are
+        reported with the same retryable error, so the worker backs off at
+        once instead of spending a full deadline on each of them.
+        """
+        out: list[MergeResult | BaseException] = []
+        for i, request in enumerate(requests):
+            try:
+                out.append(self.send(request, timeout=timeout))
+            except RetryableError as exc:
+                out.extend([exc] * (len(requests) - i))
+                break
+            except TransportError as exc:
+                out.append(exc)
+        return out
 
     def fetch_state(self, since: int | None = None, *, timeout: float = 30.0) -> AgentState:
         return self.http.fetch_state(since, timeout)

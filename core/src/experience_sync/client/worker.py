@@ -252,6 +252,8 @@ class SyncWorker:
             results = self.transport.send_many([r for r, _ in built], timeout=self.send_timeout)
         finally:
             self.is_syncing = False
+        if self._stop:
+            return False  # shutting down: failures now are ours, not the hub's
         ok = True
         by_seq = {i.sequence: i for i in items}
         for (request, seqs), result in zip(built, results, strict=True):
