@@ -250,19 +250,45 @@ class JaccardSimilarity(SimilarityMethod):
             }
             self._removed = 0
 
-    def _probe(self, toks: Sequence[str], into: set[int], *, known_only: bool = False) -> None:
+    def _rarest(self, toks: Sequence[str], count: int) -> list[str]:
+        postings = self._postings
+        # Ties broken by the word itself: set order varies between processes,
+        # and a replay must find the same candidates.
+        return sorted(toks, key=lambda t: (len(postings.get(t, ())), t))[:count]
+
+    def _candidates(self, toks: Sequence[str], into: set[int]) -> None:
+        """Every stored memory that can reach the threshold with ``toks`` (exact).
+
+        A memory reaching it holds at least ``need = ceil(t*n)`` of the ``n``
+        query tokens, so it misses at most ``n - need``: among the rarest
+        ``n - need + 1 + extra`` tokens it holds at least ``1 + extra``. The
+        extra probes are cheap (rare words) and the hit count prunes most
+        memories that share one rare word by chance.
+        """
         n = len(toks)
         if n == 0:
             return
         need = math.ceil(self.threshold * n - 1e-9)
-        probes = max(1, n - need + 1)
+        extra = min(2, max(need - 1, 0))
+        probed = self._rarest(toks, n - need + 1 + extra)
         postings = self._postings
-        if known_only:  # best effort: spend the probes on words some memory has
-            toks = [t for t in toks if t in postings]
-        # Ties broken by the word itself: set order varies between processes,
-        # and a replay must find the same candidates.
-        for tok in sorted(toks, key=lambda t: (len(postings.get(t, ())), t))[:probes]:
-            into.update(postings.get(tok, ()))
+        if extra == 0 or len(probed) <= extra:
+            for tok in probed:
+                into.update(postings.get(tok, ()))
+            return
+        hits: dict[int, int] = {}
+        get = hits.get
+        for tok in probed:
+            for slot in postings.get(tok, ()):
+                hits[slot] = get(slot, 0) + 1
+        floor = 1 + extra
+        into.update(slot for slot, count in hits.items() if count >= floor)
+
+    def _near(self, toks: Sequence[str], into: set[int]) -> None:
+        """Best effort, for contradictions: like :meth:`_candidates` over the
+        ``toks`` some stored memory has (guarded words left out by the caller)."""
+        postings = self._postings
+        self._candidates([t for t in toks if t in postings], into)
 
     def match(
         self, normalized: str, embedding: FloatArray | None = None, text: str | None = None
@@ -270,14 +296,14 @@ class JaccardSimilarity(SimilarityMethod):
         """The best duplicate at or above threshold, else the best contradiction."""
         q = self._mem.signature(normalized, text)
         candidates: set[int] = set()
-        self._probe(q.words, candidates)
+        self._candidates(q.words, candidates)
         # A contradiction differs in its guarded words, which are often the
         # rarest: probe the other words too.
         plain = [
             t for t in q.words
             if not (is_number_token(t) or t in q.names or t in NEGATIONS or t in _AUXILIARIES)
         ]
-        self._probe(plain, candidates, known_only=True)
+        self._near(plain, candidates)
         best: tuple[float, int] | None = None
         best_conflict: tuple[float, int, str] | None = None
         sigs = self._mem.sigs
