@@ -240,12 +240,15 @@ def test_embedding_needs_vectors() -> None:
         sim.add("m1", "x", None)
 
 
-def test_jaccard_index_finds_what_a_full_scan_finds() -> None:
-    """The inverted index with prefix filtering never misses a match."""
+@pytest.mark.parametrize(("threshold", "lengths"), [(0.6, (3, 9)), (0.8, (10, 30))])
+def test_jaccard_index_finds_what_a_full_scan_finds(
+    threshold: float, lengths: tuple[int, int]
+) -> None:
+    """The inverted index with prefix and count filtering never misses a match."""
     rng = random.Random(7)
     vocab = [f"w{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(60)]  # no digits: no guard
-    stored = [" ".join(rng.sample(vocab, rng.randint(3, 9))) for _ in range(400)]
-    sim = JaccardSimilarity(MergeStrategyConfig(similarity_threshold=0.6))
+    stored = [" ".join(rng.sample(vocab, rng.randint(*lengths))) for _ in range(400)]
+    sim = JaccardSimilarity(MergeStrategyConfig(similarity_threshold=threshold))
     for i, text in enumerate(stored):
         sim.add(f"m{i}", text, None)
     sets = [frozenset(t.split()) for t in stored]
@@ -257,7 +260,7 @@ def test_jaccard_index_finds_what_a_full_scan_finds() -> None:
         scores = [jaccard(q, s) for s in sets]
         best = max(scores)
         found = sim.best_match(query, None)
-        if best >= 0.6:
+        if best >= threshold:
             assert found is not None and found[1] == pytest.approx(best)
         else:
             assert found is None
