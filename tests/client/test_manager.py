@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from client_helpers import Recorder, make_config, wait_until
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from experience_sync import ExperienceSyncManager, SyncStatus, hookimpl
 from experience_sync.client.paths import OutboxLockedError
@@ -353,3 +355,30 @@ def test_a_restart_with_other_protocols_ships_the_old_lanes(
     assert again.flush(timeout=10)
     assert sorted(recorder.event_ids) == sorted(ids)
     again.shutdown(5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    content=st.one_of(st.text(max_size=30), st.integers(), st.none()),
+    tags=st.one_of(st.lists(st.text(max_size=5), max_size=3),
+                   st.tuples(st.text(max_size=5)), st.lists(st.integers(), max_size=2)),
+    importance=st.one_of(st.floats(allow_nan=True), st.integers(-2, 2), st.booleans()),
+    confidence=st.one_of(st.floats(0, 1), st.just(float("nan")), st.integers(0, 1)),
+)
+def test_memory_shortcut_agrees_with_pydantic(content: Any, tags: Any, importance: Any,
+                                              confidence: Any) -> None:
+    from pydantic import ValidationError
+
+    from experience_sync.client.instance import memory_data
+    from experience_sync.models import MemoryData
+
+    def outcome(make: Any) -> Any:
+        try:
+            return make().model_dump()
+        except ValidationError:
+            return "invalid"
+
+    fast = outcome(lambda: memory_data(content, tags, importance, confidence, None))
+    reference = outcome(lambda: MemoryData(content=content, tags=list(tags),
+                                           importance=importance, confidence=confidence))
+    assert fast == reference

@@ -16,7 +16,7 @@ from experience_sync.client.state import state_key
 from experience_sync.client.worker import Lane, SyncWorker
 from experience_sync.config import ExperienceSyncConfig
 from experience_sync.interfaces import Transport
-from experience_sync.models import EventContext, ExperienceEvent
+from experience_sync.models import EventContext, ExperienceEvent, MemoryData
 from experience_sync.plugins import ExperienceSyncPluginManager
 
 _FIELDS = frozenset(ExperienceEvent.model_fields)
@@ -60,6 +60,67 @@ def empty_context() -> EventContext:
     _setattr(ctx, "__pydantic_extra__", None)
     _setattr(ctx, "__pydantic_private__", None)
     return ctx
+
+
+_new_memory = MemoryData.__new__
+_MEMORY_SET = frozenset({"content", "tags", "importance", "confidence", "embedding"})
+
+
+def _unit(value: Any) -> float | None:
+    # A float or int (not bool) within 0..1, as a float; None if pydantic must decide.
+    kind = type(value)
+    if (kind is float or kind is int) and 0.0 <= value <= 1.0:
+        return float(value)
+    return None
+
+
+def memory_data(
+    content: Any, tags: Any, importance: Any, confidence: Any, embedding: Any
+) -> MemoryData:
+    """A validated :class:`MemoryData`, without pydantic for plain well-formed input.
+
+    The shortcut takes only what ``MemoryData`` accepts unchanged (a non-empty
+    ``str`` of at most 100,000 characters, a list or tuple of ``str``, numbers
+    within 0..1, no embedding); anything else goes through pydantic, which
+    raises the usual errors. ``tests/client/test_manager.py`` checks that
+    both paths agree.
+    """
+    imp = _unit(importance)
+    conf = _unit(confidence)
+    if (
+        embedding is None
+        and imp is not None
+        and conf is not None
+        and type(content) is str
+        and 0 < len(content) <= 100_000
+        and (type(tags) is tuple or type(tags) is list)
+        and all(type(t) is str for t in tags)
+    ):
+        data = _new_memory(MemoryData)
+        _setattr(
+            data,
+            "__dict__",
+            {
+                "content": content,
+                "memory_id": None,
+                "memory_type": "episodic",
+                "tags": list(tags),
+                "importance": imp,
+                "confidence": conf,
+                "embedding": None,
+            },
+        )
+        _setattr(data, "__pydantic_fields_set__", set(_MEMORY_SET))
+        _setattr(data, "__pydantic_extra__", None)
+        _setattr(data, "__pydantic_private__", None)
+        return data
+    return MemoryData(
+        content=content,
+        tags=list(tags) if isinstance(tags, (list, tuple)) else tags,
+        importance=importance,
+        confidence=confidence,
+        embedding=list(embedding) if embedding is not None else None,
+    )
 
 
 def json_default(obj: Any) -> Any:

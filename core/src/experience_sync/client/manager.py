@@ -32,6 +32,7 @@ from experience_sync.client.instance import (
     empty_context,
     encode_event,
     event_ids,
+    memory_data,
     new_event,
 )
 from experience_sync.client.outbox import Outbox
@@ -47,7 +48,6 @@ from experience_sync.models import (
     ExperienceEvent,
     InteractionData,
     KnowledgeData,
-    MemoryData,
     SkillData,
     SkillUsageReport,
 )
@@ -311,13 +311,7 @@ class ExperienceSyncManager:
         embedding: Sequence[float] | None = None,
     ) -> ExperienceEvent:
         """Record a memory; its priority defaults to its importance."""
-        data = MemoryData(
-            content=content,
-            tags=list(tags),
-            importance=importance,
-            confidence=confidence,
-            embedding=list(embedding) if embedding is not None else None,
-        )
+        data = memory_data(content, tags, importance, confidence, embedding)
         prio = importance if priority is None else priority
         return self._emit_event(instance_id, "memory", data, prio, context)
 
