@@ -66,14 +66,6 @@ _new_memory = MemoryData.__new__
 _MEMORY_SET = frozenset({"content", "tags", "importance", "confidence", "embedding"})
 
 
-def _unit(value: Any) -> float | None:
-    # A float or int (not bool) within 0..1, as a float; None if pydantic must decide.
-    kind = type(value)
-    if (kind is float or kind is int) and 0.0 <= value <= 1.0:
-        return float(value)
-    return None
-
-
 def memory_data(
     content: Any, tags: Any, importance: Any, confidence: Any, embedding: Any
 ) -> MemoryData:
@@ -85,17 +77,22 @@ def memory_data(
     raises the usual errors. ``tests/client/test_manager.py`` checks that
     both paths agree.
     """
-    imp = _unit(importance)
-    conf = _unit(confidence)
-    if (
+    ok = (
         embedding is None
-        and imp is not None
-        and conf is not None
         and type(content) is str
         and 0 < len(content) <= 100_000
+        and (type(importance) is float or type(importance) is int)
+        and 0.0 <= importance <= 1.0
+        and (type(confidence) is float or type(confidence) is int)
+        and 0.0 <= confidence <= 1.0
         and (type(tags) is tuple or type(tags) is list)
-        and all(type(t) is str for t in tags)
-    ):
+    )
+    if ok:
+        for tag in tags:
+            if type(tag) is not str:
+                ok = False
+                break
+    if ok:
         data = _new_memory(MemoryData)
         _setattr(
             data,
@@ -105,8 +102,8 @@ def memory_data(
                 "memory_id": None,
                 "memory_type": "episodic",
                 "tags": list(tags),
-                "importance": imp,
-                "confidence": conf,
+                "importance": float(importance),
+                "confidence": float(confidence),
                 "embedding": None,
             },
         )
