@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -145,6 +146,13 @@ with run_in_thread() as server:
 """
 
 
+def probe_text(rng: random.Random, i: int) -> str:
+    """A varied sentence over a 5,000-word vocabulary: memories differ in more than
+    a number, and not all in the same few words (which would make every memory a
+    near-duplicate candidate of every other for the hub's dedup)."""
+    return f"case {i}: " + " ".join(f"w{rng.randrange(5000)}" for _ in range(10))
+
+
 def bench_latency(transport: str, interval_ms: int, batch_size: int, seconds: float,
                   rate: int, data_dir: Path) -> dict[str, float]:
     """Record at ``rate``/s; latency = hub commit time - record time (hub in its own process)."""
@@ -162,13 +170,14 @@ def bench_latency(transport: str, interval_ms: int, batch_size: int, seconds: fl
         m = ExperienceSyncManager(cfg, data_dir=data_dir)
         m.initialize_sync("lat", "streaming", agent_id="agent")
         recorded: dict[str, float] = {}
+        rng = random.Random(7)
         total = int(seconds * rate)
         start = time.monotonic()
         for i in range(total):
             delay = start + i / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            ev = m.record_memory("lat", f"latency probe {i}", importance=0.9)
+            ev = m.record_memory("lat", probe_text(rng, i), importance=0.9)
             recorded[ev.event_id] = time.monotonic()
         achieved = total / (time.monotonic() - start)
         m.flush(timeout=60)

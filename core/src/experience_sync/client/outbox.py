@@ -141,6 +141,9 @@ class Outbox:
         self._wconn.executescript(_SCHEMA)
         self.state = LocalState(self._wconn, keep_memories=keep_memories)
         self._rconn = connect(self.path)
+        # Acknowledgements need no fsync: one lost in a crash only means the
+        # rows are sent again, and the hub absorbs the duplicates.
+        self._rconn.execute("PRAGMA synchronous=NORMAL")
         self._rlock = threading.Lock()
 
         meta = dict(self._wconn.execute("SELECT key, value FROM meta").fetchall())

@@ -252,6 +252,11 @@ class SyncWorker:
             results = self.transport.send_many([r for r, _ in built], timeout=self.send_timeout)
         finally:
             self.is_syncing = False
+        # One transaction acknowledges every unit of this shipment.
+        self.outbox.ack(
+            [rows[s] for (_, seqs), result in zip(built, results, strict=True)
+             if isinstance(result, MergeResult) for s in seqs if s in rows]
+        )
         if self._stop:
             return False  # shutting down: failures now are ours, not the hub's
         ok = True
@@ -259,7 +264,7 @@ class SyncWorker:
         for (request, seqs), result in zip(built, results, strict=True):
             unit_rows = [rows[s] for s in seqs if s in rows]
             if isinstance(result, MergeResult):
-                self._acked(lane, request, unit_rows, result)
+                self._acked(lane, request, result)
             elif isinstance(result, RejectedError) and result.status_code not in BLOCKING_STATUSES:
                 if len(seqs) > 1:
                     half = len(seqs) // 2
@@ -277,8 +282,7 @@ class SyncWorker:
                 ok = False
         return ok
 
-    def _acked(self, lane: Lane, request: SyncRequest, rows: list[Row], result: MergeResult) -> None:
-        self.outbox.ack(rows)
+    def _acked(self, lane: Lane, request: SyncRequest, result: MergeResult) -> None:
         lane.failures = 0
         lane.retry_at = 0.0
         self.error = None
