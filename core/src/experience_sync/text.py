@@ -194,10 +194,22 @@ def name_tokens(text: str, known_lowercase: Iterable[str] | frozenset[str] = ())
     Text written mostly in capitals (shouting, Title Case) says nothing about
     names, so no word of it counts.
     """
-    s = _strip_format_chars(unicodedata.normalize("NFKC", text))
     known = known_lowercase if isinstance(known_lowercase, (set, frozenset)) else set(
         known_lowercase
     )
+    names, initial = name_parts(text)
+    return names.union(*resolve_initial_names(initial, known))
+
+
+def name_parts(text: str) -> tuple[set[str], list[tuple[str, ...]]]:
+    """:func:`name_tokens` in two parts, so that the text is read once.
+
+    Returns the tokens that are names whatever the caller knows, and, for
+    each capitalized sentence-initial word, its tokens outside
+    :data:`COMMON_WORDS`: they are names unless the caller has seen every one
+    of them in lower case (see :func:`resolve_initial_names`).
+    """
+    s = _strip_format_chars(unicodedata.normalize("NFKC", text))
     words: list[tuple[str, bool]] = []  # (word, starts a sentence)
     for sentence in _SENTENCE_END_RE.split(s):
         found = [m.group(0) for m in _WORD_RE.finditer(sentence)]
@@ -209,16 +221,27 @@ def name_tokens(text: str, known_lowercase: Iterable[str] | frozenset[str] = ())
     alpha = [w for w, _ in words if w[:1].isalpha()]
     capitalized = [w for w in alpha if w[:1].isupper()]
     if len(alpha) >= 3 and len(capitalized) > 0.6 * len(alpha):
-        return set()
+        return set(), []
     names: set[str] = set()
-    for word, initial in words:
+    initial: list[tuple[str, ...]] = []
+    for word, first in words:
         if not word[:1].isupper() or word == "I":
             continue
         toks = _word_tokens(word)
-        if initial and all(t in COMMON_WORDS or t in known for t in toks):
-            continue
-        names.update(t for t in toks if t not in COMMON_WORDS or not initial)
-    return names
+        if first:
+            unknown = tuple(t for t in toks if t not in COMMON_WORDS)
+            if unknown:  # else every token is common: never a name
+                initial.append(unknown)
+        else:
+            names.update(toks)
+    return names, initial
+
+
+def resolve_initial_names(
+    initial: Iterable[tuple[str, ...]], known: set[str] | frozenset[str]
+) -> list[tuple[str, ...]]:
+    """The groups of :func:`name_parts` that are names given the ``known`` lower-case words."""
+    return [group for group in initial if any(t not in known for t in group)]
 
 
 def _word_tokens(word: str) -> list[str]:
@@ -229,9 +252,16 @@ def _word_tokens(word: str) -> list[str]:
 
 def lowercase_words(text: str) -> set[str]:
     """Normalized tokens of the words written in lower case in ``text``."""
-    return {
-        tok
-        for match in _WORD_RE.finditer(text)
-        if match.group(0)[:1].islower()
-        for tok in _word_tokens(match.group(0))
-    }
+    plain: list[str] = []
+    out: set[str] = set()
+    for match in _WORD_RE.finditer(text):
+        word = match.group(0)
+        if not word[:1].islower():
+            continue
+        if word.isascii() and word.isalpha():
+            plain.append(word.lower())
+        else:
+            out.update(similarity_tokens(normalize(word)))
+    # Plain words hold no space: one call over them all gives the same tokens.
+    out.update(similarity_tokens(" ".join(plain)))
+    return out

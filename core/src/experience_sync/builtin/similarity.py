@@ -34,6 +34,7 @@ import sys
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -51,8 +52,9 @@ from experience_sync.text import (
     NEGATIONS,
     is_number_token,
     lowercase_words,
-    name_tokens,
+    name_parts,
     negation_count,
+    resolve_initial_names,
     similarity_tokens,
 )
 
@@ -91,22 +93,58 @@ class Signature:
         return frozenset(self.words)
 
 
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """What a memory's text tells, before the index's vocabulary is known."""
+
+    words: tuple[str, ...]
+    negations: int
+    numbers: frozenset[str]
+    names: frozenset[str]  # names whatever the vocabulary
+    initial: tuple[tuple[str, ...], ...]  # see text.name_parts
+    lowercase: frozenset[str]  # text.lowercase_words
+
+
+@lru_cache(maxsize=4096)
+def _parse(normalized: str, text: str | None) -> _Parsed:
+    # Cached: one new memory is matched, then added to the stored index and to
+    # the request's own index; reading its text once serves all of them.
+    toks = similarity_tokens(normalized)
+    intern = sys.intern  # tokens repeat across memories: share the strings
+    kept = tuple(sorted({intern(t) for t in toks if t not in _IGNORED}))
+    numbers = [t for t in kept if is_number_token(t)]
+    if text is None:
+        names: set[str] = set()
+        initial: list[tuple[str, ...]] = []
+        lowercase: frozenset[str] = _EMPTY
+    else:
+        names, initial = name_parts(text)
+        lowercase = frozenset(lowercase_words(text))
+    return _Parsed(
+        kept,
+        negation_count(toks),
+        # Most memories have no names or numbers: share one empty set.
+        frozenset(numbers) if numbers else _EMPTY,
+        frozenset(intern(t) for t in names) if names else _EMPTY,
+        tuple(tuple(intern(t) for t in group) for group in initial),
+        lowercase,
+    )
+
+
+def _signature(parsed: _Parsed, known_lowercase: frozenset[str] | set[str]) -> Signature:
+    names = parsed.names
+    if parsed.initial:
+        extra = resolve_initial_names(parsed.initial, known_lowercase)
+        if extra:
+            names = names.union(*extra)
+    return Signature(parsed.words, parsed.negations, names, parsed.numbers)
+
+
 def make_signature(
     normalized: str, text: str | None = None, known_lowercase: frozenset[str] | set[str] = frozenset()
 ) -> Signature:
     """The :class:`Signature` of a memory; names need the original ``text``."""
-    toks = similarity_tokens(normalized)
-    names = name_tokens(text, known_lowercase) if text is not None else set()
-    intern = sys.intern  # tokens repeat across memories: share the strings
-    kept = tuple(sorted({intern(t) for t in toks if t not in _IGNORED}))
-    numbers = [t for t in kept if is_number_token(t)]
-    return Signature(
-        kept,
-        negation_count(toks),
-        # Most memories have no names or numbers: share one empty set.
-        frozenset(intern(t) for t in names) if names else _EMPTY,
-        frozenset(numbers) if numbers else _EMPTY,
-    )
+    return _signature(_parse(normalized, text), known_lowercase)
 
 
 def contradiction(a: Signature, b: Signature) -> str | None:
@@ -184,9 +222,9 @@ class _Memories:
     def signature(self, normalized: str, text: str | None) -> Signature:
         return make_signature(normalized, text, self.lowercase)
 
-    def put(self, memory_id: str, sig: Signature | None, text: str | None) -> int:
+    def put(self, memory_id: str, sig: Signature | None, text: str | None, normalized: str) -> int:
         if text is not None:
-            self.lowercase.update(lowercase_words(text))
+            self.lowercase.update(_parse(normalized, text).lowercase)
         slot = len(self.ids)
         self.ids.append(memory_id)
         self.sigs.append(sig)
@@ -228,7 +266,7 @@ class JaccardSimilarity(SimilarityMethod):
         if memory_id in self._mem.slots:
             self.remove(memory_id)
         sig = self._mem.signature(normalized, text)
-        slot = self._mem.put(memory_id, sig, text)
+        slot = self._mem.put(memory_id, sig, text, normalized)
         postings = self._postings
         for tok in sig.words:
             lst = postings.get(tok)
@@ -427,7 +465,7 @@ class EmbeddingSimilarity(SimilarityMethod):
             if memory_id in self._mem.slots:
                 self.remove(memory_id)
             sig = self._mem.signature(normalized, text)
-            slot = self._mem.put(memory_id, sig, text)
+            slot = self._mem.put(memory_id, sig, text, normalized)
             self._by_tokens.setdefault(sig.words, []).append(slot)
             slots.append(slot)
         self._index.add(slots, rows)
