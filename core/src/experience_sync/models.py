@@ -318,8 +318,25 @@ class MergeResult(_Model):
 # --------------------------------------------------------------------------- source agent state
 
 
+class SupersededStatement(_Model):
+    """A statement a memory no longer holds: it lost a conflict with the memory's content.
+
+    ``event_id``, ``instance_id`` and ``timestamp`` identify the report of that
+    statement (for the stored side: its latest report when it was replaced).
+    """
+
+    content: str
+    instance_id: str
+    event_id: str
+    timestamp: datetime
+
+
 class Memory(_Model):
-    """A merged memory of the source agent."""
+    """A merged memory of the source agent.
+
+    ``superseded`` lists the statements that lost a conflict with this memory
+    (oldest first, the latest few kept), so a change of content stays visible.
+    """
 
     memory_id: str
     content: str
@@ -334,6 +351,7 @@ class Memory(_Model):
     created_at: datetime
     updated_at: datetime
     version: int = 0
+    superseded: list[SupersededStatement] = Field(default_factory=list)
 
 
 class LearningCurvePoint(_Model):

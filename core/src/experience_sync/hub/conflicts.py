@@ -48,6 +48,16 @@ def order_key(timestamp: datetime, lamport: int, instance_id: str, event_id: str
     return (timestamp, lamport, instance_id, event_id)
 
 
+def is_reconciliation(ev: ExperienceEvent) -> bool:
+    """Whether ``ev`` was derived by the hub from a check-in's full state.
+
+    Such an event restates what the instance holds (see
+    :func:`experience_sync.hub.engine.checkin_events`); what the same
+    instance already reported is no new report.
+    """
+    return ev.event_id.startswith("ci-") and ev.context.trigger == "check_in"
+
+
 @dataclass
 class ConflictTally:
     """Conflicts of one request: ``total``, ``resolved`` and ``queued``."""

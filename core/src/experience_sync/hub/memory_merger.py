@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.conflicts import ConflictDesk, MergeContext
+from experience_sync.hub.conflicts import ConflictDesk, MergeContext, is_reconciliation
 from experience_sync.hub.state import StoredRow
 from experience_sync.interfaces import Embedder, FloatArray, SimilarityMatch, SimilarityMethod
-from experience_sync.models import ExperienceEvent, Memory, MemoryData
+from experience_sync.models import ExperienceEvent, Memory, MemoryData, SupersededStatement
 from experience_sync.plugins import ExperienceSyncPluginManager
 from experience_sync.text import content_hash, normalize
 
@@ -27,6 +27,9 @@ from experience_sync.text import content_hash, normalize
 #: instance keeps re-reporting would otherwise grow, and be rewritten, forever.
 #: ``access_count`` still counts every merge.
 MAX_SOURCE_EVENTS = 200
+
+#: A memory lists at most this many (the latest) statements it superseded.
+MAX_SUPERSEDED = 20
 
 
 def noisy_or(a: float, b: float) -> float:
@@ -67,6 +70,14 @@ def _better(a: SimilarityMatch | None, b: SimilarityMatch | None) -> SimilarityM
     if a.is_duplicate != b.is_duplicate:
         return a if a.is_duplicate else b
     return a if a.score >= b.score else b
+
+
+def _record(
+    superseded: list[SupersededStatement], lost: SupersededStatement
+) -> list[SupersededStatement]:
+    """``superseded`` plus ``lost``, in timestamp order, the latest few kept."""
+    out = sorted([*superseded, lost], key=lambda s: (s.timestamp, s.instance_id, s.event_id))
+    return out[-MAX_SUPERSEDED:]
 
 
 def _union(base: list[str], extra: Sequence[str]) -> list[str]:
@@ -231,6 +242,7 @@ class MemoryMerger:
                 "created_at": ev.timestamp,
                 "updated_at": ev.timestamp,
                 "version": ctx.cursor,
+                "superseded": [],
             }
         )
         self.memories[mid] = memory
@@ -249,6 +261,10 @@ class MemoryMerger:
     def _merge_into(self, ctx: MergeContext, ev: ExperienceEvent, mid: str) -> None:
         data = ev.memory
         m = self.memories[mid]
+        if ev.source_instance in m.source_instances and is_reconciliation(ev):
+            # A full state restating a memory this instance already reported:
+            # no new report, so no count, source event or timestamp changes.
+            return
         new_source = ev.source_instance not in m.source_instances
         # Another instance saying the same thing corroborates it; the same
         # instance repeating itself does not.
@@ -283,6 +299,14 @@ class MemoryMerger:
     ) -> None:
         data = ev.memory
         m = self.memories[mid]
+        if is_reconciliation(ev) and any(
+            s.instance_id == ev.source_instance and normalize(s.content) == norm
+            for s in m.superseded
+        ):
+            # A full state restating what this instance said before it lost
+            # the conflict: not a new report (its later timestamp would
+            # otherwise bring the old statement back under latest_wins).
+            return
         current = desk.side(m.content, m.confidence, m.updated_at, 0, m.source_instances[-1])
         incoming = desk.side(
             data.content, data.confidence, ev.timestamp, ev.lamport, ev.source_instance
@@ -293,10 +317,19 @@ class MemoryMerger:
                 data.confidence
             )
             self._supersede(ctx, ev, mid, norm, digest, embedding, confidence)
-        elif resolution.action == "keep" and resolution.confidence is not None:
-            self.memories[mid] = m.model_copy(
-                update={"confidence": resolution.confidence, "version": ctx.cursor}
+        elif resolution.action == "keep":
+            # The incoming statement lost: the memory records it, so either
+            # arrival order leaves the same content and the same record.
+            lost = SupersededStatement.model_construct(
+                content=data.content, instance_id=ev.source_instance, event_id=ev.event_id,
+                timestamp=ev.timestamp,
             )
+            update: dict[str, Any] = {
+                "superseded": _record(m.superseded, lost), "version": ctx.cursor,
+            }
+            if resolution.confidence is not None:
+                update["confidence"] = resolution.confidence
+            self.memories[mid] = m.model_copy(update=update)
             self.dirty[mid] = None
 
     def _supersede(
@@ -328,8 +361,14 @@ class MemoryMerger:
             self.similarity.add(mid, norm, embedding, data.content)
         # Stored matches found before this change may be out of date.
         self._stale = True
+        # The replaced statement, as the resolver saw it: its latest report.
+        lost = SupersededStatement.model_construct(
+            content=m.content, instance_id=m.source_instances[-1],
+            event_id=m.source_events[-1] if m.source_events else "", timestamp=m.updated_at,
+        )
         self.memories[mid] = m.model_copy(
             update={
+                "superseded": _record(m.superseded, lost),
                 "content": data.content,
                 "normalized_hash": digest,
                 "tags": _union(m.tags, data.tags),
@@ -341,8 +380,8 @@ class MemoryMerger:
                 "version": ctx.cursor,
             }
         )
+        # A conflict, counted by the desk: never a merge of duplicates.
         self.dirty[mid] = None
-        ctx.result.memories_merged += 1
 
     # ------------------------------------------------------------------ reads
 

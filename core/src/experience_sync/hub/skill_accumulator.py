@@ -24,7 +24,13 @@ from datetime import datetime
 from typing import Any
 
 from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.conflicts import ConflictDesk, MergeContext, order_key, short_hash
+from experience_sync.hub.conflicts import (
+    ConflictDesk,
+    MergeContext,
+    is_reconciliation,
+    order_key,
+    short_hash,
+)
 from experience_sync.hub.state import StoredRow
 from experience_sync.interfaces import SkillAggregator
 from experience_sync.models import (
@@ -99,6 +105,10 @@ def skill_id_for(name: str) -> str:
     return "sk-" + short_hash(normalize(name), size=8)
 
 
+#: Slack on ``skill_conflict_margin`` for floating-point rounding.
+_TOLERANCE = 1e-9
+
+
 def _inst_key(r: InstanceSkillReport) -> tuple[int, datetime, int, str]:
     return (r.invocations, r.timestamp, r.lamport, r.event_id)
 
@@ -138,10 +148,17 @@ class SkillAccumulator:
             ctx.result.skills_added += 1
             return
         skill = self.skills[sid]
-        if not ctx.force and report.proficiency is not None and self._disagrees(skill, report):
+        if is_reconciliation(ev) and self._restates(skill, sid, report, desk):
+            return
+        other = None
+        if not ctx.force and report.proficiency is not None:
+            other = self._disagreement(skill, report)
+        if other is not None:
+            # The other side is the other instance's latest report: a conflict
+            # is between instances, never an instance and its own progress.
+            inst, theirs = other
             current = desk.side(
-                skill.proficiency, 1.0, skill.learning_curve[-1].timestamp if
-                skill.learning_curve else skill.acquired, 0, ",".join(skill.source_instances),
+                theirs.proficiency, 1.0, theirs.timestamp, theirs.lamport, inst
             )
             incoming = desk.side(
                 report.proficiency, 1.0, ev.timestamp, ev.lamport, ev.source_instance
@@ -185,14 +202,43 @@ class SkillAccumulator:
         self.bases[sid] = (snapshot, old[-1].order)
         self.reports[sid] = keep
 
-    def _disagrees(self, skill: Skill, report: SkillReport) -> bool:
+    def _disagreement(
+        self, skill: Skill, report: SkillReport
+    ) -> tuple[str, InstanceSkillReport] | None:
+        """The other instance whose latest proficiency differs most, beyond the margin.
+
+        Reports of the same instance never disagree (they are its learning
+        curve). The tolerance keeps a difference of exactly the margin
+        (``0.9 - 0.6``, which is ``0.30000000000000004`` in floating point)
+        within it.
+        """
         assert report.proficiency is not None
+        found: tuple[str, InstanceSkillReport] | None = None
+        widest = self.margin + _TOLERANCE
         for inst, other in skill.per_instance.items():
             if inst == report.instance_id or other.proficiency is None:
                 continue
-            if abs(other.proficiency - report.proficiency) > self.margin:
-                return True
-        return False
+            gap = abs(other.proficiency - report.proficiency)
+            if gap > widest:
+                found, widest = (inst, other), gap
+        return found
+
+    @staticmethod
+    def _restates(skill: Skill, sid: str, report: SkillReport, desk: ConflictDesk) -> bool:
+        """Whether a check-in's state repeats the instance's latest report of this skill.
+
+        Its latest applied report, or one waiting in an open review: either
+        way the hub already has it, so it is no new report (and no new review).
+        """
+        mine = skill.per_instance.get(report.instance_id)
+        seen = [] if mine is None else [(mine.proficiency, mine.invocations, mine.successes)]
+        for review in desk.reviews.values():
+            if (review.status == "open" and review.kind == "skill" and review.key == sid
+                    and review.instance_id == report.instance_id):
+                usage = review.proposed["event"]["data"].get("usage", {})
+                seen.append((review.proposed["event"]["data"].get("proficiency"),
+                             usage.get("invocations", 0), usage.get("successes", 0)))
+        return (report.proficiency, report.invocations, report.successes) in seen
 
     # ------------------------------------------------------------------ the fold
 

@@ -1,0 +1,256 @@
+"""Merge semantics: what counts as a conflict, a new report, or the same item.
+
+Engine-level, on real SQLite files, through the public API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from experience_sync.config import MergeStrategyConfig
+from experience_sync.hub.engine import MergeEngine, open_store, replay
+from experience_sync.models import (
+    CheckIn,
+    EventsRequest,
+    ExperienceEvent,
+    InstanceState,
+    KnowledgeData,
+    MemoryData,
+    SkillData,
+    SkillUsageReport,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+AGENT = "agent-s"
+
+
+def ev(
+    event_id: str, event_type: str, data: dict[str, Any], instance: str = "i1", t: float = 0
+) -> ExperienceEvent:
+    return ExperienceEvent.model_validate(
+        {
+            "event_id": event_id,
+            "timestamp": T0 + timedelta(seconds=t),
+            "source_instance": instance,
+            "event_type": event_type,
+            "data": data,
+        }
+    )
+
+
+def send(engine: MergeEngine, *events: ExperienceEvent) -> Any:
+    return engine.ingest_events(
+        AGENT, EventsRequest(instance_id=events[0].source_instance, events=list(events))
+    )
+
+
+def checkin(engine: MergeEngine, instance: str, t: float, state: InstanceState) -> Any:
+    return engine.ingest_checkin(
+        AGENT, CheckIn(instance_id=instance, timestamp=T0 + timedelta(seconds=t), state=state)
+    )
+
+
+def skill(eid: str, inst: str, prof: float, inv: int, t: float = 0) -> ExperienceEvent:
+    data = {"name": "triage", "proficiency": prof, "usage": {"invocations": inv, "successes": inv}}
+    return ev(eid, "skill", data, instance=inst, t=t)
+
+
+@pytest.fixture
+def make_engine(tmp_path: Path) -> Iterator[Callable[..., MergeEngine]]:
+    engines: list[MergeEngine] = []
+
+    def _make(name: str = "hub", **strategy: Any) -> MergeEngine:
+        store = open_store(f"sqlite:///{tmp_path}/{name}.db")
+        engine = MergeEngine(store, MergeStrategyConfig(**strategy))
+        engines.append(engine)
+        return engine
+
+    yield _make
+    for engine in engines:
+        engine.close()
+
+
+# --------------------------------------------------------------------------- skills
+
+
+def test_own_skill_progress_is_never_a_conflict(make_engine: Callable[..., MergeEngine]) -> None:
+    engine = make_engine(conflict_resolution="manual_review")
+    r1 = send(engine, skill("a", "i1", 0.2, 1), skill("b", "i1", 0.9, 2, t=1))
+    assert r1.conflicts.total == 0
+    (s,) = engine.skills(AGENT)
+    assert s.proficiency == 0.9 and [p.proficiency for p in s.learning_curve] == [0.2, 0.9]
+    assert engine.reviews(AGENT) == []
+
+
+def test_a_gap_of_exactly_the_margin_is_no_conflict(
+    make_engine: Callable[..., MergeEngine],
+) -> None:
+    # The demo's case: 0.9 - 0.6 is 0.30000000000000004 in floating point.
+    engine = make_engine(conflict_resolution="manual_review", skill_conflict_margin=0.3)
+    send(engine, skill("a", "i1", 0.6, 1))
+    r = send(engine, skill("b", "i2", 0.9, 1, t=1))
+    assert r.conflicts.total == 0 and engine.reviews(AGENT) == []
+
+
+def test_skill_conflict_is_between_instances(make_engine: Callable[..., MergeEngine]) -> None:
+    engine = make_engine(conflict_resolution="manual_review", skill_conflict_margin=0.3)
+    send(engine, skill("a", "i1", 0.3, 1), skill("c", "i3", 0.5, 1))
+    send(engine, skill("b", "i2", 0.5, 1, t=1))
+    r = send(engine, skill("d", "i2", 0.9, 2, t=2))
+    assert r.conflicts.model_dump() == {"total": 1, "resolved": 0, "queued": 1}
+    (review,) = engine.reviews(AGENT)
+    # The other side is the other instance's report that differs most.
+    assert review.current["instance_id"] == "i1" and review.current["value"] == 0.3
+    assert review.proposed["instance_id"] == "i2" and review.proposed["value"] == 0.9
+
+
+def test_checkin_state_repeating_a_queued_skill_report_opens_no_second_review(
+    make_engine: Callable[..., MergeEngine],
+) -> None:
+    engine = make_engine(conflict_resolution="manual_review")
+    send(engine, skill("a", "i1", 0.2, 3))
+    r = send(engine, skill("b", "i2", 0.9, 4, t=1))
+    assert r.conflicts.queued == 1
+    state = InstanceState(skills=[SkillData(
+        name="triage", proficiency=0.9, usage=SkillUsageReport(invocations=4, successes=4))])
+    r = checkin(engine, "i2", 5, state)
+    assert r.accepted_event_ids and r.conflicts.total == 0
+    assert len(engine.reviews(AGENT)) == 1
+    # The same for an applied report: the restated one changes nothing.
+    before = engine.skills(AGENT)
+    r = checkin(engine, "i1", 6, InstanceState(skills=[SkillData(
+        name="triage", proficiency=0.2, usage=SkillUsageReport(invocations=3, successes=3))]))
+    assert r.skills_updated == 0 and engine.skills(AGENT) == before
+
+
+# --------------------------------------------------------------------------- check-in memories
+
+
+def test_checkin_state_does_not_inflate_streamed_memories(
+    make_engine: Callable[..., MergeEngine],
+) -> None:
+    engine = make_engine()
+    send(engine, ev("m1", "memory", {"content": "The portal logs users out after 15 minutes"}),
+         ev("m2", "memory", {"content": "Invoices are resent from the billing page"}, t=1))
+    send(engine, ev("m3", "memory", {"content": "The portal logs users out after 15 minutes!"},
+                    instance="i2", t=2))
+    before = {m.memory_id: m for m in engine.state(AGENT).memories}
+    state = InstanceState(memories=[
+        MemoryData(content="the Portal logs users out after 15 minutes."),  # already reported
+        MemoryData(content="Invoices are resent from the billing page"),  # already reported
+        MemoryData(content="Enterprise customers have an account manager"),  # missing
+    ])
+    r = checkin(engine, "i1", 10, state)
+    assert (r.memories_added, r.memories_merged) == (1, 0)
+    after = {m.memory_id: m for m in engine.state(AGENT).memories}
+    for mid, m in before.items():
+        assert after[mid] == m  # no count, source event or timestamp changed
+    # Another instance's full state is a new report where it is not a source yet.
+    r = checkin(engine, "i3", 11, state)
+    assert r.memories_merged == 3
+    portal = next(m for m in engine.state(AGENT).memories if "portal" in m.content.lower())
+    assert portal.access_count == 3 and portal.source_instances == ["i1", "i2", "i3"]
+
+
+def test_checkin_state_does_not_bring_back_a_superseded_statement(
+    make_engine: Callable[..., MergeEngine],
+) -> None:
+    engine = make_engine()  # latest_wins
+    send(engine, ev("a", "memory", {"content": "Order 1234 shipped to Paris"}))
+    send(engine, ev("b", "memory", {"content": "Order 9876 shipped to Paris"}, "i2", t=5))
+    state = InstanceState(memories=[MemoryData(content="Order 1234 shipped to Paris")])
+    r = checkin(engine, "i1", 60, state)
+    assert r.conflicts.total == 0
+    (m,) = engine.state(AGENT).memories
+    assert m.content == "Order 9876 shipped to Paris"
+
+
+# --------------------------------------------------------------------------- contradictions
+
+
+def test_changed_number_under_latest_wins_supersedes_and_keeps_the_old_statement(
+    make_engine: Callable[..., MergeEngine],
+) -> None:
+    engine = make_engine()
+    send(engine, ev("a", "memory", {"content": "Order 1234 shipped to Paris"}))
+    r = send(engine, ev("b", "memory", {"content": "Order 9876 shipped to Paris"}, "i2", t=5))
+    assert (r.memories_added, r.memories_merged) == (0, 0)
+    assert r.conflicts.model_dump() == {"total": 1, "resolved": 1, "queued": 0}
+    (m,) = engine.state(AGENT).memories
+    assert m.content == "Order 9876 shipped to Paris"
+    (old,) = m.superseded
+    assert (old.content, old.instance_id, old.event_id, old.timestamp) == (
+        "Order 1234 shipped to Paris", "i1", "a", T0)
+
+
+def test_contradiction_record_does_not_depend_on_arrival_order(
+    make_engine: Callable[..., MergeEngine],
+) -> None:
+    old = ev("a", "memory", {"content": "Order 1234 shipped to Paris"})
+    new = ev("b", "memory", {"content": "Order 9876 shipped to Paris"}, "i2", t=5)
+    results = []
+    for name, order in (("fwd", [old, new]), ("rev", [new, old])):
+        engine = make_engine(name)
+        counts = [send(engine, e) for e in order]
+        assert sum(r.memories_merged for r in counts) == 0
+        assert sum(r.conflicts.total for r in counts) == 1
+        (m,) = engine.state(AGENT).memories
+        results.append((m.content, [(s.content, s.event_id) for s in m.superseded]))
+    assert results[0] == results[1] == (
+        "Order 9876 shipped to Paris", [("Order 1234 shipped to Paris", "a")])
+
+
+def test_changed_number_under_manual_review_applies_nothing_until_accepted(
+    make_engine: Callable[..., MergeEngine],
+) -> None:
+    engine = make_engine(conflict_resolution="manual_review")
+    send(engine, ev("a", "memory", {"content": "Order 1234 shipped to Paris"}))
+    r = send(engine, ev("b", "memory", {"content": "Order 9876 shipped to Paris"}, "i2", t=5))
+    assert (r.memories_merged, r.conflicts.queued) == (0, 1)
+    (m,) = engine.state(AGENT).memories
+    assert m.content == "Order 1234 shipped to Paris" and m.superseded == []
+    (review,) = engine.reviews(AGENT)
+    engine.decide_review(AGENT, review.review_id, accept=True)
+    (m,) = engine.state(AGENT).memories
+    assert m.content == "Order 9876 shipped to Paris"
+    assert [s.content for s in m.superseded] == ["Order 1234 shipped to Paris"]
+
+
+def test_changed_number_under_weighted_merge_keeps_the_heavier_side(
+    make_engine: Callable[..., MergeEngine],
+) -> None:
+    engine = make_engine(conflict_resolution="weighted_merge")
+    send(engine, ev("a", "memory", {"content": "Order 1234 shipped to Paris", "confidence": 0.9}))
+    r = send(engine, ev("b", "memory", {"content": "Order 9876 shipped to Paris",
+                                        "confidence": 0.3}, "i2", t=5))
+    assert (r.memories_merged, r.conflicts.resolved) == (0, 1)
+    (m,) = engine.state(AGENT).memories
+    assert m.content == "Order 1234 shipped to Paris"
+    assert [(s.content, s.instance_id) for s in m.superseded] == [
+        ("Order 9876 shipped to Paris", "i2")]
+
+
+def test_superseded_record_survives_restart_and_replay(
+    make_engine: Callable[..., MergeEngine],
+) -> None:
+    engine = make_engine()
+    send(engine, ev("a", "memory", {"content": "Order 1234 shipped to Paris"}))
+    send(engine, ev("b", "memory", {"content": "Order 9876 shipped to Paris"}, "i2", t=5))
+    live = engine.state(AGENT)
+    assert make_engine().state(AGENT) == live
+    rebuilt = replay(engine.store, AGENT, MergeStrategyConfig(), make_engine("copy").store)
+    assert rebuilt.memories == live.memories
+
+
+# --------------------------------------------------------------------------- knowledge
+
+
+def know(eid: str, inst: str, *, kid: str | None = None, subject: str | None = None,
+         content: str = "Refunds above 500 EUR need approval", t: float = 0) -> ExperienceEvent:
+    data = KnowledgeData(content=content, knowledge_id=kid, subject=subject, confidence=0.7)
+    return ev(eid, "knowledge", data.model_dump(exclude_none=True), instance=inst, t=t)
