@@ -254,3 +254,56 @@ def know(eid: str, inst: str, *, kid: str | None = None, subject: str | None = N
          content: str = "Refunds above 500 EUR need approval", t: float = 0) -> ExperienceEvent:
     data = KnowledgeData(content=content, knowledge_id=kid, subject=subject, confidence=0.7)
     return ev(eid, "knowledge", data.model_dump(exclude_none=True), instance=inst, t=t)
+
+
+@pytest.mark.parametrize("first_by_id", [True, False])
+def test_knowledge_found_by_id_or_subject_is_one_item(
+    make_engine: Callable[..., MergeEngine], first_by_id: bool
+) -> None:
+    engine = make_engine()
+    by_id = know("a", "i1", kid="refund-limit", subject="Refund limit")
+    by_subject = know("b", "i2", subject="refund LIMIT", t=1)
+    send(engine, *([by_id, by_subject] if first_by_id else [by_subject, by_id]))
+    (k,) = engine.knowledge(AGENT)
+    assert k.knowledge_id == "refund-limit" and k.status == "integrated"
+    assert sorted(k.verifications) == ["i1", "i2"]
+    # Afterwards either the id alone or the subject alone finds it.
+    send(engine, know("c", "i3", kid="refund-limit", t=2), know("d", "i4", subject="refund limit"))
+    (k,) = engine.knowledge(AGENT)
+    assert sorted(k.verifications) == ["i1", "i2", "i3", "i4"]
+
+
+def test_knowledge_id_only_then_subject_records_the_subject(
+    make_engine: Callable[..., MergeEngine],
+) -> None:
+    engine = make_engine()
+    send(engine, know("a", "i1", kid="refund-limit"))
+    send(engine, know("b", "i2", kid="refund-limit", subject="refund limit", t=1))
+    r = send(engine, know("c", "i3", subject="Refund limit", t=2))
+    assert (r.knowledge_added, r.knowledge_verified) == (0, 1)
+    (k,) = engine.knowledge(AGENT)
+    assert k.subject == "refund limit" and len(k.verifications) == 3
+    # The identity survives a restart.
+    again = make_engine()
+    send(again, know("d", "i4", subject="refund limit", t=3))
+    (k,) = again.knowledge(AGENT)
+    assert len(k.verifications) == 4
+
+
+def test_two_ids_with_one_subject_are_two_items(make_engine: Callable[..., MergeEngine]) -> None:
+    engine = make_engine()
+    send(engine, know("a", "i1", kid="limit-eu", subject="refund limit"),
+         know("b", "i1", kid="limit-us", subject="refund limit", content="Refunds above 300 USD"))
+    assert sorted(k.knowledge_id for k in engine.knowledge(AGENT)) == ["limit-eu", "limit-us"]
+
+
+def test_knowledge_content_conflict_keeps_the_items_identity(
+    make_engine: Callable[..., MergeEngine],
+) -> None:
+    engine = make_engine()  # latest_wins
+    send(engine, know("a", "i1", kid="refund-limit", subject="refund limit"))
+    r = send(engine, know("b", "i2", subject="refund limit", content="Refunds above 800 EUR need approval",
+                          t=5))
+    assert r.conflicts.resolved == 1
+    (k,) = engine.knowledge(AGENT)
+    assert k.knowledge_id == "refund-limit" and k.content.startswith("Refunds above 800")

@@ -1,7 +1,9 @@
 """KnowledgeIntegrator: knowledge verified across instances, and characteristics.
 
 Knowledge items are keyed by ``knowledge_id``, else normalized ``subject``,
-else normalized content. Each instance's *latest* report (in the total order
+else normalized content. A report finds its item by id, else by subject (an
+item with a different id of its own is another item); the id or subject it
+brings is then recorded on the item, so either finds it afterwards. Each instance's *latest* report (in the total order
 of :func:`~experience_sync.hub.conflicts.order_key`) is its verification; a
 repeat from one instance updates its confidence, never adds a verification.
 
@@ -90,6 +92,9 @@ class KnowledgeIntegrator:
         # reached, which the fold of the shorter history must not lose.
         self.floors: dict[str, datetime] = {}
         self.dirty: dict[str, None] = {}
+        # Every id (given or derived) and normalized subject -> the item's key.
+        self.by_id: dict[str, str] = {}
+        self.by_subject: dict[str, str] = {}
         self.characteristics: dict[str, Characteristic] = {}
         self.char_order: dict[str, tuple[int, str]] = {}
         self.char_dirty: dict[str, None] = {}
@@ -102,7 +107,7 @@ class KnowledgeIntegrator:
     def merge(self, ctx: MergeContext, ev: ExperienceEvent, desk: ConflictDesk) -> None:
         """Merge one knowledge event (already known to be new to the log)."""
         data = ev.knowledge
-        key = knowledge_key(data.knowledge_id, data.subject, data.content)
+        key = self.find(data.knowledge_id, data.subject, data.content)
         report = KnowledgeReport(
             ev.source_instance, ev.event_id, ev.timestamp, ev.lamport, data.confidence
         )
@@ -111,6 +116,7 @@ class KnowledgeIntegrator:
             self._replace(ctx, key, ev, report)
             ctx.result.knowledge_added += 1
             return
+        item = self._identify(key, item, data.knowledge_id, data.subject)
         if normalize(item.content) != normalize(data.content):
             if not ctx.force:
                 latest = max(self.reports[key], key=lambda r: r.order)
@@ -142,6 +148,45 @@ class KnowledgeIntegrator:
         if before != "integrated" and self.items[key].status == "integrated":
             ctx.result.knowledge_integrated += 1
 
+    def find(self, knowledge_id: str | None, subject: str | None, content: str) -> str:
+        """The key of the item a report is about (a new key if there is none).
+
+        By id first; else by normalized subject, unless the report brings an
+        id and the subject's item already has another id of its own (two ids
+        are two items); else by content.
+        """
+        if knowledge_id and knowledge_id in self.by_id:
+            return self.by_id[knowledge_id]
+        norm = normalize(subject) if subject else ""
+        if norm and norm in self.by_subject:
+            key = self.by_subject[norm]
+            if not knowledge_id or not _has_own_id(self.items[key]):
+                return key
+        return knowledge_key(knowledge_id, subject, content)
+
+    def _identify(
+        self, key: str, item: KnowledgeItem, knowledge_id: str | None, subject: str | None
+    ) -> KnowledgeItem:
+        """Record on ``item`` the id or subject a report brings that it lacks."""
+        update: dict[str, Any] = {}
+        if knowledge_id and knowledge_id not in self.by_id and not _has_own_id(item):
+            update["knowledge_id"] = knowledge_id
+            self.by_id[knowledge_id] = key
+        norm = normalize(subject) if subject else ""
+        if norm and not (item.subject and normalize(item.subject)):
+            update["subject"] = subject
+            self.by_subject.setdefault(norm, key)
+        if update:
+            item = self.items[key] = item.model_copy(update=update)
+            self.dirty[key] = None
+        return item
+
+    def _index(self, item: KnowledgeItem) -> None:
+        self.by_id.setdefault(item.knowledge_id, item.key)
+        self.by_id.setdefault(_derived_id(item.key), item.key)
+        if item.subject and normalize(item.subject):
+            self.by_subject.setdefault(normalize(item.subject), item.key)
+
     def _replace(
         self,
         ctx: MergeContext,
@@ -151,10 +196,14 @@ class KnowledgeIntegrator:
         first_seen: datetime | None = None,
     ) -> None:
         data = ev.knowledge
+        old = self.items.get(key)
         item = KnowledgeItem.model_construct(
-            knowledge_id=data.knowledge_id or "kn-" + short_hash(key, size=8),
+            # Replaced content keeps the identity the item already had.
+            knowledge_id=old.knowledge_id if old is not None else (
+                data.knowledge_id or _derived_id(key)
+            ),
             key=key,
-            subject=data.subject,
+            subject=old.subject if old is not None and old.subject else data.subject,
             content=data.content,
             confidence=0.0,
             status="pending",
@@ -167,6 +216,7 @@ class KnowledgeIntegrator:
         self.floors.pop(key, None)
         self.items[key] = self._fold(item, [report], ctx.cursor)
         self.dirty[key] = None
+        self._index(item)
 
     def _compact(self, key: str) -> None:
         """Keep only each instance's latest report (bounds repeated reports).
@@ -308,6 +358,7 @@ class KnowledgeIntegrator:
             body = json.loads(row.body)
             item = KnowledgeItem.model_validate(body["item"])
             self.items[item.key] = item
+            self._index(item)
             self.reports[item.key] = [KnowledgeReport.from_json(r) for r in body["reports"]]
             if body.get("floor"):
                 self.floors[item.key] = datetime.fromisoformat(body["floor"])
@@ -337,6 +388,16 @@ class KnowledgeIntegrator:
         self.dirty.clear()
         self.char_dirty.clear()
         return knowledge, chars
+
+
+def _derived_id(key: str) -> str:
+    """The id of an item reported without one: derived from its key."""
+    return "kn-" + short_hash(key, size=8)
+
+
+def _has_own_id(item: KnowledgeItem) -> bool:
+    """Whether the item's id was given by a report (not derived from its key)."""
+    return item.knowledge_id != _derived_id(item.key)
 
 
 def _same(a: Any, b: Any) -> bool:
