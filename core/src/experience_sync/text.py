@@ -137,6 +137,7 @@ _TENS = ("thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
 # Number words to digits, so that "two kids" and "2 kids" are the same tokens.
 _CARDINALS: dict[str, str] = {word: str(value) for value, word in enumerate(_UNITS)}
 _CARDINALS.update({word: str(10 * value) for value, word in enumerate(_TENS, 3)})
+_CONTRACTION_SET = frozenset(CONTRACTIONS)
 
 
 def _fold_accents(token: str) -> str:
@@ -153,8 +154,13 @@ def similarity_tokens(normalized: str) -> list[str]:
     and accents are folded (``café`` -> ``cafe``). The normalized text itself
     (what is hashed) keeps its accents.
     """
+    toks = normalized.split()
+    if normalized.isascii() and _CONTRACTION_SET.isdisjoint(toks):
+        # The common case: no accent to fold, no contraction to expand.
+        get = _CARDINALS.get
+        return [get(tok, tok) for tok in toks]
     out: list[str] = []
-    for tok in normalized.split():
+    for tok in toks:
         expanded = CONTRACTIONS.get(tok)
         if expanded is not None:
             out.extend(expanded)
@@ -254,14 +260,13 @@ def lowercase_words(text: str) -> set[str]:
     """Normalized tokens of the words written in lower case in ``text``."""
     plain: list[str] = []
     out: set[str] = set()
-    for match in _WORD_RE.finditer(text):
-        word = match.group(0)
+    for word in _WORD_RE.findall(text):
         if not word[:1].islower():
             continue
         if word.isascii() and word.isalpha():
-            plain.append(word.lower())
+            plain.append(word)
         else:
             out.update(similarity_tokens(normalize(word)))
     # Plain words hold no space: one call over them all gives the same tokens.
-    out.update(similarity_tokens(" ".join(plain)))
+    out.update(similarity_tokens(" ".join(plain).lower()))
     return out

@@ -288,27 +288,29 @@ class JaccardSimilarity(SimilarityMethod):
             }
             self._removed = 0
 
-    def _rarest(self, toks: Sequence[str], count: int) -> list[str]:
-        postings = self._postings
+    def _by_rarity(self, toks: Sequence[str]) -> list[str]:
+        get = self._postings.get
         # Ties broken by the word itself: set order varies between processes,
         # and a replay must find the same candidates.
-        return sorted(toks, key=lambda t: (len(postings.get(t, ())), t))[:count]
+        keyed = sorted([(len(get(t, ())), t) for t in toks])
+        return [t for _, t in keyed]
 
-    def _candidates(self, toks: Sequence[str], into: set[int]) -> None:
-        """Every stored memory that can reach the threshold with ``toks`` (exact).
+    def _candidates(self, ordered: Sequence[str], into: set[int]) -> None:
+        """Every stored memory that can reach the threshold with ``ordered`` (exact).
 
-        A memory reaching it holds at least ``need = ceil(t*n)`` of the ``n``
-        query tokens, so it misses at most ``n - need``: among the rarest
+        ``ordered`` holds the query's tokens, rarest first. A memory reaching
+        the threshold holds at least ``need = ceil(t*n)`` of the ``n`` query
+        tokens, so it misses at most ``n - need``: among the rarest
         ``n - need + 1 + extra`` tokens it holds at least ``1 + extra``. The
         extra probes are cheap (rare words) and the hit count prunes most
         memories that share one rare word by chance.
         """
-        n = len(toks)
+        n = len(ordered)
         if n == 0:
             return
         need = math.ceil(self.threshold * n - 1e-9)
         extra = min(2, max(need - 1, 0))
-        probed = self._rarest(toks, n - need + 1 + extra)
+        probed = ordered[: n - need + 1 + extra]
         postings = self._postings
         if extra == 0 or len(probed) <= extra:
             for tok in probed:
@@ -322,26 +324,24 @@ class JaccardSimilarity(SimilarityMethod):
         floor = 1 + extra
         into.update(slot for slot, count in hits.items() if count >= floor)
 
-    def _near(self, toks: Sequence[str], into: set[int]) -> None:
-        """Best effort, for contradictions: like :meth:`_candidates` over the
-        ``toks`` some stored memory has (guarded words left out by the caller)."""
-        postings = self._postings
-        self._candidates([t for t in toks if t in postings], into)
-
     def match(
         self, normalized: str, embedding: FloatArray | None = None, text: str | None = None
     ) -> SimilarityMatch | None:
         """The best duplicate at or above threshold, else the best contradiction."""
         q = self._mem.signature(normalized, text)
         candidates: set[int] = set()
-        self._candidates(q.words, candidates)
+        ordered = self._by_rarity(q.words)
+        self._candidates(ordered, candidates)
         # A contradiction differs in its guarded words, which are often the
-        # rarest: probe the other words too.
+        # rarest: probe the other words too, as far as some stored memory has
+        # them (best effort).
+        postings = self._postings
         plain = [
-            t for t in q.words
-            if not (is_number_token(t) or t in q.names or t in NEGATIONS or t in _AUXILIARIES)
+            t for t in ordered
+            if t in postings
+            and not (is_number_token(t) or t in q.names or t in NEGATIONS or t in _AUXILIARIES)
         ]
-        self._near(plain, candidates)
+        self._candidates(plain, candidates)
         best: tuple[float, int] | None = None
         best_conflict: tuple[float, int, str] | None = None
         sigs = self._mem.sigs
