@@ -307,3 +307,46 @@ def test_knowledge_content_conflict_keeps_the_items_identity(
     assert r.conflicts.resolved == 1
     (k,) = engine.knowledge(AGENT)
     assert k.knowledge_id == "refund-limit" and k.content.startswith("Refunds above 800")
+
+
+# --------------------------------------------------------------------------- check-in: stale values
+
+
+def test_checkin_state_does_not_bring_back_a_lost_characteristic_or_fact(
+    make_engine: Callable[..., MergeEngine],
+) -> None:
+    engine = make_engine()  # latest_wins
+    send(engine, ev("a", "characteristic", {"key": "tone", "value": "formal"}, "i1"),
+         know("k1", "i1", subject="refund limit"))
+    send(engine, ev("b", "characteristic", {"key": "tone", "value": "friendly"}, "i2", t=5),
+         know("k2", "i2", subject="refund limit", content="Refunds above 800 EUR need approval",
+              t=5))
+    stale = InstanceState(characteristics={"tone": "Formal"}, knowledge=[KnowledgeData(
+        subject="refund limit", content="Refunds above 500 EUR need approval", confidence=0.7)])
+    before = engine.state(AGENT)
+    r = checkin(engine, "i1", 60, stale)
+    assert r.conflicts.total == 0 and len(r.accepted_event_ids) == 2
+    after = engine.state(AGENT)
+    assert after.characteristics == before.characteristics
+    assert after.knowledge == before.knowledge
+    # Known after a restart too; a value the instance never said is a new report.
+    again = make_engine()
+    r = checkin(again, "i1", 61, InstanceState(characteristics={"tone": "casual"}))
+    assert r.conflicts.total == 1
+    assert again.state(AGENT).characteristics["tone"].value == "casual"
+
+
+def test_checkin_state_repeating_a_fact_changes_nothing(
+    make_engine: Callable[..., MergeEngine],
+) -> None:
+    engine = make_engine()
+    send(engine, know("k1", "i1", subject="refund limit"))
+    before = engine.knowledge(AGENT)
+    state = InstanceState(knowledge=[KnowledgeData(
+        subject="Refund limit", content="Refunds above 500 EUR need approval", confidence=0.7)])
+    r = checkin(engine, "i1", 60, state)
+    assert (r.knowledge_added, r.knowledge_verified) == (0, 0)
+    assert engine.knowledge(AGENT) == before
+    # Another instance's state verifies it.
+    r = checkin(engine, "i2", 61, state)
+    assert r.knowledge_verified == 1

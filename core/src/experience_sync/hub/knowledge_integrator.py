@@ -27,7 +27,13 @@ from datetime import datetime
 from typing import Any
 
 from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.conflicts import ConflictDesk, MergeContext, order_key, short_hash
+from experience_sync.hub.conflicts import (
+    ConflictDesk,
+    MergeContext,
+    is_reconciliation,
+    order_key,
+    short_hash,
+)
 from experience_sync.hub.state import StoredRow
 from experience_sync.models import Characteristic, ExperienceEvent, KnowledgeItem, Verification
 from experience_sync.text import content_hash, normalize
@@ -95,6 +101,11 @@ class KnowledgeIntegrator:
         # Every id (given or derived) and normalized subject -> the item's key.
         self.by_id: dict[str, str] = {}
         self.by_subject: dict[str, str] = {}
+        # What each instance last said about an item or characteristic key
+        # (hash of its normalized content or value): a check-in's state that
+        # repeats it is no new report, even after it lost a conflict.
+        self.said: dict[str, dict[str, str]] = {}
+        self.char_said: dict[str, dict[str, str]] = {}
         self.characteristics: dict[str, Characteristic] = {}
         self.char_order: dict[str, tuple[int, str]] = {}
         self.char_dirty: dict[str, None] = {}
@@ -112,6 +123,10 @@ class KnowledgeIntegrator:
             ev.source_instance, ev.event_id, ev.timestamp, ev.lamport, data.confidence
         )
         item = self.items.get(key)
+        said = _said(data.content)
+        if item is not None and is_reconciliation(ev) and self._restates(key, item, report, said):
+            return
+        self.said.setdefault(key, {})[report.instance_id] = said
         if item is None:
             self._replace(ctx, key, ev, report)
             ctx.result.knowledge_added += 1
@@ -147,6 +162,21 @@ class KnowledgeIntegrator:
             ctx.result.knowledge_verified += 1
         if before != "integrated" and self.items[key].status == "integrated":
             ctx.result.knowledge_integrated += 1
+
+    def _restates(
+        self, key: str, item: KnowledgeItem, report: KnowledgeReport, said: str
+    ) -> bool:
+        """Whether a check-in's state repeats what this instance already said of the item.
+
+        The same content it last reported (whether it stands or lost a
+        conflict since), with, if it stands, the same confidence.
+        """
+        if self.said.get(key, {}).get(report.instance_id) != said:
+            return False
+        mine = item.verifications.get(report.instance_id)
+        if _said(item.content) != said:
+            return True
+        return mine is not None and mine.confidence == report.confidence
 
     def find(self, knowledge_id: str | None, subject: str | None, content: str) -> str:
         """The key of the item a report is about (a new key if there is none).
@@ -285,6 +315,13 @@ class KnowledgeIntegrator:
         value: Any = data.value  # type: ignore[union-attr]
         confidence: float = data.confidence  # type: ignore[union-attr]
         current = self.characteristics.get(key)
+        said = _said(value)
+        by_instance = self.char_said.setdefault(key, {})
+        if is_reconciliation(ev) and by_instance.get(ev.source_instance) == said:
+            return  # a check-in's state repeating what this instance said
+        by_instance[ev.source_instance] = said
+        if current is not None:
+            self.char_dirty[key] = None  # the row keeps what instances said
         incoming_order = (ev.lamport, ev.event_id)
         if current is None:
             self._set_char(ctx, key, value, confidence, ev, incoming_order)
@@ -362,11 +399,15 @@ class KnowledgeIntegrator:
             self.reports[item.key] = [KnowledgeReport.from_json(r) for r in body["reports"]]
             if body.get("floor"):
                 self.floors[item.key] = datetime.fromisoformat(body["floor"])
+            if body.get("said"):
+                self.said[item.key] = body["said"]
         for row in characteristics:
             body = json.loads(row.body)
             ch = Characteristic.model_validate(body["item"])
             self.characteristics[ch.key] = ch
             self.char_order[ch.key] = (body["lamport"], body["event_id"])
+            if body.get("said"):
+                self.char_said[ch.key] = body["said"]
 
     def take_rows(self) -> tuple[list[StoredRow], list[StoredRow]]:
         """Rows of the knowledge items and characteristics changed since the last call."""
@@ -377,17 +418,27 @@ class KnowledgeIntegrator:
                 "item": item.model_dump(mode="json"),
                 "reports": [r.to_json() for r in self.reports[key]],
                 "floor": self.floors[key].isoformat() if key in self.floors else None,
+                "said": self.said.get(key, {}),
             }
             knowledge.append(StoredRow(key, item.version, json.dumps(body)))
         chars = []
         for key in self.char_dirty:
             ch = self.characteristics[key]
             lamport, event_id = self.char_order[key]
-            row = {"item": ch.model_dump(mode="json"), "lamport": lamport, "event_id": event_id}
+            row = {"item": ch.model_dump(mode="json"), "lamport": lamport, "event_id": event_id,
+                   "said": self.char_said.get(key, {})}
             chars.append(StoredRow(key, ch.version, json.dumps(row)))
         self.dirty.clear()
         self.char_dirty.clear()
         return knowledge, chars
+
+
+def _said(value: Any) -> str:
+    """A short fingerprint of a content or value (strings compared normalized)."""
+    text = normalize(value) if isinstance(value, str) else json.dumps(
+        value, sort_keys=True, default=repr
+    )
+    return short_hash(text, size=8)
 
 
 def _derived_id(key: str) -> str:
