@@ -31,6 +31,11 @@ MAX_SOURCE_EVENTS = 200
 #: A memory lists at most this many (the latest) statements it superseded.
 MAX_SUPERSEDED = 20
 
+# Shared by every memory that superseded nothing (most of them): an empty
+# list each would cost 56 bytes per stored memory. Never mutated: a change
+# builds a new list (see _record).
+_NONE_SUPERSEDED: list[SupersededStatement] = []
+
 
 def noisy_or(a: float, b: float) -> float:
     """``1 - (1 - a)(1 - b)``: two independent reports of one thing, bounded in 0..1."""
@@ -242,7 +247,7 @@ class MemoryMerger:
                 "created_at": ev.timestamp,
                 "updated_at": ev.timestamp,
                 "version": ctx.cursor,
-                "superseded": [],
+                "superseded": _NONE_SUPERSEDED,
             }
         )
         self.memories[mid] = memory
@@ -399,6 +404,8 @@ class MemoryMerger:
         batch: list[tuple[str, str, FloatArray | None, str | None]] = []
         for row in rows:
             m = Memory.model_validate_json(row.body)
+            if not m.superseded:
+                m.__dict__["superseded"] = _NONE_SUPERSEDED
             mid = m.memory_id
             norm = row.normalized if row.normalized is not None else normalize(m.content)
             self.memories[mid] = m
