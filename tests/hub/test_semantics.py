@@ -350,3 +350,25 @@ def test_checkin_state_repeating_a_fact_changes_nothing(
     # Another instance's state verifies it.
     r = checkin(engine, "i2", 61, state)
     assert r.knowledge_verified == 1
+
+
+def test_accepting_a_review_opened_by_a_checkin_state_applies_it(
+    make_engine: Callable[..., MergeEngine],
+) -> None:
+    engine = make_engine(conflict_resolution="manual_review")
+    send(engine, ev("a", "characteristic", {"key": "tone", "value": "formal"}, "i1"),
+         know("k1", "i1", subject="refund limit"), skill("s1", "i1", 0.1, 1))
+    state = InstanceState(
+        characteristics={"tone": "friendly"},
+        knowledge=[KnowledgeData(subject="refund limit", content="Refunds above 800 EUR")],
+        skills=[SkillData(name="triage", proficiency=0.9,
+                          usage=SkillUsageReport(invocations=2, successes=2))],
+    )
+    r = checkin(engine, "i2", 5, state)
+    assert r.conflicts.queued == 3
+    for review in engine.reviews(AGENT):
+        engine.decide_review(AGENT, review.review_id, accept=True)
+    s = engine.state(AGENT)
+    assert s.characteristics["tone"].value == "friendly"
+    assert [k.content for k in s.knowledge] == ["Refunds above 800 EUR"]
+    assert s.skills[0].per_instance["i2"].proficiency == 0.9

@@ -124,7 +124,8 @@ class KnowledgeIntegrator:
         )
         item = self.items.get(key)
         said = _said(data.content)
-        if item is not None and is_reconciliation(ev) and self._restates(key, item, report, said):
+        if (item is not None and not ctx.force and is_reconciliation(ev)
+                and self._restates(key, item, report, said)):
             return
         self.said.setdefault(key, {})[report.instance_id] = said
         if item is None:
@@ -317,7 +318,7 @@ class KnowledgeIntegrator:
         current = self.characteristics.get(key)
         said = _said(value)
         by_instance = self.char_said.setdefault(key, {})
-        if is_reconciliation(ev) and by_instance.get(ev.source_instance) == said:
+        if not ctx.force and is_reconciliation(ev) and by_instance.get(ev.source_instance) == said:
             return  # a check-in's state repeating what this instance said
         by_instance[ev.source_instance] = said
         if current is not None:

@@ -304,7 +304,7 @@ class MemoryMerger:
     ) -> None:
         data = ev.memory
         m = self.memories[mid]
-        if is_reconciliation(ev) and any(
+        if not ctx.force and is_reconciliation(ev) and any(
             s.instance_id == ev.source_instance and normalize(s.content) == norm
             for s in m.superseded
         ):

@@ -148,7 +148,7 @@ class SkillAccumulator:
             ctx.result.skills_added += 1
             return
         skill = self.skills[sid]
-        if is_reconciliation(ev) and self._restates(skill, sid, report, desk):
+        if not ctx.force and is_reconciliation(ev) and self._restates(skill, sid, report, desk):
             return
         other = None
         if not ctx.force and report.proficiency is not None:
