@@ -17,12 +17,12 @@ from collections.abc import Iterable
 # Punctuation becomes a space, except a dot between two digits (``3.5`` stays
 # one token, so that it differs from ``35``).
 _PUNCT_RE = re.compile(r"[^\w\s.]+|(?<!\d)\.|\.(?!\d)", re.UNICODE)
-_SPACE_RE = re.compile(r"\s+")
 # ``1,000`` is ``1000``: a thousands separator is not a token boundary.
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 # ``3pm`` is ``3 pm``: where digits meet letters is a token boundary, so the
 # spacing of a unit or an ordinal does not change the tokens.
 _DIGIT_EDGE_RE = re.compile(r"(?<=\d)(?=[^\W\d_])|(?<=[^\W\d_.])(?=\d)", re.UNICODE)
+_DIGIT_RE = re.compile(r"\d")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 
 
@@ -44,10 +44,15 @@ def normalize(text: str) -> str:
     """
     s = _strip_format_chars(unicodedata.normalize("NFKC", text)).casefold()
     s = s.translate(_APOSTROPHES).replace("'", "")
-    s = _THOUSANDS_RE.sub("", s)
-    s = _PUNCT_RE.sub(" ", s).replace("_", " ")
-    s = _DIGIT_EDGE_RE.sub(" ", s)
-    return _SPACE_RE.sub(" ", s).strip()
+    # Each pattern is applied only where it can match: most memories are
+    # plain words, and the substitutions dominate the cost of normalizing.
+    if "," in s:
+        s = _THOUSANDS_RE.sub("", s)
+    if not s.replace(" ", "").isalnum():  # str.isalnum is re's \w without "_"
+        s = _PUNCT_RE.sub(" ", s).replace("_", " ")
+    if _DIGIT_RE.search(s) is not None:
+        s = _DIGIT_EDGE_RE.sub(" ", s)
+    return " ".join(s.split())  # str.split and re's \s agree on whitespace
 
 
 def tokens(normalized: str) -> list[str]:
