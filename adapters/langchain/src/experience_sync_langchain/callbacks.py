@@ -39,20 +39,16 @@ if TYPE_CHECKING:
     from langchain_core.documents import Document
 
 
-class ExperienceSyncCallbackHandler(BaseCallbackHandler):
-    """A synchronous LangChain callback handler that records experiences.
+class _RecorderHandlerMixin:
+    """What both handlers share: the recorder, the callbacks they refuse, the counts.
 
-    Takes the arguments of :class:`ExperienceSyncRecorder`. Safe to share
-    between threads and runs: start and end are matched by ``run_id``.
+    Listed before LangChain's base class so its properties take precedence.
     """
 
-    raise_error = False
-    # Recording only appends to the local outbox: cheap enough to run inline,
-    # which keeps the order of start and end callbacks.
-    run_inline = True
+    recorder: ExperienceSyncRecorder
 
     def __init__(self, manager: Any, instance_id: str, **options: Any) -> None:
-        super().__init__()
+        super().__init__()  # LangChain's handler base class
         self.recorder = ExperienceSyncRecorder(manager, instance_id, **options)
 
     # Prompts and model messages are never wanted: LangChain does not even
@@ -81,6 +77,19 @@ class ExperienceSyncCallbackHandler(BaseCallbackHandler):
     def recorded(self) -> int:
         """How many experiences were handed to the manager."""
         return self.recorder.recorded
+
+
+class ExperienceSyncCallbackHandler(_RecorderHandlerMixin, BaseCallbackHandler):
+    """A synchronous LangChain callback handler that records experiences.
+
+    Takes the arguments of :class:`ExperienceSyncRecorder`. Safe to share
+    between threads and runs: start and end are matched by ``run_id``.
+    """
+
+    raise_error = False
+    # Recording only appends to the local outbox: cheap enough to run inline,
+    # which keeps the order of start and end callbacks.
+    run_inline = True
 
     def on_tool_start(
         self,
@@ -136,13 +145,13 @@ class ExperienceSyncCallbackHandler(BaseCallbackHandler):
         self.recorder.retriever_end(documents, run_id)
 
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self.recorder._finish(run_id)
+        self.recorder.retriever_error(error, run_id)
 
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self.recorder.custom_event(name, data, run_id)
 
 
-class AsyncExperienceSyncCallbackHandler(AsyncCallbackHandler):
+class AsyncExperienceSyncCallbackHandler(_RecorderHandlerMixin, AsyncCallbackHandler):
     """The asynchronous twin of :class:`ExperienceSyncCallbackHandler`.
 
     Recording appends to the manager's local outbox and never waits on the
@@ -150,37 +159,6 @@ class AsyncExperienceSyncCallbackHandler(AsyncCallbackHandler):
     """
 
     raise_error = False
-
-    def __init__(self, manager: Any, instance_id: str, **options: Any) -> None:
-        super().__init__()
-        self.recorder = ExperienceSyncRecorder(manager, instance_id, **options)
-
-    # Prompts and model messages are never wanted: LangChain does not even
-    # hand them to this handler.
-    @property
-    def ignore_llm(self) -> bool:
-        """LLM and chat-model callbacks are not delivered to this handler."""
-        return True
-
-    @property
-    def ignore_chat_model(self) -> bool:
-        """Chat-model start callbacks are not delivered to this handler."""
-        return True
-
-    @property
-    def ignore_retry(self) -> bool:
-        """Retry callbacks are not delivered to this handler."""
-        return True
-
-    @property
-    def errors(self) -> int:
-        """How many recordings failed (logged, never raised into the run)."""
-        return self.recorder.errors
-
-    @property
-    def recorded(self) -> int:
-        """How many experiences were handed to the manager."""
-        return self.recorder.recorded
 
     async def on_tool_start(
         self,
@@ -238,7 +216,7 @@ class AsyncExperienceSyncCallbackHandler(AsyncCallbackHandler):
     async def on_retriever_error(
         self, error: BaseException, *, run_id: UUID, **kwargs: Any
     ) -> None:
-        self.recorder._finish(run_id)
+        self.recorder.retriever_error(error, run_id)
 
     async def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self.recorder.custom_event(name, data, run_id)

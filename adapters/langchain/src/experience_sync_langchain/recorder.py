@@ -353,6 +353,10 @@ class ExperienceSyncRecorder:
     ) -> None:
         self._start("retriever", self._name(serialized, kwargs, "retriever"), run_id, parent_run_id)
 
+    def retriever_error(self, error: BaseException, run_id: UUID) -> None:
+        """A failed retrieval records nothing; the run is forgotten."""
+        self._finish(run_id)
+
     def retriever_end(self, documents: Sequence[Document], run_id: UUID) -> None:
         run, _ = self._finish(run_id)
         if not self.record_retrievals:
