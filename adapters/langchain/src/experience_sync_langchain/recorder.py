@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partialmethod
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -200,7 +201,20 @@ class ExperienceSyncRecorder:
             with self._lock:
                 self.recorded += 1
 
-    def _start(self, kind: str, name: str, run_id: UUID, parent_run_id: UUID | None) -> None:
+    def start(
+        self,
+        kind: str,
+        serialized: Mapping[str, Any] | None,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        kwargs: Mapping[str, Any],
+    ) -> None:
+        """Note a run of ``kind`` (``"tool"``, ``"chain"``, ``"retriever"``) in flight.
+
+        Its name is the callback's ``name``, else the serialized name or id,
+        else ``kind``; its top-level run is its parent's (itself without one).
+        """
+        name = self._name(serialized, kwargs, kind)
         with self._lock:
             parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
             root = parent.root if parent is not None else run_id
@@ -228,14 +242,8 @@ class ExperienceSyncRecorder:
 
     # ------------------------------------------------------------------ tools
 
-    def tool_start(
-        self,
-        serialized: Mapping[str, Any] | None,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        kwargs: Mapping[str, Any],
-    ) -> None:
-        self._start("tool", self._name(serialized, kwargs, "tool"), run_id, parent_run_id)
+    #: ``tool_start(serialized, run_id, parent_run_id, kwargs)``: a tool run begins.
+    tool_start = partialmethod(start, "tool")
 
     def tool_end(self, output: Any, run_id: UUID) -> None:
         failed = getattr(output, "status", None) == "error"
@@ -268,14 +276,8 @@ class ExperienceSyncRecorder:
 
     # ------------------------------------------------------------------ chains
 
-    def chain_start(
-        self,
-        serialized: Mapping[str, Any] | None,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        kwargs: Mapping[str, Any],
-    ) -> None:
-        self._start("chain", self._name(serialized, kwargs, "chain"), run_id, parent_run_id)
+    #: ``chain_start(serialized, run_id, parent_run_id, kwargs)``: a chain run begins.
+    chain_start = partialmethod(start, "chain")
 
     def chain_end(self, outputs: Any, run_id: UUID) -> None:
         run, root = self._finish(run_id)
@@ -287,16 +289,8 @@ class ExperienceSyncRecorder:
             if self.include_outputs and text:
                 summary += ": " + clip(text, self.max_chars)
             self._interaction(run, summary, "success", "run")
-        if self.remember_outputs and text and text.strip():
-            self._call(
-                "record_memory",
-                clip(text, self.max_chars),
-                tags=[*self.tags, run.name],
-                importance=0.5,
-                confidence=0.7,
-                priority=self.priorities["output_memory"],
-                context={"trigger": "langchain.run", "conversation_id": str(run_id)},
-            )
+        if self.remember_outputs:
+            self._remember_output(text, run.name, "langchain.run", run_id)
 
     def chain_error(self, error: BaseException, run_id: UUID) -> None:
         run, root = self._finish(run_id)
@@ -331,27 +325,24 @@ class ExperienceSyncRecorder:
         if not self.remember_outputs:
             return
         text = output_text(getattr(finish, "return_values", None))
+        self._remember_output(text, "agent", "langchain.agent_finish", run_id)
+
+    def _remember_output(self, text: str | None, tag: str, trigger: str, run_id: UUID) -> None:
         if text and text.strip():
             self._call(
                 "record_memory",
                 clip(text, self.max_chars),
-                tags=[*self.tags, "agent"],
+                tags=[*self.tags, tag],
                 importance=0.5,
                 confidence=0.7,
                 priority=self.priorities["output_memory"],
-                context={"trigger": "langchain.agent_finish", "conversation_id": str(run_id)},
+                context={"trigger": trigger, "conversation_id": str(run_id)},
             )
 
     # ------------------------------------------------------------------ retrievers
 
-    def retriever_start(
-        self,
-        serialized: Mapping[str, Any] | None,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        kwargs: Mapping[str, Any],
-    ) -> None:
-        self._start("retriever", self._name(serialized, kwargs, "retriever"), run_id, parent_run_id)
+    #: ``retriever_start(serialized, run_id, parent_run_id, kwargs)``: a retriever run begins.
+    retriever_start = partialmethod(start, "retriever")
 
     def retriever_error(self, error: BaseException, run_id: UUID) -> None:
         """A failed retrieval records nothing; the run is forgotten."""
@@ -379,6 +370,15 @@ class ExperienceSyncRecorder:
 
     # ------------------------------------------------------------------ custom events
 
+    @staticmethod
+    def _event_content(name: str, data: Any, payload: dict[str, Any]) -> str | None:
+        # A bare string is the content; a mapping carries it under "content".
+        content = data if isinstance(data, str) else payload.pop("content", None)
+        if not isinstance(content, str) or not content.strip():
+            log.warning("experience-sync: %s without content ignored", name)
+            return None
+        return content
+
     def custom_event(self, name: str, data: Any, run_id: UUID) -> None:
         if name not in CUSTOM_EVENTS:
             return
@@ -386,17 +386,15 @@ class ExperienceSyncRecorder:
         payload: dict[str, Any] = dict(data) if isinstance(data, Mapping) else {}
         context = {"trigger": f"langchain.{name}", "conversation_id": str(run_id)}
         if kind == "memory":
-            content = data if isinstance(data, str) else payload.pop("content", None)
-            if not isinstance(content, str) or not content.strip():
-                log.warning("experience-sync: %s without content ignored", name)
+            content = self._event_content(name, data, payload)
+            if content is None:
                 return
             tags = [*self.tags, *payload.pop("tags", ())]
             payload.setdefault("priority", self.priorities["custom_memory"])
             self._call("record_memory", content, tags=tags, context=context, **payload)
         elif kind == "knowledge":
-            content = data if isinstance(data, str) else payload.pop("content", None)
-            if not isinstance(content, str) or not content.strip():
-                log.warning("experience-sync: %s without content ignored", name)
+            content = self._event_content(name, data, payload)
+            if content is None:
                 return
             self._call("record_knowledge", content, **payload)
         elif kind == "skill":
