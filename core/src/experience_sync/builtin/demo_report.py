@@ -84,8 +84,8 @@ def _memories(console: Console, memories: list[dict[str, Any]]) -> None:
         m = max(merged, key=lambda m: len(m["source_events"]))
         console.print(
             f"  {len(m['source_events'])} reports from {len(m['source_instances'])} instances "
-            "(the first report, an exact copy, a case/punctuation variant and a word-order "
-            "variant) collapsed into one memory.",
+            "collapsed into one memory: the first report, an exact copy, a case/punctuation "
+            "variant and a word-order variant.",
             highlight=False,
         )
 
