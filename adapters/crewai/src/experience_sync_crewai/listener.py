@@ -38,15 +38,9 @@ from crewai.events import (
 )
 from crewai.events.event_bus import CrewAIEventsBus
 
+from experience_sync.client.recording import SuccessRates, clip, fit_kwargs
 from experience_sync.errors import NotInitializedError
-from experience_sync_crewai.mapping import (
-    DEFAULT_PRIORITIES,
-    SEED_MARK,
-    SuccessRates,
-    clip,
-    fit_kwargs,
-    slug,
-)
+from experience_sync_crewai.mapping import DEFAULT_PRIORITIES, SEED_MARK, slug
 
 log = logging.getLogger("experience_sync_crewai")
 

@@ -6,10 +6,13 @@ crewai-events`` show; :mod:`experience_sync_crewai.listener` implements it.
 
 from __future__ import annotations
 
-import inspect
 import re
-import threading
-from typing import Any
+
+# Shared with the other adapters; still importable from here for code written
+# against earlier versions of this module.
+from experience_sync.client.recording import SuccessRates as SuccessRates
+from experience_sync.client.recording import clip as clip
+from experience_sync.client.recording import fit_kwargs as fit_kwargs
 
 #: Default priority of each kind of recorded experience. Failures rank above
 #: successes: they are what other instances most need to learn from.
@@ -102,58 +105,3 @@ def slug(text: str, default: str = "crew") -> str:
     """``"Research Crew #2"`` -> ``"research-crew-2"``: safe in an instance id."""
     out = _SLUG_RE.sub("-", text.lower()).strip("-")
     return out[:60] or default
-
-
-def clip(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, marked with an ellipsis when cut."""
-    text = text.strip()
-    return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + "\u2026"
-
-
-_SIGNATURES: dict[Any, tuple[frozenset[str], bool]] = {}
-_NOT_EXTRA = frozenset({"priority", "context"})
-
-
-def fit_kwargs(func: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``kwargs`` without the options ``func`` does not take.
-
-    Lets the listener pass a priority or a context where the manager method
-    accepts one, and stay compatible with managers whose methods do not; for
-    methods with ``**extra`` (``record_interaction``), ``priority`` and
-    ``context`` are not passed as extra fields.
-    """
-    key = getattr(func, "__func__", func)
-    sig = _SIGNATURES.get(key)
-    if sig is None:
-        try:
-            params = inspect.signature(func).parameters
-        except (TypeError, ValueError):
-            return kwargs
-        names = frozenset(
-            n for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        )
-        var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        sig = _SIGNATURES[key] = (names, var_kw)
-    names, var_kw = sig
-    return {k: v for k, v in kwargs.items() if k in names or (var_kw and k not in _NOT_EXTRA)}
-
-
-class SuccessRates:
-    """Thread-safe success counts per ``(instance, skill)``.
-
-    A tool's observed success rate is the most direct measure of how well the
-    instance uses it, so it is what the adapter reports as the proficiency.
-    """
-
-    def __init__(self) -> None:
-        self._counts: dict[tuple[str, str], tuple[int, int]] = {}
-        self._lock = threading.Lock()
-
-    def observe(self, instance_id: str, skill: str, success: bool) -> float:
-        """Count one use; returns the success rate including it."""
-        key = (instance_id, skill.casefold())
-        with self._lock:
-            uses, successes = self._counts.get(key, (0, 0))
-            uses, successes = uses + 1, successes + (1 if success else 0)
-            self._counts[key] = (uses, successes)
-        return successes / uses

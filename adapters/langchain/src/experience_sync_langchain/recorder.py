@@ -8,7 +8,6 @@ manager; a failed recording is logged and counted, never raised.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
@@ -17,6 +16,8 @@ from dataclasses import dataclass, field
 from functools import partialmethod
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+from experience_sync.client.recording import SuccessRates, clip, fit_kwargs
 
 if TYPE_CHECKING:
     from langchain_core.agents import AgentFinish
@@ -45,12 +46,6 @@ DEFAULT_PRIORITIES: dict[str, float] = {
 }
 
 
-def clip(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, marked with an ellipsis when cut."""
-    text = text.strip()
-    return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + "\u2026"
-
-
 def output_text(value: Any) -> str | None:
     """A readable text for a chain or tool output (message content, ``output`` key)."""
     if value is None:
@@ -71,57 +66,6 @@ def output_text(value: Any) -> str | None:
     if isinstance(value, Sequence) and value:
         return output_text(value[-1])
     return None
-
-
-_SIGNATURES: dict[Any, tuple[frozenset[str], bool]] = {}
-#: Options that are never passed through a manager method's ``**extra``
-#: (for ``record_interaction`` those become fields of the interaction).
-_NOT_EXTRA = frozenset({"priority", "context"})
-
-
-def fit_kwargs(func: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``kwargs`` without the options ``func`` does not take.
-
-    Lets the adapter pass a priority or a context where the manager method
-    accepts one, and stay compatible with managers whose methods do not.
-    """
-    key = getattr(func, "__func__", func)
-    sig = _SIGNATURES.get(key)
-    if sig is None:
-        try:
-            params = inspect.signature(func).parameters
-        except (TypeError, ValueError):
-            return kwargs
-        names = frozenset(
-            n for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        )
-        var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        sig = _SIGNATURES[key] = (names, var_kw)
-    names, var_kw = sig
-    return {
-        k: v for k, v in kwargs.items() if k in names or (var_kw and k not in _NOT_EXTRA)
-    }
-
-
-class SuccessRates:
-    """Thread-safe success counts per ``(instance, skill)``.
-
-    A tool's observed success rate is the most direct measure of how well the
-    instance uses it, so it is what the adapter reports as the proficiency.
-    """
-
-    def __init__(self) -> None:
-        self._counts: dict[tuple[str, str], tuple[int, int]] = {}
-        self._lock = threading.Lock()
-
-    def observe(self, instance_id: str, skill: str, success: bool) -> float:
-        """Count one use; returns the success rate including it."""
-        key = (instance_id, skill.casefold())
-        with self._lock:
-            uses, successes = self._counts.get(key, (0, 0))
-            uses, successes = uses + 1, successes + (1 if success else 0)
-            self._counts[key] = (uses, successes)
-        return successes / uses
 
 
 @dataclass
