@@ -12,12 +12,8 @@ matters is marked "experience-sync".
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import logging
 import os
-import tempfile
-from collections.abc import Iterator
 from typing import Any
 
 # Before CrewAI is imported: no telemetry or tracing connections from an offline example.
@@ -27,6 +23,7 @@ for _name, _value in (("CREWAI_DISABLE_TELEMETRY", "true"), ("OTEL_SDK_DISABLED"
 # The scripted LLM has no tokenizer; CrewAI would warn about it on every call.
 logging.getLogger("crewai.llms.base_llm").setLevel(logging.ERROR)
 
+from _common import run_example  # noqa: E402
 from crewai import Agent, Crew, Task  # noqa: E402
 from crewai.knowledge.knowledge import Knowledge  # noqa: E402
 from crewai.knowledge.storage.base_knowledge_storage import BaseKnowledgeStorage  # noqa: E402
@@ -35,10 +32,6 @@ from crewai.tools import tool  # noqa: E402
 from experience_sync_crewai import ExperienceSyncListener  # noqa: E402
 
 from experience_sync.client.manager import ExperienceSyncManager  # noqa: E402
-from experience_sync.config import validate_config  # noqa: E402
-from experience_sync.models import AgentState  # noqa: E402
-
-AGENT_ID = "travel-assistant"
 
 
 class ScriptedLLM(BaseLLM):
@@ -128,58 +121,8 @@ def run_crew(manager: ExperienceSyncManager, instance_id: str) -> str:
     return str(result)
 
 
-@contextlib.contextmanager
-def source_agent(hub_url: str | None, instance_ids: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """A hub to sync to: the one at ``hub_url``, else a local one started here.
-
-    Yields the hub URL and, per instance, the ``initialize_sync`` config.
-    """
-    if hub_url:
-        yield hub_url, {iid: validate_config({}) for iid in instance_ids}
-        return
-    from experience_sync.hub.server import run_in_thread
-
-    with run_in_thread() as hub:
-        configs = {
-            iid: validate_config({"transport": {"https": {
-                "auth_token": hub.create_token(AGENT_ID, iid)}}})
-            for iid in instance_ids
-        }
-        yield hub.url, configs
-
-
-def print_state(state: AgentState) -> None:
-    """Print what the source agent has learned."""
-    print(f"\nWhat source agent {state.agent_id!r} learned:")
-    print("  skills:")
-    for s in sorted(state.skills, key=lambda s: s.name):
-        print(f"    {s.name:14} invocations={s.usage.total_invocations:<3} "
-              f"success_rate={s.usage.success_rate:.2f} proficiency={s.proficiency:.2f} "
-              f"from={','.join(sorted(s.source_instances))}")
-    print("  memories:")
-    for m in state.memories:
-        print(f"    [{m.importance:.1f}] {m.content}  (from {','.join(m.source_instances)})")
-    print("  knowledge:")
-    for k in state.knowledge:
-        print(f"    ({k.status}, {len(k.verifications)} instance(s)) {k.content}")
-    print(f"  interactions: {state.stats.interactions}")
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hub", help="URL of a running hub (token in EXPERIENCE_SYNC_HUB_TOKEN)")
-    args = parser.parse_args()
-    instance_id = "crewai-trip-1"
-    with source_agent(args.hub, [instance_id]) as (url, configs), \
-            tempfile.TemporaryDirectory() as data_dir:
-        manager = ExperienceSyncManager(data_dir=data_dir)
-        manager.initialize_sync(instance_id, config=configs[instance_id], endpoint=url,
-                                agent_id=AGENT_ID)
-        print("crew answered:", run_crew(manager, instance_id))
-        if not manager.flush(instance_id, timeout=15):
-            print("not everything reached the hub yet:", manager.status(instance_id))
-        print_state(manager.pull(AGENT_ID, instance_id=instance_id))
-        manager.shutdown(timeout=5)
+    run_example(__doc__, "crewai-trip-1", "crew answered:", run_crew)
 
 
 if __name__ == "__main__":

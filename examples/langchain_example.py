@@ -11,12 +11,9 @@ lines that matter are marked "experience-sync".
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import tempfile
-from collections.abc import Iterator
 from typing import Any
 
+from _common import run_example
 from experience_sync_langchain import ExperienceSyncCallbackHandler
 from langchain_core.callbacks import dispatch_custom_event
 from langchain_core.documents import Document
@@ -27,10 +24,6 @@ from langchain_core.runnables import RunnableConfig, chain
 from langchain_core.tools import BaseTool, ToolException, tool
 
 from experience_sync.client.manager import ExperienceSyncManager
-from experience_sync.config import validate_config
-from experience_sync.models import AgentState
-
-AGENT_ID = "travel-assistant"
 
 
 class ScriptedChatModel(GenericFakeChatModel):
@@ -108,58 +101,8 @@ def run_langchain_agent(manager: ExperienceSyncManager, instance_id: str) -> str
     return answer
 
 
-@contextlib.contextmanager
-def source_agent(hub_url: str | None, instance_ids: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """A hub to sync to: the one at ``hub_url``, else a local one started here.
-
-    Yields the hub URL and, per instance, the ``initialize_sync`` config.
-    """
-    if hub_url:
-        yield hub_url, {iid: validate_config({}) for iid in instance_ids}
-        return
-    from experience_sync.hub.server import run_in_thread
-
-    with run_in_thread() as hub:
-        configs = {
-            iid: validate_config({"transport": {"https": {
-                "auth_token": hub.create_token(AGENT_ID, iid)}}})
-            for iid in instance_ids
-        }
-        yield hub.url, configs
-
-
-def print_state(state: AgentState) -> None:
-    """Print what the source agent has learned."""
-    print(f"\nWhat source agent {state.agent_id!r} learned:")
-    print("  skills:")
-    for s in sorted(state.skills, key=lambda s: s.name):
-        print(f"    {s.name:14} invocations={s.usage.total_invocations:<3} "
-              f"success_rate={s.usage.success_rate:.2f} proficiency={s.proficiency:.2f} "
-              f"from={','.join(sorted(s.source_instances))}")
-    print("  memories:")
-    for m in state.memories:
-        print(f"    [{m.importance:.1f}] {m.content}  (from {','.join(m.source_instances)})")
-    print("  knowledge:")
-    for k in state.knowledge:
-        print(f"    ({k.status}, {len(k.verifications)} instance(s)) {k.content}")
-    print(f"  interactions: {state.stats.interactions}")
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hub", help="URL of a running hub (token in EXPERIENCE_SYNC_HUB_TOKEN)")
-    args = parser.parse_args()
-    instance_id = "langchain-travel-1"
-    with source_agent(args.hub, [instance_id]) as (url, configs), \
-            tempfile.TemporaryDirectory() as data_dir:
-        manager = ExperienceSyncManager(data_dir=data_dir)
-        manager.initialize_sync(instance_id, config=configs[instance_id], endpoint=url,
-                                agent_id=AGENT_ID)
-        print("agent answered:", run_langchain_agent(manager, instance_id))
-        if not manager.flush(instance_id, timeout=15):
-            print("not everything reached the hub yet:", manager.status(instance_id))
-        print_state(manager.pull(AGENT_ID, instance_id=instance_id))
-        manager.shutdown(timeout=5)
+    run_example(__doc__, "langchain-travel-1", "agent answered:", run_langchain_agent)
 
 
 if __name__ == "__main__":

@@ -11,19 +11,17 @@ piece of knowledge verified by two independent instances. Runs offline.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 
-from crewai_example import AGENT_ID, print_state, run_crew, source_agent
+from _common import AGENT_ID, parse_args, print_state, source_agent
+from crewai_example import run_crew
 from langchain_example import run_langchain_agent
 
 from experience_sync.client.manager import ExperienceSyncManager
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hub", help="URL of a running hub (token in EXPERIENCE_SYNC_HUB_TOKEN)")
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     crew_instance, chain_instance = "crewai-trip-1", "langchain-travel-1"
     with source_agent(args.hub, [crew_instance, chain_instance]) as (url, configs), \
             tempfile.TemporaryDirectory() as data_dir:
