@@ -273,21 +273,27 @@ def _decide(agent: str, review_id: str, store_url: str, config_file: str | None,
     click.echo(f"{result.review_id} {result.status}")
 
 
+def _decision_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The arguments ``review accept`` and ``review reject`` share."""
+    for option in (
+        click.option("--config", "config_file", type=click.Path(dir_okay=False)),
+        _store_option,
+        click.option("--agent", required=True),
+        click.argument("review_id"),
+    ):  # innermost first, as stacked decorators apply
+        command = option(command)
+    return command
+
+
 @review.command("accept")
-@click.argument("review_id")
-@click.option("--agent", required=True)
-@_store_option
-@click.option("--config", "config_file", type=click.Path(dir_okay=False))
+@_decision_options
 def review_accept(review_id: str, agent: str, store_url: str, config_file: str | None) -> None:
     """Apply the proposed side of a review."""
     _decide(agent, review_id, store_url, config_file, True)
 
 
 @review.command("reject")
-@click.argument("review_id")
-@click.option("--agent", required=True)
-@_store_option
-@click.option("--config", "config_file", type=click.Path(dir_okay=False))
+@_decision_options
 def review_reject(review_id: str, agent: str, store_url: str, config_file: str | None) -> None:
     """Keep the current side of a review and close it."""
     _decide(agent, review_id, store_url, config_file, False)
