@@ -250,6 +250,16 @@ class CheckInConfig(_Section):
         return value
 
 
+#: The ``merge_strategy`` fields that name a plugin, and the registry kind each names.
+_MERGE_PLUGIN_FIELDS = {
+    "conflict_resolution": "conflict_resolvers",
+    "skill_aggregation": "skill_aggregations",
+    "similarity_method": "similarity_methods",
+    "embedder": "embedders",
+    "vector_index": "vector_indexes",
+}
+
+
 class MergeStrategyConfig(_Section):
     """``merge_strategy``: how the hub merges what instances send."""
 
@@ -264,30 +274,10 @@ class MergeStrategyConfig(_Section):
     skill_conflict_margin: float = Field(default=0.3, ge=0.0, le=1.0)
     instance_trust: dict[str, float] = Field(default_factory=dict)
 
-    @field_validator("conflict_resolution")
+    @field_validator(*_MERGE_PLUGIN_FIELDS)
     @classmethod
-    def _resolver(cls, value: str, info: ValidationInfo) -> str:
-        return _check_name(value, "conflict_resolvers", info)
-
-    @field_validator("skill_aggregation")
-    @classmethod
-    def _aggregation(cls, value: str, info: ValidationInfo) -> str:
-        return _check_name(value, "skill_aggregations", info)
-
-    @field_validator("similarity_method")
-    @classmethod
-    def _similarity(cls, value: str, info: ValidationInfo) -> str:
-        return _check_name(value, "similarity_methods", info)
-
-    @field_validator("embedder")
-    @classmethod
-    def _embedder(cls, value: str, info: ValidationInfo) -> str:
-        return _check_name(value, "embedders", info)
-
-    @field_validator("vector_index")
-    @classmethod
-    def _index(cls, value: str, info: ValidationInfo) -> str:
-        return _check_name(value, "vector_indexes", info)
+    def _plugin_name(cls, value: str, info: ValidationInfo) -> str:
+        return _check_name(value, _MERGE_PLUGIN_FIELDS[str(info.field_name)], info)
 
 
 class OutboxConfig(_Section):
