@@ -103,6 +103,8 @@ class _Parsed:
     names: frozenset[str]  # names whatever the vocabulary
     initial: tuple[tuple[str, ...], ...]  # see text.name_parts
     lowercase: frozenset[str]  # text.lowercase_words
+    token_set: frozenset[str]  # words, as a set
+    unguarded: frozenset[str]  # words no guard looks at (names aside)
 
 
 @lru_cache(maxsize=4096)
@@ -128,6 +130,11 @@ def _parse(normalized: str, text: str | None) -> _Parsed:
         frozenset(intern(t) for t in names) if names else _EMPTY,
         tuple(tuple(intern(t) for t in group) for group in initial),
         lowercase,
+        frozenset(kept),
+        frozenset(
+            t for t in kept
+            if not (t in numbers or t in NEGATIONS or t in _AUXILIARIES)
+        ),
     )
 
 
@@ -322,13 +329,14 @@ class JaccardSimilarity(SimilarityMethod):
             for slot in postings.get(tok, ()):
                 hits[slot] = get(slot, 0) + 1
         floor = 1 + extra
-        into.update(slot for slot, count in hits.items() if count >= floor)
+        into.update([slot for slot, count in hits.items() if count >= floor])
 
     def match(
         self, normalized: str, embedding: FloatArray | None = None, text: str | None = None
     ) -> SimilarityMatch | None:
         """The best duplicate at or above threshold, else the best contradiction."""
-        q = self._mem.signature(normalized, text)
+        parsed = _parse(normalized, text)
+        q = _signature(parsed, self._mem.lowercase)
         candidates: set[int] = set()
         ordered = self._by_rarity(q.words)
         self._candidates(ordered, candidates)
@@ -336,16 +344,13 @@ class JaccardSimilarity(SimilarityMethod):
         # rarest: probe the other words too, as far as some stored memory has
         # them (best effort).
         postings = self._postings
-        plain = [
-            t for t in ordered
-            if t in postings
-            and not (is_number_token(t) or t in q.names or t in NEGATIONS or t in _AUXILIARIES)
-        ]
+        unguarded, names = parsed.unguarded, q.names
+        plain = [t for t in ordered if t in unguarded and t in postings and t not in names]
         self._candidates(plain, candidates)
         best: tuple[float, int] | None = None
         best_conflict: tuple[float, int, str] | None = None
         sigs = self._mem.sigs
-        q_set, q_len = q.tokens, len(q.words)
+        q_set, q_len = parsed.token_set, len(q.words)
         for slot in candidates:
             sig = sigs[slot]
             if sig is None:
