@@ -48,7 +48,7 @@ class _RecorderHandlerMixin:
     recorder: ExperienceSyncRecorder
 
     def __init__(self, manager: Any, instance_id: str, **options: Any) -> None:
-        super().__init__()  # LangChain's handler base class
+        super().__init__()  # the rest of the MRO: LangChain's callback mixins, then the handler base class
         self.recorder = ExperienceSyncRecorder(manager, instance_id, **options)
 
     # Prompts and model messages are never wanted: LangChain does not even
