@@ -221,6 +221,8 @@ def name_parts(text: str) -> tuple[set[str], list[tuple[str, ...]]]:
     of them in lower case (see :func:`resolve_initial_names`).
     """
     s = _strip_format_chars(unicodedata.normalize("NFKC", text))
+    if s.islower():  # no character is upper case, so no word is capitalized
+        return set(), []
     words: list[tuple[str, bool]] = []  # (word, starts a sentence)
     for sentence in _SENTENCE_END_RE.split(s):
         found = [m.group(0) for m in _WORD_RE.finditer(sentence)]

@@ -32,9 +32,11 @@ from __future__ import annotations
 import math
 import sys
 from array import array
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -323,11 +325,9 @@ class JaccardSimilarity(SimilarityMethod):
             for tok in probed:
                 into.update(postings.get(tok, ()))
             return
-        hits: dict[int, int] = {}
-        get = hits.get
-        for tok in probed:
-            for slot in postings.get(tok, ()):
-                hits[slot] = get(slot, 0) + 1
+        get = postings.get
+        # Counted in C: at 100k stored the probes bring a few hundred slots.
+        hits = Counter(chain.from_iterable([get(tok, ()) for tok in probed]))
         floor = 1 + extra
         into.update([slot for slot, count in hits.items() if count >= floor])
 
