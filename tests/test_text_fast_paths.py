@@ -122,3 +122,14 @@ def test_signature_names_follow_the_vocabulary_given(text: str, known: set[str])
     norm = normalize(text)
     assert make_signature(norm, text, known).names == reference_name_tokens(text, known)
     assert make_signature(norm, text).names == reference_name_tokens(text, set())
+
+
+ascii_texts = st.lists(
+    st.sampled_from([*"abcXYZ I09 .,'_-!?\t\n", *_WORDS, "don't", "e-mail", "x_y"]), max_size=30
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ascii_texts)
+def test_lowercase_words_matches_reference_on_ascii(text: str) -> None:
+    assert lowercase_words(text) == reference_lowercase_words(text)

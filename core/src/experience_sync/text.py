@@ -194,6 +194,8 @@ _DETERMINERS = frozenset(
 )
 _SENTENCE_END_RE = re.compile(r"[.!?;:\n]+[\s\"')\]]*")
 _WORD_RE = re.compile(r"[\w'\u2019\u00ad\u200b-\u200d-]+", re.UNICODE)
+# In ASCII text: a word of _WORD_RE that starts with a lower-case letter.
+_ASCII_LOWER_WORD_RE = re.compile(r"(?<![\w'-])[a-z][\w'-]*", re.ASCII)
 
 
 def name_tokens(text: str, known_lowercase: Iterable[str] | frozenset[str] = ()) -> set[str]:
@@ -265,6 +267,13 @@ def _word_tokens(word: str) -> list[str]:
 
 def lowercase_words(text: str) -> set[str]:
     """Normalized tokens of the words written in lower case in ``text``."""
+    if text.isascii():
+        # Only the words that start in lower case, found by the regex engine;
+        # when they are all plain letters, one tokenizer call does them all.
+        words = _ASCII_LOWER_WORD_RE.findall(text)
+        joined = " ".join(words)
+        if joined.replace(" ", "").isalpha() or not words:
+            return set(similarity_tokens(joined.lower()))
     plain: list[str] = []
     out: set[str] = set()
     for word in _WORD_RE.findall(text):

@@ -52,6 +52,7 @@ from experience_sync.interfaces import (
 )
 from experience_sync.text import (
     NEGATIONS,
+    NUMBER_WORDS,
     is_number_token,
     lowercase_words,
     name_parts,
@@ -115,8 +116,14 @@ def _parse(normalized: str, text: str | None) -> _Parsed:
     # the request's own index; reading its text once serves all of them.
     toks = similarity_tokens(normalized)
     intern = sys.intern  # tokens repeat across memories: share the strings
-    kept = tuple(sorted({intern(t) for t in toks if t not in _IGNORED}))
-    numbers = [t for t in kept if is_number_token(t)]
+    token_set = frozenset([intern(t) for t in toks]) - _IGNORED
+    kept = tuple(sorted(token_set))
+    # is_number_token over the set operations: number words are alphabetic,
+    # so only the other tokens need a digit check.
+    numbers = NUMBER_WORDS & token_set
+    odd = [t for t in kept if not t.isalpha()]
+    if odd:
+        numbers |= {t for t in odd if is_number_token(t)}
     if text is None:
         names: set[str] = set()
         initial: list[tuple[str, ...]] = []
@@ -126,17 +133,14 @@ def _parse(normalized: str, text: str | None) -> _Parsed:
         lowercase = frozenset(lowercase_words(text))
     return _Parsed(
         kept,
-        negation_count(toks),
+        0 if NEGATIONS.isdisjoint(toks) else negation_count(toks),
         # Most memories have no names or numbers: share one empty set.
-        frozenset(numbers) if numbers else _EMPTY,
+        numbers or _EMPTY,
         frozenset(intern(t) for t in names) if names else _EMPTY,
         tuple(tuple(intern(t) for t in group) for group in initial),
         lowercase,
-        frozenset(kept),
-        frozenset(
-            t for t in kept
-            if not (t in numbers or t in NEGATIONS or t in _AUXILIARIES)
-        ),
+        token_set,
+        token_set - numbers - NEGATIONS - _AUXILIARIES,
     )
 
 
