@@ -53,7 +53,8 @@ def _scenario(chaos_kill: ModuleType, **changes: Any) -> dict[str, Any]:
                           lines=[["R", "0"], ["M", "e1"], ["S", "e2", "sql queries", "1"]])
     run1 = chaos_kill.Run("i1", 1, True, proc=None,
                           lines=[["R", "0"], ["S", "e3", "sql queries",
-                                              str(changes.get("final_count", 2))]])
+                                              str(changes.get("final_count", 2))],
+                                 ["F", changes.get("flushed", "1"), "0"]])
     chaos = chaos_kill.Chaos(SimpleNamespace(), "", "", {}, Path("."), Path("."),
                              runs=[run0, run1], kills_streaming=1)
     log = changes.get("log", [("e1", "i1"), ("e2", "i1"), ("e3", "i1")])
@@ -70,16 +71,19 @@ def _scenario(chaos_kill: ModuleType, **changes: Any) -> dict[str, Any]:
 
 def test_chaos_checker_flags_loss_doubling_and_count_regressions() -> None:
     chaos_kill = _load()
-    assert _scenario(chaos_kill)["problems"] == []
+    assert _scenario(chaos_kill)["verdict"] == "OK"
     lost = _scenario(chaos_kill, log=[("e1", "i1"), ("e3", "i1")])
-    assert lost["lost"] == 1 and lost["problems"]
+    assert lost["lost"] == 1 and lost["verdict"] == "FAILED"
+    # Missing after a final flush that timed out: not delivered yet, not lost.
+    late = _scenario(chaos_kill, log=[("e1", "i1"), ("e3", "i1")], flushed="0")
+    assert late["lost"] == 0 and late["undelivered"] == 1 and late["verdict"] == "INCONCLUSIVE"
     doubled = _scenario(chaos_kill, log=[("e1", "i1"), ("e2", "i1"), ("e2", "i1"),
                                          ("e3", "i1")])
-    assert doubled["doubled"] == 1 and doubled["problems"]
+    assert doubled["doubled"] == 1 and doubled["verdict"] == "FAILED"
     # The restarted instance reported its count again: one use lost at the hub.
     regressed = _scenario(chaos_kill, final_count=1, total=1)
     assert any("count 1 after 1" in p for p in regressed["problems"])
     miscounted = _scenario(chaos_kill, total=4)
     assert any("total_invocations" in p for p in miscounted["problems"])
     # A kill allows one use recorded but never printed; the hub holding it is fine.
-    assert _scenario(chaos_kill, final_count=3, total=3)["problems"] == []
+    assert _scenario(chaos_kill, final_count=3, total=3)["verdict"] == "OK"
