@@ -6,6 +6,7 @@ examples use :class:`BridgeServer`, which serves the same app from a thread.
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -146,7 +147,16 @@ def run_bridge(
                             data_dir=data, config=config)
     app = create_bridge_app(manager, instance_id, secret, options=options,
                             seen_path=data / "elizaos-bridge-seen.sqlite3")
+    # uvicorn stops gracefully on SIGTERM, then raises the signal again; with the
+    # default handler that would kill the process before the outbox is flushed.
+    # Turn it into SystemExit so the ``finally`` below runs, as it does on Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
+        signal.signal(signal.SIGTERM, previous)
         manager.shutdown(10.0)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
