@@ -44,7 +44,7 @@ AGENT = "support-agent"
 #: The check-in cron schedule: real cron fires at most once a minute, so the
 #: demo also triggers the check-in itself with ``manager.flush``.
 CHECKIN_SCHEDULE = "* * * * *"
-MCP_HINT = "pip install ./plugins/mcp  (from a checkout; or pip install experience-sync-mcp)"
+MCP_HINT = "pip install ./plugins/mcp  (from the root of an experience-sync checkout)"
 
 
 @dataclass
