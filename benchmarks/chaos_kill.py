@@ -240,7 +240,7 @@ def orchestrate(args: argparse.Namespace) -> int:
                       Path(tmp) / "logs")
         chaos.log_dir.mkdir()
         try:
-            streamed = drive(chaos, rng, instances)
+            streamed, final_s = drive(chaos, rng, instances)
         finally:
             for run in chaos.runs:  # on an error or Ctrl-C: leave no instance behind
                 if run.proc.poll() is None:
@@ -253,15 +253,16 @@ def orchestrate(args: argparse.Namespace) -> int:
         log = [(e.entry_id, e.instance_id) for e in server.hub.store.iter_log(AGENT)
                if e.kind == "event"]
         report = check(chaos, instances, log, skills, hub_instances)
-    report.update(streamed_s=round(streamed, 1), elapsed_s=round(time.monotonic() - started, 1))
+    report.update(streamed_s=round(streamed, 1), final_flush_s=round(final_s, 1),
+                  elapsed_s=round(time.monotonic() - started, 1))
     print_summary(args, chaos, report)
     return {"OK": 0, "FAILED": 1, "INCONCLUSIVE": 2}[report["verdict"]]
 
 
-def drive(chaos: Chaos, rng: random.Random, instances: list[str]) -> float:
+def drive(chaos: Chaos, rng: random.Random, instances: list[str]) -> tuple[float, float]:
     """Stream, kill and restart for ``--seconds``, then run each instance's final flush.
 
-    :returns: the streaming time in seconds.
+    :returns: the streaming time and the final runs' time, in seconds.
     """
     args = chaos.args
     numbers = dict.fromkeys(instances, 0)
@@ -276,7 +277,7 @@ def drive(chaos: Chaos, rng: random.Random, instances: list[str]) -> float:
     time.sleep(max(0.0, t0 + args.seconds - time.monotonic()))
     for inst in instances:  # the last crash of each instance
         chaos.kill(current[inst])
-    streamed = time.monotonic() - t0
+    t1 = time.monotonic()
     finals = [chaos.spawn(i, numbers[i] + 1, final=True) for i in instances]
     for run in finals:
         try:
@@ -289,7 +290,7 @@ def drive(chaos: Chaos, rng: random.Random, instances: list[str]) -> float:
         if run.proc.returncode != 0 and not any(p[0] == "F" for p in run.lines):
             chaos.exited.append(f"final run of {run.instance} exited "
                                 f"{run.proc.returncode}: {chaos.stderr_of(run)}")
-    return streamed
+    return t1 - t0, time.monotonic() - t1
 
 
 def _skill_lines(chaos: Chaos, inst: str) -> Iterator[tuple[Run, str, int]]:
@@ -311,12 +312,14 @@ def check(chaos: Chaos, instances: list[str], log: list[tuple[str, str]],
     queued = sum(int(parts[2]) for parts in finals)
     reported: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
-    replayed = 0
+    replayed = final_backlog = 0
     for run in chaos.runs:
         for parts in run.lines:
             if parts[0] in ("M", "S", "K"):
                 reported[parts[1]] += 1
                 kinds[parts[0]] += 1
+            elif parts[0] == "R" and run.final:
+                final_backlog += int(parts[1])
             elif parts[0] == "R" and run.number > 0:
                 replayed += int(parts[1])
     in_log = Counter(entry for entry, _ in log)
@@ -380,7 +383,8 @@ def check(chaos: Chaos, instances: list[str], log: list[tuple[str, str]],
             "lost": len(lost) if flushed else 0,
             "undelivered": 0 if flushed else len(lost), "doubled": doubled,
             "unreported_in_log": unreported,
-            "replayed_at_restart": replayed, "log_rows": len(log),
+            "backlog_at_restarts": replayed, "backlog_at_final_restart": final_backlog,
+            "log_rows": len(log),
             "skill_totals": {name: by_name.get(name, {}).get("usage", {}).get(
                 "total_invocations") for name in SKILLS},
             "problems": problems}
@@ -399,9 +403,9 @@ def print_summary(args: argparse.Namespace, chaos: Chaos, report: dict[str, Any]
           f"incl. {args.instances} final) recorded={report['recorded']} "
           f"delivered={report['delivered']} lost={report['lost']} "
           + (f"undelivered={report['undelivered']} " if not report["flushed"] else "")
-          + f"doubled={report['doubled']} replayed_at_restart={report['replayed_at_restart']} "
+          + f"doubled={report['doubled']} backlog_at_restarts={report['backlog_at_restarts']} "
           f"skill_counts={'ok' if not any('skill' in p for p in report['problems']) else 'BAD'} "
-          f"elapsed={report['elapsed_s']}s")
+          f"final_flush={report['final_flush_s']}s elapsed={report['elapsed_s']}s")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
