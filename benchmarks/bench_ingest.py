@@ -83,7 +83,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def http_client(url: str, agent: str, instance: str, token: str, requests: int, batch: int,
-                seed: int, out: Any) -> None:
+                seed: int, out: Any, start: Any) -> None:
     import httpx
 
     rng = random.Random(seed)
@@ -96,6 +96,7 @@ def http_client(url: str, agent: str, instance: str, token: str, requests: int, 
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
         out.put(("ready", instance))
+        start.wait()
         for body in bodies:
             t0 = time.perf_counter()
             r = client.post(f"/v1/agents/{agent}/events", content=body)
@@ -107,7 +108,7 @@ def http_client(url: str, agent: str, instance: str, token: str, requests: int, 
 
 
 def ws_client(url: str, agent: str, instance: str, token: str, requests: int, batch: int,
-              window: int, seed: int, out: Any) -> None:
+              window: int, seed: int, out: Any, start: Any) -> None:
     from websockets.sync.client import connect
 
     rng = random.Random(seed)
@@ -122,6 +123,7 @@ def ws_client(url: str, agent: str, instance: str, token: str, requests: int, ba
     with connect(f"{url}/v1/agents/{agent}/ws", additional_headers={"Authorization": f"Bearer {token}"},
                  compression=None, max_size=None) as ws:
         out.put(("ready", instance))
+        start.wait()
         nxt = 0
         while len(latencies) < requests:
             while nxt < requests and len(sent) < window:
@@ -141,15 +143,19 @@ def drive(kind: str, server: Any, clients: int, requests: int, batch: int, windo
     """Run ``clients`` client processes against the hub; return throughput and latency."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
+    # Every client starts sending at once, when all are ready: a fast hub would
+    # otherwise serve the first clients before the last one has started.
+    start = ctx.Event()
     procs = []
     for c in range(clients):
         instance = f"{kind}-{seed}-{c}"
         token = server.create_token("bench", instance)
         if kind == "http":
-            args: tuple[Any, ...] = (server.url, "bench", instance, token, requests, batch, seed * 100 + c, out)
+            args: tuple[Any, ...] = (server.url, "bench", instance, token, requests, batch, seed * 100 + c, out,
+                                     start)
             target = http_client
         else:
-            args = (server.ws_url, "bench", instance, token, requests, batch, window, seed * 100 + c, out)
+            args = (server.ws_url, "bench", instance, token, requests, batch, window, seed * 100 + c, out, start)
             target = ws_client
         procs.append(ctx.Process(target=target, args=args))
     for p in procs:
@@ -157,6 +163,7 @@ def drive(kind: str, server: Any, clients: int, requests: int, batch: int, windo
     for _ in procs:  # bodies are built before timing starts
         assert out.get(timeout=600)[0] == "ready"
     t0 = time.perf_counter()
+    start.set()
     results = [out.get(timeout=3600) for _ in procs]
     elapsed = time.perf_counter() - t0
     for p in procs:
