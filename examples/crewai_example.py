@@ -2,7 +2,9 @@
 
     pip install ./core ./adapters/crewai
     python examples/crewai_example.py                    # starts a local hub
-    EXPERIENCE_SYNC_HUB_TOKEN=... python examples/crewai_example.py --hub http://127.0.0.1:8787
+    # or sync to a running hub, with a token bound to this example's agent and instance:
+    experience-sync token create --agent travel-assistant --instance crewai-trip-1
+    EXPERIENCE_SYNC_HUB_TOKEN=xs_... python examples/crewai_example.py --hub http://127.0.0.1:8787
 
 The crew is real (agent, task, tools, agent knowledge); its LLM is a scripted
 ``BaseLLM`` answering in CrewAI's ReAct format, so no API key is needed.

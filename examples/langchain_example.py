@@ -2,7 +2,9 @@
 
     pip install ./core ./adapters/langchain
     python examples/langchain_example.py                 # starts a local hub
-    EXPERIENCE_SYNC_HUB_TOKEN=... python examples/langchain_example.py --hub http://127.0.0.1:8787
+    # or sync to a running hub, with a token bound to this example's agent and instance:
+    experience-sync token create --agent travel-assistant --instance langchain-travel-1
+    EXPERIENCE_SYNC_HUB_TOKEN=xs_... python examples/langchain_example.py --hub http://127.0.0.1:8787
 
 The agent is a real langchain-core tool-calling loop with real tools and a
 retriever; its chat model is a scripted fake, so no API key is needed. The two

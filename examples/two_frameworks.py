@@ -3,6 +3,9 @@
     pip install ./core ./adapters/crewai ./adapters/langchain
     python examples/two_frameworks.py                    # starts a local hub
 
+It always starts its own hub: a running hub would need one token per instance
+(run crewai_example.py and langchain_example.py with ``--hub`` for that).
+
 Both instances of the "travel-assistant" agent use a ``web_search`` tool and
 read the same travel guide. Each records through its own adapter; the hub
 merges them: one ``web_search`` skill with the invocations of both, and a
@@ -11,6 +14,7 @@ piece of knowledge verified by two independent instances. Runs offline.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 
 from _common import AGENT_ID, parse_args, print_state, source_agent
@@ -22,6 +26,9 @@ from experience_sync.client.manager import ExperienceSyncManager
 
 def main() -> None:
     args = parse_args(__doc__)
+    if args.hub:
+        sys.exit("two_frameworks.py starts its own hub: --hub would need one token per instance;"
+                 " run crewai_example.py and langchain_example.py with --hub instead")
     crew_instance, chain_instance = "crewai-trip-1", "langchain-travel-1"
     with source_agent(args.hub, [crew_instance, chain_instance]) as (url, configs), \
             tempfile.TemporaryDirectory() as data_dir:
