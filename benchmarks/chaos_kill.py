@@ -100,6 +100,7 @@ def run_instance(args: argparse.Namespace) -> int:
         return 0 if manager.shutdown(10) and ok else 1
     period = 1.0 / args.rate
     due = time.monotonic()
+    burst = 0
     while True:
         roll = rng.random()
         if roll < 0.6:
@@ -116,9 +117,16 @@ def run_instance(args: argparse.Namespace) -> int:
             ev = manager.record_knowledge(inst, _sentence(rng, 8).capitalize(),
                                           subject=subject, confidence=0.9)
             _say(out, "K", ev.event_id)
-        # Paced with jitter around --rate, so the hub keeps up and the final
-        # flush stays bounded; kills still land at arbitrary points of a record.
+        # Paced around --rate on average, so the hub keeps up and the final
+        # flush stays bounded; now and then a burst is recorded back to back
+        # (then a pause), so that kills also land inside record and commit
+        # calls, not only in sleeps.
         due += period * rng.uniform(0.2, 1.8)
+        if burst:
+            burst -= 1
+            continue
+        if rng.random() < 0.01:
+            burst = rng.randint(20, 200)
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
