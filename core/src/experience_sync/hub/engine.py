@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from experience_sync.config import MergeStrategyConfig
+from experience_sync.errors import PluginError
 from experience_sync.hub.conflicts import ConflictDesk, MergeContext, Notice, short_hash
 from experience_sync.hub.knowledge_integrator import KnowledgeIntegrator
 from experience_sync.hub.memory_merger import MemoryMerger
@@ -319,9 +320,25 @@ class MergeEngine:
         registry.get("skill_aggregations", self.strategy.skill_aggregation)
         if self.strategy.memory_deduplication:
             registry.get("similarity_methods", self.strategy.similarity_method)
+        self._check_plugins()
         self._runtimes: dict[str, AgentRuntime] = {}
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
+
+    def _check_plugins(self) -> None:
+        # Build the merge plugins once (and embed one string) so that an
+        # embedder or similarity method that cannot work stops the hub at
+        # start, instead of answering every memory with a 500 later.
+        try:
+            probe = AgentRuntime("(startup check)", self.strategy, self.pm)
+            if probe.memory.embedder is not None:
+                probe.memory.embedder.embed(["startup check"])
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"the merge strategy's plugins cannot start: {type(exc).__name__}: {exc}"
+            ) from exc
 
     # ------------------------------------------------------------------ plumbing
 
