@@ -205,6 +205,8 @@ def test_embeddings_computed_once_per_memory_and_reused_at_load(
     plugin.calls.clear()
     register_plugin(plugin, name="counting-embedder")
     engine = make_engine(similarity_method="embedding", embedder="counting")
+    assert plugin.calls == [1]  # the start-up check embeds one string
+    plugin.calls.clear()
     events = [ev(f"e{i}", "memory", {"content": distinct(i)}) for i in range(20)]
     send(engine, *events)
     assert plugin.calls == [20]  # one call for the whole request
@@ -214,8 +216,9 @@ def test_embeddings_computed_once_per_memory_and_reused_at_load(
     assert plugin.calls == [20]
     engine.close()
     again = make_engine(similarity_method="embedding", embedder="counting")
+    assert plugin.calls == [20, 1]  # only the start-up check
     assert len(again.state(AGENT).memories) == 21
-    assert plugin.calls == [20]  # the index was rebuilt from stored vectors
+    assert plugin.calls == [20, 1]  # the index was rebuilt from stored vectors
     r = send(again, ev("e99", "memory", {"content": distinct(3).upper()}))
     assert r.memories_merged == 1
 
