@@ -5,7 +5,9 @@
  *
  * ```ts
  * import { experienceSyncPlugin } from "@experience-sync/elizaos-plugin";
- * export const character = { ..., plugins: [experienceSyncPlugin] };
+ * // in code (a ProjectAgent, or new AgentRuntime({ character, plugins })):
+ * export const agent = { character, plugins: [experienceSyncPlugin] };
+ * // or in a character, by package name: plugins: ["@experience-sync/elizaos-plugin"]
  * // settings: EXPERIENCE_SYNC_BRIDGE_URL, EXPERIENCE_SYNC_BRIDGE_SECRET
  * ```
  */

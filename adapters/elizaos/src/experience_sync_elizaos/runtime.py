@@ -1,4 +1,4 @@
-"""Hooking the Python ``elizaos`` runtime (``pip install experience-sync-elizaos[runtime]``).
+"""Hooking the Python ``elizaos`` runtime (``pip install ./core "./adapters/elizaos[runtime]"`` from a checkout).
 
 ``elizaos`` 2.0.0a5 is an alpha and its events are not consistent, as read in
 its source:
