@@ -29,8 +29,11 @@ Then the hub is checked:
 * each instance's ``total_events`` (``GET /v1/agents/{agent}/instances``)
   equals its rows in the log.
 
-It prints a summary line and exits 1 on any loss, doubling or mismatch.
-Loopback only; bounded by ``--seconds`` plus ``--flush-timeout``.
+It prints the figures as JSON and a summary line, and exits 0 if all holds,
+1 on any loss, doubling or mismatch, 2 (``INCONCLUSIVE``) if the final flush
+ran out of ``--flush-timeout`` with events still queued (the hub fell behind:
+lower ``--rate``). Loopback only; bounded by ``--seconds`` plus
+``--flush-timeout``.
 """
 
 from __future__ import annotations
@@ -162,6 +165,7 @@ class Run:
     ready: bool = False
 
     def read(self) -> None:
+        """Collect the process's lines until it ends (on a thread of its own)."""
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             if not line.endswith("\n"):
@@ -189,6 +193,7 @@ class Chaos:
     exited: list[str] = field(default_factory=list)
 
     def spawn(self, instance: str, number: int, final: bool = False) -> Run:
+        """Start run ``number`` of ``instance`` (``final``: record, flush and exit)."""
         a = self.args
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child",
                "--instance", instance, "--run", str(number), "--url", self.url,
@@ -211,6 +216,7 @@ class Chaos:
         return run
 
     def kill(self, run: Run) -> None:
+        """SIGKILL ``run`` and wait for it; a run that already ended is a problem."""
         if run.proc.poll() is not None:
             self.exited.append(f"{run.instance} run {run.number} exited by itself "
                                f"({run.proc.returncode}): {self.stderr_of(run)}")
@@ -226,6 +232,7 @@ class Chaos:
             run.reader.join(30)
 
     def stderr_of(self, run: Run) -> str:
+        """The end of what ``run`` wrote to stderr."""
         path = self.log_dir / f"{run.instance}.{run.number}.stderr"
         return path.read_text(errors="replace")[-2000:] if path.exists() else ""
 
