@@ -19,7 +19,7 @@ instance, event id), so the result does not depend on arrival order:
 from __future__ import annotations
 
 import json
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -82,11 +82,21 @@ class SkillReport:
         )
 
     def to_json(self) -> list[Any]:
-        row = list(astuple(self))
-        row[2] = self.timestamp.isoformat()
-        row[7] = list(self.contexts)
-        row[8] = self.last_used.isoformat() if self.last_used else None
-        return row
+        # Field by field: dataclasses.astuple deep-copies, and a skill's row
+        # carries up to MAX_REPORTS reports on every write.
+        return [
+            self.instance_id,
+            self.event_id,
+            self.timestamp.isoformat(),
+            self.lamport,
+            self.proficiency,
+            self.invocations,
+            self.successes,
+            list(self.contexts),
+            self.last_used.isoformat() if self.last_used else None,
+            self.name,
+            self.category,
+        ]
 
     @classmethod
     def from_json(cls, row: list[Any]) -> SkillReport:
