@@ -147,3 +147,26 @@ def test_oversized_frame_closes_the_connection_with_1009(make_hub: Any) -> None:
         with pytest.raises(ConnectionClosedError) as info:
             ws.recv(timeout=30)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+
+
+def test_a_revoked_token_stops_an_open_websocket(
+    hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    import experience_sync.hub.app as hub_app
+
+    token = hub.create_token("a1", "i1")
+    token_id = token.split("_")[1]
+    monkeypatch.setattr(hub_app, "WS_REAUTH_SECONDS", 0.0)
+    with _connect(hub, token) as ws:
+        ws.send(json.dumps({"id": "f0", "kind": "events", "payload": events_body("i1", 1)}))
+        assert json.loads(ws.recv(timeout=30))["ok"] is True
+        assert hub.hub.store.revoke_token(token_id)
+        ws.send(json.dumps({"id": "f1", "kind": "events", "payload": events_body("i1", 1)}))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=30)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    # The frame sent after revocation was not merged.
+    page = httpx.get(f"{hub.url}/v1/agents/a1/memories", headers=auth(hub.create_token("a1", "i2", "read"))).json()
+    assert page["total"] == 1

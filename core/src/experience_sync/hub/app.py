@@ -71,6 +71,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("experience_sync.hub")
 _T = TypeVar("_T")
 
+#: How often an open WebSocket re-checks its token (revocation takes effect
+#: at the first frame after this many seconds).
+WS_REAUTH_SECONDS = 5.0
+
 class Hub:
     """Everything the hub's routes use. Build one with :meth:`open`, serve it with :func:`create_app`.
 
@@ -419,11 +423,23 @@ def create_app(hub: Hub) -> FastAPI:
             return
         await websocket.accept()
         hub.metrics.websocket_connections.inc()
+        checked = time.monotonic()
         try:
             while True:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     break
+                if time.monotonic() - checked >= WS_REAUTH_SECONDS:
+                    # A token revoked while its connection is open stops
+                    # working at the next frame after this interval; the
+                    # unanswered frame stays in the instance's outbox.
+                    try:
+                        await run_in_threadpool(hub.auth.authenticate, token)
+                    except AuthError as exc:
+                        hub.reject(exc.status, exc.message, agent_id, principal.instance_id, "ws")
+                        await websocket.close(code=1008, reason=exc.message[:120])
+                        break
+                    checked = time.monotonic()
                 raw = message.get("text")
                 if raw is None:
                     raw = message.get("bytes") or b""
