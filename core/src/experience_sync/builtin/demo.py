@@ -309,7 +309,7 @@ def read_hub(url: str, token: str) -> dict[str, Any]:
 
 def _keep_running(console: Console, url: str, read_token: str) -> None:
     console.print(
-        f"\n[bold]The hub keeps running[/bold] at {url}\n"
+        "\n[bold]The hub keeps running.[/bold]\n"
         f"hub url: {url}\n"
         f"read token: {read_token}\n"
         f"  curl -H 'Authorization: Bearer {read_token}' {url}/v1/agents/{AGENT}/state\n"
