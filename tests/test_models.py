@@ -294,3 +294,10 @@ def test_memory_events_survive_the_wire(
         data=MemoryData(content=content, tags=tags),
     )
     assert ExperienceEvent.model_validate_json(event.model_dump_json()) == event
+
+
+def test_merge_counts_name_every_counter_of_merge_result() -> None:
+    from experience_sync.models import MERGE_COUNTS, MergeResult
+
+    counters = [n for n, f in MergeResult.model_fields.items() if f.annotation in (int, "int")]
+    assert set(MERGE_COUNTS) == set(counters) - {"cursor"}

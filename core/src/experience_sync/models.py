@@ -270,6 +270,21 @@ class ConflictCounts(_Model):
     queued: int = 0
 
 
+#: The per-kind counters of a :class:`MergeResult`, in the order they are declared.
+MERGE_COUNTS: tuple[str, ...] = (
+    "events_received",
+    "memories_added",
+    "memories_merged",
+    "skills_added",
+    "skills_updated",
+    "knowledge_added",
+    "knowledge_verified",
+    "knowledge_integrated",
+    "characteristics_updated",
+    "interactions_recorded",
+)
+
+
 class MergeResult(_Model):
     """What the hub did with one request, answered only after it is committed."""
 
@@ -294,18 +309,7 @@ class MergeResult(_Model):
 
     def add(self, other: MergeResult) -> None:
         """Accumulate another result's counts into this one."""
-        for name in (
-            "events_received",
-            "memories_added",
-            "memories_merged",
-            "skills_added",
-            "skills_updated",
-            "knowledge_added",
-            "knowledge_verified",
-            "knowledge_integrated",
-            "characteristics_updated",
-            "interactions_recorded",
-        ):
+        for name in MERGE_COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.accepted_event_ids.extend(other.accepted_event_ids)
         self.duplicate_event_ids.extend(other.duplicate_event_ids)

@@ -16,7 +16,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from experience_sync.models import MergeResult, ObservabilityEvent
+from experience_sync.models import MERGE_COUNTS, MergeResult, ObservabilityEvent
 
 #: The ``Content-Type`` of :meth:`HubMetrics.render`.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -107,17 +107,7 @@ class HubMetrics:
         self.events_ingested.labels(kind).inc(result.events_received)
         if result.duplicate_event_ids:
             self.events_duplicate.labels(kind).inc(len(result.duplicate_event_ids))
-        for name in (
-            "memories_added",
-            "memories_merged",
-            "skills_added",
-            "skills_updated",
-            "knowledge_added",
-            "knowledge_verified",
-            "knowledge_integrated",
-            "characteristics_updated",
-            "interactions_recorded",
-        ):
+        for name in MERGE_COUNTS[1:]:  # events_received is counted above
             value = getattr(result, name)
             if value:
                 self.merge_outcomes.labels(name).inc(value)
