@@ -308,30 +308,29 @@ class JaccardSimilarity(SimilarityMethod):
         keyed = sorted([(len(get(t, ())), t) for t in toks])
         return [t for _, t in keyed]
 
-    def _candidates(self, ordered: Sequence[str], into: set[int]) -> None:
-        """Every stored memory that can reach the threshold with ``ordered`` (exact).
+    def _candidates(self, ordered: Sequence[str], n: int, into: set[int]) -> None:
+        """Every stored memory that can reach the threshold with a query of ``n`` tokens (exact).
 
-        ``ordered`` holds the query's tokens, rarest first. A memory reaching
-        the threshold holds at least ``need = ceil(t*n)`` of the ``n`` query
-        tokens, so it misses at most ``n - need``: among the rarest
-        ``n - need + 1 + extra`` tokens it holds at least ``1 + extra``. The
-        extra probes are cheap (rare words) and the hit count prunes most
-        memories that share one rare word by chance.
+        ``ordered`` holds the query's tokens that some stored memory has,
+        rarest first (the others can bring no candidate). A memory reaching
+        the threshold holds at least ``need = ceil(t*n)`` of the query's
+        tokens, so it misses at most ``len(ordered) - need`` of ``ordered``:
+        among the rarest ``len(ordered) - need + 1 + extra`` it holds at least
+        ``1 + extra``. The extra probes are cheap (rare words) and the hit
+        count prunes most memories that share one rare word by chance.
         """
-        n = len(ordered)
-        if n == 0:
-            return
         need = math.ceil(self.threshold * n - 1e-9)
+        if n == 0 or need > len(ordered):
+            return
         extra = min(2, max(need - 1, 0))
-        probed = ordered[: n - need + 1 + extra]
+        probed = ordered[: len(ordered) - need + 1 + extra]
         postings = self._postings
         if extra == 0 or len(probed) <= extra:
             for tok in probed:
-                into.update(postings.get(tok, ()))
+                into.update(postings[tok])
             return
-        get = postings.get
         # Counted in C: at 100k stored the probes bring a few hundred slots.
-        hits = Counter(chain.from_iterable([get(tok, ()) for tok in probed]))
+        hits = Counter(chain.from_iterable([postings[tok] for tok in probed]))
         floor = 1 + extra
         into.update([slot for slot, count in hits.items() if count >= floor])
 
@@ -342,15 +341,18 @@ class JaccardSimilarity(SimilarityMethod):
         parsed = _parse(normalized, text)
         q = _signature(parsed, self._mem.lowercase)
         candidates: set[int] = set()
-        ordered = self._by_rarity(q.words)
-        self._candidates(ordered, candidates)
+        postings = self._postings
+        ordered = [t for t in self._by_rarity(q.words) if t in postings]
         # A contradiction differs in its guarded words, which are often the
         # rarest: probe the other words too, as far as some stored memory has
         # them (best effort).
-        postings = self._postings
         unguarded, names = parsed.unguarded, q.names
-        plain = [t for t in ordered if t in unguarded and t in postings and t not in names]
-        self._candidates(plain, candidates)
+        plain = [t for t in ordered if t in unguarded and t not in names]
+        if len(plain) < len(ordered):
+            self._candidates(ordered, len(q.words), candidates)
+        # With no guarded word, the plain probe covers the first: its ``n`` is
+        # no larger, so it probes a longer run of the same tokens.
+        self._candidates(plain, len(plain), candidates)
         best: tuple[float, int] | None = None
         best_conflict: tuple[float, int, str] | None = None
         sigs = self._mem.sigs

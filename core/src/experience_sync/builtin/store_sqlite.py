@@ -9,15 +9,25 @@ serializes writes per agent and keeps the state in memory, so the store only
 appends and upserts, one transaction per ingestion (``synchronous=NORMAL``:
 a committed transaction survives a process crash; a power loss may lose the
 last few).
+
+The log has no index on event ids: an index keyed by random ids costs a
+random B-tree page per event (it made a hub commit 3x slower than the raw
+insert of the same rows). Which event ids an agent's log holds is kept in
+memory instead (:class:`SeenIds`, 16 bytes an id), read from the log the
+first time the agent is asked about, and updated after each commit. One
+process writes a store at a time (see ``docs/merging.md``, Storage).
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+
+import numpy as np
 
 from experience_sync import hookimpl
 from experience_sync.hookspecs import Register
@@ -41,7 +51,7 @@ CREATE TABLE IF NOT EXISTS log (
     request INTEGER NOT NULL,
     body TEXT NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS log_entry ON log (agent_id, entry_id);
+CREATE INDEX IF NOT EXISTS log_agent ON log (agent_id, seq);
 CREATE TABLE IF NOT EXISTS units (
     agent_id TEXT NOT NULL,
     unit_id TEXT NOT NULL,
@@ -83,6 +93,66 @@ CREATE TABLE IF NOT EXISTS {name} (
 _CHUNK = 500
 
 
+def _digest(event_id: str) -> bytes:
+    return hashlib.blake2b(event_id.encode(), digest_size=16).digest()
+
+
+class SeenIds:
+    """A set of event ids in 16 bytes each: BLAKE2b-128 digests.
+
+    Recent digests sit in a Python set; from time to time they are folded
+    into two sorted ``uint64`` arrays (the digest's halves) searched with
+    :func:`numpy.searchsorted`. Two different ids sharing a 128-bit digest
+    is as likely as two UUID4s colliding, which event ids already rely on.
+    """
+
+    def __init__(self, event_ids: Iterator[str] | Sequence[str] = ()) -> None:
+        self._hi = np.empty(0, dtype=np.uint64)
+        self._lo = np.empty(0, dtype=np.uint64)
+        self._recent: set[bytes] = set()
+        self.update(event_ids)
+        self._fold()
+
+    def __len__(self) -> int:
+        return len(self._hi) + len(self._recent)
+
+    def update(self, event_ids: Iterator[str] | Sequence[str]) -> None:
+        """Add ids (adding one already there changes nothing)."""
+        recent = self._recent
+        for event_id in event_ids:
+            digest = _digest(event_id)
+            if digest not in recent:
+                recent.add(digest)
+        if len(recent) > max(4096, len(self._hi) // 4):
+            self._fold()
+
+    def _fold(self) -> None:
+        if not self._recent:
+            return
+        new = np.frombuffer(b"".join(self._recent), dtype=np.uint64).reshape(-1, 2)
+        hi = np.concatenate([self._hi, new[:, 0]])
+        lo = np.concatenate([self._lo, new[:, 1]])
+        order = np.lexsort((lo, hi))
+        self._hi, self._lo = hi[order], lo[order]
+        self._recent = set()
+
+    def seen(self, event_ids: Sequence[str]) -> set[str]:
+        """The ids among ``event_ids`` that were added."""
+        if not event_ids:
+            return set()
+        digests = [_digest(e) for e in event_ids]
+        recent = self._recent
+        out = {e for e, d in zip(event_ids, digests, strict=True) if d in recent}
+        if len(self._hi):
+            q = np.frombuffer(b"".join(digests), dtype=np.uint64).reshape(-1, 2)
+            left = np.searchsorted(self._hi, q[:, 0], side="left")
+            right = np.searchsorted(self._hi, q[:, 0], side="right")
+            for i in np.flatnonzero(right > left).tolist():
+                if q[i, 1] in self._lo[left[i] : right[i]]:
+                    out.add(event_ids[i])
+        return out
+
+
 def path_from_url(url: str) -> str:
     """The file path of a ``sqlite:///...`` URL (SQLAlchemy's convention)."""
     prefix = "sqlite:///"
@@ -105,6 +175,7 @@ class SQLiteStore(Store):
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._seen: dict[str, SeenIds] = {}
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -114,6 +185,8 @@ class SQLiteStore(Store):
         # Every statement is CREATE ... IF NOT EXISTS: safe to run on each open.
         tables = "".join(_STATE_TABLE.format(name=t) for t in TABLES if t != "memories")
         self._db.executescript(_SCHEMA + tables)
+        # Stores made before the log lost its event-id index (see above).
+        self._db.execute("DROP INDEX IF EXISTS log_entry")
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(memories)")}
         if "normalized" not in columns:  # a store created before the column existed
             self._db.execute("ALTER TABLE memories ADD COLUMN normalized TEXT")
@@ -151,19 +224,16 @@ class SQLiteStore(Store):
             )
             return [r[0] for r in cur]
 
-    def seen_events(self, agent_id: str, event_ids: Sequence[str]) -> set[str]:
-        seen: set[str] = set()
-        ids = list(event_ids)
-        with self._lock:
-            for i in range(0, len(ids), _CHUNK):
-                chunk = ids[i : i + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                cur = self._db.execute(
-                    f"SELECT entry_id FROM log WHERE agent_id = ? AND entry_id IN ({marks})",
-                    (agent_id, *chunk),
-                )
-                seen.update(r[0] for r in cur)
+    def _seen_ids(self, agent_id: str) -> SeenIds:
+        seen = self._seen.get(agent_id)
+        if seen is None:
+            cur = self._db.execute("SELECT entry_id FROM log WHERE agent_id = ?", (agent_id,))
+            seen = self._seen[agent_id] = SeenIds(r[0] for r in cur)
         return seen
+
+    def seen_events(self, agent_id: str, event_ids: Sequence[str]) -> set[str]:
+        with self._lock:
+            return self._seen_ids(agent_id).seen(list(event_ids))
 
     def applied_unit(self, agent_id: str, unit_id: str) -> MergeResult | None:
         with self._lock:
@@ -176,6 +246,16 @@ class SQLiteStore(Store):
     def commit(self, agent_id: str, changes: ChangeSet) -> None:
         with self._lock:
             db = self._db
+            seen = self._seen_ids(agent_id) if changes.log else None
+            if seen is not None:
+                ids = [e.entry_id for e in changes.log]
+                again = seen.seen(ids)
+                if again or len(set(ids)) < len(ids):
+                    # What a unique index would say: the log holds each event once.
+                    repeated = sorted(again) or sorted({i for i in ids if ids.count(i) > 1})
+                    raise sqlite3.IntegrityError(
+                        f"UNIQUE constraint failed: log entry {repeated[0]!r} is already logged"
+                    )
             db.execute("BEGIN IMMEDIATE")
             try:
                 if changes.log:
@@ -231,6 +311,8 @@ class SQLiteStore(Store):
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            if seen is not None:
+                seen.update(ids)
 
     def iter_log(self, agent_id: str) -> Iterator[LogEntry]:
         # Read in pages so a long log never sits in memory at once, and the

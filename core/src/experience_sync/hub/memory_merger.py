@@ -67,6 +67,14 @@ def _construct(values: dict[str, Any]) -> Memory:
 _BATCH_MATCH_MIN = 8
 
 
+def _batches(method: SimilarityMethod) -> bool:
+    # Only a method with a batch search of its own (one vector search for the
+    # whole request) gains from matching a request at once; matching one by
+    # one against an index that each added memory joins needs no second,
+    # per-request index.
+    return type(method).match_many is not SimilarityMethod.match_many
+
+
 def _better(a: SimilarityMatch | None, b: SimilarityMatch | None) -> SimilarityMatch | None:
     # What one index over both sets would answer: the best duplicate, else
     # the best contradiction (ties keep the stored memory).
@@ -129,8 +137,10 @@ class MemoryMerger:
         used when it has the embedder's dimension; exact duplicates of stored
         memories need none). With several memories to match, they are matched
         against the stored ones in one :meth:`SimilarityMethod.match_many`
-        call; memories added earlier in the same request are then checked
-        through a small index of their own. Returns the vectors by event id.
+        call (when the method has a batch search of its own); memories added
+        earlier in the same request are then checked through a small index of
+        their own. Otherwise each memory is matched when it is merged, against
+        an index that already holds the ones added before it. Returns the vectors by event id.
         """
         self._norms.clear()
         self._batched = {}
@@ -162,7 +172,11 @@ class MemoryMerger:
                 vectors = self.embedder.embed([ev.memory.content for ev in todo])
                 for ev, vec in zip(todo, vectors, strict=True):
                     out[ev.event_id] = np.asarray(vec, dtype=np.float32)
-        if self.similarity is not None and len(pending) >= _BATCH_MATCH_MIN:
+        if (
+            self.similarity is not None
+            and len(pending) >= _BATCH_MATCH_MIN
+            and _batches(self.similarity)
+        ):
             queries = [
                 (self._norms[ev.event_id][0], out.get(ev.event_id), ev.memory.content)
                 for ev in pending
