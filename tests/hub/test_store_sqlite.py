@@ -227,3 +227,38 @@ def test_engine_plugin_failure_mid_merge_leaves_no_trace(
             instance_id="i1", events=[ev(2, "Owns a cat"), ev(3, "explode now")]))
     assert engine.state("a") == before
     engine.close()
+
+
+def test_seen_ids_survive_folding_and_reopening(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/hub.db"
+    s = SQLiteStore(url)
+    # Enough ids that the in-memory set is folded into its sorted arrays
+    # several times, in commits of one request each.
+    for r in range(12):
+        s.commit("a", ChangeSet(cursor=r + 1, log=[entry(r * 1000 + i, r + 1) for i in range(1000)]))
+    probe = [f"e{i}" for i in range(0, 24000, 7)]
+    expected = {p for p in probe if int(p[1:]) < 12000}
+    assert s.seen_events("a", probe) == expected
+    assert s.seen_events("b", probe) == set()  # per agent
+    s.close()
+    reopened = SQLiteStore(url)  # read back from the log
+    assert reopened.seen_events("a", probe) == expected
+    with pytest.raises(sqlite3.IntegrityError, match="e5"):
+        reopened.commit("a", ChangeSet(cursor=13, log=[entry(5)]))
+    with pytest.raises(sqlite3.IntegrityError, match="e99999"):  # twice in one commit
+        reopened.commit("a", ChangeSet(cursor=13, log=[entry(99999), entry(99999)]))
+    assert reopened.seen_events("a", ["e99999"]) == set()
+    reopened.close()
+
+
+def test_seen_ids_check_both_halves_of_the_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    from experience_sync.builtin import store_sqlite
+
+    # Two ids whose digests share their first half: only the second tells them apart.
+    fake = {"x": b"\x01" * 8 + b"\x02" * 8, "y": b"\x01" * 8 + b"\x03" * 8, "z": b"\x00" * 16}
+    monkeypatch.setattr(store_sqlite, "_digest", fake.__getitem__)
+    seen = store_sqlite.SeenIds(["x", "z"])
+    assert len(seen) == 2
+    assert seen.seen(["x", "y", "z"]) == {"x", "z"}
+    seen.update(["y"])
+    assert seen.seen(["y"]) == {"y"}
