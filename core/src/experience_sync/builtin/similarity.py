@@ -32,11 +32,11 @@ from __future__ import annotations
 import math
 import sys
 from array import array
-from collections import Counter
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import chain
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -73,6 +73,7 @@ DEFAULT_JACCARD_THRESHOLD = 0.8
 DEFAULT_EMBEDDING_THRESHOLD = 0.8
 
 _EMPTY: frozenset[str] = frozenset()
+_NO_POSTINGS: array[int] = array("q")
 # Articles say nothing about which fact a memory states.
 _IGNORED = frozenset({"a", "an", "the"})
 
@@ -116,12 +117,12 @@ def _parse(normalized: str, text: str | None) -> _Parsed:
     # the request's own index; reading its text once serves all of them.
     toks = similarity_tokens(normalized)
     intern = sys.intern  # tokens repeat across memories: share the strings
-    token_set = frozenset([intern(t) for t in toks]) - _IGNORED
+    token_set = frozenset(map(intern, toks)) - _IGNORED
     kept = tuple(sorted(token_set))
     # is_number_token over the set operations: number words are alphabetic,
     # so only the other tokens need a digit check.
     numbers = NUMBER_WORDS & token_set
-    odd = [t for t in kept if not t.isalpha()]
+    odd = [] if "".join(kept).isalpha() else [t for t in kept if not t.isalpha()]
     if odd:
         numbers |= {t for t in odd if is_number_token(t)}
     if text is None:
@@ -130,7 +131,11 @@ def _parse(normalized: str, text: str | None) -> _Parsed:
         lowercase: frozenset[str] = _EMPTY
     else:
         names, initial = name_parts(text)
-        lowercase = frozenset(lowercase_words(text))
+        # ASCII text with no capital: every word is written in lower case, and
+        # its normalized tokens are those words (split at punctuation).
+        lowercase = token_set if text.isascii() and text.islower() else frozenset(
+            lowercase_words(text)
+        )
     return _Parsed(
         kept,
         0 if NEGATIONS.isdisjoint(toks) else negation_count(toks),
@@ -282,11 +287,10 @@ class JaccardSimilarity(SimilarityMethod):
         slot = self._mem.put(memory_id, sig, text, normalized)
         postings = self._postings
         for tok in sig.words:
-            lst = postings.get(tok)
-            if lst is None:
-                postings[tok] = array("l", (slot,))
-            else:
-                lst.append(slot)
+            if tok not in postings:
+                postings[tok] = array("q")
+        # One C loop appends the slot to each word's postings.
+        deque(map(array.append, map(postings.__getitem__, sig.words), repeat(slot)), maxlen=0)
 
     def remove(self, memory_id: str) -> None:
         """Forget a stored memory; its postings are skipped, then compacted."""
@@ -297,16 +301,16 @@ class JaccardSimilarity(SimilarityMethod):
             alive = self._mem.ids
             self._postings = {
                 tok: kept for tok, lst in self._postings.items()
-                if (kept := array("l", (s for s in lst if alive[s] is not None)))
+                if (kept := array("q", (s for s in lst if alive[s] is not None)))
             }
             self._removed = 0
 
-    def _by_rarity(self, toks: Sequence[str]) -> list[str]:
-        get = self._postings.get
-        # Ties broken by the word itself: set order varies between processes,
-        # and a replay must find the same candidates.
-        keyed = sorted([(len(get(t, ())), t) for t in toks])
-        return [t for _, t in keyed]
+    def _by_rarity(self, words: Sequence[str]) -> list[str]:
+        """``words`` (sorted) that some stored memory has, rarest first."""
+        # Ties keep the words' sorted order: set order varies between
+        # processes, and a replay must find the same candidates.
+        lens = list(map(len, map(self._postings.get, words, repeat(_NO_POSTINGS))))
+        return [words[i] for i in sorted(range(len(words)), key=lens.__getitem__) if lens[i]]
 
     def _candidates(self, ordered: Sequence[str], n: int, into: set[int]) -> None:
         """Every stored memory that can reach the threshold with a query of ``n`` tokens (exact).
@@ -329,10 +333,16 @@ class JaccardSimilarity(SimilarityMethod):
             for tok in probed:
                 into.update(postings[tok])
             return
-        # Counted in C: at 100k stored the probes bring a few hundred slots.
-        hits = Counter(chain.from_iterable([postings[tok] for tok in probed]))
+        # Counted by numpy: at 100k stored the probes bring hundreds of
+        # slots. Sorted, a slot held ``floor`` times fills a run that long.
+        joined = array("q")
+        deque(map(joined.extend, map(postings.__getitem__, probed)), maxlen=0)
+        hits = np.frombuffer(joined, dtype=np.int64)
+        hits.sort()
         floor = 1 + extra
-        into.update([slot for slot, count in hits.items() if count >= floor])
+        if len(hits) >= floor:
+            ends = hits[floor - 1 :]
+            into.update(ends[hits[: len(ends)] == ends].tolist())
 
     def match(
         self, normalized: str, embedding: FloatArray | None = None, text: str | None = None
@@ -341,8 +351,7 @@ class JaccardSimilarity(SimilarityMethod):
         parsed = _parse(normalized, text)
         q = _signature(parsed, self._mem.lowercase)
         candidates: set[int] = set()
-        postings = self._postings
-        ordered = [t for t in self._by_rarity(q.words) if t in postings]
+        ordered = self._by_rarity(q.words)
         # A contradiction differs in its guarded words, which are often the
         # rarest: probe the other words too, as far as some stored memory has
         # them (best effort).
