@@ -227,6 +227,34 @@ def preload_store(store_url: str, n: int, strategy: Any) -> float:
     return seconds
 
 
+def engine_alone(store_url: str, strategy: Any, rounds: int, batch: int) -> dict[str, float]:
+    """CPU rate of the merge engine in-process: rounds of ten ``batch``-event requests.
+
+    Steadier than wall-clock figures on a shared machine: process CPU time,
+    best and median of ``rounds`` (each round merges new memories into the
+    agent the preload filled; the store is the same SQLite file the hub uses).
+    """
+    from experience_sync.hub.engine import MergeEngine, open_store
+    from experience_sync.models import EventsRequest
+
+    engine = MergeEngine(open_store(store_url), strategy)
+    engine.instances("bench")  # load the agent before timing
+    rng = random.Random(99)
+    rates = []
+    for _ in range(rounds + 1):
+        bodies = [
+            json.dumps({"instance_id": "engine", "events": [memory_event(rng, "engine") for _ in range(batch)]})
+            for _ in range(10)
+        ]
+        t0 = time.process_time()
+        for body in bodies:
+            engine.ingest_events("bench", EventsRequest.model_validate_json(body))
+        rates.append(10 * batch / max(time.process_time() - t0, 1e-9))
+    engine.close()
+    rates = sorted(rates[1:])  # the first round warms caches
+    return {"best": rates[-1], "median": rates[len(rates) // 2]}
+
+
 class NullEngine:
     """Answers every unit without merging or storing: measures the HTTP/WebSocket layer alone."""
 
@@ -274,6 +302,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip", choices=["http", "ws"], action="append", default=[])
     parser.add_argument("--null-engine", action="store_true",
                         help="also measure the HTTP/WebSocket layer alone, over an engine that stores nothing")
+    parser.add_argument("--engine-rounds", type=int, default=6,
+                        help="rounds of the in-process engine measurement (0: skip it)")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--dir", help="where to put the databases (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -304,6 +334,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"preload: {args.preload} memories merged in {seconds:.1f}s ({args.preload / max(seconds, 1e-9):,.0f}/s)")
 
     results: dict[str, dict[str, float]] = {}
+    if args.engine_rounds > 0:
+        # On a copy: the hub legs below start from the preloaded store alone.
+        copy_url = f"sqlite:///{workdir / 'engine.db'}"
+        with sqlite3.connect(workdir / "hub.db") as src, sqlite3.connect(workdir / "engine.db") as dst:
+            src.backup(dst)
+        r = engine_alone(copy_url, strategy, args.engine_rounds, args.batch)
+        results["engine"] = r
+        print(f"engine alone (in-process CPU, {args.engine_rounds} rounds of 10 requests): best "
+              f"{r['best']:,.0f} events/s, median {r['median']:,.0f} events/s")
     with run_in_thread(store_url, strategy=strategy) as server:
         t0 = time.perf_counter()
         server.engine.instances("bench")  # load the agent's state before timing requests
