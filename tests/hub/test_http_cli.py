@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 from click.testing import CliRunner
-from hub_helpers import auth, events_body
+from hub_helpers import auth, batch_body, events_body, memory_event
 
 from experience_sync.cli import build_cli
 from experience_sync.config import MergeStrategyConfig
@@ -86,6 +86,46 @@ def test_replay_into_a_new_store_reproduces_the_state(tmp_path: Path, make_hub: 
     bad = runner.invoke(cli, ["replay", "--agent", "a1", "--store", store, "--strategy", "coin_flip"])
     assert bad.exit_code == 1
     assert "coin_flip" in bad.output
+
+
+def test_a_hub_on_a_replayed_store_still_knows_applied_units_and_instances(
+    tmp_path: Path, make_hub: Any
+) -> None:
+    store = f"sqlite:///{tmp_path / 'hub.db'}"
+    old = make_hub(store_url=store)
+    token = old.create_token("a1", "i1")
+    batch = batch_body("i1", 3)
+    checkin = {"checkin_id": new_id(), "instance_id": "i1", "events": [memory_event("i1")]}
+    headers = {**auth(token), "X-Experience-Sync-Backlog": "7"}
+    for path, body in (("batches", batch), ("checkins", checkin)):
+        first = httpx.post(f"{old.url}/v1/agents/a1/{path}", json=body, headers=headers)
+        assert first.status_code == 200, first.text
+        assert first.json()["duplicate"] is False
+    resent_before = {
+        path: httpx.post(f"{old.url}/v1/agents/a1/{path}", json=body, headers=auth(token)).json()
+        for path, body in (("batches", batch), ("checkins", checkin))
+    }
+    instances = httpx.get(f"{old.url}/v1/agents/a1/instances", headers=auth(token)).json()
+    live = httpx.get(f"{old.url}/v1/agents/a1/state", headers=auth(token)).json()
+    old.close()
+
+    into = f"sqlite:///{tmp_path / 'replayed.db'}"
+    replayed = CliRunner().invoke(build_cli(), ["replay", "--agent", "a1", "--store", store, "--into", into])
+    assert replayed.exit_code == 0, replayed.output
+
+    new = make_hub(store_url=into)
+    token = new.create_token("a1", "i1")  # tokens stay with the old store
+    for path, body in (("batches", batch), ("checkins", checkin)):
+        again = httpx.post(f"{new.url}/v1/agents/a1/{path}", json=body, headers=auth(token))
+        assert again.status_code == 200, again.text
+        assert again.json()["duplicate"] is True
+        assert again.json() == resent_before[path]
+    assert resent_before["batches"]["memories_added"] == 3
+    assert len(resent_before["batches"]["accepted_event_ids"]) == 3
+    assert httpx.get(f"{new.url}/v1/agents/a1/instances", headers=auth(token)).json() == instances
+    assert instances[0]["instance_id"] == "i1" and instances[0]["backlog"] == 7
+    state = httpx.get(f"{new.url}/v1/agents/a1/state", headers=auth(token)).json()
+    assert state["cursor"] == live["cursor"] and state["memories"] == live["memories"]
 
 
 def _free_port() -> int:

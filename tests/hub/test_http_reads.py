@@ -11,6 +11,7 @@ from hub_helpers import auth, distinct_text, events_body, memory_event
 
 from experience_sync import hookimpl
 from experience_sync.config import MergeStrategyConfig
+from experience_sync.hub.auth import split_token
 from experience_sync.hub.server import HubServer
 from experience_sync.models import ObservabilityEvent, new_id
 
@@ -173,7 +174,7 @@ def test_metrics_expose_counters(hub: HubServer) -> None:
     token = hub.create_token("a1", "i1")
     httpx.post(f"{hub.url}/v1/agents/a1/events", json=events_body("i1", 3), headers=auth(token))
     httpx.post(f"{hub.url}/v1/agents/a1/events", json=events_body("i2"), headers=auth(token))
-    r = httpx.get(f"{hub.url}/metrics")
+    r = httpx.get(f"{hub.url}/metrics", headers=auth(token))
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     text = r.text
@@ -182,6 +183,36 @@ def test_metrics_expose_counters(hub: HubServer) -> None:
     assert 'experience_sync_observability_events_total{type="sync.event"}' in text
     assert 'experience_sync_hub_requests_total{endpoint="events",status="200"} 1.0' in text
     assert "experience_sync_hub_request_seconds_bucket" in text
+
+
+def test_metrics_need_a_valid_token_of_either_scope(hub: HubServer) -> None:
+    for headers in ({}, {"Authorization": "Bearer"}, auth("not-a-token"), auth("xs_deadbeef_" + "A" * 43)):
+        r = httpx.get(f"{hub.url}/metrics", headers=headers)
+        assert r.status_code == 401, (headers, r.text)
+        assert r.json()["error"]["status"] == 401
+        assert "experience_sync_hub" not in r.text
+    # hub-wide figures: a token for any agent will do, read scope included
+    reader = hub.create_token("a1", "prometheus", scope="read")
+    writer = hub.create_token("other-agent", "i1")
+    for token in (reader, writer):
+        r = httpx.get(f"{hub.url}/metrics", headers=auth(token))
+        assert r.status_code == 200, r.text
+        assert "experience_sync_hub_requests_total" in r.text
+    assert hub.hub.store.revoke_token(split_token(reader)[0])  # type: ignore[index]
+    r = httpx.get(f"{hub.url}/metrics", headers=auth(reader))
+    assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
+    # the refusals are counted like any other endpoint's
+    text = httpx.get(f"{hub.url}/metrics", headers=auth(writer)).text
+    assert 'experience_sync_hub_rejected_total{status="401"} 5.0' in text
+    # health checks stay open
+    assert httpx.get(f"{hub.url}/healthz").status_code == 200
+
+
+def test_metrics_are_open_on_a_no_auth_hub(make_hub: Any) -> None:
+    hub = make_hub(auth=False)
+    r = httpx.get(f"{hub.url}/metrics")
+    assert r.status_code == 200, r.text
+    assert "experience_sync_hub_requests_total" in r.text
 
 
 def test_healthz_openapi_and_unknown_routes(hub: HubServer) -> None:

@@ -63,7 +63,7 @@ def test_commit_log_rows_units_and_reads(store: SQLiteStore) -> None:
         rows={"memories": [StoredRow("m1", 1, "{}", "h1", b"\x00\x00\x80?")],
               "skills": [StoredRow("s1", 1, '{"s": 1}')]},
         meta='{"stats": {}}',
-        unit=("b1", result),
+        units=[("b1", result)],
     ))
     store.commit("a", ChangeSet(cursor=2, log=[entry(3, request=2)],
                                 rows={"skills": [StoredRow("s1", 2, '{"s": 2}')]}))
@@ -99,9 +99,18 @@ def test_iter_log_pages_through_long_logs(store: SQLiteStore) -> None:
     assert len(store.seen_events("a", ids)) == 2250
 
 
+def test_iter_units_pages_through_every_applied_unit(store: SQLiteStore) -> None:
+    results = {f"b{i}": MergeResult(agent_id="a", unit_id=f"b{i}", memories_added=i) for i in range(4500)}
+    store.commit("a", ChangeSet(cursor=1, units=list(results.items())))
+    store.commit("other", ChangeSet(cursor=1, units=[("b1", MergeResult(agent_id="other"))]))
+    assert dict(store.iter_units("a")) == results
+    assert list(store.iter_units("other")) == [("b1", MergeResult(agent_id="other"))]
+    assert list(store.iter_units("nobody")) == []
+
+
 def test_reset_state_keeps_log_units_and_instances(store: SQLiteStore) -> None:
     store.commit("a", ChangeSet(
-        cursor=1, log=[entry(1)], unit=("b1", MergeResult()),
+        cursor=1, log=[entry(1)], units=[("b1", MergeResult())],
         rows={"memories": [StoredRow("m1", 1, "{}")], "instances": [StoredRow("i1", 0, "{}")]},
     ))
     store.reset_state("a")

@@ -422,8 +422,16 @@ class Store(abc.ABC):
         """The stored result of an already applied batch or check-in, if any."""
 
     @abc.abstractmethod
+    def iter_units(self, agent_id: str) -> Iterator[tuple[str, MergeResult]]:
+        """Every applied batch or check-in of the agent: ``(unit_id, stored result)``.
+
+        Replay into another store copies them, so a re-sent unit is still
+        answered as a duplicate there.
+        """
+
+    @abc.abstractmethod
     def commit(self, agent_id: str, changes: ChangeSet) -> None:
-        """Atomically append to the log and write the changed state."""
+        """Atomically append to the log, write the changed state and record ``changes.units``."""
 
     @abc.abstractmethod
     def iter_log(self, agent_id: str) -> Iterator[LogEntry]:

@@ -314,7 +314,8 @@ def _keep_running(console: Console, url: str, read_token: str) -> None:
         f"read token: {read_token}\n"
         f"  curl -H 'Authorization: Bearer {read_token}' {url}/v1/agents/{AGENT}/state\n"
         f"  curl -H 'Authorization: Bearer {read_token}' {url}/v1/agents/{AGENT}/memories\n"
-        f"  open {url}/docs for the API; {url}/metrics for Prometheus\n"
+        f"  curl -H 'Authorization: Bearer {read_token}' {url}/metrics   # Prometheus\n"
+        f"  open {url}/docs for the API\n"
         "Press Ctrl-C to stop it (its temporary store is then deleted).",
         highlight=False,
         soft_wrap=True,

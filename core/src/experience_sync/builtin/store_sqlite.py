@@ -300,12 +300,12 @@ class SQLiteStore(Store):
                     "meta = COALESCE(excluded.meta, agents.meta)",
                     (agent_id, changes.cursor, changes.meta),
                 )
-                if changes.unit is not None:
-                    unit_id, result = changes.unit
-                    db.execute(
+                if changes.units:
+                    db.executemany(
                         "INSERT OR REPLACE INTO units (agent_id, unit_id, result) "
                         "VALUES (?, ?, ?)",
-                        (agent_id, unit_id, result.model_dump_json()),
+                        [(agent_id, unit_id, result.model_dump_json())
+                         for unit_id, result in changes.units],
                     )
                 db.execute("COMMIT")
             except BaseException:
@@ -313,6 +313,22 @@ class SQLiteStore(Store):
                 raise
             if seen is not None:
                 seen.update(ids)
+
+    def iter_units(self, agent_id: str) -> Iterator[tuple[str, MergeResult]]:
+        # Paged along the primary key, like iter_log: the lock is not held between pages.
+        last = ""
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT unit_id, result FROM units WHERE agent_id = ? AND unit_id > ? "
+                    "ORDER BY unit_id LIMIT 2000",
+                    (agent_id, last),
+                ).fetchall()
+            if not rows:
+                return
+            for unit_id, result in rows:
+                last = unit_id
+                yield unit_id, MergeResult.model_validate_json(result)
 
     def iter_log(self, agent_id: str) -> Iterator[LogEntry]:
         # Read in pages so a long log never sits in memory at once, and the

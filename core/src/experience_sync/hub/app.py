@@ -566,8 +566,10 @@ def create_app(hub: Hub) -> FastAPI:
         )
 
     @app.get("/metrics", tags=["observability"], response_class=Response)
-    async def metrics() -> Response:
-        """Prometheus metrics of this hub (no token needed; no agent ids in labels)."""
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics of this hub; any valid token, of either scope (no agent ids in labels)."""
+        # Hub-wide figures, not one agent's: the token's agent is not checked.
+        await principal_of(request)
         hub.metrics.sse_subscribers.set(hub.events.subscribers)
         return Response(hub.metrics.render(), media_type=CONTENT_TYPE)
 

@@ -209,7 +209,7 @@ class AgentRuntime:
     def changeset(
         self,
         log: list[LogEntry],
-        unit: tuple[str, MergeResult] | None = None,
+        units: list[tuple[str, MergeResult]] | None = None,
         stats: bool | None = None,
     ) -> ChangeSet:
         """Everything changed since the last changeset, ready to commit.
@@ -236,7 +236,7 @@ class AgentRuntime:
             log=log,
             rows={table: r for table, r in rows.items() if r},
             meta=meta,
-            unit=unit,
+            units=units or [],
         )
 
     # ------------------------------------------------------------------ reads
@@ -464,8 +464,8 @@ class MergeEngine:
         ctx.result.into(result)
         result.cursor = rt.cursor
         # The store serializes the result inside commit: no copy needed.
-        unit = (unit_id, result) if unit_id is not None else None
-        self._commit(agent_id, rt.changeset(log, unit))
+        units = [(unit_id, result)] if unit_id is not None else None
+        self._commit(agent_id, rt.changeset(log, units))
         return result, self._summary(kind, instance_id, result, ctx.notices)
 
     @staticmethod
@@ -593,9 +593,22 @@ class MergeEngine:
 
     # ------------------------------------------------------------------ replay
 
-    def _replay(self, agent_id: str, entries: Iterable[LogEntry], copy_log: bool) -> None:
+    def _replay(self, agent_id: str, source: Store, copy: bool) -> None:
+        """Rebuild the agent from ``source``'s log; ``copy``: into this engine's (new) store.
+
+        A copy also takes what the log does not hold: the applied unit ids
+        with their results (so a re-sent batch is still a duplicate) and the
+        instance statuses.
+        """
         with self._lock(agent_id):
             rt = self._runtime(agent_id)
+            if copy:
+                # Read before the rebuild grows, and dropped at once: only the
+                # instance rows of the source's state are wanted.
+                for row in source.load_agent(agent_id).rows.get("instances", []):
+                    status = InstanceStatus.model_validate_json(row.body)
+                    rt.instances[status.instance_id] = status
+                    rt.instances_dirty[status.instance_id] = None
             group: list[LogEntry] = []
             pending: list[LogEntry] = []
 
@@ -617,16 +630,25 @@ class MergeEngine:
                 rt.finish()
                 group.clear()
 
-            for entry in entries:
+            for entry in source.iter_log(agent_id):
                 if group and entry.request != group[0].request:
                     flush()
                     if len(pending) >= _REPLAY_COMMIT_EVERY:
-                        self._commit(agent_id, rt.changeset(pending if copy_log else [], None, True))
+                        self._commit(agent_id, rt.changeset(pending if copy else [], None, True))
                         pending = []
                 group.append(entry)
                 pending.append(entry)
             flush()
-            self._commit(agent_id, rt.changeset(pending if copy_log else [], None, True))
+            self._commit(agent_id, rt.changeset(pending if copy else [], None, True))
+            if copy:
+                units: list[tuple[str, MergeResult]] = []
+                for unit in source.iter_units(agent_id):
+                    units.append(unit)
+                    if len(units) >= _REPLAY_COMMIT_EVERY:
+                        self._commit(agent_id, ChangeSet(cursor=rt.cursor, units=units))
+                        units = []
+                if units:
+                    self._commit(agent_id, ChangeSet(cursor=rt.cursor, units=units))
 
 
 def replay(
@@ -640,7 +662,8 @@ def replay(
 
     With ``target`` ``None`` (or ``source``) the state is rebuilt in place
     (the log, applied units, tokens and instance statuses stay); otherwise
-    the log is copied into ``target``, which must not hold the agent yet.
+    the agent's log, applied units and instance statuses are copied into
+    ``target``, which must not hold the agent yet (tokens are not copied).
     Review decisions in the log are applied again; those naming a review the
     new strategy does not open are skipped. Run it against a stopped hub.
     """
@@ -652,5 +675,5 @@ def replay(
     elif agent_id in dest.agents():
         raise ValueError(f"the target store already holds agent {agent_id!r}")
     engine = MergeEngine(dest, strategy, pm, emit=False)
-    engine._replay(agent_id, source.iter_log(agent_id), copy_log=not in_place)
+    engine._replay(agent_id, source, copy=not in_place)
     return engine.state(agent_id)

@@ -90,15 +90,16 @@ class ChangeSet:
     :param log: entries to append, in arrival order.
     :param rows: per table, rows to insert or replace.
     :param meta: the agent's statistics JSON, if changed.
-    :param unit: ``(unit_id, result)`` of an applied batch or check-in.
+    :param units: ``(unit_id, result)`` of each applied batch or check-in to
+        record (one for an ingestion; many when replay copies them).
     """
 
     cursor: int
     log: list[LogEntry] = field(default_factory=list)
     rows: dict[str, list[StoredRow]] = field(default_factory=dict)
     meta: str | None = None
-    unit: tuple[str, MergeResult] | None = None
+    units: list[tuple[str, MergeResult]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         """Whether committing would change nothing."""
-        return not (self.log or self.rows or self.meta or self.unit)
+        return not (self.log or self.rows or self.meta or self.units)
