@@ -388,8 +388,15 @@ READ_PATHS = ["state", "memories", "skills", "knowledge", "instances", "reviews"
 
 def test_public_endpoints_need_no_token(hub: Hub) -> None:
     assert httpx.get(f"{hub.url}/healthz").json() == {"status": "ok", "auth": True}
-    assert httpx.get(f"{hub.url}/metrics").status_code == 200
     assert "paths" in httpx.get(f"{hub.url}/openapi.json").json()
+
+
+def test_metrics_need_any_valid_token(hub: Hub) -> None:
+    error(httpx.get(f"{hub.url}/metrics"), 401)
+    error(httpx.get(f"{hub.url}/metrics", headers={"Authorization": "Bearer nonsense"}), 401)
+    r = httpx.get(f"{hub.url}/metrics", headers=hub.headers("auth", scope="read"))
+    assert r.status_code == 200
+    assert "experience_sync_" in r.text
 
 
 @pytest.mark.parametrize("path", READ_PATHS)
