@@ -12,13 +12,63 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails
 
 SCHEMA_VERSION = "1.0"
 
 EventType = Literal["memory", "skill", "knowledge", "characteristic", "interaction"]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+#: How deeply a free-form value (a characteristic's value, an interaction's
+#: fields, an environment) may nest. Deeper values are refused (422): JSON
+#: serializers stop at about 255 levels for a whole message, and the value is
+#: stored and answered inside other objects.
+MAX_JSON_DEPTH = 64
+
+
+def _as_utc_if_naive(value: datetime) -> datetime:
+    # The wire format asks for a timezone; one without is read as UTC, since
+    # naive and aware timestamps cannot be compared while merging.
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``value`` (parsed JSON) nests lists and objects more than ``limit`` levels."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _shallow(value: Any) -> Any:
+    if json_depth_exceeds(value):
+        raise ValueError(f"value nests deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+#: A timestamp; one without a timezone is taken as UTC.
+Timestamp = Annotated[datetime, AfterValidator(_as_utc_if_naive)]
+#: A free-form JSON value nested at most :data:`MAX_JSON_DEPTH` levels.
+FreeJson = Annotated[Any, AfterValidator(_shallow)]
 
 
 def utcnow() -> datetime:
@@ -44,7 +94,7 @@ class EventContext(_Model):
     task_id: str | None = None
     conversation_id: str | None = None
     trigger: str | None = None
-    environment: dict[str, Any] = Field(default_factory=dict)
+    environment: dict[str, FreeJson] = Field(default_factory=dict)
 
 
 class MemoryData(_Model):
@@ -69,7 +119,7 @@ class SkillUsageReport(_Model):
     invocations: int = Field(default=0, ge=0)
     successes: int = Field(default=0, ge=0)
     contexts: list[str] = Field(default_factory=list)
-    last_used: datetime | None = None
+    last_used: Timestamp | None = None
 
     @model_validator(mode="after")
     def _successes_bounded(self) -> SkillUsageReport:
@@ -107,7 +157,7 @@ class CharacteristicData(_Model):
     """Payload of a ``characteristic`` event: a named trait or preference."""
 
     key: str = Field(min_length=1, max_length=500)
-    value: Any = None
+    value: FreeJson = None
     confidence: Unit = 0.7
 
 
@@ -115,6 +165,7 @@ class InteractionData(BaseModel):
     """Payload of an ``interaction`` event. Extra fields are kept as given."""
 
     model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, FreeJson]
 
     summary: str | None = None
     outcome: str | None = None
@@ -131,12 +182,29 @@ _DATA_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
+#: Validation context of a message received over the wire (``model_validate(...,
+#: context=WIRE)``): an event must then carry its ``event_id`` and ``timestamp``.
+#: Without an id a retried event could not be recognised and would merge twice;
+#: without a timestamp the hub would date it by its own clock, and merges are
+#: ordered by event time. Python callers keep the defaults (a new id, now).
+WIRE: dict[str, bool] = {"wire": True}
+WIRE_REQUIRED_EVENT_FIELDS = ("event_id", "timestamp")
+
+
+def _require_on_wire(schema: dict[str, Any]) -> None:
+    # The published schema describes messages on the wire.
+    required = schema.setdefault("required", [])
+    required.extend(f for f in WIRE_REQUIRED_EVENT_FIELDS if f not in required)
+
+
 class ExperienceEvent(_Model):
     """One experience recorded by an instance."""
 
+    model_config = ConfigDict(json_schema_extra=_require_on_wire)
+
     schema_version: str = SCHEMA_VERSION
     event_id: str = Field(default_factory=new_id, min_length=1, max_length=200)
-    timestamp: datetime = Field(default_factory=utcnow)
+    timestamp: Timestamp = Field(default_factory=utcnow)
     source_instance: str = Field(min_length=1, max_length=200)
     agent_id: str | None = Field(default=None, max_length=200)
     event_type: EventType
@@ -148,10 +216,17 @@ class ExperienceEvent(_Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _validate_data_by_type(cls, values: Any) -> Any:
+    def _validate_data_by_type(cls, values: Any, info: ValidationInfo) -> Any:
         # Validate ``data`` against the model of its event type, so that a
         # memory without content fails with the path ``data.content``.
         if isinstance(values, dict):
+            if info.context is not None and info.context.get("wire"):
+                missing = [f for f in WIRE_REQUIRED_EVENT_FIELDS if f not in values]
+                if missing:
+                    raise ValidationError.from_exception_data(
+                        cls.__name__,
+                        [{"type": "missing", "loc": (f,), "input": values} for f in missing],
+                    )
             kind = values.get("event_type")
             data = values.get("data")
             model = _DATA_MODELS.get(kind) if isinstance(kind, str) else None
@@ -209,8 +284,8 @@ class ExperienceBatch(_Model):
     batch_id: str = Field(default_factory=new_id, min_length=1, max_length=200)
     instance_id: str = Field(min_length=1, max_length=200)
     agent_id: str | None = None
-    timestamp_start: datetime
-    timestamp_end: datetime
+    timestamp_start: Timestamp
+    timestamp_end: Timestamp
     events: list[ExperienceEvent] = Field(max_length=100_000)
     compression: Literal["none", "gzip", "zstd"] = "none"
 
@@ -233,7 +308,7 @@ class InstanceState(_Model):
     memories: list[MemoryData] = Field(default_factory=list)
     skills: list[SkillData] = Field(default_factory=list)
     knowledge: list[KnowledgeData] = Field(default_factory=list)
-    characteristics: dict[str, Any] = Field(default_factory=dict)
+    characteristics: dict[str, FreeJson] = Field(default_factory=dict)
     stats: InstanceStats = Field(default_factory=InstanceStats)
 
 
@@ -254,7 +329,7 @@ class CheckIn(_Model):
     checkin_id: str = Field(default_factory=new_id, min_length=1, max_length=200)
     instance_id: str = Field(min_length=1, max_length=200)
     agent_id: str | None = None
-    timestamp: datetime = Field(default_factory=utcnow)
+    timestamp: Timestamp = Field(default_factory=utcnow)
     uptime_seconds: float = Field(default=0.0, ge=0)
     events: list[ExperienceEvent] = Field(default_factory=list, max_length=100_000)
     state: InstanceState | None = None
@@ -332,7 +407,7 @@ class SupersededStatement(_Model):
     content: str
     instance_id: str
     event_id: str
-    timestamp: datetime
+    timestamp: Timestamp
 
 
 class Memory(_Model):
@@ -352,14 +427,14 @@ class Memory(_Model):
     access_count: int = 1
     source_instances: list[str] = Field(default_factory=list)
     source_events: list[str] = Field(default_factory=list)
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
     version: int = 0
     superseded: list[SupersededStatement] = Field(default_factory=list)
 
 
 class LearningCurvePoint(_Model):
-    timestamp: datetime
+    timestamp: Timestamp
     proficiency: Unit
     event: str
 
@@ -368,7 +443,7 @@ class SkillUsage(_Model):
     total_invocations: int = 0
     success_rate: Unit = 0.0
     contexts: list[str] = Field(default_factory=list)
-    last_used: datetime | None = None
+    last_used: Timestamp | None = None
 
 
 class InstanceSkillReport(_Model):
@@ -377,7 +452,7 @@ class InstanceSkillReport(_Model):
     proficiency: Unit | None = None
     invocations: int = 0
     successes: int = 0
-    timestamp: datetime
+    timestamp: Timestamp
     lamport: int = 0
     event_id: str = ""
 
@@ -389,7 +464,7 @@ class Skill(_Model):
     name: str
     category: str = "general"
     proficiency: Unit = 0.0
-    acquired: datetime
+    acquired: Timestamp
     source_instances: list[str] = Field(default_factory=list)
     learning_curve: list[LearningCurvePoint] = Field(default_factory=list)
     usage: SkillUsage = Field(default_factory=SkillUsage)
@@ -401,7 +476,7 @@ class Verification(_Model):
     instance_id: str
     confidence: Unit
     event_id: str
-    timestamp: datetime
+    timestamp: Timestamp
 
 
 class KnowledgeItem(_Model):
@@ -414,8 +489,8 @@ class KnowledgeItem(_Model):
     confidence: Unit = 0.0
     status: Literal["pending", "integrated"] = "pending"
     verifications: dict[str, Verification] = Field(default_factory=dict)
-    first_seen: datetime
-    integrated_at: datetime | None = None
+    first_seen: Timestamp
+    integrated_at: Timestamp | None = None
     version: int = 0
 
 
@@ -424,7 +499,7 @@ class Characteristic(_Model):
     value: Any = None
     confidence: Unit = 0.7
     source_instance: str = ""
-    updated_at: datetime
+    updated_at: Timestamp
     version: int = 0
 
 
@@ -439,8 +514,8 @@ class Review(_Model):
     event_id: str
     instance_id: str
     status: Literal["open", "accepted", "rejected"] = "open"
-    created_at: datetime
-    decided_at: datetime | None = None
+    created_at: Timestamp
+    decided_at: Timestamp | None = None
     version: int = 0
 
 
@@ -451,14 +526,14 @@ class EvolutionStats(_Model):
     memories: int = 0
     skills_learned: int = 0
     knowledge_acquired: int = 0
-    last_evolution: datetime | None = None
+    last_evolution: Timestamp | None = None
 
 
 class InstanceStatus(_Model):
     """What the hub knows about one instance of an agent."""
 
     instance_id: str
-    last_sync: datetime | None = None
+    last_sync: Timestamp | None = None
     last_sequence: int = 0
     lag_seconds: float | None = None
     backlog: int | None = None
@@ -485,7 +560,7 @@ class ObservabilityEvent(_Model):
     """What observers receive: ``sync.*``, ``merge.*``, ``hub.*`` and ``review.*`` events."""
 
     type: str
-    timestamp: datetime = Field(default_factory=utcnow)
+    timestamp: Timestamp = Field(default_factory=utcnow)
     agent_id: str | None = None
     instance_id: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)

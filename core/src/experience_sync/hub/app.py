@@ -54,6 +54,7 @@ from experience_sync.hub.wire import (
 )
 from experience_sync.interfaces import Store
 from experience_sync.models import (
+    MAX_JSON_DEPTH,
     AgentState,
     EventsRequest,
     ExperienceBatch,
@@ -62,6 +63,7 @@ from experience_sync.models import (
     MergeResult,
     Review,
     Skill,
+    json_depth_exceeds,
 )
 from experience_sync.plugins import ExperienceSyncPluginManager, get_plugin_manager
 
@@ -178,9 +180,12 @@ class Hub:
                 raise HubError(400, f"frame is not valid JSON: {exc}") from None
             if not isinstance(frame, dict):
                 raise HubError(400, "a frame is a JSON object {id, kind, payload, meta?}")
+            if json_depth_exceeds(frame.get("id")):
+                # Echoed in the ack: it must serialize (and nothing is merged unacked).
+                raise HubError(422, f"id nests deeper than {MAX_JSON_DEPTH} levels", [{"loc": "id", "msg": "nested too deeply", "type": "value_error"}])
             frame_id = frame.get("id")
             kind = frame.get("kind")
-            if kind not in UNIT_MODELS:
+            if not isinstance(kind, str) or kind not in UNIT_MODELS:
                 raise HubError(422, "kind must be 'events', 'batch' or 'checkin'", [{"loc": "kind", "msg": "invalid kind", "type": "enum"}])
             meta_in = frame.get("meta") or {}
             if not isinstance(meta_in, dict):
@@ -321,7 +326,9 @@ def create_app(hub: Hub) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return _json(orjson.dumps({"error": {"status": exc.status_code, "message": str(exc.detail)}}), exc.status_code)
+        body = orjson.dumps({"error": {"status": exc.status_code, "message": str(exc.detail)}})
+        # Keep the exception's headers: a 405 must say which methods are allowed (Allow).
+        return Response(body, exc.status_code, headers=exc.headers, media_type="application/json")
 
     async def principal_of(request: Request) -> Principal:
         try:
@@ -366,7 +373,10 @@ def create_app(hub: Hub) -> FastAPI:
             raise HubError(exc.status, exc.message) from None
         body = await read_body(request)
         backlog_header = request.headers.get("x-experience-sync-backlog")
-        if backlog_header is not None and not backlog_header.strip().isdigit():
+        # isdigit() alone takes "²" (which int() refuses): ASCII digits only.
+        if backlog_header is not None and not (
+            backlog_header.strip().isascii() and backlog_header.strip().isdigit()
+        ):
             raise HubError(400, "X-Experience-Sync-Backlog must be a non-negative integer")
         meta = IngestMeta(
             protocol=request.headers.get("x-experience-sync-protocol") or DEFAULT_PROTOCOL[kind],

@@ -18,6 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from experience_sync.models import (
+    WIRE,
     CheckIn,
     EventsRequest,
     ExperienceBatch,
@@ -152,7 +153,7 @@ def parse_unit(kind: str, raw: bytes | str | Any) -> EventsRequest | ExperienceB
         except orjson.JSONDecodeError as exc:
             raise HubError(400, f"body is not valid JSON: {exc}") from None
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw, context=WIRE)
     except ValidationError as exc:
         details = validation_details(exc)
         raise HubError(422, f"invalid {model.__name__}: {details[0]['loc']}: {details[0]['msg']}", details) from None
