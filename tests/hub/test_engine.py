@@ -11,7 +11,8 @@ import pytest
 
 from experience_sync import hookimpl
 from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.engine import IngestMeta, MergeEngine, open_store, replay
+from experience_sync.hub.engine import IngestMeta, MergeEngine, open_store
+from experience_sync.hub.replay import replay
 from experience_sync.models import (
     CheckIn,
     EventsRequest,

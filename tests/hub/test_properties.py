@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.engine import MergeEngine, open_store, replay
+from experience_sync.hub.engine import MergeEngine, open_store
+from experience_sync.hub.replay import replay
 from experience_sync.models import EventsRequest, ExperienceEvent
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

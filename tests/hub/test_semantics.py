@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.engine import MergeEngine, open_store, replay
+from experience_sync.hub.engine import MergeEngine, open_store
+from experience_sync.hub.replay import replay
 from experience_sync.models import (
     CheckIn,
     EventsRequest,

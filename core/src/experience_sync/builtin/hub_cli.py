@@ -326,7 +326,7 @@ def replay(
     no_dedup: bool,
 ) -> None:
     """Rebuild an agent's state from its log, deterministically, under a merge configuration."""
-    from experience_sync.hub.engine import replay as run_replay
+    from experience_sync.hub.replay import replay as run_replay
 
     config = _guard(
         lambda: _strategy(

@@ -1,9 +1,10 @@
-"""The hub's merge engine: idempotent ingestion into a durable store, reads, and replay.
+"""The hub's merge engine: idempotent ingestion into a durable store, reads and reviews.
 
-Each agent's state is loaded from the :class:`~experience_sync.interfaces.Store`
-once and kept in memory; an ingestion merges under the agent's lock, then
-commits the log rows and only the changed state rows in one transaction, and
-answers only after that commit. Every commit that appends to the log gets the
+Each agent's state (an :class:`~experience_sync.hub.runtime.AgentRuntime`) is
+loaded from the :class:`~experience_sync.interfaces.Store` once and kept in
+memory; an ingestion merges under the agent's lock, then commits the log rows
+and only the changed state rows in one transaction, and answers only after
+that commit. Every commit that appends to the log gets the
 next value of the agent's *cursor*, and every row it changes carries that
 cursor as its ``version``, so ``state(since=cursor)`` returns just the changes.
 
@@ -12,7 +13,8 @@ Idempotency: an event id already in the agent's log is listed in
 applied returns the stored result with ``duplicate = true``.
 
 Everything the merge derives comes from the logged events (their timestamps,
-never the wall clock), so :func:`replay` rebuilds exactly the live state.
+never the wall clock), so :func:`experience_sync.hub.replay.replay` rebuilds
+exactly the live state.
 """
 
 from __future__ import annotations
@@ -21,24 +23,20 @@ import json
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from experience_sync.config import MergeStrategyConfig
 from experience_sync.errors import PluginError
-from experience_sync.hub.conflicts import ConflictDesk, MergeContext, Notice, short_hash
-from experience_sync.hub.knowledge_integrator import KnowledgeIntegrator
-from experience_sync.hub.memory_merger import MemoryMerger
-from experience_sync.hub.skill_accumulator import SkillAccumulator
-from experience_sync.hub.state import ChangeSet, LogEntry, StoredAgent, StoredRow
-from experience_sync.interfaces import FloatArray, Store
+from experience_sync.hub.conflicts import MergeContext, Notice, short_hash
+from experience_sync.hub.runtime import AgentRuntime
+from experience_sync.hub.state import ChangeSet, LogEntry
+from experience_sync.interfaces import Store
 from experience_sync.models import (
     AgentState,
     CharacteristicData,
     CheckIn,
     EventContext,
     EventsRequest,
-    EvolutionStats,
     ExperienceBatch,
     ExperienceEvent,
     InstanceStatus,
@@ -51,12 +49,9 @@ from experience_sync.models import (
 )
 from experience_sync.plugins import ExperienceSyncPluginManager, get_plugin_manager
 
-__all__ = ["IngestMeta", "MergeEngine", "open_store", "replay"]
+__all__ = ["IngestMeta", "MergeEngine", "open_store"]
 
-_DEFAULT_PROTOCOL = {"events": "streaming", "batch": "lumped", "checkin": "check_in"}
 _SYNC_EVENT = {"events": "sync.event", "batch": "sync.batch", "checkin": "sync.check_in"}
-# Replay commits every this many log entries (at a request boundary).
-_REPLAY_COMMIT_EVERY = 5000
 
 
 @dataclass
@@ -80,182 +75,6 @@ def open_store(url: str, pm: ExperienceSyncPluginManager | None = None) -> Store
         raise ValueError(f"{url!r} is not a store URL (e.g. sqlite:///hub.db)")
     store: Store = (pm or get_plugin_manager()).registry.create("stores", scheme, url)
     return store
-
-
-class AgentRuntime:
-    """One agent's merged state in memory, and the mergers that change it."""
-
-    def __init__(
-        self, agent_id: str, strategy: MergeStrategyConfig, pm: ExperienceSyncPluginManager
-    ) -> None:
-        self.agent_id = agent_id
-        self.memory = MemoryMerger(strategy, pm)
-        self.skills = SkillAccumulator(strategy, pm)
-        self.knowledge = KnowledgeIntegrator(strategy)
-        self.desk = ConflictDesk(strategy, pm)
-        self.instances: dict[str, InstanceStatus] = {}
-        self.instances_dirty: dict[str, None] = {}
-        self.stats = EvolutionStats()
-        self.cursor = 0
-
-    def load(self, stored: StoredAgent) -> None:
-        """Fill from stored rows (similarity indexes are rebuilt from stored vectors)."""
-        self.cursor = stored.cursor
-        if stored.meta:
-            self.stats = EvolutionStats.model_validate(json.loads(stored.meta)["stats"])
-        rows = stored.rows
-        self.memory.load(rows.get("memories", []))
-        self.skills.load(rows.get("skills", []))
-        self.knowledge.load(rows.get("knowledge", []), rows.get("characteristics", []))
-        self.desk.load(rows.get("reviews", []))
-        for row in rows.get("instances", []):
-            status = InstanceStatus.model_validate_json(row.body)
-            self.instances[status.instance_id] = status
-
-    # ------------------------------------------------------------------ merging
-
-    def apply_event(
-        self, ctx: MergeContext, ev: ExperienceEvent, embeddings: dict[str, FloatArray]
-    ) -> None:
-        """Merge one event that is new to the log."""
-        kind = ev.event_type
-        if kind == "memory":
-            self.memory.merge(ctx, ev, self.desk, embeddings.get(ev.event_id))
-        elif kind == "skill":
-            self.skills.merge(ctx, ev, self.desk)
-        elif kind == "knowledge":
-            self.knowledge.merge(ctx, ev, self.desk)
-        elif kind == "characteristic":
-            self.knowledge.merge_characteristic(ctx, ev, self.desk)
-        elif kind == "interaction":
-            ctx.result.interactions_recorded += 1
-            self.stats.interactions += 1
-        else:  # pragma: no cover - the model admits no other type
-            raise ValueError(f"unknown event type {kind!r}")
-
-    def apply_events(self, ctx: MergeContext, events: Sequence[ExperienceEvent]) -> None:
-        """Merge a request's new events, in order (embeddings computed in one call)."""
-        if not events:
-            return
-        embeddings = self.memory.prepare(events)
-        for ev in events:
-            self.apply_event(ctx, ev, embeddings)
-        stats = self.stats
-        stats.total_syncs += 1
-        stats.total_events += len(events)
-        latest = max(ev.timestamp for ev in events)
-        last = stats.last_evolution
-        stats.last_evolution = latest if last is None else max(last, latest)
-
-    def apply_decision(
-        self, ctx: MergeContext, review_id: str, accept: bool, at: datetime
-    ) -> Review | None:
-        """Close an open review; when accepted, apply its event without conflict checks."""
-        review = self.desk.reviews.get(review_id)
-        if review is None or review.status != "open":
-            return review
-        self.memory.prepare([])  # forget the last request's batch matches
-        if accept:
-            ev = ExperienceEvent.model_validate(review.proposed["event"])
-            ctx.force = True
-            ctx.target = review.key if review.kind == "memory" else None
-            try:
-                self.apply_event(ctx, ev, {})
-            finally:
-                ctx.force = False
-                ctx.target = None
-            last = self.stats.last_evolution
-            self.stats.last_evolution = ev.timestamp if last is None else max(last, ev.timestamp)
-        return self.desk.decide(ctx, review, accept, at)
-
-    def finish(self) -> None:
-        """Refresh the counts in the evolution statistics."""
-        self.stats.memories = len(self.memory.memories)
-        self.stats.skills_learned = len(self.skills.skills)
-        self.stats.knowledge_acquired = self.knowledge.integrated
-
-    def touch_instance(
-        self,
-        instance_id: str,
-        kind: str,
-        meta: IngestMeta | None,
-        events: Sequence[ExperienceEvent],
-        accepted: int,
-        last_sequence: int | None = None,
-    ) -> None:
-        """Record what this request tells about its instance (operational, wall clock)."""
-        now = utcnow()
-        prev = self.instances.get(instance_id) or InstanceStatus(instance_id=instance_id)
-        seq = max((ev.sequence for ev in events), default=0)
-        if last_sequence is not None:
-            seq = max(seq, last_sequence)
-        lag = prev.lag_seconds
-        if events:
-            lag = max(0.0, (now - min(ev.timestamp for ev in events)).total_seconds())
-        meta = meta or IngestMeta()
-        self.instances[instance_id] = prev.model_copy(
-            update={
-                "last_sync": now,
-                "last_sequence": max(prev.last_sequence, seq),
-                "lag_seconds": lag,
-                "backlog": meta.backlog if meta.backlog is not None else prev.backlog,
-                "protocol": meta.protocol or _DEFAULT_PROTOCOL.get(kind, prev.protocol),
-                "transport": meta.transport or prev.transport,
-                "total_events": prev.total_events + accepted,
-            }
-        )
-        self.instances_dirty[instance_id] = None
-
-    def changeset(
-        self,
-        log: list[LogEntry],
-        units: list[tuple[str, MergeResult]] | None = None,
-        stats: bool | None = None,
-    ) -> ChangeSet:
-        """Everything changed since the last changeset, ready to commit.
-
-        The statistics are written when ``stats`` is true (default: when the
-        log grows, the only time they change).
-        """
-        knowledge, characteristics = self.knowledge.take_rows()
-        rows = {
-            "memories": self.memory.take_rows(),
-            "skills": self.skills.take_rows(),
-            "knowledge": knowledge,
-            "characteristics": characteristics,
-            "reviews": self.desk.take_rows(),
-            "instances": [
-                StoredRow(i, 0, self.instances[i].model_dump_json()) for i in self.instances_dirty
-            ],
-        }
-        self.instances_dirty.clear()
-        write_stats = bool(log) if stats is None else stats
-        meta = json.dumps({"stats": self.stats.model_dump(mode="json")}) if write_stats else None
-        return ChangeSet(
-            cursor=self.cursor,
-            log=log,
-            rows={table: r for table, r in rows.items() if r},
-            meta=meta,
-            units=units or [],
-        )
-
-    # ------------------------------------------------------------------ reads
-
-    def state(self, since: int | None) -> AgentState:
-        """The whole state, or only what changed after ``since``."""
-        after = -1 if since is None else since
-        return AgentState.model_construct(
-            agent_id=self.agent_id,
-            cursor=self.cursor,
-            memories=[m for m in self.memory.memories.values() if m.version > after],
-            skills=[s for s in self.skills.skills.values() if s.version > after],
-            knowledge=[k for k in self.knowledge.items.values() if k.version > after],
-            characteristics={
-                k: c for k, c in self.knowledge.characteristics.items() if c.version > after
-            },
-            reviews=[r for r in self.desk.reviews.values() if r.version > after],
-            stats=self.stats.model_copy(),
-        )
 
 
 def checkin_events(agent_id: str, checkin: CheckIn) -> list[ExperienceEvent]:
@@ -460,7 +279,11 @@ class MergeEngine:
         if fresh:
             rt.cursor = ctx.cursor
             rt.finish()
-        rt.touch_instance(instance_id, kind, meta, events, len(fresh), last_sequence)
+        meta = meta or IngestMeta()
+        rt.touch_instance(
+            instance_id, kind, events, len(fresh), last_sequence,
+            protocol=meta.protocol, transport=meta.transport, backlog=meta.backlog,
+        )
         ctx.result.into(result)
         result.cursor = rt.cursor
         # The store serializes the result inside commit: no copy needed.
@@ -590,90 +413,3 @@ class MergeEngine:
         with self._guard:
             self._runtimes.clear()
         self.store.close()
-
-    # ------------------------------------------------------------------ replay
-
-    def _replay(self, agent_id: str, source: Store, copy: bool) -> None:
-        """Rebuild the agent from ``source``'s log; ``copy``: into this engine's (new) store.
-
-        A copy also takes what the log does not hold: the applied unit ids
-        with their results (so a re-sent batch is still a duplicate) and the
-        instance statuses.
-        """
-        with self._lock(agent_id):
-            rt = self._runtime(agent_id)
-            if copy:
-                # Read before the rebuild grows, and dropped at once: only the
-                # instance rows of the source's state are wanted.
-                for row in source.load_agent(agent_id).rows.get("instances", []):
-                    status = InstanceStatus.model_validate_json(row.body)
-                    rt.instances[status.instance_id] = status
-                    rt.instances_dirty[status.instance_id] = None
-            group: list[LogEntry] = []
-            pending: list[LogEntry] = []
-
-            def flush() -> None:
-                if not group:
-                    return
-                ctx = MergeContext(cursor=group[0].request)
-                events = [e.event for e in group if e.kind == "event"]
-                if events:
-                    rt.apply_events(ctx, events)
-                for e in group:
-                    if e.kind == "decision":
-                        body = json.loads(e.body)
-                        rt.apply_decision(
-                            ctx, body["review_id"], bool(body["accept"]),
-                            datetime.fromisoformat(body["timestamp"]),
-                        )
-                rt.cursor = max(rt.cursor, ctx.cursor)
-                rt.finish()
-                group.clear()
-
-            for entry in source.iter_log(agent_id):
-                if group and entry.request != group[0].request:
-                    flush()
-                    if len(pending) >= _REPLAY_COMMIT_EVERY:
-                        self._commit(agent_id, rt.changeset(pending if copy else [], None, True))
-                        pending = []
-                group.append(entry)
-                pending.append(entry)
-            flush()
-            self._commit(agent_id, rt.changeset(pending if copy else [], None, True))
-            if copy:
-                units: list[tuple[str, MergeResult]] = []
-                for unit in source.iter_units(agent_id):
-                    units.append(unit)
-                    if len(units) >= _REPLAY_COMMIT_EVERY:
-                        self._commit(agent_id, ChangeSet(cursor=rt.cursor, units=units))
-                        units = []
-                if units:
-                    self._commit(agent_id, ChangeSet(cursor=rt.cursor, units=units))
-
-
-def replay(
-    source: Store,
-    agent_id: str,
-    strategy: MergeStrategyConfig,
-    target: Store | None = None,
-    pm: ExperienceSyncPluginManager | None = None,
-) -> AgentState:
-    """Rebuild an agent's state from ``source``'s log, deterministically.
-
-    With ``target`` ``None`` (or ``source``) the state is rebuilt in place
-    (the log, applied units, tokens and instance statuses stay); otherwise
-    the agent's log, applied units and instance statuses are copied into
-    ``target``, which must not hold the agent yet (tokens are not copied).
-    Review decisions in the log are applied again; those naming a review the
-    new strategy does not open are skipped. Run it against a stopped hub.
-    """
-    in_place = target is None or target is source
-    dest = source if in_place else target
-    assert dest is not None
-    if in_place:
-        source.reset_state(agent_id)
-    elif agent_id in dest.agents():
-        raise ValueError(f"the target store already holds agent {agent_id!r}")
-    engine = MergeEngine(dest, strategy, pm, emit=False)
-    engine._replay(agent_id, source, copy=not in_place)
-    return engine.state(agent_id)
