@@ -236,3 +236,50 @@ def test_tls(make_hub: Any, tmp_path: Any) -> None:
     assert r.status_code == 200, r.text
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{hub.url}/healthz")  # not trusted by default
+
+
+@pytest.mark.parametrize("value", ["-3", str(2**63), "9" * 5000, "1" + "0" * 30, ""])
+def test_backlog_header_out_of_range_is_400_and_not_stored(hub: HubServer, value: str) -> None:
+    token = hub.create_token("a1", "i1")
+    r = httpx.post(f"{hub.url}/v1/agents/a1/events", json=events_body("i1"),
+                   headers={**auth(token), "X-Experience-Sync-Backlog": value})
+    assert r.status_code == 400, r.text
+    assert "X-Experience-Sync-Backlog" in r.json()["error"]["message"]
+    assert httpx.get(f"{hub.url}/v1/agents/a1/instances", headers=auth(token)).json() == []
+
+
+def test_largest_backlog_header_is_stored(hub: HubServer) -> None:
+    token = hub.create_token("a1", "i1")
+    headers = {**auth(token), "X-Experience-Sync-Backlog": f"00{2**63 - 1}"}
+    r = httpx.post(f"{hub.url}/v1/agents/a1/events", json=events_body("i1"), headers=headers)
+    assert r.status_code == 200, r.text
+    [inst] = httpx.get(f"{hub.url}/v1/agents/a1/instances", headers=auth(token)).json()
+    assert inst["backlog"] == 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"summary": {"memories": -1}}, "summary.memories"),
+        ({"summary": {"last_sequence": -5}}, "summary.last_sequence"),
+        ({"summary": {"knowledge": 2**63}}, "summary.knowledge"),
+        ({"summary": {"stats": {"events_refused": -2}}}, "summary.stats.events_refused"),
+        ({"state": {"stats": {"events_recorded": -1}}}, "state.stats.events_recorded"),
+    ],
+)
+def test_negative_or_huge_checkin_counts_are_422_naming_the_field(
+    hub: HubServer, body: dict[str, Any], loc: str
+) -> None:
+    token = hub.create_token("a1", "i1")
+    r = _post(hub, token, "checkins", {"instance_id": "i1", **body})
+    assert r.status_code == 422, r.text
+    assert [d["loc"] for d in r.json()["error"]["details"]] == [loc]
+    assert httpx.get(f"{hub.url}/v1/agents/a1/instances", headers=auth(token)).json() == []
+
+
+def test_checkin_counts_at_the_bounds_are_accepted(hub: HubServer) -> None:
+    token = hub.create_token("a1", "i1")
+    top = 2**63 - 1
+    summary = {"memories": 0, "skills": top, "knowledge": 0, "last_sequence": top,
+               "stats": {"events_recorded": top, "events_delivered": 0}}
+    assert _post(hub, token, "checkins", {"instance_id": "i1", "summary": summary}).status_code == 200

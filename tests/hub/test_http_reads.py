@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
 import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
+import orjson
+import zstandard
 from hub_helpers import auth, distinct_text, events_body, memory_event
 
 from experience_sync import hookimpl
 from experience_sync.config import MergeStrategyConfig
+from experience_sync.hub.app import HubLimits
 from experience_sync.hub.auth import split_token
 from experience_sync.hub.server import HubServer
 from experience_sync.models import ObservabilityEvent, new_id
@@ -114,6 +118,29 @@ def test_review_reject_and_errors_over_http(make_hub: Any) -> None:
     assert missing.status_code == 404
     r = httpx.post(url, json={"decision": "reject"}, headers=auth(token))
     assert r.status_code == 200 and r.json()["status"] == "rejected"
+
+
+def test_review_decision_accepts_gzip_and_zstd_bodies(make_hub: Any) -> None:
+    hub = make_hub(strategy=MergeStrategyConfig(conflict_resolution="manual_review"),
+                   limits=HubLimits(max_decompressed_bytes=1000))
+    token, review_id = _queue_review(hub)
+    url = f"{hub.url}/v1/agents/a1/reviews/{review_id}"
+
+    def post(body: bytes, encoding: str) -> httpx.Response:
+        return httpx.post(url, content=body, headers={**auth(token), "Content-Encoding": encoding})
+
+    decision = orjson.dumps({"decision": "reject"})
+    unknown = post(decision, "br")
+    assert unknown.status_code == 415 and unknown.json()["error"]["status"] == 415
+    assert post(b"not gzip", "gzip").status_code == 400
+    bomb = post(gzip.compress(b" " * 5000 + decision), "gzip")
+    assert bomb.status_code == 413, bomb.text
+    assert _get(hub, token, "reviews").json()[0]["status"] == "open"
+    r = post(gzip.compress(decision), "gzip")
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "rejected"
+    again = post(zstandard.ZstdCompressor().compress(orjson.dumps({"decision": "accept"})), "zstd")
+    assert again.status_code == 200 and again.json()["status"] == "rejected"
 
 
 def test_sse_streams_observability_events_of_the_tokens_agent(hub: HubServer) -> None:

@@ -170,3 +170,27 @@ def test_a_revoked_token_stops_an_open_websocket(
     # The frame sent after revocation was not merged.
     page = httpx.get(f"{hub.url}/v1/agents/a1/memories", headers=auth(hub.create_token("a1", "i2", "read"))).json()
     assert page["total"] == 1
+
+
+@pytest.mark.parametrize("backlog", [-1, 2**63, 1.5, True, "x", "-3", [], {}])
+def test_bad_meta_backlog_is_a_422_ack_naming_it(hub: HubServer, backlog: Any) -> None:
+    token = hub.create_token("a1", "i1")
+    frame = {"id": "f1", "kind": "events", "payload": events_body("i1"), "meta": {"backlog": backlog}}
+    with _connect(hub, token) as ws:
+        ws.send(json.dumps(frame))
+        ack = json.loads(ws.recv(timeout=30))
+    assert ack["ok"] is False and ack["error"]["status"] == 422, ack
+    assert [d["loc"] for d in ack["error"]["details"]] == ["meta.backlog"]
+    # nothing merged, nothing recorded about the instance
+    assert httpx.get(f"{hub.url}/v1/agents/a1/instances", headers=auth(token)).json() == []
+
+
+def test_meta_backlog_as_a_decimal_string_is_recorded(hub: HubServer) -> None:
+    # Instances send meta as header values: the string form counts like the integer.
+    token = hub.create_token("a1", "i1")
+    with _connect(hub, token) as ws:
+        for i, backlog in enumerate((2**63 - 1, "12")):
+            ws.send(json.dumps({"id": i, "kind": "events", "payload": events_body("i1"), "meta": {"backlog": backlog}}))
+            assert json.loads(ws.recv(timeout=30))["ok"] is True
+            [inst] = httpx.get(f"{hub.url}/v1/agents/a1/instances", headers=auth(token)).json()
+            assert inst["backlog"] == (2**63 - 1 if i == 0 else 12)

@@ -28,6 +28,11 @@ SCHEMA_VERSION = "1.0"
 
 EventType = Literal["memory", "skill", "knowledge", "characteristic", "interaction"]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+#: The largest count the wire carries (a signed 64-bit integer, what clients in
+#: most languages and SQLite hold); larger is refused.
+MAX_COUNT = 2**63 - 1
+#: A count an instance reports about itself: 0 to :data:`MAX_COUNT`.
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 #: How deeply a free-form value (a characteristic's value, an interaction's
 #: fields, an environment) may nest. Deeper values are refused (422): JSON
@@ -296,10 +301,10 @@ class ExperienceBatch(_Model):
 class InstanceStats(_Model):
     """Counters an instance keeps about itself."""
 
-    events_recorded: int = 0
-    events_delivered: int = 0
-    events_filtered: int = 0
-    events_refused: int = 0
+    events_recorded: Count = 0
+    events_delivered: Count = 0
+    events_filtered: Count = 0
+    events_refused: Count = 0
 
 
 class InstanceState(_Model):
@@ -315,10 +320,10 @@ class InstanceState(_Model):
 class InstanceSummary(_Model):
     """What a check-in without full state carries: counts and the last sequence."""
 
-    memories: int = 0
-    skills: int = 0
-    knowledge: int = 0
-    last_sequence: int = 0
+    memories: Count = 0
+    skills: Count = 0
+    knowledge: Count = 0
+    last_sequence: Count = 0
     stats: InstanceStats = Field(default_factory=InstanceStats)
 
 

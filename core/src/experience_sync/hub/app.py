@@ -37,6 +37,9 @@ from experience_sync.hub.sse import EventBroadcaster
 from experience_sync.hub.wire import (
     DEFAULT_PROTOCOL,
     LIST_ADAPTERS,
+    QUERY_ERRORS,
+    READ_ERRORS,
+    REVIEW_DECISION_ERRORS,
     UNIT_MODELS,
     Health,
     HubError,
@@ -44,12 +47,16 @@ from experience_sync.hub.wire import (
     Kind,
     MemoryPage,
     ReviewDecision,
+    backlog_header,
     bearer_token,
     body_schema,
     decode_body,
     endpoint_label,
+    error_responses,
+    frame_backlog,
     install_openapi,
     parse_unit,
+    unit_errors,
     validation_details,
 )
 from experience_sync.interfaces import Store
@@ -190,11 +197,10 @@ class Hub:
             meta_in = frame.get("meta") or {}
             if not isinstance(meta_in, dict):
                 raise HubError(422, "meta must be an object", [{"loc": "meta", "msg": "not an object", "type": "dict_type"}])
-            backlog = meta_in.get("backlog")
             meta = IngestMeta(
                 protocol=str(meta_in.get("protocol") or DEFAULT_PROTOCOL[kind]),
                 transport="websocket",
-                backlog=backlog if isinstance(backlog, int) and backlog >= 0 else None,
+                backlog=frame_backlog(meta_in.get("backlog")),
             )
             payload = frame.get("payload")
             if not isinstance(payload, dict):
@@ -372,16 +378,10 @@ def create_app(hub: Hub) -> FastAPI:
         except AuthError as exc:
             raise HubError(exc.status, exc.message) from None
         body = await read_body(request)
-        backlog_header = request.headers.get("x-experience-sync-backlog")
-        # isdigit() alone takes "²" (which int() refuses): ASCII digits only.
-        if backlog_header is not None and not (
-            backlog_header.strip().isascii() and backlog_header.strip().isdigit()
-        ):
-            raise HubError(400, "X-Experience-Sync-Backlog must be a non-negative integer")
         meta = IngestMeta(
             protocol=request.headers.get("x-experience-sync-protocol") or DEFAULT_PROTOCOL[kind],
             transport=request.headers.get("x-experience-sync-transport") or "https",
-            backlog=int(backlog_header) if backlog_header is not None else None,
+            backlog=backlog_header(request.headers.get("x-experience-sync-backlog")),
         )
         encoding = request.headers.get("content-encoding")
 
@@ -398,19 +398,19 @@ def create_app(hub: Hub) -> FastAPI:
     unit_doc = {"description": "MergeResult, sent once the unit is committed."}
 
     @app.post("/v1/agents/{agent_id}/events", response_model=MergeResult, tags=["ingest"],
-              openapi_extra=body_schema("EventsRequest"), responses={200: unit_doc})
+              openapi_extra=body_schema("EventsRequest"), responses={200: unit_doc, **unit_errors("EventsRequest")})
     async def post_events(agent_id: str, request: Request) -> Response:
         """Streaming: merge a few events (``EventsRequest``)."""
         return await ingest(request, agent_id, "events")
 
     @app.post("/v1/agents/{agent_id}/batches", response_model=MergeResult, tags=["ingest"],
-              openapi_extra=body_schema("ExperienceBatch"), responses={200: unit_doc})
+              openapi_extra=body_schema("ExperienceBatch"), responses={200: unit_doc, **unit_errors("ExperienceBatch")})
     async def post_batch(agent_id: str, request: Request) -> Response:
         """Lumped: merge an ``ExperienceBatch`` (``Content-Encoding: gzip|zstd`` accepted)."""
         return await ingest(request, agent_id, "batch")
 
     @app.post("/v1/agents/{agent_id}/checkins", response_model=MergeResult, tags=["ingest"],
-              openapi_extra=body_schema("CheckIn"), responses={200: unit_doc})
+              openapi_extra=body_schema("CheckIn"), responses={200: unit_doc, **unit_errors("CheckIn")})
     async def post_checkin(agent_id: str, request: Request) -> Response:
         """Check-in: merge a ``CheckIn`` (full state or summary)."""
         return await ingest(request, agent_id, "checkin")
@@ -460,7 +460,8 @@ def create_app(hub: Hub) -> FastAPI:
         finally:
             hub.metrics.websocket_connections.dec()
 
-    @app.get("/v1/agents/{agent_id}/state", response_model=AgentState, tags=["read"])
+    @app.get("/v1/agents/{agent_id}/state", response_model=AgentState, tags=["read"],
+             responses=QUERY_ERRORS)
     async def get_state(
         agent_id: str, request: Request, since: int | None = Query(None, ge=0)
     ) -> Response:
@@ -469,7 +470,8 @@ def create_app(hub: Hub) -> FastAPI:
         state = await call(hub.engine.state, agent_id, since)
         return _json(state.model_dump_json())
 
-    @app.get("/v1/agents/{agent_id}/memories", response_model=MemoryPage, tags=["read"])
+    @app.get("/v1/agents/{agent_id}/memories", response_model=MemoryPage, tags=["read"],
+             responses=QUERY_ERRORS)
     async def get_memories(
         agent_id: str,
         request: Request,
@@ -483,13 +485,15 @@ def create_app(hub: Hub) -> FastAPI:
         page = MemoryPage(items=items, total=total, offset=offset, limit=limit)
         return _json(page.model_dump_json())
 
-    @app.get("/v1/agents/{agent_id}/skills", response_model=list[Skill], tags=["read"])
+    @app.get("/v1/agents/{agent_id}/skills", response_model=list[Skill], tags=["read"],
+             responses=READ_ERRORS)
     async def get_skills(agent_id: str, request: Request) -> Response:
         """Accumulated skills with their learning curves."""
         await reader(request, agent_id)
         return _json(LIST_ADAPTERS[Skill].dump_json(await call(hub.engine.skills, agent_id)))
 
-    @app.get("/v1/agents/{agent_id}/knowledge", response_model=list[KnowledgeItem], tags=["read"])
+    @app.get("/v1/agents/{agent_id}/knowledge", response_model=list[KnowledgeItem], tags=["read"],
+             responses=QUERY_ERRORS)
     async def get_knowledge(
         agent_id: str,
         request: Request,
@@ -500,13 +504,15 @@ def create_app(hub: Hub) -> FastAPI:
         items = await call(hub.engine.knowledge, agent_id, status)
         return _json(LIST_ADAPTERS[KnowledgeItem].dump_json(items))
 
-    @app.get("/v1/agents/{agent_id}/instances", response_model=list[InstanceStatus], tags=["read"])
+    @app.get("/v1/agents/{agent_id}/instances", response_model=list[InstanceStatus], tags=["read"],
+             responses=READ_ERRORS)
     async def get_instances(agent_id: str, request: Request) -> Response:
         """Each instance's last sync, lag, backlog, protocol and transport."""
         await reader(request, agent_id)
         return _json(LIST_ADAPTERS[InstanceStatus].dump_json(await call(hub.engine.instances, agent_id)))
 
-    @app.get("/v1/agents/{agent_id}/reviews", response_model=list[Review], tags=["reviews"])
+    @app.get("/v1/agents/{agent_id}/reviews", response_model=list[Review], tags=["reviews"],
+             responses=QUERY_ERRORS)
     async def get_reviews(
         agent_id: str,
         request: Request,
@@ -518,7 +524,8 @@ def create_app(hub: Hub) -> FastAPI:
         return _json(LIST_ADAPTERS[Review].dump_json(items))
 
     @app.post("/v1/agents/{agent_id}/reviews/{review_id}", response_model=Review, tags=["reviews"],
-              openapi_extra=body_schema("ReviewDecision"))
+              openapi_extra=body_schema("ReviewDecision"),
+              responses=REVIEW_DECISION_ERRORS)
     async def decide_review(agent_id: str, review_id: str, request: Request) -> Response:
         """Accept (apply the proposed side) or reject a queued conflict. Needs a write token."""
         principal = await principal_of(request)
@@ -527,15 +534,17 @@ def create_app(hub: Hub) -> FastAPI:
         except AuthError as exc:
             raise HubError(exc.status, exc.message) from None
         body = await read_body(request)
-        try:
-            decision = ReviewDecision.model_validate(orjson.loads(body))
-        except orjson.JSONDecodeError as exc:
-            raise HubError(400, f"body is not valid JSON: {exc}") from None
-        except ValidationError as exc:
-            details = validation_details(exc)
-            raise HubError(422, f"{details[0]['loc']}: {details[0]['msg']}", details) from None
+        encoding = request.headers.get("content-encoding")
 
         def work() -> Review:
+            raw = decode_body(body, encoding, hub.limits.max_decompressed_bytes)
+            try:
+                decision = ReviewDecision.model_validate(orjson.loads(raw))
+            except orjson.JSONDecodeError as exc:
+                raise HubError(400, f"body is not valid JSON: {exc}") from None
+            except ValidationError as exc:
+                details = validation_details(exc)
+                raise HubError(422, f"{details[0]['loc']}: {details[0]['msg']}", details) from None
             try:
                 return hub.engine.decide_review(agent_id, review_id, decision.decision == "accept")
             except KeyError:
@@ -547,7 +556,9 @@ def create_app(hub: Hub) -> FastAPI:
         return _json(review.model_dump_json())
 
     @app.get("/v1/events", tags=["observability"], response_class=StreamingResponse,
-             responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}})
+             responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"},
+                        **error_responses(401, 403, notes={
+                            403: "`agent_id` names another agent than the token's."})})
     async def get_events(
         request: Request,
         agent_id: str | None = None,
@@ -575,7 +586,8 @@ def create_app(hub: Hub) -> FastAPI:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @app.get("/metrics", tags=["observability"], response_class=Response)
+    @app.get("/metrics", tags=["observability"], response_class=Response,
+             responses=error_responses(401))
     async def metrics(request: Request) -> Response:
         """Prometheus metrics of this hub; any valid token, of either scope (no agent ids in labels)."""
         # Hub-wide figures, not one agent's: the token's agent is not checked.

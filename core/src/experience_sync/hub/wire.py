@@ -15,9 +15,12 @@ import orjson
 import zstandard
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.json_schema import SkipJsonSchema
 
 from experience_sync.models import (
+    MAX_COUNT,
     WIRE,
     CheckIn,
     EventsRequest,
@@ -41,6 +44,8 @@ UNIT_MODELS: dict[str, type[EventsRequest] | type[ExperienceBatch] | type[CheckI
     "checkin": CheckIn,
 }
 DEFAULT_PROTOCOL = {"events": "streaming", "batch": "lumped", "checkin": "check_in"}
+#: The largest backlog an instance may report (header or ``meta.backlog``).
+MAX_BACKLOG = MAX_COUNT
 
 
 @dataclass
@@ -66,6 +71,35 @@ class HubError(Exception):
         if self.details is not None:
             err["details"] = self.details
         return {"error": err}
+
+
+class FieldError(BaseModel):
+    """One failing field of an error: its dotted ``loc``, a message and a type."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loc: str = Field(description="Dotted path of the field: `events.0.data.content`, `query.limit`.")
+    msg: str
+    type: str
+
+
+class ErrorDetail(BaseModel):
+    """The ``error`` member of an error body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: int = Field(ge=400, le=599, description="The HTTP status, repeated.")
+    message: str
+    # Absent rather than null when there is nothing to detail (422s carry it).
+    details: list[FieldError] | SkipJsonSchema[None] = None
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer: ``{"error": {"status", "message", "details"?}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail
 
 
 class MemoryPage(BaseModel):
@@ -144,6 +178,44 @@ def decode_body(body: bytes, encoding: str | None, cap: int) -> bytes:
     raise HubError(415, f"unsupported Content-Encoding {encoding!r}; use gzip, zstd or identity")
 
 
+def _decimal_backlog(text: str) -> int | None:
+    # isdigit() alone takes "²" (which int() refuses): ASCII digits only, and
+    # few enough of them that int() stays cheap.
+    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > len(str(MAX_BACKLOG)):
+        return None
+    value = int(text)
+    return value if value <= MAX_BACKLOG else None
+
+
+def backlog_header(value: str | None) -> int | None:
+    """``X-Experience-Sync-Backlog``: an integer from 0 to :data:`MAX_BACKLOG`, else 400."""
+    if value is None:
+        return None
+    backlog = _decimal_backlog(value.strip())
+    if backlog is None:
+        raise HubError(400, f"X-Experience-Sync-Backlog must be an integer from 0 to {MAX_BACKLOG}")
+    return backlog
+
+
+def frame_backlog(value: Any) -> int | None:
+    """A frame's ``meta.backlog``: an integer from 0 to :data:`MAX_BACKLOG`, else 422.
+
+    The header's decimal string form is taken too: instances send their meta
+    as header values, whichever transport carries them.
+    """
+    if value is None:
+        return None
+    backlog: int | None = None
+    if isinstance(value, str):
+        backlog = _decimal_backlog(value.strip())
+    elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_BACKLOG:
+        backlog = value
+    if backlog is None:
+        msg = f"must be an integer from 0 to {MAX_BACKLOG}"
+        raise HubError(422, f"meta.backlog: {msg}", [{"loc": "meta.backlog", "msg": msg, "type": "value_error"}])
+    return backlog
+
+
 def parse_unit(kind: str, raw: bytes | str | Any) -> EventsRequest | ExperienceBatch | CheckIn:
     """Parse and validate a unit: 400 for bad JSON, 422 naming the failing field."""
     model = UNIT_MODELS[kind]
@@ -195,8 +267,91 @@ def body_schema(name: str) -> dict[str, Any]:
     }
 
 
+#: What each error status means; a route's ``notes`` say more where it helps.
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "The body is not valid JSON, or its gzip/zstd encoding is corrupt.",
+    401: "No bearer token, or a malformed, unknown or revoked one.",
+    403: "The token is valid but not for this agent (or, to write, not a write token "
+    "for the unit's instance).",
+    404: "Not found.",
+    413: "The body exceeds --max-body-bytes, or --max-decompressed-bytes once decoded.",
+    415: "A Content-Encoding other than gzip, zstd or identity.",
+    422: "The request does not match its model; `details[].loc` names each failing field.",
+}
+
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+
+
+def error_responses(
+    *statuses: int, notes: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route's error statuses, each with the hub's :class:`ErrorBody`.
+
+    :param statuses: the error statuses the route can answer.
+    :param notes: descriptions replacing :data:`ERROR_DESCRIPTIONS` for this route.
+    :returns: the mapping to pass to the route decorator.
+    """
+    notes = notes or {}
+    return {
+        status: {"model": ErrorBody, "description": notes.get(status, ERROR_DESCRIPTIONS[status])}
+        for status in statuses
+    }
+
+
+def unit_errors(model: str) -> dict[int | str, dict[str, Any]]:
+    """The error responses of an ingestion route whose body is ``model``."""
+    return error_responses(400, 401, 403, 413, 415, 422, notes={
+        400: "The body is not valid JSON, its gzip/zstd encoding is corrupt, or "
+        f"X-Experience-Sync-Backlog is not an integer from 0 to {MAX_BACKLOG}.",
+        403: "The token is not a write token of this agent, or the unit's instance_id "
+        "(or an event's source_instance) is not the token's instance.",
+        422: f"The body does not match {model}; `details[].loc` names each failing field.",
+    })
+
+
+#: The error responses of a read without query parameters.
+READ_ERRORS = error_responses(401, 403, notes={403: "The token is for another agent."})
+#: The error responses of a read with query parameters.
+QUERY_ERRORS = error_responses(401, 403, 422, notes={
+    403: "The token is for another agent.",
+    422: "A bad query parameter; its `details[].loc` is `query.<name>`.",
+})
+#: The error responses of ``POST /v1/agents/{agent_id}/reviews/{review_id}``.
+REVIEW_DECISION_ERRORS = error_responses(400, 401, 403, 404, 413, 415, 422, notes={
+    403: "The token is not a write token of this agent.",
+    404: "No review with this id for this agent.",
+    422: 'The body is not `{"decision": "accept"}` or `{"decision": "reject"}`.',
+})
+
+
+def _fix_validation_errors(app: FastAPI, schema: dict[str, Any]) -> None:
+    # FastAPI documents a 422 with its HTTPValidationError body on every route
+    # with parameters; the hub never sends that body. A route that declares its
+    # errors is taken at its word (a 422 it did not declare cannot happen); one
+    # that declares none (a plugin's) keeps the 422 with the body really sent.
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        declared = {str(status) for status in route.responses}
+        for method in route.methods or ():
+            responses = schema["paths"].get(route.path_format, {}).get(method.lower(), {}).get("responses", {})
+            if "422" not in responses or "422" in declared:
+                continue
+            if any(status.isdigit() and int(status) >= 400 for status in declared):
+                del responses["422"]
+            else:
+                responses["422"] = {
+                    "description": ERROR_DESCRIPTIONS[422],
+                    "content": {"application/json": {"schema": _ERROR_REF}},
+                }
+    components = schema.get("components", {}).get("schemas", {})
+    if b"/HTTPValidationError" not in orjson.dumps(schema.get("paths", {})):
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+
+
 def install_openapi(app: FastAPI) -> None:
-    """Add the request body models (parsed by hand, so FastAPI cannot see them)."""
+    """Add the request body models (parsed by hand, so FastAPI cannot see them) and the error body."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -204,11 +359,13 @@ def install_openapi(app: FastAPI) -> None:
                 title=app.title, version=app.version, summary=app.summary, routes=app.routes
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for name, model in BODY_MODELS.items():
+            models: dict[str, type[BaseModel]] = {**BODY_MODELS, "ErrorBody": ErrorBody}
+            for name, model in models.items():
                 body = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 for def_name, definition in body.pop("$defs", {}).items():
                     components.setdefault(def_name, definition)
                 components[name] = body
+            _fix_validation_errors(app, schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
