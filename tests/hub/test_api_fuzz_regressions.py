@@ -315,7 +315,7 @@ def test_out_of_range_event_fields_are_422(hub: HubServer, change: dict[str, Any
         {"timestamp": "0001-01-01T00:00:00+23:59"},
         {"timestamp": "1970-01-01T00:00:00Z"},
         {"timestamp": -(10**11)},
-        {"sequence": 2**63, "lamport": 2**63 - 1},
+        {"sequence": 2**63 - 1, "lamport": 2**63 - 1},
         {"context": {"environment": {"n": 10**30, "s": "\u0000\U0010ffff"}}},
     ],
 )
@@ -378,3 +378,36 @@ def test_method_not_allowed_is_405_with_allow_header(hub: HubServer) -> None:
         r = httpx.request(method, f"{hub.url}{path}")
         _assert_json_error(r, 405)
         assert r.headers.get("allow"), (method, path, r.headers)
+
+
+# ------------------------------------------------------------ sender labels and clocks
+
+
+def test_long_protocol_and_transport_labels_are_refused(hub: HubServer) -> None:
+    token = hub.create_token("a1", "i1")
+    body = json.dumps(events_body("i1")).encode()
+    for header in ("X-Experience-Sync-Protocol", "X-Experience-Sync-Transport"):
+        error = _assert_json_error(_post(hub, token, "events", body, **{header: "x" * 65}), 400)
+        assert header in error["message"]
+    assert _post(hub, token, "events", body, **{"X-Experience-Sync-Protocol": "streaming"}).status_code == 200
+    with _connect(hub, token) as ws:
+        for protocol in ("p" * 65, 7):
+            ws.send(json.dumps({"id": 1, "kind": "events", "meta": {"protocol": protocol},
+                                "payload": events_body("i1")}))
+            ack = json.loads(ws.recv(timeout=20))
+            assert ack["ok"] is False and ack["error"]["status"] == 422, ack
+            assert ack["error"]["details"][0]["loc"] == "meta.protocol"
+
+
+@pytest.mark.parametrize("field", ["sequence", "lamport"])
+def test_event_clocks_beyond_a_signed_64_bit_integer_are_422(hub: HubServer, field: str) -> None:
+    token = hub.create_token("a1", "i1")
+    event = memory_event("i1", distinct_text(), **{field: 2**63})
+    r = httpx.post(f"{hub.url}/v1/agents/a1/events", json={"instance_id": "i1", "events": [event]},
+                   headers=auth(token))
+    error = _assert_json_error(r, 422)
+    assert error["details"][0]["loc"] == f"events.0.{field}"
+    event[field] = 2**63 - 1
+    r = httpx.post(f"{hub.url}/v1/agents/a1/events", json={"instance_id": "i1", "events": [event]},
+                   headers=auth(token))
+    assert r.status_code == 200, r.text

@@ -216,8 +216,12 @@ class ExperienceEvent(_Model):
     priority: Unit = 0.5
     data: EventData
     context: EventContext = Field(default_factory=EventContext)
-    sequence: int = Field(default=0, ge=0, description="Per-instance sequence number.")
-    lamport: int = Field(default=0, ge=0, description="Lamport clock of the instance.")
+    sequence: int = Field(
+        default=0, ge=0, le=MAX_COUNT, description="Per-instance sequence number."
+    )
+    lamport: int = Field(
+        default=0, ge=0, le=MAX_COUNT, description="Lamport clock of the instance."
+    )
 
     @model_validator(mode="before")
     @classmethod

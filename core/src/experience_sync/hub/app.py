@@ -54,6 +54,8 @@ from experience_sync.hub.wire import (
     endpoint_label,
     error_responses,
     frame_backlog,
+    frame_label,
+    header_label,
     install_openapi,
     parse_unit,
     unit_errors,
@@ -198,7 +200,7 @@ class Hub:
             if not isinstance(meta_in, dict):
                 raise HubError(422, "meta must be an object", [{"loc": "meta", "msg": "not an object", "type": "dict_type"}])
             meta = IngestMeta(
-                protocol=str(meta_in.get("protocol") or DEFAULT_PROTOCOL[kind]),
+                protocol=frame_label("protocol", meta_in.get("protocol")) or DEFAULT_PROTOCOL[kind],
                 transport="websocket",
                 backlog=frame_backlog(meta_in.get("backlog")),
             )
@@ -379,8 +381,12 @@ def create_app(hub: Hub) -> FastAPI:
             raise HubError(exc.status, exc.message) from None
         body = await read_body(request)
         meta = IngestMeta(
-            protocol=request.headers.get("x-experience-sync-protocol") or DEFAULT_PROTOCOL[kind],
-            transport=request.headers.get("x-experience-sync-transport") or "https",
+            protocol=header_label(
+                "X-Experience-Sync-Protocol", request.headers.get("x-experience-sync-protocol")
+            ) or DEFAULT_PROTOCOL[kind],
+            transport=header_label(
+                "X-Experience-Sync-Transport", request.headers.get("x-experience-sync-transport")
+            ) or "https",
             backlog=backlog_header(request.headers.get("x-experience-sync-backlog")),
         )
         encoding = request.headers.get("content-encoding")

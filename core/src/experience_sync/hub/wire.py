@@ -216,6 +216,27 @@ def frame_backlog(value: Any) -> int | None:
     return backlog
 
 
+#: Longest protocol or transport name an instance may report.
+MAX_LABEL = 64
+
+
+def header_label(name: str, value: str | None) -> str | None:
+    """``X-Experience-Sync-Protocol`` / ``-Transport``: at most :data:`MAX_LABEL` characters, else 400."""
+    if value is not None and len(value) > MAX_LABEL:
+        raise HubError(400, f"{name} is longer than {MAX_LABEL} characters")
+    return value
+
+
+def frame_label(field: str, value: Any) -> str | None:
+    """A frame's ``meta.protocol``: a string of at most :data:`MAX_LABEL` characters, else 422."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_LABEL:
+        msg = f"must be a string of at most {MAX_LABEL} characters"
+        raise HubError(422, f"meta.{field}: {msg}", [{"loc": f"meta.{field}", "msg": msg, "type": "value_error"}])
+    return value
+
+
 def parse_unit(kind: str, raw: bytes | str | Any) -> EventsRequest | ExperienceBatch | CheckIn:
     """Parse and validate a unit: 400 for bad JSON, 422 naming the failing field."""
     model = UNIT_MODELS[kind]
