@@ -163,9 +163,11 @@ def drive(kind: str, server: Any, clients: int, requests: int, batch: int, windo
     for _ in procs:  # bodies are built before timing starts
         assert out.get(timeout=600)[0] == "ready"
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     start.set()
     results = [out.get(timeout=3600) for _ in procs]
     elapsed = time.perf_counter() - t0
+    hub_cpu = time.process_time() - cpu0  # the hub runs in this process
     for p in procs:
         p.join()
     latencies = [x for r in results for x in r[1]]
@@ -178,6 +180,8 @@ def drive(kind: str, server: Any, clients: int, requests: int, batch: int, windo
         "events_per_s": events / elapsed,
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
+        "hub_cpu_us_per_event": hub_cpu / events * 1e6,
+        "hub_cpu_share": hub_cpu / elapsed,
     }
 
 
@@ -355,7 +359,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{kind:>4}: {r['events_per_s']:,.0f} merged events/s ({r['events']} events, "
                   f"{r['merged']} merged as memories, {r['seconds']:.1f}s); ack latency "
                   f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; ratio to raw sqlite "
-                  f"{r['events_per_s'] / raw:.2f}x")
+                  f"{r['events_per_s'] / raw:.2f}x; hub CPU {r['hub_cpu_us_per_event']:.0f} µs an event "
+                  f"({r['hub_cpu_share']:.0%} of a core)")
     if args.null_engine:
         with null_hub(workdir) as server:
             for seed, kind in enumerate(("http", "ws"), start=11):
@@ -365,7 +370,8 @@ def main(argv: list[str] | None = None) -> None:
                 results[f"{kind}_null_engine"] = r
                 print(f"{kind:>4} layer alone (null engine): {r['events_per_s']:,.0f} events/s; ack latency "
                       f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; ratio to raw sqlite "
-                      f"{r['events_per_s'] / raw:.2f}x")
+                      f"{r['events_per_s'] / raw:.2f}x; hub CPU {r['hub_cpu_us_per_event']:.0f} µs an event "
+                      f"({r['hub_cpu_share']:.0%} of a core)")
     print(json.dumps({"raw_rows_per_s": raw, "preload_seconds": seconds, **results}))
 
 
