@@ -1,0 +1,54 @@
+"""The benchmark scripts run as a user runs them (tiny sizes) and print their figures.
+
+Figures are not asserted (they depend on the machine); what is checked is that
+each script completes, measures what ``docs/benchmarks.md`` says it measures,
+and that its results are sane (everything sent was merged, recall is perfect
+on planted duplicates).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _run(script: str, *args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True, text=True, timeout=240, env=dict(os.environ),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_bench_ingest_measures_every_leg(tmp_path: Path) -> None:
+    out = _run("bench_ingest.py", "--preload", "300", "--requests", "3", "--clients", "2",
+               "--batch", "20", "--window", "2", "--engine-rounds", "1", "--null-engine",
+               "--dir", str(tmp_path))
+    figures: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    assert figures["raw_rows_per_s"] > 0
+    assert figures["engine"]["best"] > 0
+    for leg in ("http", "ws", "http_null_engine", "ws_null_engine"):
+        assert figures[leg]["events"] == 2 * 3 * 20
+        assert figures[leg]["merged"] == 2 * 3 * 20, leg  # every new memory merged
+        assert figures[leg]["hub_cpu_us_per_event"] > 0
+    assert "ratio to raw sqlite" in out
+
+
+def test_bench_dedup_reports_recall_on_planted_duplicates(tmp_path: Path) -> None:
+    rows = tmp_path / "rows.json"
+    out = _run("bench_dedup.py", "--sizes", "2000", "--incoming", "200",
+               "--indexes", "numpy,faiss-flat", "--exact-sample", "100", "--json", str(rows))
+    assert "peak RSS" in out
+    data = json.loads(rows.read_text())
+    by_index = {(r["kind"], r["index"]): r for r in data}
+    assert set(by_index) == {("embedding", "numpy"), ("embedding", "faiss-flat"),
+                             ("lexical", "jaccard")}
+    assert by_index[("lexical", "jaccard")]["recall"] == 1.0
+    assert by_index[("embedding", "faiss-flat")]["recall"] == 1.0
