@@ -324,3 +324,42 @@ def test_jaccard_compacts_after_many_removals() -> None:
     assert len(sim) == 300
     assert sim.best_match(normalize(texts[10]), None) is None
     assert sim.best_match(normalize(texts[1400]), None) == ("m1400", 1.0)
+
+
+APPROVER = "the release approver for payments this quarter is {} and she signs every tag"
+
+
+@pytest.mark.parametrize("taught_first", [True, False], ids=["taught-before", "taught-after"])
+def test_names_written_once_count_in_lower_case_text(taught_first: bool) -> None:
+    # All in lower case, the two statements differ by one ordinary-looking
+    # word and score 12/14 = 0.86: a duplicate, unless the hub knows "dana"
+    # and "tom" are names from text where they were written as names.
+    teach = "We asked Dana and Tom to share the on-call rotation."
+    stored, new = APPROVER.format("dana"), APPROVER.format("tom")
+    sim = create("jaccard", MergeStrategyConfig())
+    if taught_first:
+        sim.add("t", normalize(teach), None, teach)
+    sim.add("a", normalize(stored), None, stored)
+    if not taught_first:  # learned after the stored memory was indexed
+        sim.add("t", normalize(teach), None, teach)
+    found = sim.match(normalize(new), None, new)
+    assert found is not None and found.memory_id == "a"
+    assert not found.is_duplicate and found.contradiction == "name", found
+    # Unknown names stay ordinary words.
+    plain = create("jaccard", MergeStrategyConfig())
+    plain.add("a", normalize(stored), None, stored)
+    unknown = plain.match(normalize(new), None, new)
+    assert unknown is not None and unknown.is_duplicate
+
+
+def test_known_names_hold_for_the_embedding_method() -> None:
+    from experience_sync.builtin.embedders import HashingEmbedder
+
+    embedder = HashingEmbedder()
+    sim = create("embedding", MergeStrategyConfig(similarity_method="embedding"))
+    teach = "We asked Dana and Tom to share the on-call rotation."
+    stored, new = APPROVER.format("dana"), APPROVER.format("tom")
+    sim.add("t", normalize(teach), embedder.embed([teach])[0], teach)
+    sim.add("a", normalize(stored), embedder.embed([stored])[0], stored)
+    found = sim.match(normalize(new), embedder.embed([new])[0], new)
+    assert found is None or not found.is_duplicate, found

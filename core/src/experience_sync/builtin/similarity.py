@@ -229,20 +229,48 @@ def _threshold(config: Any, default: float) -> float:
 
 
 class _Memories:
-    """Slots for stored memories: id <-> slot, signatures, and vocabulary."""
+    """Slots for stored memories: id <-> slot, signatures, and vocabulary.
+
+    The vocabulary: words seen written in lower case (a capitalized first word
+    of a sentence that is one of them is not a name), and names, words seen
+    capitalized inside a sentence. A known name counts as a name wherever it
+    appears, in lower case too: "my manager is bob" and "my manager is tom"
+    differ by a name once "Bob" or "Tom" was written as one.
+    """
 
     def __init__(self) -> None:
         self.ids: list[str | None] = []
         self.slots: dict[str, int] = {}
         self.sigs: list[Signature | None] = []
         self.lowercase: set[str] = set()
+        self.names: set[str] = set()
 
     def signature(self, normalized: str, text: str | None) -> Signature:
-        return make_signature(normalized, text, self.lowercase)
+        return self.query(_parse(normalized, text))
+
+    def query(self, parsed: _Parsed) -> Signature:
+        """A new memory's signature, names known from stored memories included."""
+        return self._known_names(_signature(parsed, self.lowercase))
+
+    def stored(self, slot: int) -> Signature | None:
+        """A stored memory's signature, with the names learned since it was stored."""
+        sig = self.sigs[slot]
+        return None if sig is None else self._known_names(sig)
+
+    def _known_names(self, sig: Signature) -> Signature:
+        if not self.names or self.names.isdisjoint(sig.words):
+            return sig
+        extra = self.names.intersection(sig.words)
+        if extra <= sig.names:
+            return sig
+        return Signature(sig.words, sig.negations, sig.names | extra, sig.numbers)
 
     def put(self, memory_id: str, sig: Signature | None, text: str | None, normalized: str) -> int:
         if text is not None:
-            self.lowercase.update(_parse(normalized, text).lowercase)
+            parsed = _parse(normalized, text)
+            self.lowercase.update(parsed.lowercase)
+            if parsed.names:
+                self.names.update(parsed.names)
         slot = len(self.ids)
         self.ids.append(memory_id)
         self.sigs.append(sig)
@@ -349,7 +377,7 @@ class JaccardSimilarity(SimilarityMethod):
     ) -> SimilarityMatch | None:
         """The best duplicate at or above threshold, else the best contradiction."""
         parsed = _parse(normalized, text)
-        q = _signature(parsed, self._mem.lowercase)
+        q = self._mem.query(parsed)
         candidates: set[int] = set()
         ordered = self._by_rarity(q.words)
         # A contradiction differs in its guarded words, which are often the
@@ -364,10 +392,10 @@ class JaccardSimilarity(SimilarityMethod):
         self._candidates(plain, len(plain), candidates)
         best: tuple[float, int] | None = None
         best_conflict: tuple[float, int, str] | None = None
-        sigs = self._mem.sigs
+        stored = self._mem.stored
         q_set, q_len = parsed.token_set, len(q.words)
         for slot in candidates:
-            sig = sigs[slot]
+            sig = stored(slot)
             if sig is None:
                 continue
             inter = len(q_set.intersection(sig.words))
@@ -521,13 +549,13 @@ class EmbeddingSimilarity(SimilarityMethod):
         k = min(self.k + min(self._removed, 56), len(self._index))
         scores, slots = self._index.search(rows, k)
         out: list[SimilarityMatch | None] = []
-        ids, sigs = self._mem.ids, self._mem.sigs
+        ids, stored = self._mem.ids, self._mem.stored
         for (normalized, _, text), row_scores, row_slots in zip(queries, scores, slots, strict=True):
             q = self._mem.signature(normalized, text)
             found: SimilarityMatch | None = None
             conflict: SimilarityMatch | None = None
             for slot in self._by_tokens.get(q.words, ()):
-                sig = sigs[slot]
+                sig = stored(slot)
                 if sig is not None and contradiction(q, sig) is None:
                     found = SimilarityMatch(ids[slot] or "", 1.0)
                     break
@@ -537,7 +565,7 @@ class EmbeddingSimilarity(SimilarityMethod):
             for score, slot in zip(row_scores.tolist(), row_slots.tolist(), strict=True):
                 if slot < 0 or ids[slot] is None:
                     continue
-                sig = sigs[slot]
+                sig = stored(slot)
                 reason = contradiction(q, sig) if q is not None and sig is not None else None
                 if reason is None:
                     if score >= self.threshold:
