@@ -283,3 +283,45 @@ def test_checkin_counts_at_the_bounds_are_accepted(hub: HubServer) -> None:
     summary = {"memories": 0, "skills": top, "knowledge": 0, "last_sequence": top,
                "stats": {"events_recorded": top, "events_delivered": 0}}
     assert _post(hub, token, "checkins", {"instance_id": "i1", "summary": summary}).status_code == 200
+
+
+def test_an_agent_with_too_many_units_waiting_answers_503_with_retry_after(
+    make_hub: Any, register_plugin: Any
+) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from experience_sync import hookimpl
+    from experience_sync.models import ObservabilityEvent
+
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow:
+        # Holds the first unit inside the hub (observers run before it answers).
+        @hookimpl
+        def experience_sync_observe(self, event: ObservabilityEvent) -> None:
+            if event.type == "sync.event" and event.agent_id == "a1":
+                entered.set()
+                release.wait(30)
+
+    hub = make_hub(limits=HubLimits(max_pending=1, retry_after_seconds=2))
+    register_plugin(Slow(), name="slow-observer")
+    token = hub.create_token("a1", "i1")
+    url = f"{hub.url}/v1/agents/a1/events"
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(httpx.post, url, json=events_body("i1"), headers=auth(token), timeout=60)
+        assert entered.wait(30)
+        busy = httpx.post(url, json=events_body("i1"), headers=auth(token), timeout=30)
+        assert busy.status_code == 503, busy.text
+        assert busy.headers["retry-after"] == "2"
+        assert busy.json()["error"]["status"] == 503
+        # Another agent is not held up by a1's queue.
+        other = hub.create_token("a2", "i1")
+        assert httpx.post(f"{hub.url}/v1/agents/a2/events", json=events_body("i1"),
+                          headers=auth(other), timeout=30).status_code == 200
+        release.set()
+        assert first.result().status_code == 200
+    again = httpx.post(url, json=events_body("i1"), headers=auth(token), timeout=30)
+    assert again.status_code == 200, again.text
+    metrics = httpx.get(f"{hub.url}/metrics", headers=auth(token)).text
+    assert 'status="503"' in metrics

@@ -19,7 +19,7 @@ from experience_sync.hub.app import HubLimits
 from experience_sync.hub.server import HubServer
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
-INGEST = {"400", "401", "403", "413", "415", "422"}
+INGEST = {"400", "401", "403", "413", "415", "422", "503"}
 #: Every operation of the hub and the error statuses it documents.
 EXPECTED: dict[tuple[str, str], set[str]] = {
     ("post", "/v1/agents/{agent_id}/events"): INGEST,

@@ -89,6 +89,8 @@ def experience_sync_register_commands(cli: click.Group) -> None:
 @click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False))
 @click.option("--max-body-bytes", type=int, default=None, help="Cap on a request body (413 beyond).")
 @click.option("--max-decompressed-bytes", type=int, default=None, help="Cap on a decompressed body (413 beyond).")
+@click.option("--max-pending", type=click.IntRange(min=1), default=None,
+              help="HTTP units one agent may have merging or waiting (503 with Retry-After beyond; default 64).")
 @click.option("--log-level", default="info", show_default=True)
 @click.option("--no-access-log", is_flag=True, help="Do not log each request.")
 def serve(
@@ -101,6 +103,7 @@ def serve(
     ssl_keyfile: str | None,
     max_body_bytes: int | None,
     max_decompressed_bytes: int | None,
+    max_pending: int | None,
     log_level: str,
     no_access_log: bool,
 ) -> None:
@@ -120,6 +123,8 @@ def serve(
         limits.max_body_bytes = max_body_bytes
     if max_decompressed_bytes is not None:
         limits.max_decompressed_bytes = max_decompressed_bytes
+    if max_pending is not None:
+        limits.max_pending = max_pending
     strategy = _guard(lambda: _strategy(config_file))
     hub = _guard(lambda: Hub.open(store_url, strategy=strategy, auth=not no_auth, limits=limits))
     scheme = "https" if ssl_certfile else "http"

@@ -13,10 +13,11 @@ in the thread pool so the event loop stays free for other connections.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
@@ -116,6 +117,7 @@ class Hub:
             pm.register(observer)
         self._known: set[tuple[str, str]] = set()
         self._known_lock = threading.Lock()
+        self._pending: dict[str, int] = {}
         self._closed = False
 
     @classmethod
@@ -169,6 +171,34 @@ class Hub:
                 data={"protocol": meta.protocol, "transport": meta.transport},
             )
         return result
+
+    @contextlib.contextmanager
+    def admit(self, agent_id: str) -> Iterator[None]:
+        """Hold one of the agent's ``max_pending`` places for an HTTP unit, or 503.
+
+        An agent's units merge one at a time; when more than ``max_pending``
+        would wait, the newest is refused with ``Retry-After`` rather than
+        queued, so a flood from many instances cannot pile up in the hub.
+        """
+        with self._known_lock:
+            pending = self._pending.get(agent_id, 0)
+            if pending >= self.limits.max_pending:
+                raise HubError(
+                    503,
+                    f"agent {agent_id!r} has {pending} units waiting to merge; "
+                    f"retry in {self.limits.retry_after_seconds} s",
+                    headers={"Retry-After": str(self.limits.retry_after_seconds)},
+                )
+            self._pending[agent_id] = pending + 1
+        try:
+            yield
+        finally:
+            with self._known_lock:
+                left = self._pending[agent_id] - 1
+                if left:
+                    self._pending[agent_id] = left
+                else:
+                    del self._pending[agent_id]
 
     def _first_contact(self, agent_id: str, instance_id: str) -> bool:
         with self._known_lock:
@@ -312,7 +342,7 @@ def create_app(hub: Hub) -> FastAPI:
 
     @app.exception_handler(HubError)
     async def _hub_error(request: Request, exc: HubError) -> Response:
-        if 400 <= exc.status < 500:
+        if 400 <= exc.status < 500 or exc.status == 503:
             principal: Principal | None = getattr(request.state, "principal", None)
             hub.reject(
                 exc.status,
@@ -321,7 +351,10 @@ def create_app(hub: Hub) -> FastAPI:
                 principal.instance_id if principal else None,
                 endpoint_label(request.url.path),
             )
-        return _json(orjson.dumps(exc.body()), exc.status)
+        response = _json(orjson.dumps(exc.body()), exc.status)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -399,7 +432,8 @@ def create_app(hub: Hub) -> FastAPI:
                 raise HubError(exc.status, exc.message) from None
             return result.model_dump_json().encode()
 
-        return _json(await call(work))
+        with hub.admit(agent_id):
+            return _json(await call(work))
 
     unit_doc = {"description": "MergeResult, sent once the unit is committed."}
 

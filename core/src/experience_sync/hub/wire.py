@@ -36,6 +36,10 @@ from experience_sync.models import (
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 #: Default cap on a body after ``Content-Encoding`` is undone (``--max-decompressed-bytes``).
 DEFAULT_MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
+#: Default number of HTTP units one agent may have in the hub at once, merging
+#: or waiting for its turn (``--max-pending``). One agent's units merge one at
+#: a time; beyond this the hub answers 503 instead of queueing more.
+DEFAULT_MAX_PENDING = 64
 
 Kind = Literal["events", "batch", "checkin"]
 UNIT_MODELS: dict[str, type[EventsRequest] | type[ExperienceBatch] | type[CheckIn]] = {
@@ -50,20 +54,27 @@ MAX_BACKLOG = MAX_COUNT
 
 @dataclass
 class HubLimits:
-    """Size limits; a request beyond one is answered 413."""
+    """Limits: a body beyond a size cap is answered 413; a unit for an agent
+    that already has ``max_pending`` units waiting to merge over HTTP, 503
+    with ``Retry-After`` (the instance's transport waits and sends it again)."""
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
+    max_pending: int = DEFAULT_MAX_PENDING
+    retry_after_seconds: int = 1
 
 
 class HubError(Exception):
     """An error answered as ``{"error": {"status", "message", "details"?}}``."""
 
-    def __init__(self, status: int, message: str, details: Any = None) -> None:
+    def __init__(
+        self, status: int, message: str, details: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.details = details
+        self.headers = headers
 
     def body(self) -> dict[str, Any]:
         """The JSON error object."""
@@ -298,6 +309,8 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     413: "The body exceeds --max-body-bytes, or --max-decompressed-bytes once decoded.",
     415: "A Content-Encoding other than gzip, zstd or identity.",
     422: "The request does not match its model; `details[].loc` names each failing field.",
+    503: "The agent already has --max-pending units merging or waiting; send the unit "
+    "again after the Retry-After header's seconds.",
 }
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
@@ -321,7 +334,7 @@ def error_responses(
 
 def unit_errors(model: str) -> dict[int | str, dict[str, Any]]:
     """The error responses of an ingestion route whose body is ``model``."""
-    return error_responses(400, 401, 403, 413, 415, 422, notes={
+    return error_responses(400, 401, 403, 413, 415, 422, 503, notes={
         400: "The body is not valid JSON, its gzip/zstd encoding is corrupt, or "
         f"X-Experience-Sync-Backlog is not an integer from 0 to {MAX_BACKLOG}.",
         403: "The token is not a write token of this agent, or the unit's instance_id "
