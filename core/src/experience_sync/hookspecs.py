@@ -164,6 +164,6 @@ def experience_sync_register_hub_routes(app: Any, hub: Any) -> None:
     """Add routes to the hub, or mount ASGI apps on it, when the hub app is built.
 
     :param app: the hub's FastAPI application.
-    :param hub: the :class:`~experience_sync.hub.app.Hub` serving it (its
+    :param hub: the :class:`~experience_sync.hub.service.Hub` serving it (its
         ingestion API, store, authenticator and plugin manager).
     """

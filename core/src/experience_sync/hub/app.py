@@ -1,8 +1,7 @@
 """The hub's HTTP and WebSocket API (FastAPI): ingestion, reads, events, metrics.
 
-:class:`Hub` holds what serving needs (merge engine, store, authenticator,
-plugin manager, limits, metrics and the SSE broadcaster); :func:`create_app`
-builds the ASGI application. ``docs/wire-protocol.md`` is the reference for
+:class:`~experience_sync.hub.service.Hub` (re-exported here) holds what
+serving needs; :func:`create_app` builds the ASGI application on it. ``docs/wire-protocol.md`` is the reference for
 every route.
 
 Bodies are parsed with orjson and validated with ``model_validate`` rather
@@ -13,11 +12,9 @@ in the thread pool so the event loop stays free for other connections.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
@@ -30,18 +27,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
-from experience_sync.builtin.prometheus import PrometheusObserver
-from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.auth import Authenticator, AuthError, Principal
-from experience_sync.hub.metrics import CONTENT_TYPE, HubMetrics
-from experience_sync.hub.sse import EventBroadcaster
+from experience_sync.hub.auth import AuthError, Principal
+from experience_sync.hub.metrics import CONTENT_TYPE
+from experience_sync.hub.service import Hub
 from experience_sync.hub.wire import (
     DEFAULT_PROTOCOL,
     LIST_ADAPTERS,
     QUERY_ERRORS,
     READ_ERRORS,
     REVIEW_DECISION_ERRORS,
-    UNIT_MODELS,
     Health,
     HubError,
     HubLimits,
@@ -54,31 +48,22 @@ from experience_sync.hub.wire import (
     decode_body,
     endpoint_label,
     error_responses,
-    frame_backlog,
-    frame_label,
     header_label,
     install_openapi,
-    parse_unit,
     unit_errors,
     validation_details,
 )
-from experience_sync.interfaces import Store
 from experience_sync.models import (
-    MAX_JSON_DEPTH,
     AgentState,
-    EventsRequest,
-    ExperienceBatch,
     InstanceStatus,
     KnowledgeItem,
     MergeResult,
     Review,
     Skill,
-    json_depth_exceeds,
 )
-from experience_sync.plugins import ExperienceSyncPluginManager, get_plugin_manager
 
 if TYPE_CHECKING:
-    from experience_sync.hub.engine import IngestMeta, MergeEngine
+    pass
 
 log = logging.getLogger("experience_sync.hub")
 _T = TypeVar("_T")
@@ -86,215 +71,6 @@ _T = TypeVar("_T")
 #: How often an open WebSocket re-checks its token (revocation takes effect
 #: at the first frame after this many seconds).
 WS_REAUTH_SECONDS = 5.0
-
-class Hub:
-    """Everything the hub's routes use. Build one with :meth:`open`, serve it with :func:`create_app`.
-
-    :param engine: the merge engine.
-    :param store: the engine's store (tokens live there too).
-    :param authenticator: checks tokens; disabled for ``--no-auth``.
-    :param pm: the plugin manager observability events go through.
-    :param limits: request size limits.
-    """
-
-    def __init__(
-        self,
-        engine: MergeEngine,
-        store: Store,
-        authenticator: Authenticator,
-        pm: ExperienceSyncPluginManager,
-        limits: HubLimits | None = None,
-    ) -> None:
-        self.engine = engine
-        self.store = store
-        self.auth = authenticator
-        self.pm = pm
-        self.limits = limits or HubLimits()
-        self.metrics = HubMetrics()
-        self.events = EventBroadcaster(on_drop=self.metrics.sse_dropped.inc)
-        self._observers: list[object] = [PrometheusObserver(self.metrics), self.events]
-        for observer in self._observers:
-            pm.register(observer)
-        self._known: set[tuple[str, str]] = set()
-        self._known_lock = threading.Lock()
-        self._pending: dict[str, int] = {}
-        self._closed = False
-
-    @classmethod
-    def open(
-        cls,
-        store_url: str,
-        *,
-        strategy: MergeStrategyConfig | None = None,
-        pm: ExperienceSyncPluginManager | None = None,
-        auth: bool = True,
-        limits: HubLimits | None = None,
-    ) -> Hub:
-        """A hub over the store at ``store_url`` (``sqlite:///path/hub.db``)."""
-        from experience_sync.hub.engine import MergeEngine, open_store
-
-        pm = pm or get_plugin_manager()
-        store = open_store(store_url, pm=pm)
-        engine = MergeEngine(store, strategy, pm=pm)
-        return cls(engine, store, Authenticator(store, enabled=auth), pm, limits)
-
-    # ------------------------------------------------------------------ ingestion
-
-    def ingest(
-        self,
-        principal: Principal,
-        agent_id: str,
-        kind: str,
-        raw: bytes | str | Any,
-        meta: IngestMeta,
-    ) -> MergeResult:
-        """Validate, authorize and merge one unit; returns after the store committed."""
-        payload = parse_unit(kind, raw)
-        self.auth.authorize_write(principal, agent_id, payload)
-        first = self._first_contact(agent_id, payload.instance_id)
-        if isinstance(payload, EventsRequest):
-            result = self.engine.ingest_events(agent_id, payload, meta)
-        elif isinstance(payload, ExperienceBatch):
-            result = self.engine.ingest_batch(agent_id, payload, meta)
-        else:
-            result = self.engine.ingest_checkin(agent_id, payload, meta)
-        self.metrics.observe_result(kind, result)
-        with self._known_lock:  # remembered only once merged; emitted once per instance
-            key = (agent_id, payload.instance_id)
-            first = first and key not in self._known
-            self._known.add(key)
-        if first:
-            self.pm.emit(
-                "sync.init",
-                agent_id=agent_id,
-                instance_id=payload.instance_id,
-                data={"protocol": meta.protocol, "transport": meta.transport},
-            )
-        return result
-
-    @contextlib.contextmanager
-    def admit(self, agent_id: str) -> Iterator[None]:
-        """Hold one of the agent's ``max_pending`` places for an HTTP unit, or 503.
-
-        An agent's units merge one at a time; when more than ``max_pending``
-        would wait, the newest is refused with ``Retry-After`` rather than
-        queued, so a flood from many instances cannot pile up in the hub.
-        """
-        with self._known_lock:
-            pending = self._pending.get(agent_id, 0)
-            if pending >= self.limits.max_pending:
-                raise HubError(
-                    503,
-                    f"agent {agent_id!r} has {pending} units waiting to merge; "
-                    f"retry in {self.limits.retry_after_seconds} s",
-                    headers={"Retry-After": str(self.limits.retry_after_seconds)},
-                )
-            self._pending[agent_id] = pending + 1
-        try:
-            yield
-        finally:
-            with self._known_lock:
-                left = self._pending[agent_id] - 1
-                if left:
-                    self._pending[agent_id] = left
-                else:
-                    del self._pending[agent_id]
-
-    def _first_contact(self, agent_id: str, instance_id: str) -> bool:
-        with self._known_lock:
-            if (agent_id, instance_id) in self._known:
-                return False
-        return not any(s.instance_id == instance_id for s in self.engine.instances(agent_id))
-
-    def handle_frame(self, principal: Principal, agent_id: str, raw: bytes | str) -> bytes:
-        """Answer one WebSocket frame with its ack (never raises for a bad frame)."""
-        from experience_sync.hub.engine import IngestMeta
-
-        started = time.perf_counter()
-        frame_id: Any = None
-        try:
-            try:
-                frame = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise HubError(400, f"frame is not valid JSON: {exc}") from None
-            if not isinstance(frame, dict):
-                raise HubError(400, "a frame is a JSON object {id, kind, payload, meta?}")
-            if json_depth_exceeds(frame.get("id")):
-                # Echoed in the ack: it must serialize (and nothing is merged unacked).
-                raise HubError(422, f"id nests deeper than {MAX_JSON_DEPTH} levels", [{"loc": "id", "msg": "nested too deeply", "type": "value_error"}])
-            frame_id = frame.get("id")
-            kind = frame.get("kind")
-            if not isinstance(kind, str) or kind not in UNIT_MODELS:
-                raise HubError(422, "kind must be 'events', 'batch' or 'checkin'", [{"loc": "kind", "msg": "invalid kind", "type": "enum"}])
-            meta_in = frame.get("meta") or {}
-            if not isinstance(meta_in, dict):
-                raise HubError(422, "meta must be an object", [{"loc": "meta", "msg": "not an object", "type": "dict_type"}])
-            meta = IngestMeta(
-                protocol=frame_label("protocol", meta_in.get("protocol")) or DEFAULT_PROTOCOL[kind],
-                transport="websocket",
-                backlog=frame_backlog(meta_in.get("backlog")),
-            )
-            payload = frame.get("payload")
-            if not isinstance(payload, dict):
-                raise HubError(422, "payload must be an object", [{"loc": "payload", "msg": "not an object", "type": "dict_type"}])
-            result = self.ingest(principal, agent_id, kind, payload, meta)
-            status = 200
-            ack = orjson.dumps(
-                {"id": frame_id, "ok": True, "result": orjson.Fragment(result.model_dump_json())}
-            )
-        except (HubError, AuthError) as exc:
-            err = exc if isinstance(exc, HubError) else HubError(exc.status, exc.message)
-            status = err.status
-            self.reject(err.status, err.message, agent_id, principal.instance_id, "websocket")
-            ack = orjson.dumps({"id": frame_id, "ok": False, **err.body()})
-        except Exception as exc:  # a bug must cost one frame, not the connection
-            log.exception("WebSocket frame failed")
-            status = 500
-            ack = orjson.dumps(
-                {"id": frame_id, "ok": False, "error": {"status": 500, "message": f"internal error: {type(exc).__name__}"}}
-            )
-        self.metrics.observe_request("ws_frame", status, time.perf_counter() - started)
-        return ack
-
-    def reject(
-        self, status: int, reason: str, agent_id: str | None, instance_id: str | None, where: str
-    ) -> None:
-        """Emit ``hub.rejected`` (status and reason; never a token)."""
-        self.pm.emit(
-            "hub.rejected",
-            agent_id=agent_id,
-            instance_id=instance_id,
-            data={"status": status, "reason": reason, "endpoint": where},
-        )
-
-    def warm(self) -> None:
-        """Load every known agent's state now, so no client's first request pays for it."""
-        for agent_id in self.engine.agents():
-            if self._closed:
-                return
-            try:
-                self.engine.instances(agent_id)
-            except Exception:  # a failed warm-up is retried by the first request
-                log.exception("loading agent %s failed", agent_id)
-
-    def close(self) -> None:
-        """End event streams, unregister observers and close the engine and store."""
-        if self._closed:
-            return
-        self._closed = True
-        self.events.close()
-        for observer in self._observers:
-            if self.pm.is_registered(observer):
-                self.pm.unregister(observer)
-        self.engine.close()
-        try:
-            self.store.close()
-        except Exception:  # already closed by the engine
-            log.debug("store close failed", exc_info=True)
-
-
-# ---------------------------------------------------------------------- the app
-
 
 class _MetricsMiddleware:
     """Counts each HTTP request by endpoint and status (pure ASGI: cheap)."""
