@@ -26,6 +26,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -314,38 +315,33 @@ class SQLiteStore(Store):
             if seen is not None:
                 seen.update(ids)
 
-    def iter_units(self, agent_id: str) -> Iterator[tuple[str, MergeResult]]:
-        # Paged along the primary key, like iter_log: the lock is not held between pages.
-        last = ""
+    def _pages(self, sql: str, agent_id: str, after: object) -> Iterator[tuple[Any, ...]]:
+        # Rows in pages along their first column (``sql`` takes the agent and
+        # the last key seen): a long table never sits in memory at once, and
+        # the lock is not held while the caller works on a page.
         while True:
             with self._lock:
-                rows = self._db.execute(
-                    "SELECT unit_id, result FROM units WHERE agent_id = ? AND unit_id > ? "
-                    "ORDER BY unit_id LIMIT 2000",
-                    (agent_id, last),
-                ).fetchall()
+                rows = self._db.execute(sql, (agent_id, after)).fetchall()
             if not rows:
                 return
-            for unit_id, result in rows:
-                last = unit_id
-                yield unit_id, MergeResult.model_validate_json(result)
+            yield from rows
+            after = rows[-1][0]
+
+    def iter_units(self, agent_id: str) -> Iterator[tuple[str, MergeResult]]:
+        for unit_id, result in self._pages(
+            "SELECT unit_id, result FROM units WHERE agent_id = ? AND unit_id > ? "
+            "ORDER BY unit_id LIMIT 2000",
+            agent_id, "",
+        ):
+            yield unit_id, MergeResult.model_validate_json(result)
 
     def iter_log(self, agent_id: str) -> Iterator[LogEntry]:
-        # Read in pages so a long log never sits in memory at once, and the
-        # lock is not held while the caller merges.
-        last = 0
-        while True:
-            with self._lock:
-                rows = self._db.execute(
-                    "SELECT seq, entry_id, kind, body, unit_id, instance_id, request FROM log "
-                    "WHERE agent_id = ? AND seq > ? ORDER BY seq LIMIT 2000",
-                    (agent_id, last),
-                ).fetchall()
-            if not rows:
-                return
-            for seq, entry_id, kind, body, unit_id, instance_id, request in rows:
-                last = seq
-                yield LogEntry(entry_id, kind, body, unit_id, instance_id, request)
+        for _, entry_id, kind, body, unit_id, instance_id, request in self._pages(
+            "SELECT seq, entry_id, kind, body, unit_id, instance_id, request FROM log "
+            "WHERE agent_id = ? AND seq > ? ORDER BY seq LIMIT 2000",
+            agent_id, 0,
+        ):
+            yield LogEntry(entry_id, kind, body, unit_id, instance_id, request)
 
     def reset_state(self, agent_id: str) -> None:
         with self._lock:
