@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -107,7 +107,7 @@ class SeenIds:
     is as likely as two UUID4s colliding, which event ids already rely on.
     """
 
-    def __init__(self, event_ids: Iterator[str] | Sequence[str] = ()) -> None:
+    def __init__(self, event_ids: Iterable[str] = ()) -> None:
         self._hi = np.empty(0, dtype=np.uint64)
         self._lo = np.empty(0, dtype=np.uint64)
         self._recent: set[bytes] = set()
@@ -117,14 +117,14 @@ class SeenIds:
     def __len__(self) -> int:
         return len(self._hi) + len(self._recent)
 
-    def update(self, event_ids: Iterator[str] | Sequence[str]) -> None:
+    def update(self, event_ids: Iterable[str]) -> None:
         """Add ids (adding one already there changes nothing)."""
-        recent = self._recent
-        for event_id in event_ids:
-            digest = _digest(event_id)
-            if digest not in recent:
-                recent.add(digest)
-        if len(recent) > max(4096, len(self._hi) // 4):
+        self.add_digests(map(_digest, event_ids))
+
+    def add_digests(self, digests: Iterable[bytes]) -> None:
+        """Add ids by their digests (see :meth:`seen`)."""
+        self._recent.update(digests)
+        if len(self._recent) > max(4096, len(self._hi) // 4):
             self._fold()
 
     def _fold(self) -> None:
@@ -137,11 +137,12 @@ class SeenIds:
         self._hi, self._lo = hi[order], lo[order]
         self._recent = set()
 
-    def seen(self, event_ids: Sequence[str]) -> set[str]:
-        """The ids among ``event_ids`` that were added."""
+    def seen(self, event_ids: Sequence[str], digests: Sequence[bytes] | None = None) -> set[str]:
+        """The ids among ``event_ids`` that were added (``digests``: theirs, if computed)."""
         if not event_ids:
             return set()
-        digests = [_digest(e) for e in event_ids]
+        if digests is None:
+            digests = [_digest(e) for e in event_ids]
         recent = self._recent
         out = {e for e, d in zip(event_ids, digests, strict=True) if d in recent}
         if len(self._hi):
@@ -250,7 +251,8 @@ class SQLiteStore(Store):
             seen = self._seen_ids(agent_id) if changes.log else None
             if seen is not None:
                 ids = [e.entry_id for e in changes.log]
-                again = seen.seen(ids)
+                digests = [_digest(i) for i in ids]
+                again = seen.seen(ids, digests)
                 if again or len(set(ids)) < len(ids):
                     # What a unique index would say: the log holds each event once.
                     repeated = sorted(again) or sorted({i for i in ids if ids.count(i) > 1})
@@ -313,7 +315,7 @@ class SQLiteStore(Store):
                 db.execute("ROLLBACK")
                 raise
             if seen is not None:
-                seen.update(ids)
+                seen.add_digests(digests)
 
     def _pages(self, sql: str, agent_id: str, after: object) -> Iterator[tuple[Any, ...]]:
         # Rows in pages along their first column (``sql`` takes the agent and
