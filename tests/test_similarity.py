@@ -332,10 +332,11 @@ APPROVER = "the release approver for payments this quarter is {} and she signs e
 @pytest.mark.parametrize("taught_first", [True, False], ids=["taught-before", "taught-after"])
 def test_names_written_once_count_in_lower_case_text(taught_first: bool) -> None:
     # All in lower case, the two statements differ by one ordinary-looking
-    # word and score 12/14 = 0.86: a duplicate, unless the hub knows "dana"
-    # and "tom" are names from text where they were written as names.
-    teach = "We asked Dana and Tom to share the on-call rotation."
-    stored, new = APPROVER.format("dana"), APPROVER.format("tom")
+    # word and score 12/14 = 0.86: a duplicate, unless the hub knows "priya"
+    # and "siobhan" are names from text where they were written as names
+    # (neither is in the bundled list of proper nouns).
+    teach = "We asked Priya and Siobhan to share the on-call rotation."
+    stored, new = APPROVER.format("priya"), APPROVER.format("siobhan")
     sim = create("jaccard", MergeStrategyConfig())
     if taught_first:
         sim.add("t", normalize(teach), None, teach)
@@ -352,13 +353,45 @@ def test_names_written_once_count_in_lower_case_text(taught_first: bool) -> None
     assert unknown is not None and unknown.is_duplicate
 
 
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("dana", "tom"), ("paris", "london"), ("june", "july"), ("thursday", "friday"),
+     ("germany", "austria")],
+)
+@pytest.mark.parametrize("method", ["jaccard", "embedding"])
+def test_bundled_proper_nouns_are_names_in_lower_case(old: str, new: str, method: str) -> None:
+    # No memory of the agent wrote them capitalized: the bundled list knows them.
+    from experience_sync.builtin.embedders import HashingEmbedder
+
+    embedder = HashingEmbedder()
+    sim = create(method, MergeStrategyConfig(similarity_method=method))
+    stored, incoming = APPROVER.format(old), APPROVER.format(new)
+    sim.add("a", normalize(stored), embedder.embed([stored])[0], stored)
+    found = sim.match(normalize(incoming), embedder.embed([incoming])[0], incoming)
+    assert found is None or not found.is_duplicate, found
+    if method == "jaccard":
+        assert found is not None and found.contradiction == "name", found
+
+
+def test_time_of_day_is_part_of_the_number() -> None:
+    sim = create("jaccard", MergeStrategyConfig())
+    stored = "the flight from the main office to the customer site lands at 6:40 pm"
+    sim.add("a", normalize(stored), None, stored)
+    for new in (stored.replace("pm", "am"), stored.replace("pm", "a.m."), stored[:-3]):
+        found = sim.match(normalize(new), None, new)
+        assert found is not None and found.contradiction == "number", (new, found)
+    same = stored.replace("6:40 pm", "6:40pm")
+    found = sim.match(normalize(same), None, same)
+    assert found is not None and found.is_duplicate, found
+
+
 def test_known_names_hold_for_the_embedding_method() -> None:
     from experience_sync.builtin.embedders import HashingEmbedder
 
     embedder = HashingEmbedder()
     sim = create("embedding", MergeStrategyConfig(similarity_method="embedding"))
-    teach = "We asked Dana and Tom to share the on-call rotation."
-    stored, new = APPROVER.format("dana"), APPROVER.format("tom")
+    teach = "We asked Priya and Siobhan to share the on-call rotation."
+    stored, new = APPROVER.format("priya"), APPROVER.format("siobhan")
     sim.add("t", normalize(teach), embedder.embed([teach])[0], teach)
     sim.add("a", normalize(stored), embedder.embed([stored])[0], stored)
     found = sim.match(normalize(new), embedder.embed([new])[0], new)

@@ -2,17 +2,20 @@
 hashed, compared and indexed.
 
 Also the small amount of language knowledge the similarity methods use:
-contractions (``don't`` is ``do not``), negation words and number words, and
+contractions (``don't`` is ``do not``), negation words and number words,
 which words of the original text are names (capitalized where a sentence does
-not force a capital).
+not force a capital), and a bundled list of proper nouns that are names in any
+case (:data:`PROPER_NOUNS`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import sys
 import unicodedata
 from collections.abc import Iterable
+from importlib import resources
 
 # Punctuation becomes a space, except a dot between two digits (``3.5`` stays
 # one token, so that it differs from ``35``).
@@ -131,6 +134,22 @@ COMMON_WORDS: frozenset[str] = _words(
     sure only even just again well very really quite too enough other another same
     such own new old good bad best last next first"""
 )
+
+
+
+
+def _load_proper_nouns() -> frozenset[str]:
+    text = resources.files("experience_sync").joinpath("data/proper_nouns.txt").read_text("utf-8")
+    return frozenset(sys.intern(w) for w in text.split("\n") if w and not w.startswith("#"))
+
+
+#: Normalized tokens that are names wherever they appear, lower case included:
+#: people's first names and surnames, places, nationalities, months and days
+#: that SCOWL (size 70) writes only capitalized, less those whose lower-case
+#: form is a common English word (SCOWL size 35: "will", "bill", "china" and
+#: "nice" stay ordinary words), plus their possessives (``danas``). Generated
+#: by ``core/tools/make_proper_nouns.py``; see ``data/LICENSE-SCOWL.txt``.
+PROPER_NOUNS: frozenset[str] = _load_proper_nouns()
 
 
 _UNITS = (

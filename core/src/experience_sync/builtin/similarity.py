@@ -53,6 +53,7 @@ from experience_sync.interfaces import (
 from experience_sync.text import (
     NEGATIONS,
     NUMBER_WORDS,
+    PROPER_NOUNS,
     is_number_token,
     lowercase_words,
     name_parts,
@@ -111,6 +112,22 @@ class _Parsed:
     unguarded: frozenset[str]  # words no guard looks at (names aside)
 
 
+_MERIDIEM = frozenset({"am", "pm"})
+_MERIDIEM_TRIGGERS = _MERIDIEM | {"m"}
+
+
+def _meridiem(toks: Sequence[str], numbers: frozenset[str]) -> set[str]:
+    """``am`` / ``pm`` (or ``a.m.``, read ``a m``) right after a number: part of a time."""
+    out: set[str] = set()
+    for i in range(1, len(toks)):
+        tok = toks[i]
+        if tok in _MERIDIEM and toks[i - 1] in numbers:
+            out.add(tok)
+        elif tok == "m" and i >= 2 and toks[i - 1] in ("a", "p") and toks[i - 2] in numbers:
+            out.add(toks[i - 1] + "m")
+    return out
+
+
 @lru_cache(maxsize=4096)
 def _parse(normalized: str, text: str | None) -> _Parsed:
     # Cached: one new memory is matched, then added to the stored index and to
@@ -125,12 +142,18 @@ def _parse(normalized: str, text: str | None) -> _Parsed:
     odd = [] if "".join(kept).isalpha() else [t for t in kept if not t.isalpha()]
     if odd:
         numbers |= {t for t in odd if is_number_token(t)}
+        if not _MERIDIEM_TRIGGERS.isdisjoint(token_set):
+            numbers |= _meridiem(toks, numbers)
+    # Words of the bundled proper-noun list are names in any case.
+    listed = token_set & PROPER_NOUNS
     if text is None:
-        names: set[str] = set()
+        names: set[str] = set(listed)
         initial: list[tuple[str, ...]] = []
         lowercase: frozenset[str] = _EMPTY
     else:
         names, initial = name_parts(text)
+        if listed:
+            names |= listed
         # ASCII text with no capital: every word is written in lower case, and
         # its normalized tokens are those words (split at punctuation).
         lowercase = token_set if text.isascii() and text.islower() else frozenset(
@@ -202,11 +225,12 @@ def contradiction_score(a: Signature, b: Signature) -> float:
     a_set, b_set = a.tokens, b.tokens
     inter = len(a_set & b_set)
     names = a.names | b.names
+    numbers = a.numbers | b.numbers
 
     def rest(side: frozenset[str], other: frozenset[str]) -> set[str]:
         return {
             _stem(t) for t in side - other
-            if not (is_number_token(t) or t in names or t in NEGATIONS or t in _AUXILIARIES)
+            if not (t in numbers or t in names or t in NEGATIONS or t in _AUXILIARIES)
         }
 
     only_a, only_b = rest(a_set, b_set), rest(b_set, a_set)
