@@ -22,9 +22,11 @@ memory with exactly the same tokens is a duplicate whatever the vectors say
 
 The guards: a different number of negation words (``not``, ``never``, ``no``,
 ... after ``don't`` is read as ``do not``); a number token (digits, or a number
-word) on one side only; a name on each side that the other lacks (a name is a
-capitalized word where the sentence does not force a capital, see
-:func:`experience_sync.text.name_tokens`).
+word; ``am`` / ``pm`` right after a number counts as part of it) on one side
+only; a name on each side that the other lacks (a name is a capitalized word
+where the sentence does not force a capital, see
+:func:`experience_sync.text.name_tokens`, or a word of
+:data:`experience_sync.text.PROPER_NOUNS` in any case).
 """
 
 from __future__ import annotations
