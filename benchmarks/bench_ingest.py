@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import itertools
 import json
 import multiprocessing as mp
@@ -308,6 +309,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="also measure the HTTP/WebSocket layer alone, over an engine that stores nothing")
     parser.add_argument("--engine-rounds", type=int, default=6,
                         help="rounds of the in-process engine measurement (0: skip it)")
+    parser.add_argument("--gc-gen0", type=int, default=None,
+                        help="young-collection threshold, as 'experience-sync serve --gc-gen0' (default: serve's)")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--dir", help="where to put the databases (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -315,7 +318,10 @@ def main(argv: list[str] | None = None) -> None:
         args.preload, args.requests, args.clients = min(args.preload, 5000), min(args.requests, 10), min(args.clients, 2)
 
     from experience_sync.config import MergeStrategyConfig
-    from experience_sync.hub.server import run_in_thread
+    from experience_sync.hub.server import GC_GEN0_THRESHOLD, run_in_thread, tune_gc
+
+    # This process serves the hub: it collects garbage as 'experience-sync serve' does.
+    tune_gc(GC_GEN0_THRESHOLD if args.gc_gen0 is None else args.gc_gen0)
 
     overrides: dict[str, Any] = {}
     if args.similarity:
@@ -329,7 +335,8 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; preload {args.preload}, "
           f"{args.clients} clients x {args.requests} requests x {args.batch} events; "
-          f"strategy {strategy.model_dump(include={'similarity_method', 'memory_deduplication'})}")
+          f"strategy {strategy.model_dump(include={'similarity_method', 'memory_deduplication'})}; "
+          f"gc thresholds {gc.get_threshold()}")
     raw = raw_sqlite(workdir / "raw.db", args.preload, events_total, args.batch)
     print(f"raw sqlite: {raw:,.0f} rows/s ({args.batch} rows/transaction, uuid4 keys, ~500 B rows)")
 

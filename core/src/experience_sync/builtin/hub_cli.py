@@ -91,6 +91,8 @@ def experience_sync_register_commands(cli: click.Group) -> None:
 @click.option("--max-decompressed-bytes", type=int, default=None, help="Cap on a decompressed body (413 beyond).")
 @click.option("--max-pending", type=click.IntRange(min=1), default=None,
               help="HTTP units one agent may have merging or waiting (503 with Retry-After beyond; default 64).")
+@click.option("--gc-gen0", type=click.IntRange(min=0), default=None,
+              help="Allocations between young garbage collections (default 10000; 0 keeps Python's 700).")
 @click.option("--log-level", default="info", show_default=True)
 @click.option("--no-access-log", is_flag=True, help="Do not log each request.")
 def serve(
@@ -104,12 +106,13 @@ def serve(
     max_body_bytes: int | None,
     max_decompressed_bytes: int | None,
     max_pending: int | None,
+    gc_gen0: int | None,
     log_level: str,
     no_access_log: bool,
 ) -> None:
     """Run the hub (HTTP + WebSocket) with uvicorn."""
     from experience_sync.hub.app import Hub, HubLimits
-    from experience_sync.hub.server import UnsafeBindError, check_bind
+    from experience_sync.hub.server import GC_GEN0_THRESHOLD, UnsafeBindError, check_bind, tune_gc
     from experience_sync.hub.server import serve as run
 
     try:
@@ -126,6 +129,7 @@ def serve(
     if max_pending is not None:
         limits.max_pending = max_pending
     strategy = _guard(lambda: _strategy(config_file))
+    tune_gc(GC_GEN0_THRESHOLD if gc_gen0 is None else gc_gen0)
     hub = _guard(lambda: Hub.open(store_url, strategy=strategy, auth=not no_auth, limits=limits))
     scheme = "https" if ssl_certfile else "http"
     click.echo(
@@ -332,7 +336,9 @@ def replay(
 ) -> None:
     """Rebuild an agent's state from its log, deterministically, under a merge configuration."""
     from experience_sync.hub.replay import replay as run_replay
+    from experience_sync.hub.server import tune_gc
 
+    tune_gc()
     config = _guard(
         lambda: _strategy(
             config_file,
