@@ -2,7 +2,7 @@
 the developer's environment cannot change test results; tests that install a
 plugin on purpose turn it back on with ``enable_plugin_autoload``.
 
-PostgreSQL tests run against a real server: ``EXPERIENCE_SYNC_TEST_POSTGRES``
+PostgreSQL tests run against a real server: ``XS_TEST_POSTGRES``
 (default ``postgresql://postgres@127.0.0.1:5432/test``). The session creates
 a database of its own there and drops it at the end; they skip only when no
 server answers."""
@@ -140,7 +140,7 @@ def stand_ins(register_plugin: Callable[..., str]) -> Callable[[], dict[str, Any
 
 
 POSTGRES_SERVER = os.environ.get(
-    "EXPERIENCE_SYNC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+    "XS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
 
 
