@@ -81,10 +81,15 @@ def test_unreachable_server_fails_at_once_without_showing_the_password() -> None
 
 
 def ev(eid: str, content: str, inst: str = "i1", t: float = 0) -> ExperienceEvent:
-    return ExperienceEvent.model_validate({
-        "event_id": eid, "timestamp": T0 + timedelta(seconds=t), "source_instance": inst,
-        "event_type": "memory", "data": {"content": content},
-    })
+    return ExperienceEvent.model_validate(
+        {
+            "event_id": eid,
+            "timestamp": T0 + timedelta(seconds=t),
+            "source_instance": inst,
+            "event_type": "memory",
+            "data": {"content": content},
+        }
+    )
 
 
 def req(*events: ExperienceEvent) -> EventsRequest:
@@ -98,7 +103,9 @@ def two_engines(postgres_url: str) -> Iterator[Callable[..., tuple[MergeEngine, 
 
     def _make(**strategy: Any) -> tuple[MergeEngine, MergeEngine]:
         for _ in range(2):
-            engines.append(MergeEngine(PostgresStore(postgres_url), MergeStrategyConfig(**strategy)))
+            engines.append(
+                MergeEngine(PostgresStore(postgres_url), MergeStrategyConfig(**strategy))
+            )
         return engines[-2], engines[-1]
 
     yield _make
@@ -138,13 +145,17 @@ def test_a_commit_that_lost_a_race_is_merged_again(
         real_commit(agent_id, changes)
 
     monkeypatch.setattr(b.store, "commit", commit_after_a)
-    result = b.ingest_events(AGENT, req(ev("e2", "Owns a grey cat"), ev("e3", "Prefers short answers")))
+    result = b.ingest_events(
+        AGENT, req(ev("e2", "Owns a grey cat"), ev("e3", "Prefers short answers"))
+    )
     assert len(raced) == 1 and raced[0].expect_version == 1  # the refused attempt
     assert result.accepted_event_ids == ["e2"] and result.duplicate_event_ids == ["e3"]
     state = a.state(AGENT)
     assert state == b.state(AGENT)
     assert sorted((m.content, m.access_count) for m in state.memories) == [
-        ("Likes green tea", 1), ("Owns a grey cat", 1), ("Prefers short answers", 1)
+        ("Likes green tea", 1),
+        ("Owns a grey cat", 1),
+        ("Prefers short answers", 1),
     ]
     assert state.stats.total_events == 3 and state.cursor == 3
     assert [e.entry_id for e in a.store.iter_log(AGENT)] == ["e1", "e3", "e2"]
@@ -154,10 +165,15 @@ def test_a_review_opened_by_one_engine_is_decided_by_another(two_engines: Any) -
     a, b = two_engines(conflict_resolution="manual_review")
 
     def tone(eid: str, inst: str, value: str, t: float) -> ExperienceEvent:
-        return ExperienceEvent.model_validate({
-            "event_id": eid, "timestamp": T0 + timedelta(seconds=t), "source_instance": inst,
-            "event_type": "characteristic", "data": {"key": "tone", "value": value, "confidence": 0.9},
-        })
+        return ExperienceEvent.model_validate(
+            {
+                "event_id": eid,
+                "timestamp": T0 + timedelta(seconds=t),
+                "source_instance": inst,
+                "event_type": "characteristic",
+                "data": {"key": "tone", "value": value, "confidence": 0.9},
+            }
+        )
 
     a.ingest_events(AGENT, req(tone("c1", "i1", "formal", 0)))
     b.ingest_events(AGENT, req(tone("c2", "i2", "casual", 60)))
@@ -241,7 +257,9 @@ def serve(store_url: str, logs: Path, *extra: str) -> Iterator[str]:
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [EXE, "serve", "--port", str(port), "--store", store_url, "--no-access-log", *extra],
-            stdout=out, stderr=subprocess.STDOUT, env=_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=_env(),
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -271,24 +289,34 @@ def _event(n: int, inst: str, rng: random.Random, texts: list[str]) -> dict[str,
     if kind == "memory":  # a few texts recur: exact duplicates merge
         data = {"content": rng.choice(texts)}
     elif kind == "skill":
-        data = {"name": rng.choice(["refunds", "triage"]), "proficiency": rng.choice([0.3, 0.6, 0.9]),
-                "usage": {"invocations": 1 + n % 4, "successes": n % 4}}
+        data = {
+            "name": rng.choice(["refunds", "triage"]),
+            "proficiency": rng.choice([0.3, 0.6, 0.9]),
+            "usage": {"invocations": 1 + n % 4, "successes": n % 4},
+        }
     elif kind == "knowledge":
         subject = rng.choice(["refund delay", "office"])
         data = {"subject": subject, "content": f"The {subject} fact", "confidence": 0.6}
     else:
         data = {"summary": f"talk {n}"}
     return {
-        "event_id": f"w-{n}", "timestamp": (T0 + timedelta(seconds=n)).isoformat(),
-        "source_instance": inst, "event_type": kind, "data": data, "lamport": n, "sequence": n,
+        "event_id": f"w-{n}",
+        "timestamp": (T0 + timedelta(seconds=n)).isoformat(),
+        "source_instance": inst,
+        "event_type": kind,
+        "data": data,
+        "lamport": n,
+        "sequence": n,
     }
 
 
 def workload(requests: int = 30, seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
     """``(path, body)`` of event requests and batches from three instances (fixed ids and times)."""
     rng = random.Random(seed)
-    texts = [" ".join(rng.choice("abcdefghijklmnopqrstuvwxyz") * 6 + str(i) for _ in range(4))
-             for i in range(15)]
+    texts = [
+        " ".join(rng.choice("abcdefghijklmnopqrstuvwxyz") * 6 + str(i) for _ in range(4))
+        for i in range(15)
+    ]
     out: list[tuple[str, dict[str, Any]]] = []
     n = 0
     for r in range(requests):
@@ -298,10 +326,18 @@ def workload(requests: int = 30, seed: int = 7) -> list[tuple[str, dict[str, Any
             n += 1
             events.append(_event(n, inst, rng, texts))
         if r % 4 == 3:
-            out.append(("batches", {
-                "batch_id": f"batch-{r}", "instance_id": inst, "events": events,
-                "timestamp_start": events[0]["timestamp"], "timestamp_end": events[-1]["timestamp"],
-            }))
+            out.append(
+                (
+                    "batches",
+                    {
+                        "batch_id": f"batch-{r}",
+                        "instance_id": inst,
+                        "events": events,
+                        "timestamp_start": events[0]["timestamp"],
+                        "timestamp_end": events[-1]["timestamp"],
+                    },
+                )
+            )
         else:
             out.append(("events", {"instance_id": inst, "events": events}))
     return out
@@ -332,13 +368,17 @@ class Client:
 
 def _pg_tokens(store_url: str) -> dict[str, str]:
     return {
-        inst: _cli("token", "create", "--agent", AGENT, "--instance", inst, "--store", store_url).strip()
+        inst: _cli(
+            "token", "create", "--agent", AGENT, "--instance", inst, "--store", store_url
+        ).strip()
         for inst in INSTANCES
     }
 
 
 @contextmanager
-def sqlite_reference(tmp_path: Path, requests: list[tuple[str, dict[str, Any]]]) -> Iterator[Client]:
+def sqlite_reference(
+    tmp_path: Path, requests: list[tuple[str, dict[str, Any]]]
+) -> Iterator[Client]:
     """A SQLite hub fed ``requests`` once each, in order: what one hub makes of them."""
     with run_in_thread(store_url=f"sqlite:///{tmp_path}/reference.db") as hub:
         client = Client(hub.url, {i: hub.create_token(AGENT, i) for i in INSTANCES})
@@ -352,7 +392,9 @@ def _accepted(result: dict[str, Any]) -> list[str]:
 
 
 def _instances(client: Client) -> dict[str, tuple[int, int]]:
-    return {s["instance_id"]: (s["total_events"], s["last_sequence"]) for s in client.get("instances")}
+    return {
+        s["instance_id"]: (s["total_events"], s["last_sequence"]) for s in client.get("instances")
+    }
 
 
 def _log_rows(store_url: str) -> tuple[int, int]:
@@ -431,6 +473,7 @@ def test_two_hubs_in_turn_end_exactly_where_one_hub_does(postgres_url: str, tmp_
 
 def _projection(state: dict[str, Any]) -> dict[str, Any]:
     """What does not depend on the order requests arrived in (memory ids do)."""
+
     def strip(obj: Any) -> Any:
         if isinstance(obj, dict):
             return {k: strip(v) for k, v in obj.items() if k != "version"}
@@ -442,13 +485,28 @@ def _projection(state: dict[str, Any]) -> dict[str, Any]:
     return {
         "cursor": state["cursor"],
         "memories": sorted(
-            (m["content"], m["access_count"], sorted(m["source_instances"]), sorted(m["source_events"]))
+            (
+                m["content"],
+                m["access_count"],
+                sorted(m["source_instances"]),
+                sorted(m["source_events"]),
+            )
             for m in state["memories"]
         ),
         "skills": strip(sorted(state["skills"], key=lambda s: s["skill_id"])),
         "knowledge": strip(sorted(state["knowledge"], key=lambda k: k["key"])),
-        "stats": {k: stats[k] for k in ("total_syncs", "total_events", "interactions", "memories",
-                                        "skills_learned", "knowledge_acquired", "last_evolution")},
+        "stats": {
+            k: stats[k]
+            for k in (
+                "total_syncs",
+                "total_events",
+                "interactions",
+                "memories",
+                "skills_learned",
+                "knowledge_acquired",
+                "last_evolution",
+            )
+        },
     }
 
 
@@ -458,7 +516,10 @@ def test_two_hubs_at_once_merge_every_event_once(postgres_url: str, tmp_path: Pa
     requests = workload(40, seed=23)
     accepted: list[str] = []
     guard = threading.Lock()
-    with serve(postgres_url, tmp_path / "logs") as url_a, serve(postgres_url, tmp_path / "logs") as url_b:
+    with (
+        serve(postgres_url, tmp_path / "logs") as url_a,
+        serve(postgres_url, tmp_path / "logs") as url_b,
+    ):
         hubs = [Client(url_a, tokens), Client(url_b, tokens)]
 
         def deliver(j: int) -> None:

@@ -33,10 +33,15 @@ def entry(i: int, request: int = 1, unit: str | None = None) -> LogEntry:
 
 
 def ev(i: int, content: str) -> ExperienceEvent:
-    return ExperienceEvent.model_validate({
-        "event_id": f"e{i}", "timestamp": T0, "source_instance": "i1",
-        "event_type": "memory", "data": {"content": content},
-    })
+    return ExperienceEvent.model_validate(
+        {
+            "event_id": f"e{i}",
+            "timestamp": T0,
+            "source_instance": "i1",
+            "event_type": "memory",
+            "data": {"content": content},
+        }
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -49,9 +54,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def open_stores(
-    store_url: str, register_plugin: Callable[..., str]
-) -> Iterator[StoreFactory]:
+def open_stores(store_url: str, register_plugin: Callable[..., str]) -> Iterator[StoreFactory]:
     """``open_stores()`` opens the test's store (again: another connection, as another hub would)."""
     if store_url.startswith("postgresql"):
         import experience_sync_postgres.plugin
@@ -86,16 +89,25 @@ def integrity_error(store: Store) -> type[Exception]:
 
 def test_commit_log_rows_units_and_reads(store: Store) -> None:
     result = MergeResult(agent_id="a", unit_id="b1", memories_added=2)
-    store.commit("a", ChangeSet(
-        cursor=1,
-        log=[entry(1, unit="b1"), entry(2, unit="b1")],
-        rows={"memories": [StoredRow("m1", 1, "{}", "h1", b"\x00\x00\x80?", "likes tea")],
-              "skills": [StoredRow("s1", 1, '{"s": 1}')]},
-        meta='{"stats": {}}',
-        units=[("b1", result)],
-    ))
-    store.commit("a", ChangeSet(cursor=2, log=[entry(3, request=2)],
-                                rows={"skills": [StoredRow("s1", 2, '{"s": 2}')]}))
+    store.commit(
+        "a",
+        ChangeSet(
+            cursor=1,
+            log=[entry(1, unit="b1"), entry(2, unit="b1")],
+            rows={
+                "memories": [StoredRow("m1", 1, "{}", "h1", b"\x00\x00\x80?", "likes tea")],
+                "skills": [StoredRow("s1", 1, '{"s": 1}')],
+            },
+            meta='{"stats": {}}',
+            units=[("b1", result)],
+        ),
+    )
+    store.commit(
+        "a",
+        ChangeSet(
+            cursor=2, log=[entry(3, request=2)], rows={"skills": [StoredRow("s1", 2, '{"s": 2}')]}
+        ),
+    )
     assert store.seen_events("a", ["e1", "e3", "e9"]) == {"e1", "e3"}
     assert store.seen_events("a", []) == set()
     assert store.seen_events("b", ["e1"]) == set()
@@ -145,9 +157,15 @@ def test_log_order_is_per_agent_arrival_order(store: Store) -> None:
 def test_commit_is_one_transaction(store: Store, integrity_error: type[Exception]) -> None:
     store.commit("a", ChangeSet(cursor=1, log=[entry(1)]))
     with pytest.raises(integrity_error):  # e1 again: the log holds each id once per agent
-        store.commit("a", ChangeSet(cursor=2, log=[entry(2), entry(1)],
-                                    rows={"skills": [StoredRow("s1", 2, "{}")]},
-                                    units=[("b1", MergeResult())]))
+        store.commit(
+            "a",
+            ChangeSet(
+                cursor=2,
+                log=[entry(2), entry(1)],
+                rows={"skills": [StoredRow("s1", 2, "{}")]},
+                units=[("b1", MergeResult())],
+            ),
+        )
     assert [e.entry_id for e in store.iter_log("a")] == ["e1"]
     assert store.load_agent("a").rows["skills"] == []
     assert store.load_agent("a").cursor == 1
@@ -162,7 +180,9 @@ def test_commit_is_one_transaction(store: Store, integrity_error: type[Exception
 
 def test_unknown_state_table_is_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="nope"):
-        store.commit("a", ChangeSet(cursor=1, log=[entry(1)], rows={"nope": [StoredRow("k", 1, "{}")]}))
+        store.commit(
+            "a", ChangeSet(cursor=1, log=[entry(1)], rows={"nope": [StoredRow("k", 1, "{}")]})
+        )
     assert store.seen_events("a", ["e1"]) == set()
 
 
@@ -174,7 +194,9 @@ def test_iter_log_pages_through_long_logs(store: Store) -> None:
 
 
 def test_iter_units_pages_through_every_applied_unit(store: Store) -> None:
-    results = {f"b{i}": MergeResult(agent_id="a", unit_id=f"b{i}", memories_added=i) for i in range(4500)}
+    results = {
+        f"b{i}": MergeResult(agent_id="a", unit_id=f"b{i}", memories_added=i) for i in range(4500)
+    }
     store.commit("a", ChangeSet(cursor=1, units=list(results.items())))
     store.commit("other", ChangeSet(cursor=1, units=[("b1", MergeResult(agent_id="other"))]))
     assert dict(store.iter_units("a")) == results
@@ -186,11 +208,20 @@ def test_iter_units_pages_through_every_applied_unit(store: Store) -> None:
 
 
 def test_reset_state_keeps_log_units_and_instances(store: Store) -> None:
-    store.commit("a", ChangeSet(
-        cursor=1, log=[entry(1)], units=[("b1", MergeResult())], meta='{"stats": {}}',
-        rows={"memories": [StoredRow("m1", 1, "{}")], "skills": [StoredRow("s1", 1, "{}")],
-              "instances": [StoredRow("i1", 0, "{}")]},
-    ))
+    store.commit(
+        "a",
+        ChangeSet(
+            cursor=1,
+            log=[entry(1)],
+            units=[("b1", MergeResult())],
+            meta='{"stats": {}}',
+            rows={
+                "memories": [StoredRow("m1", 1, "{}")],
+                "skills": [StoredRow("s1", 1, "{}")],
+                "instances": [StoredRow("i1", 0, "{}")],
+            },
+        ),
+    )
     store.reset_state("a")
     loaded = store.load_agent("a")
     assert loaded.cursor == 0 and loaded.meta is None
@@ -204,7 +235,9 @@ def test_reset_state_keeps_log_units_and_instances(store: Store) -> None:
 def test_tokens(store: Store) -> None:
     rec = TokenRecord("t1", "hash1", "a", "i1", "read", T0)
     store.put_token(rec)
-    later = TokenRecord("t0", "hash0", "b", "i2", "write", datetime(2026, 2, 1, tzinfo=timezone.utc))
+    later = TokenRecord(
+        "t0", "hash0", "b", "i2", "write", datetime(2026, 2, 1, tzinfo=timezone.utc)
+    )
     store.put_token(later)
     assert store.token_by_hash("hash1") == rec
     assert store.token_by_hash("nope") is None
@@ -218,7 +251,9 @@ def test_tokens(store: Store) -> None:
 
 def test_a_store_opened_again_reads_what_was_committed(open_stores: StoreFactory) -> None:
     first = open_stores()
-    first.commit("a", ChangeSet(cursor=1, log=[entry(1)], rows={"skills": [StoredRow("s1", 1, "{}")]}))
+    first.commit(
+        "a", ChangeSet(cursor=1, log=[entry(1)], rows={"skills": [StoredRow("s1", 1, "{}")]})
+    )
     first.put_token(TokenRecord("t1", "hash1", "a", "i1", "write", T0))
     first.close()
     again = open_stores()
@@ -241,8 +276,10 @@ def test_write_version(store: Store) -> None:
     store.commit("a", ChangeSet(cursor=1, units=[("b1", MergeResult())], expect_version=1))
     assert store.agent_version("a") == 2 and store.load_agent("a").version == 2
     with pytest.raises(StaleStateError):
-        store.commit("a", ChangeSet(cursor=2, log=[entry(2)], units=[("b2", MergeResult())],
-                                    expect_version=1))
+        store.commit(
+            "a",
+            ChangeSet(cursor=2, log=[entry(2)], units=[("b2", MergeResult())], expect_version=1),
+        )
     assert store.seen_events("a", ["e2"]) == set() and store.applied_unit("a", "b2") is None
     assert store.agent_version("a") == 2
     store.commit("a", ChangeSet(cursor=2, log=[entry(3)]))  # no expectation: not checked
@@ -284,13 +321,18 @@ def test_engine_concurrent_ingestion(store: Store) -> None:
         try:
             for i in range(base, base + 20):
                 # every event twice, from two threads, across two agents
-                engine.ingest_events(agent, EventsRequest(
-                    instance_id="i1", events=[ev(i, f"memory {chr(97 + i % 26)} {i * 'z'}")]))
+                engine.ingest_events(
+                    agent,
+                    EventsRequest(
+                        instance_id="i1", events=[ev(i, f"memory {chr(97 + i % 26)} {i * 'z'}")]
+                    ),
+                )
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(agent, 0))
-               for agent in ("a", "b") for _ in range(2)]
+    threads = [
+        threading.Thread(target=worker, args=(agent, 0)) for agent in ("a", "b") for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -328,21 +370,29 @@ def test_engine_plugin_failure_mid_merge_leaves_no_trace(
     engine.ingest_events("a", EventsRequest(instance_id="i1", events=[ev(1, "Likes tea")]))
     before = engine.state("a")
     with pytest.raises(RuntimeError):
-        engine.ingest_events("a", EventsRequest(
-            instance_id="i1", events=[ev(2, "Owns a cat"), ev(3, "explode now")]))
+        engine.ingest_events(
+            "a", EventsRequest(instance_id="i1", events=[ev(2, "Owns a cat"), ev(3, "explode now")])
+        )
     assert engine.state("a") == before
     assert store.seen_events("a", ["e2", "e3"]) == set()
     engine.close()
 
 
 def test_replay_in_place_and_into_the_other_kind_of_store(
-    store: Store, tmp_path: Path, request: pytest.FixtureRequest,
+    store: Store,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
     register_plugin: Callable[..., str],
 ) -> None:
     engine = MergeEngine(store, MergeStrategyConfig())
     for i in range(12):
-        engine.ingest_events("a", EventsRequest(
-            instance_id=f"i{i % 3}", events=[ev(i, f"fact {i % 5} about {'tea' if i % 2 else 'cats'}")]))
+        engine.ingest_events(
+            "a",
+            EventsRequest(
+                instance_id=f"i{i % 3}",
+                events=[ev(i, f"fact {i % 5} about {'tea' if i % 2 else 'cats'}")],
+            ),
+        )
     live = engine.state("a")
     units = {"b1": MergeResult(agent_id="a", unit_id="b1")}
     store.commit("a", ChangeSet(cursor=live.cursor, units=list(units.items())))
@@ -358,7 +408,9 @@ def test_replay_in_place_and_into_the_other_kind_of_store(
     try:
         assert replay(store, "a", MergeStrategyConfig(), target=other) == live
         assert dict(other.iter_units("a")) == units
-        assert [e.entry_id for e in other.iter_log("a")] == [e.entry_id for e in store.iter_log("a")]
+        assert [e.entry_id for e in other.iter_log("a")] == [
+            e.entry_id for e in store.iter_log("a")
+        ]
         assert MergeEngine(other, MergeStrategyConfig()).state("a") == live
     finally:
         other.close()
