@@ -16,7 +16,10 @@ What it does, in one run on one machine:
 4. prints merged events/s, p50/p99 ack latency per request and the ratio of
    each to the raw insert rate (target: >= 0.5).
 
-``--quick`` shrinks everything for a smoke run. Figures go in docs/benchmarks.md.
+``--quick`` shrinks everything for a smoke run. ``--store-url URL`` runs the
+hub legs on another store (e.g. an empty PostgreSQL database with the
+``experience-sync-postgres`` plugin installed) instead of a SQLite file; the
+in-process engine leg is then skipped. Figures go in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -313,7 +316,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="young-collection threshold, as 'experience-sync serve --gc-gen0' (default: serve's)")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--dir", help="where to put the databases (default: a temp dir)")
+    parser.add_argument("--store-url", help="hub store for the preload and the hub legs "
+                        "(default: a SQLite file in --dir); must not hold the agent 'bench' yet")
     args = parser.parse_args(argv)
+    if args.store_url and not args.store_url.startswith("sqlite:"):
+        # Another store comes from its installed plugin (loaded from entry points).
+        if os.environ.get("EXPERIENCE_SYNC_DISABLE_PLUGIN_AUTOLOAD") == "1":
+            del os.environ["EXPERIENCE_SYNC_DISABLE_PLUGIN_AUTOLOAD"]
+        args.engine_rounds = 0
     if args.quick:
         args.preload, args.requests, args.clients = min(args.preload, 5000), min(args.requests, 10), min(args.clients, 2)
 
@@ -340,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     raw = raw_sqlite(workdir / "raw.db", args.preload, events_total, args.batch)
     print(f"raw sqlite: {raw:,.0f} rows/s ({args.batch} rows/transaction, uuid4 keys, ~500 B rows)")
 
-    store_url = f"sqlite:///{workdir / 'hub.db'}"
+    store_url = args.store_url or f"sqlite:///{workdir / 'hub.db'}"
     seconds = preload_store(store_url, args.preload, strategy)
     print(f"preload: {args.preload} memories merged in {seconds:.1f}s ({args.preload / max(seconds, 1e-9):,.0f}/s)")
 

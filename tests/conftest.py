@@ -1,6 +1,11 @@
 """Shared fixtures. Entry-point auto-loading is off so that plugins installed in
 the developer's environment cannot change test results; tests that install a
-plugin on purpose turn it back on with ``enable_plugin_autoload``."""
+plugin on purpose turn it back on with ``enable_plugin_autoload``.
+
+PostgreSQL tests run against a real server: ``XS_TEST_POSTGRES``
+(default ``postgresql://postgres@127.0.0.1:5432/test``). The session creates
+a database of its own there and drops it at the end; they skip only when no
+server answers."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -131,3 +137,48 @@ def stand_ins(register_plugin: Callable[..., str]) -> Callable[[], dict[str, Any
         }
 
     return _use
+
+
+POSTGRES_SERVER = os.environ.get(
+    "XS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database for this test session (dropped at its end).
+
+    Skips, with the reason, when no server answers at ``POSTGRES_SERVER``.
+    """
+    import psycopg
+
+    try:
+        admin = psycopg.connect(POSTGRES_SERVER, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL server at {POSTGRES_SERVER} ({exc})".replace("\n", " "))
+    name = f"xs_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlsplit(POSTGRES_SERVER)._replace(path=f"/{name}").geturl()
+    finally:
+        with psycopg.connect(POSTGRES_SERVER, autocommit=True) as admin:
+            # FORCE: a hub process a failed test left behind must not keep it.
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> Iterator[str]:
+    """A store URL whose tables land in a new schema of the session's database.
+
+    The schema is dropped after the test.
+    """
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in postgres_database else "?"
+    yield f"{postgres_database}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -1,20 +1,18 @@
-"""The built-in SQLite store, directly and under the engine."""
+"""What only the built-in SQLite store does: its URLs, WAL mode, old files, the
+in-memory set of seen event ids. The ``Store`` contract it shares with every
+store is in ``test_store_contract.py``."""
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from experience_sync.builtin.store_sqlite import SQLiteStore, path_from_url
-from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.engine import MergeEngine, open_store
-from experience_sync.hub.state import ChangeSet, LogEntry, StoredRow
-from experience_sync.interfaces import TokenRecord
-from experience_sync.models import EventsRequest, ExperienceEvent, MergeResult
+from experience_sync.hub.engine import open_store
+from experience_sync.hub.state import ChangeSet, LogEntry
 from experience_sync.plugins import get_plugin_manager
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -55,142 +53,6 @@ def test_wal_mode(store: SQLiteStore, tmp_path: Path) -> None:
     db.close()
 
 
-def test_commit_log_rows_units_and_reads(store: SQLiteStore) -> None:
-    result = MergeResult(agent_id="a", unit_id="b1", memories_added=2)
-    store.commit("a", ChangeSet(
-        cursor=1,
-        log=[entry(1, unit="b1"), entry(2, unit="b1")],
-        rows={"memories": [StoredRow("m1", 1, "{}", "h1", b"\x00\x00\x80?")],
-              "skills": [StoredRow("s1", 1, '{"s": 1}')]},
-        meta='{"stats": {}}',
-        units=[("b1", result)],
-    ))
-    store.commit("a", ChangeSet(cursor=2, log=[entry(3, request=2)],
-                                rows={"skills": [StoredRow("s1", 2, '{"s": 2}')]}))
-    assert store.seen_events("a", ["e1", "e3", "e9"]) == {"e1", "e3"}
-    assert store.seen_events("b", ["e1"]) == set()
-    assert store.applied_unit("a", "b1") == result
-    assert store.applied_unit("a", "b2") is None
-    loaded = store.load_agent("a")
-    assert loaded.cursor == 2 and loaded.meta == '{"stats": {}}'
-    assert loaded.rows["skills"] == [StoredRow("s1", 2, '{"s": 2}')]
-    (mem,) = loaded.rows["memories"]
-    assert (mem.content_hash, mem.embedding) == ("h1", b"\x00\x00\x80?")
-    assert [e.entry_id for e in store.iter_log("a")] == ["e1", "e2", "e3"]
-    assert [e.request for e in store.iter_log("a")] == [1, 1, 2]
-    assert store.agents() == ["a"]
-    assert store.load_agent("nobody").cursor == 0
-
-
-def test_commit_is_one_transaction(store: SQLiteStore) -> None:
-    store.commit("a", ChangeSet(cursor=1, log=[entry(1)]))
-    with pytest.raises(sqlite3.IntegrityError):  # e1 again violates the log's unique index
-        store.commit("a", ChangeSet(cursor=2, log=[entry(2), entry(1)],
-                                    rows={"skills": [StoredRow("s1", 2, "{}")]}))
-    assert [e.entry_id for e in store.iter_log("a")] == ["e1"]
-    assert store.load_agent("a").rows["skills"] == []
-    assert store.load_agent("a").cursor == 1
-
-
-def test_iter_log_pages_through_long_logs(store: SQLiteStore) -> None:
-    store.commit("a", ChangeSet(cursor=1, log=[entry(i) for i in range(4500)]))
-    assert sum(1 for _ in store.iter_log("a")) == 4500
-    ids = [f"e{i}" for i in range(0, 9000, 2)]
-    assert len(store.seen_events("a", ids)) == 2250
-
-
-def test_iter_units_pages_through_every_applied_unit(store: SQLiteStore) -> None:
-    results = {f"b{i}": MergeResult(agent_id="a", unit_id=f"b{i}", memories_added=i) for i in range(4500)}
-    store.commit("a", ChangeSet(cursor=1, units=list(results.items())))
-    store.commit("other", ChangeSet(cursor=1, units=[("b1", MergeResult(agent_id="other"))]))
-    assert dict(store.iter_units("a")) == results
-    assert list(store.iter_units("other")) == [("b1", MergeResult(agent_id="other"))]
-    assert list(store.iter_units("nobody")) == []
-
-
-def test_reset_state_keeps_log_units_and_instances(store: SQLiteStore) -> None:
-    store.commit("a", ChangeSet(
-        cursor=1, log=[entry(1)], units=[("b1", MergeResult())],
-        rows={"memories": [StoredRow("m1", 1, "{}")], "instances": [StoredRow("i1", 0, "{}")]},
-    ))
-    store.reset_state("a")
-    loaded = store.load_agent("a")
-    assert loaded.cursor == 0 and loaded.rows["memories"] == []
-    assert loaded.rows["instances"] == [StoredRow("i1", 0, "{}")]
-    assert store.applied_unit("a", "b1") is not None
-    assert [e.entry_id for e in store.iter_log("a")] == ["e1"]
-
-
-def test_tokens(store: SQLiteStore) -> None:
-    rec = TokenRecord("t1", "hash1", "a", "i1", "read", T0)
-    store.put_token(rec)
-    assert store.token_by_hash("hash1") == rec
-    assert store.token_by_hash("nope") is None
-    assert store.list_tokens() == [rec]
-    assert store.revoke_token("t1") is True
-    assert store.revoke_token("t2") is False
-    revoked = store.token_by_hash("hash1")
-    assert revoked is not None and revoked.revoked
-
-
-class FailingStore(SQLiteStore):
-    fail = False
-
-    def commit(self, agent_id: str, changes: ChangeSet) -> None:
-        if self.fail:
-            self.fail = False
-            raise OSError("disk full")
-        super().commit(agent_id, changes)
-
-
-def ev(i: int, content: str) -> ExperienceEvent:
-    return ExperienceEvent.model_validate({
-        "event_id": f"e{i}", "timestamp": T0, "source_instance": "i1",
-        "event_type": "memory", "data": {"content": content},
-    })
-
-
-def test_engine_failed_commit_leaves_no_trace(tmp_path: Path) -> None:
-    store = FailingStore(f"sqlite:///{tmp_path}/hub.db")
-    engine = MergeEngine(store, MergeStrategyConfig())
-    engine.ingest_events("a", EventsRequest(instance_id="i1", events=[ev(1, "Likes tea")]))
-    before = engine.state("a")
-    store.fail = True
-    with pytest.raises(OSError):
-        engine.ingest_events("a", EventsRequest(instance_id="i1", events=[ev(2, "Owns a cat")]))
-    assert engine.state("a") == before  # reloaded from the store
-    r = engine.ingest_events("a", EventsRequest(instance_id="i1", events=[ev(2, "Owns a cat")]))
-    assert r.accepted_event_ids == ["e2"]  # the retry is not a duplicate
-    engine.close()
-
-
-def test_engine_concurrent_ingestion(tmp_path: Path) -> None:
-    engine = MergeEngine(open_store(f"sqlite:///{tmp_path}/hub.db"), MergeStrategyConfig())
-    errors: list[BaseException] = []
-
-    def worker(agent: str, base: int) -> None:
-        try:
-            for i in range(base, base + 20):
-                # every event twice, from two threads, across two agents
-                engine.ingest_events(agent, EventsRequest(
-                    instance_id="i1", events=[ev(i, f"memory {chr(97 + i % 26)} {i * 'z'}")]))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(agent, 0))
-               for agent in ("a", "b") for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    for agent in ("a", "b"):
-        state = engine.state(agent)
-        assert state.stats.total_events == 20
-        assert sum(m.access_count for m in state.memories) == 20
-    engine.close()
-
-
 def test_store_created_before_the_normalized_column_opens(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "old.db")
     db.execute(
@@ -205,37 +67,6 @@ def test_store_created_before_the_normalized_column_opens(tmp_path: Path) -> Non
     (row,) = s.load_agent("a").rows["memories"]
     assert row.key == "m1" and row.normalized is None
     s.close()
-
-
-def test_engine_plugin_failure_mid_merge_leaves_no_trace(
-    tmp_path: Path, register_plugin: object
-) -> None:
-    from experience_sync import hookimpl
-    from experience_sync.builtin.similarity import JaccardSimilarity
-
-    class Flaky(JaccardSimilarity):
-        fail_on = "explode"
-
-        def match(self, normalized: str, embedding: object = None, text: str | None = None):  # type: ignore[override]
-            if self.fail_on in normalized:
-                raise RuntimeError("similarity backend down")
-            return super().match(normalized, embedding, text)  # type: ignore[arg-type]
-
-    class Plugin:
-        @hookimpl
-        def experience_sync_register_similarity_methods(self, register: object) -> None:
-            register("flaky", lambda config=None: Flaky(config))  # type: ignore[operator]
-
-    register_plugin(Plugin(), name="flaky")  # type: ignore[operator]
-    engine = MergeEngine(open_store(f"sqlite:///{tmp_path}/hub.db"),
-                         MergeStrategyConfig(similarity_method="flaky"))
-    engine.ingest_events("a", EventsRequest(instance_id="i1", events=[ev(1, "Likes tea")]))
-    before = engine.state("a")
-    with pytest.raises(RuntimeError):
-        engine.ingest_events("a", EventsRequest(
-            instance_id="i1", events=[ev(2, "Owns a cat"), ev(3, "explode now")]))
-    assert engine.state("a") == before
-    engine.close()
 
 
 def test_seen_ids_survive_folding_and_reopening(tmp_path: Path) -> None:

@@ -47,10 +47,11 @@ else:  # pragma: no cover
 
 ENV_PREFIX = "EXPERIENCE_SYNC_"
 #: Environment variables with the prefix that are not configuration fields.
-#: ``LANGCHAIN_EMBEDDINGS`` is read by the LangChain adapter's plugin.
+#: ``LANGCHAIN_EMBEDDINGS`` is read by the LangChain adapter's plugin,
+#: ``POSTGRES_POOL_SIZE`` by the PostgreSQL store's.
 RESERVED_ENV = {
     "CONFIG", "LOAD_PLUGINS", "DISABLE_PLUGIN_AUTOLOAD", "HUB_TOKEN", "DATA_DIR",
-    "LANGCHAIN_EMBEDDINGS",
+    "LANGCHAIN_EMBEDDINGS", "POSTGRES_POOL_SIZE",
 }
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -337,6 +338,10 @@ def mask_url(url: str) -> str:
     if parts.password:
         netloc = netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
     query = _SECRET_QUERY_RE.sub(lambda m: f"{m.group(1)}={MASK}", parts.query)
+    if netloc == parts.netloc and query == parts.query:
+        # Nothing to hide: keep the URL as written (urlunsplit would turn
+        # sqlite:///hub.db into sqlite:/hub.db).
+        return url
     return parts._replace(netloc=netloc, query=query).geturl()
 
 

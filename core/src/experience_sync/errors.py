@@ -7,6 +7,7 @@ The hierarchy, in the style of httpx::
     ├── PluginError                 a plugin failed to load, or two claim one name
     ├── OutboxFullError             the outbox is at capacity and the policy refused
     ├── NotInitializedError         an instance id that was never initialised
+    ├── StaleStateError             another hub process wrote the agent first (shared stores)
     └── TransportError              delivery to the hub failed
         ├── RetryableError          worth retrying: connection errors, 408, 429, 5xx
         └── RejectedError           the hub refused the request (other 4xx): not retried
@@ -40,6 +41,15 @@ class OutboxFullError(ExperienceSyncError):
 
 class NotInitializedError(ExperienceSyncError, KeyError):
     """The instance id was never initialised with ``initialize_sync``."""
+
+
+class StaleStateError(ExperienceSyncError):
+    """Another process committed to the agent since this one loaded it.
+
+    Raised by a store that several hub processes write (``postgresql``) when a
+    commit's ``expect_version`` is not the agent's version any more; nothing
+    was written. The merge engine reloads the agent and merges again.
+    """
 
 
 class TransportError(ExperienceSyncError):

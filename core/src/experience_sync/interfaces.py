@@ -401,6 +401,23 @@ class Store(abc.ABC):
     unit ids) in one transaction: after it returns, the data survives a crash.
     State rows are opaque ``(key, version, body)`` rows per table (see
     :mod:`experience_sync.hub.state`); the merge engine interprets them.
+
+    One writer, or several. By default a store has one writing process (the
+    built-in ``sqlite`` store): the engine keeps each agent's state in memory
+    and trusts it. A store that several hub processes may write at once keeps
+    a per-agent *write version* instead, and
+
+    - :meth:`load_agent` reads the agent as one consistent snapshot and
+      returns its version in :attr:`StoredAgent.version`;
+    - :meth:`agent_version` returns the current version (not ``None``);
+    - :meth:`commit`, inside its transaction and holding the agent exclusively
+      (a row lock), refuses with :class:`~experience_sync.errors.StaleStateError`
+      a change set whose ``expect_version`` is not the agent's version, and
+      otherwise adds one to it; :meth:`reset_state` adds one too.
+
+    The engine then compares versions before using its in-memory state and
+    reloads the agent when another process committed since; a commit that
+    raced with another is refused, reloaded and merged again.
     """
 
     name: str = "store"
@@ -431,7 +448,22 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def commit(self, agent_id: str, changes: ChangeSet) -> None:
-        """Atomically append to the log, write the changed state and record ``changes.units``."""
+        """Atomically append to the log, write the changed state and record ``changes.units``.
+
+        A commit that would log an entry id the agent's log already holds (or
+        one id twice) is refused whole. A store that several processes write
+        also checks ``changes.expect_version`` (see the class docstring).
+        """
+
+    def agent_version(self, agent_id: str) -> int | None:
+        """The agent's current write version, or ``None`` for a single-writer store.
+
+        ``None`` (the default) tells the engine that no other process writes
+        this store, so its in-memory state of an agent cannot go stale. A
+        store shared by several hub processes returns the version its
+        commits maintain (0 for an agent it does not hold).
+        """
+        return None
 
     @abc.abstractmethod
     def iter_log(self, agent_id: str) -> Iterator[LogEntry]:
@@ -441,7 +473,8 @@ class Store(abc.ABC):
     def reset_state(self, agent_id: str) -> None:
         """Drop the agent's materialized state, for an in-place replay.
 
-        The log, applied units and instance statuses stay.
+        The log, applied units and instance statuses stay; a shared store
+        advances the agent's write version, so other processes reload it.
         """
 
     # tokens

@@ -111,6 +111,7 @@ def serve(
     no_access_log: bool,
 ) -> None:
     """Run the hub (HTTP + WebSocket) with uvicorn."""
+    from experience_sync.config import mask_url
     from experience_sync.hub.app import Hub, HubLimits
     from experience_sync.hub.server import GC_GEN0_THRESHOLD, UnsafeBindError, check_bind, tune_gc
     from experience_sync.hub.server import serve as run
@@ -133,7 +134,7 @@ def serve(
     hub = _guard(lambda: Hub.open(store_url, strategy=strategy, auth=not no_auth, limits=limits))
     scheme = "https" if ssl_certfile else "http"
     click.echo(
-        f"experience-sync hub on {scheme}://{host}:{port} store={store_url} "
+        f"experience-sync hub on {scheme}://{host}:{port} store={mask_url(store_url)} "
         f"auth={'off' if no_auth else 'on'}",
         err=True,
     )

@@ -15,18 +15,29 @@ applied returns the stored result with ``duplicate = true``.
 Everything the merge derives comes from the logged events (their timestamps,
 never the wall clock), so :func:`experience_sync.hub.replay.replay` rebuilds
 exactly the live state.
+
+Several hub processes on one store: with a store that several processes
+write (its :meth:`~experience_sync.interfaces.Store.agent_version` is not
+``None``), the in-memory state is used only while the agent's stored write
+version is the one it was loaded or last committed at; otherwise the agent is
+reloaded first. Each commit names that version, and a commit that lost a race
+with another process is refused (:class:`~experience_sync.errors.StaleStateError`),
+so the request is merged again on the reloaded state. A single-writer store
+(``sqlite``) skips both checks.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from experience_sync.config import MergeStrategyConfig
-from experience_sync.errors import PluginError
+from experience_sync.errors import PluginError, StaleStateError
 from experience_sync.hub.conflicts import MergeContext, Notice, short_hash
 from experience_sync.hub.runtime import AgentRuntime
 from experience_sync.hub.state import ChangeSet, LogEntry
@@ -52,6 +63,11 @@ from experience_sync.plugins import ExperienceSyncPluginManager, get_plugin_mana
 __all__ = ["IngestMeta", "MergeEngine", "open_store"]
 
 _SYNC_EVENT = {"events": "sync.event", "batch": "sync.batch", "checkin": "sync.check_in"}
+
+# How many times a request is merged again after losing a commit race with
+# another hub process on a shared store, before StaleStateError reaches the
+# caller (each loss means the other process made progress).
+_STALE_RETRIES = 16
 
 
 @dataclass
@@ -171,6 +187,11 @@ class MergeEngine:
     def _runtime(self, agent_id: str) -> AgentRuntime:
         # Called with the agent's lock held.
         rt = self._runtimes.get(agent_id)
+        if rt is not None:
+            # A shared store: another process may have committed since.
+            version = self.store.agent_version(agent_id)
+            if version is not None and version != rt.version:
+                rt = None
         if rt is None:
             rt = AgentRuntime(agent_id, self.strategy, self.pm)
             rt.load(self.store.load_agent(agent_id))
@@ -178,12 +199,29 @@ class MergeEngine:
         return rt
 
     def _commit(self, agent_id: str, changes: ChangeSet) -> None:
+        rt = self._runtimes.get(agent_id)
+        if rt is not None:
+            changes.expect_version = rt.version
         try:
             self.store.commit(agent_id, changes)
         except BaseException:
-            # The in-memory state ran ahead of the store: drop it, reload next time.
+            # The in-memory state ran ahead of the store (or behind another
+            # process): drop it, reload next time.
             self._runtimes.pop(agent_id, None)
             raise
+        if rt is not None:
+            rt.version += 1
+
+    @staticmethod
+    def _retry_stale(attempt: int) -> None:
+        """Let a request merge again after a lost commit race, or give up."""
+        if attempt >= _STALE_RETRIES:
+            raise StaleStateError(
+                f"gave up after {attempt + 1} commit races with other hub processes"
+            )
+        if attempt:
+            # Two processes racing for one agent back off apart.
+            time.sleep(random.uniform(0, min(0.05, 0.002 * 2**attempt)))
 
     def _notify(self, agent_id: str, notices: Iterable[Notice]) -> None:
         if not self.emit:
@@ -226,25 +264,35 @@ class MergeEngine:
         meta: IngestMeta | None,
         last_sequence: int | None = None,
     ) -> MergeResult:
-        with self._lock(agent_id):
-            rt = self._runtime(agent_id)
-            prior = self.store.applied_unit(agent_id, unit_id) if unit_id is not None else None
-            if prior is not None:
-                result = prior.model_copy(update={"duplicate": True})
-                notices: list[Notice] = [
-                    (_SYNC_EVENT[kind], instance_id,
-                     {"unit_id": unit_id, "events": len(events), "duplicate": True})
-                ]
-            else:
+        attempt = 0
+        while True:
+            with self._lock(agent_id):
+                rt = self._runtime(agent_id)
+                prior = (
+                    self.store.applied_unit(agent_id, unit_id) if unit_id is not None else None
+                )
+                if prior is not None:
+                    result = prior.model_copy(update={"duplicate": True})
+                    notices: list[Notice] = [
+                        (_SYNC_EVENT[kind], instance_id,
+                         {"unit_id": unit_id, "events": len(events), "duplicate": True})
+                    ]
+                    break
                 try:
                     result, notices = self._merge_request(
                         rt, kind, instance_id, unit_id, events, meta, last_sequence
                     )
+                    break
+                except StaleStateError:
+                    # Another hub process committed first: merge again on its state.
+                    self._runtimes.pop(agent_id, None)
                 except BaseException:
                     # A plugin or the store failed mid-merge: the in-memory
                     # state may be half changed, so reload it from the store.
                     self._runtimes.pop(agent_id, None)
                     raise
+            self._retry_stale(attempt)
+            attempt += 1
         # Observers run after the commit and outside the agent's lock.
         self._notify(agent_id, notices)
         return result
@@ -328,26 +376,35 @@ class MergeEngine:
         Raises :class:`KeyError` for an unknown review; a decided review is
         returned unchanged. The decision is logged, so replay repeats it.
         """
-        with self._lock(agent_id):
-            rt = self._runtime(agent_id)
-            review = rt.desk.reviews.get(review_id)
-            if review is None:
-                raise KeyError(review_id)
-            if review.status != "open":
-                return review
-            ctx = MergeContext(cursor=rt.cursor + 1)
-            at = utcnow()
-            body = json.dumps({"review_id": review_id, "accept": accept, "timestamp": at.isoformat()})
-            entry = LogEntry(f"review:{review_id}", "decision", body, None, "hub", ctx.cursor)
-            try:
-                decided = rt.apply_decision(ctx, review_id, accept, at)
-                assert decided is not None
-                rt.cursor = ctx.cursor
-                rt.finish()
-                self._commit(agent_id, rt.changeset([entry]))
-            except BaseException:
-                self._runtimes.pop(agent_id, None)
-                raise
+        attempt = 0
+        while True:
+            with self._lock(agent_id):
+                rt = self._runtime(agent_id)
+                review = rt.desk.reviews.get(review_id)
+                if review is None:
+                    raise KeyError(review_id)
+                if review.status != "open":
+                    return review
+                ctx = MergeContext(cursor=rt.cursor + 1)
+                at = utcnow()
+                body = json.dumps(
+                    {"review_id": review_id, "accept": accept, "timestamp": at.isoformat()}
+                )
+                entry = LogEntry(f"review:{review_id}", "decision", body, None, "hub", ctx.cursor)
+                try:
+                    decided = rt.apply_decision(ctx, review_id, accept, at)
+                    assert decided is not None
+                    rt.cursor = ctx.cursor
+                    rt.finish()
+                    self._commit(agent_id, rt.changeset([entry]))
+                    break
+                except StaleStateError:
+                    self._runtimes.pop(agent_id, None)
+                except BaseException:
+                    self._runtimes.pop(agent_id, None)
+                    raise
+            self._retry_stale(attempt)
+            attempt += 1
         self._notify(agent_id, ctx.notices)
         return decided
 

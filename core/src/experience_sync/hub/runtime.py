@@ -53,10 +53,14 @@ class AgentRuntime:
         self.instances_dirty: dict[str, None] = {}
         self.stats = EvolutionStats()
         self.cursor = 0
+        # The store's write version of the agent this state was loaded at or
+        # last committed (only a store shared by several processes keeps one).
+        self.version = 0
 
     def load(self, stored: StoredAgent) -> None:
         """Fill from stored rows (similarity indexes are rebuilt from stored vectors)."""
         self.cursor = stored.cursor
+        self.version = stored.version
         if stored.meta:
             self.stats = EvolutionStats.model_validate(json.loads(stored.meta)["stats"])
         rows = stored.rows

@@ -75,11 +75,17 @@ class StoredRow:
 
 @dataclass
 class StoredAgent:
-    """One agent as loaded from a store: its cursor, statistics and state rows."""
+    """One agent as loaded from a store: its cursor, statistics and state rows.
+
+    :param version: the agent's write version when it was read, for a store
+        that several processes write (see
+        :meth:`~experience_sync.interfaces.Store.agent_version`); 0 otherwise.
+    """
 
     cursor: int = 0
     meta: str | None = None
     rows: dict[str, list[StoredRow]] = field(default_factory=dict)
+    version: int = 0
 
 
 @dataclass
@@ -92,6 +98,11 @@ class ChangeSet:
     :param meta: the agent's statistics JSON, if changed.
     :param units: ``(unit_id, result)`` of each applied batch or check-in to
         record (one for an ingestion; many when replay copies them).
+    :param expect_version: the agent's write version the changes were derived
+        from (set by the engine). A store that several processes write
+        refuses the commit with :class:`~experience_sync.errors.StaleStateError`
+        unless the agent is still at that version; a single-writer store
+        ignores it.
     """
 
     cursor: int
@@ -99,6 +110,7 @@ class ChangeSet:
     rows: dict[str, list[StoredRow]] = field(default_factory=dict)
     meta: str | None = None
     units: list[tuple[str, MergeResult]] = field(default_factory=list)
+    expect_version: int | None = None
 
     def is_empty(self) -> bool:
         """Whether committing would change nothing."""

@@ -1,0 +1,435 @@
+"""The ``postgresql`` hub store: the log and state in PostgreSQL, shared by several hubs.
+
+URLs are libpq's: ``postgresql://user:password@host:5432/dbname`` (``postgres://``
+too), with any libpq parameter in the query string, e.g.
+``?sslmode=require`` or ``?options=-csearch_path%3Dxs`` to keep the tables in
+their own schema. The tables are created on first use (``xs_`` prefix).
+
+Unlike the SQLite store, several hub processes may write one database, even
+for the same agent. Each agent has a row in ``xs_agents`` with a write
+``version``. :meth:`PostgresStore.commit` locks that row first (an upsert that
+returns the version), refuses with :class:`~experience_sync.errors.StaleStateError`
+a change set derived from another version, then writes the log, the state
+rows and the units and adds one to the version, all in one transaction. The
+merge engine compares versions before trusting its in-memory state and merges
+a refused request again on the reloaded agent (see ``docs/postgres.md``).
+
+Event-id uniqueness per agent is the log's unique index ``(agent_id,
+entry_id)``: a commit that would log an id twice fails whole with
+:class:`psycopg.errors.UniqueViolation`, whatever process wrote it first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from experience_sync.config import mask_url
+from experience_sync.errors import StaleStateError
+from experience_sync.hub.state import TABLES, ChangeSet, LogEntry, StoredAgent, StoredRow
+from experience_sync.interfaces import Store, TokenRecord
+from experience_sync.models import MergeResult
+
+__all__ = ["DEFAULT_POOL_SIZE", "PostgresStore"]
+
+#: Connections per store (override: ``EXPERIENCE_SYNC_POSTGRES_POOL_SIZE``).
+DEFAULT_POOL_SIZE = 10
+#: Seconds to wait for the server when the store opens, and for a free connection.
+CONNECT_TIMEOUT = 10.0
+# Rows per page of iter_log / iter_units.
+_PAGE = 2000
+# Keys compare byte-wise (COLLATE "C"), as in SQLite, so pages and orders do
+# not depend on the database's locale.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS xs_agents (
+    agent_id TEXT COLLATE "C" PRIMARY KEY,
+    cursor BIGINT NOT NULL DEFAULT 0,
+    meta TEXT,
+    version BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS xs_log (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    agent_id TEXT COLLATE "C" NOT NULL,
+    entry_id TEXT COLLATE "C" NOT NULL,
+    kind TEXT NOT NULL,
+    unit_id TEXT,
+    instance_id TEXT NOT NULL,
+    request BIGINT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS xs_log_entry ON xs_log (agent_id, entry_id);
+CREATE INDEX IF NOT EXISTS xs_log_agent ON xs_log (agent_id, seq);
+CREATE TABLE IF NOT EXISTS xs_units (
+    agent_id TEXT COLLATE "C" NOT NULL,
+    unit_id TEXT COLLATE "C" NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (agent_id, unit_id)
+);
+CREATE TABLE IF NOT EXISTS xs_memories (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY,
+    agent_id TEXT COLLATE "C" NOT NULL,
+    key TEXT COLLATE "C" NOT NULL,
+    version BIGINT NOT NULL,
+    content_hash TEXT,
+    embedding BYTEA,
+    normalized TEXT,
+    body TEXT NOT NULL,
+    PRIMARY KEY (agent_id, key)
+);
+CREATE TABLE IF NOT EXISTS xs_tokens (
+    token_id TEXT COLLATE "C" PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    agent_id TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    revoked BOOLEAN NOT NULL DEFAULT FALSE
+);
+"""
+# seq keeps the order rows were first written (an upsert keeps it), which is
+# the order load_agent returns them in, as SQLite's rowid does.
+_STATE_TABLE = """
+CREATE TABLE IF NOT EXISTS xs_{name} (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY,
+    agent_id TEXT COLLATE "C" NOT NULL,
+    key TEXT COLLATE "C" NOT NULL,
+    version BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (agent_id, key)
+);
+"""
+# Any constant: serializes schema creation between hubs starting together.
+_SCHEMA_LOCK = 0x78735F7067  # "xs_pg"
+
+
+def _pool_size() -> int:
+    raw = os.environ.get("EXPERIENCE_SYNC_POSTGRES_POOL_SIZE")
+    if not raw:
+        return DEFAULT_POOL_SIZE
+    try:
+        size = int(raw)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise ValueError(
+            f"EXPERIENCE_SYNC_POSTGRES_POOL_SIZE must be a positive integer, not {raw!r}"
+        )
+    return size
+
+
+def _create_schema(conn: psycopg.Connection[Any]) -> None:
+    tables = "".join(_STATE_TABLE.format(name=t) for t in TABLES if t != "memories")
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        for statement in (_SCHEMA + tables).split(";"):
+            if statement.strip():
+                conn.execute(statement)
+
+
+def _utc(conn: psycopg.Connection[Any]) -> None:
+    # Token times come back in UTC whatever the server's time zone.
+    conn.execute("SET TIME ZONE 'UTC'")
+
+
+class PostgresStore(Store):
+    """The hub store in PostgreSQL: log, materialized state, applied units and tokens.
+
+    :param url: a libpq URL (``postgresql://user@host:5432/dbname``).
+    :param pool_size: most connections open at once (default
+        :data:`DEFAULT_POOL_SIZE`, or ``EXPERIENCE_SYNC_POSTGRES_POOL_SIZE``).
+
+    Thread-safe: each call takes a connection from a pool. Raises
+    :class:`ConnectionError` when the server cannot be reached in
+    :data:`CONNECT_TIMEOUT` seconds.
+    """
+
+    name = "postgresql"
+
+    def __init__(self, url: str, pool_size: int | None = None) -> None:
+        self.url = url
+        size = pool_size if pool_size is not None else _pool_size()
+        # One plain connection first: an unreachable server or a bad URL
+        # fails here at once with libpq's message, not after the pool's retries.
+        try:
+            with psycopg.connect(
+                url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)
+            ) as conn:
+                _create_schema(conn)
+        except psycopg.Error as exc:
+            raise ConnectionError(
+                f"cannot use the PostgreSQL store at {mask_url(url)}: {exc}"
+            ) from exc
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=size,
+            kwargs={"autocommit": True},
+            configure=_utc,
+            check=ConnectionPool.check_connection,
+            timeout=CONNECT_TIMEOUT,
+            open=False,
+            name="experience-sync",
+        )
+        self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+
+    # ------------------------------------------------------------------ state
+
+    def load_agent(self, agent_id: str) -> StoredAgent:
+        with self._pool.connection() as conn, conn.transaction():
+            # One snapshot: the version and every row as of one instant.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            row = conn.execute(
+                "SELECT cursor, meta, version FROM xs_agents WHERE agent_id = %s", (agent_id,)
+            ).fetchone()
+            out = StoredAgent(cursor=row[0], meta=row[1], version=row[2]) if row else StoredAgent()
+            for table in TABLES:
+                if table == "memories":
+                    cur = conn.execute(
+                        "SELECT key, version, body, content_hash, embedding, normalized "
+                        "FROM xs_memories WHERE agent_id = %s ORDER BY seq",
+                        (agent_id,),
+                    )
+                    out.rows[table] = [
+                        StoredRow(k, v, b, h, bytes(e) if e is not None else None, n)
+                        for k, v, b, h, e, n in cur
+                    ]
+                else:
+                    cur = conn.execute(
+                        f"SELECT key, version, body FROM xs_{table} WHERE agent_id = %s "
+                        "ORDER BY seq",
+                        (agent_id,),
+                    )
+                    out.rows[table] = [StoredRow(k, v, b) for k, v, b in cur]
+            return out
+
+    def agents(self) -> list[str]:
+        # Every commit writes the agent's row, so the log holds no other agent.
+        with self._pool.connection() as conn:
+            cur = conn.execute("SELECT agent_id FROM xs_agents ORDER BY agent_id")
+            return [r[0] for r in cur]
+
+    def agent_version(self, agent_id: str) -> int:
+        """The agent's write version (0 if unknown): several processes write this store."""
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT version FROM xs_agents WHERE agent_id = %s", (agent_id,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def seen_events(self, agent_id: str, event_ids: Sequence[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        with self._pool.connection() as conn:
+            cur = conn.execute(
+                "SELECT entry_id FROM xs_log WHERE agent_id = %s AND entry_id = ANY(%s)",
+                (agent_id, list(event_ids)),
+            )
+            return {r[0] for r in cur}
+
+    def applied_unit(self, agent_id: str, unit_id: str) -> MergeResult | None:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT result FROM xs_units WHERE agent_id = %s AND unit_id = %s",
+                (agent_id, unit_id),
+            ).fetchone()
+        return MergeResult.model_validate_json(row[0]) if row else None
+
+    def commit(self, agent_id: str, changes: ChangeSet) -> None:
+        for table in changes.rows:
+            if table not in TABLES:
+                raise ValueError(f"unknown state table {table!r}")
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            # Lock the agent's row (created if new) for the whole transaction:
+            # commits to one agent are serialized across every process, and
+            # the version read here is the one this commit replaces.
+            cur.execute(
+                "INSERT INTO xs_agents AS a (agent_id) VALUES (%s) ON CONFLICT (agent_id) "
+                "DO UPDATE SET version = a.version RETURNING a.version",
+                (agent_id,),
+            )
+            row = cur.fetchone()
+            assert row is not None
+            version = int(row[0])
+            if changes.expect_version is not None and version != changes.expect_version:
+                raise StaleStateError(
+                    f"agent {agent_id!r} is at version {version}, the changes were made "
+                    f"at {changes.expect_version}: another process committed first"
+                )
+            if changes.log:
+                # COPY is the fastest bulk insert; the unique index still refuses
+                # an entry id the log holds (the transaction then rolls back).
+                with cur.copy(
+                    "COPY xs_log (agent_id, entry_id, kind, unit_id, instance_id, request, body) "
+                    "FROM STDIN"
+                ) as copy:
+                    for e in changes.log:
+                        copy.write_row(
+                            (
+                                agent_id,
+                                e.entry_id,
+                                e.kind,
+                                e.unit_id,
+                                e.instance_id,
+                                e.request,
+                                e.body,
+                            )
+                        )
+            for table, rows in changes.rows.items():
+                if not rows:
+                    continue
+                if table == "memories":
+                    cur.executemany(
+                        "INSERT INTO xs_memories (agent_id, key, version, content_hash, "
+                        "embedding, normalized, body) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                        "ON CONFLICT (agent_id, key) DO UPDATE SET "
+                        "version = excluded.version, content_hash = excluded.content_hash, "
+                        "embedding = excluded.embedding, normalized = excluded.normalized, "
+                        "body = excluded.body",
+                        [
+                            (
+                                agent_id,
+                                r.key,
+                                r.version,
+                                r.content_hash,
+                                r.embedding,
+                                r.normalized,
+                                r.body,
+                            )
+                            for r in rows
+                        ],
+                    )
+                else:
+                    cur.executemany(
+                        f"INSERT INTO xs_{table} (agent_id, key, version, body) "
+                        "VALUES (%s, %s, %s, %s) ON CONFLICT (agent_id, key) DO UPDATE SET "
+                        "version = excluded.version, body = excluded.body",
+                        [(agent_id, r.key, r.version, r.body) for r in rows],
+                    )
+            if changes.units:
+                cur.executemany(
+                    "INSERT INTO xs_units (agent_id, unit_id, result) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (agent_id, unit_id) DO UPDATE SET result = excluded.result",
+                    [
+                        (agent_id, unit_id, result.model_dump_json())
+                        for unit_id, result in changes.units
+                    ],
+                )
+            cur.execute(
+                "UPDATE xs_agents SET cursor = %s, meta = COALESCE(%s, meta), "
+                "version = version + 1 WHERE agent_id = %s",
+                (changes.cursor, changes.meta, agent_id),
+            )
+
+    def _pages(self, sql: str, agent_id: str, after: object) -> Iterator[tuple[Any, ...]]:
+        # Keyset pages along the first column (``sql`` takes the agent and the
+        # last key seen): a long table never sits in memory at once, and no
+        # connection is held while the caller works on a page.
+        while True:
+            with self._pool.connection() as conn:
+                rows = conn.execute(sql, (agent_id, after)).fetchall()
+            if not rows:
+                return
+            yield from rows
+            after = rows[-1][0]
+
+    def iter_units(self, agent_id: str) -> Iterator[tuple[str, MergeResult]]:
+        for unit_id, result in self._pages(
+            "SELECT unit_id, result FROM xs_units WHERE agent_id = %s AND unit_id > %s "
+            f"ORDER BY unit_id LIMIT {_PAGE}",
+            agent_id,
+            "",
+        ):
+            yield unit_id, MergeResult.model_validate_json(result)
+
+    def iter_log(self, agent_id: str) -> Iterator[LogEntry]:
+        # Commits to one agent are serialized by its row lock, so the order
+        # of seq is the order they committed in.
+        for _, entry_id, kind, body, unit_id, instance_id, request in self._pages(
+            "SELECT seq, entry_id, kind, body, unit_id, instance_id, request FROM xs_log "
+            f"WHERE agent_id = %s AND seq > %s ORDER BY seq LIMIT {_PAGE}",
+            agent_id,
+            0,
+        ):
+            yield LogEntry(entry_id, kind, body, unit_id, instance_id, request)
+
+    def reset_state(self, agent_id: str) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT 1 FROM xs_agents WHERE agent_id = %s FOR UPDATE", (agent_id,))
+            # Applied units and instance statuses are not derived from the
+            # log: they stay, so re-sent batches are still recognised.
+            for table in TABLES:
+                if table != "instances":
+                    conn.execute(f"DELETE FROM xs_{table} WHERE agent_id = %s", (agent_id,))
+            conn.execute(
+                "UPDATE xs_agents SET cursor = 0, meta = NULL, version = version + 1 "
+                "WHERE agent_id = %s",
+                (agent_id,),
+            )
+
+    # ------------------------------------------------------------------ tokens
+
+    def put_token(self, record: TokenRecord) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO xs_tokens (token_id, token_hash, agent_id, instance_id, scope, "
+                "created_at, revoked) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (token_id) DO UPDATE SET token_hash = excluded.token_hash, "
+                "agent_id = excluded.agent_id, instance_id = excluded.instance_id, "
+                "scope = excluded.scope, created_at = excluded.created_at, "
+                "revoked = excluded.revoked",
+                (
+                    record.token_id,
+                    record.token_hash,
+                    record.agent_id,
+                    record.instance_id,
+                    record.scope,
+                    record.created_at,
+                    record.revoked,
+                ),
+            )
+
+    def token_by_hash(self, token_hash: str) -> TokenRecord | None:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT token_id, token_hash, agent_id, instance_id, scope, created_at, revoked "
+                "FROM xs_tokens WHERE token_hash = %s",
+                (token_hash,),
+            ).fetchone()
+        return _token(row) if row else None
+
+    def list_tokens(self) -> list[TokenRecord]:
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT token_id, token_hash, agent_id, instance_id, scope, created_at, revoked "
+                "FROM xs_tokens ORDER BY created_at, token_id"
+            ).fetchall()
+        return [_token(r) for r in rows]
+
+    def revoke_token(self, token_id: str) -> bool:
+        with self._pool.connection() as conn:
+            cur = conn.execute(
+                "UPDATE xs_tokens SET revoked = TRUE WHERE token_id = %s", (token_id,)
+            )
+            return cur.rowcount > 0
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _token(row: tuple[Any, ...]) -> TokenRecord:
+    token_id, token_hash, agent_id, instance_id, scope, created_at, revoked = row
+    assert isinstance(created_at, datetime)
+    return TokenRecord(
+        token_id=token_id,
+        token_hash=token_hash,
+        agent_id=agent_id,
+        instance_id=instance_id,
+        scope="read" if scope == "read" else "write",
+        created_at=created_at.astimezone(timezone.utc),
+        revoked=bool(revoked),
+    )
