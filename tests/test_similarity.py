@@ -396,3 +396,57 @@ def test_known_names_hold_for_the_embedding_method() -> None:
     sim.add("a", normalize(stored), embedder.embed([stored])[0], stored)
     found = sim.match(normalize(new), embedder.embed([new])[0], new)
     assert found is None or not found.is_duplicate, found
+
+
+CODE_SENTENCE = (
+    "the nightly export job for the billing team runs on a {} machine in the {} region "
+    "and writes its files to the shared reports bucket"
+)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (("t3.large", "us-east-1"), ("t3.xlarge", "us-east-1")),
+        (("t3.large", "us-east-1"), ("t3.large", "eu-west-1")),
+        (("m5.large", "us-east-1"), ("c5.large", "us-east-1")),
+        (("gpt-4o", "us-east-1"), ("gpt-4", "us-east-1")),
+        (("2-week", "us-east-1"), ("2-day", "us-east-1")),
+    ],
+    ids=["size", "region", "family", "suffix", "unit"],
+)
+@pytest.mark.parametrize("method", ["jaccard", "embedding"])
+def test_a_changed_code_is_a_changed_number(
+    old: tuple[str, str], new: tuple[str, str], method: str
+) -> None:
+    # Letters and digits written together name one thing: the same digits
+    # with other letters are another machine, region or model.
+    from experience_sync.builtin.embedders import HashingEmbedder
+
+    embedder = HashingEmbedder()
+    sim = create(method, MergeStrategyConfig(similarity_method=method))
+    stored, incoming = CODE_SENTENCE.format(*old), CODE_SENTENCE.format(*new)
+    sim.add("a", normalize(stored), embedder.embed([stored])[0], stored)
+    found = sim.match(normalize(incoming), embedder.embed([incoming])[0], incoming)
+    assert found is None or not found.is_duplicate, found
+    if method == "jaccard":
+        assert found is not None and found.contradiction == "number", found
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        CODE_SENTENCE.format("T3.LARGE", "US-EAST-1"),
+        CODE_SENTENCE.format("t3_large", "us_east_1"),
+        CODE_SENTENCE.format("t3 large", "us east 1"),
+        CODE_SENTENCE.format("\uff54\uff13\uff0e\uff4c\uff41\uff52\uff47\uff45", "us-east-1"),
+        CODE_SENTENCE.format("t3.large", "us-east-1") + " in the us-east-1 account",
+    ],
+    ids=["case", "underscore", "spaced", "fullwidth", "repeated"],
+)
+def test_a_code_written_another_way_still_merges(variant: str) -> None:
+    sim = create("jaccard", MergeStrategyConfig())
+    stored = CODE_SENTENCE.format("t3.large", "us-east-1")
+    sim.add("a", normalize(stored), None, stored)
+    found = sim.match(normalize(variant), None, variant)
+    assert found is not None and found.is_duplicate, found

@@ -202,6 +202,29 @@ def is_number_token(token: str) -> bool:
     return any(ch.isdigit() for ch in token)
 
 
+# Letters and digits written together, possibly joined by punctuation
+# (``us-east-1``, ``t3.large``, ``gpt-4o``, ``2-week``): one code.
+_CODE_RE = re.compile(r"[^\W_]+(?:[-./:_@+#]+[^\W_]+)*")
+
+
+def code_keys(text: str) -> frozenset[str]:
+    """The codes in ``text``: runs of letters and digits written without a space.
+
+    A run counts when it holds both a letter and a digit; its key is its
+    normalized tokens (``T3.Large`` and ``t3_large`` are ``t 3 large``). The
+    guards read a code as one value: ``t3.large`` and ``t3.xlarge`` share
+    their digits, yet name two machines.
+    """
+    s = _strip_format_chars(unicodedata.normalize("NFKC", text))
+    out: set[str] = set()
+    for run in _CODE_RE.findall(s):
+        if run.isalpha() or run.isdigit():
+            continue
+        if any(ch.isdigit() for ch in run) and any(ch.isalpha() for ch in run):
+            out.add(" ".join(similarity_tokens(normalize(run))))
+    return frozenset(out)
+
+
 def negation_count(tokens_: Iterable[str]) -> int:
     """How many negation words the (expanded) tokens hold."""
     return sum(1 for tok in tokens_ if tok in NEGATIONS)

@@ -23,7 +23,10 @@ memory with exactly the same tokens is a duplicate whatever the vectors say
 The guards: a different number of negation words (``not``, ``never``, ``no``,
 ... after ``don't`` is read as ``do not``); a number token (digits, or a number
 word; ``am`` / ``pm`` right after a number counts as part of it) on one side
-only; a name on each side that the other lacks (a name is a capitalized word
+only; a code (letters and digits written together, ``t3.large``, see
+:func:`experience_sync.text.code_keys`) on each side that the other lacks,
+unless both sides have the same tokens; a name on each side that the other
+lacks (a name is a capitalized word
 where the sentence does not force a capital, see
 :func:`experience_sync.text.name_tokens`, or a word of
 :data:`experience_sync.text.PROPER_NOUNS` in any case).
@@ -56,6 +59,7 @@ from experience_sync.text import (
     NEGATIONS,
     NUMBER_WORDS,
     PROPER_NOUNS,
+    code_keys,
     is_number_token,
     lowercase_words,
     name_parts,
@@ -93,6 +97,7 @@ class Signature:
     negations: int
     names: frozenset[str]
     numbers: frozenset[str] = frozenset()
+    codes: frozenset[str] = frozenset()  # text.code_keys
 
     @property
     def tokens(self) -> frozenset[str]:
@@ -108,6 +113,7 @@ class _Parsed:
     negations: int
     numbers: frozenset[str]
     names: frozenset[str]  # names whatever the vocabulary
+    codes: frozenset[str]  # text.code_keys
     initial: tuple[tuple[str, ...], ...]  # see text.name_parts
     lowercase: frozenset[str]  # text.lowercase_words
     token_set: frozenset[str]  # words, as a set
@@ -146,6 +152,9 @@ def _parse(normalized: str, text: str | None) -> _Parsed:
         numbers |= {t for t in odd if is_number_token(t)}
         if not _MERIDIEM_TRIGGERS.isdisjoint(token_set):
             numbers |= _meridiem(toks, numbers)
+    # Codes hold a digit: only text with a number token can have one.
+    codes = code_keys(text) if numbers and text is not None else _EMPTY
+    coded = {t for key in codes for t in key.split()} if codes else _EMPTY
     # Words of the bundled proper-noun list are names in any case.
     listed = token_set & PROPER_NOUNS
     if text is None:
@@ -167,10 +176,11 @@ def _parse(normalized: str, text: str | None) -> _Parsed:
         # Most memories have no names or numbers: share one empty set.
         numbers or _EMPTY,
         frozenset(intern(t) for t in names) if names else _EMPTY,
+        codes,
         tuple(tuple(intern(t) for t in group) for group in initial),
         lowercase,
         token_set,
-        token_set - numbers - NEGATIONS - _AUXILIARIES,
+        token_set - numbers - NEGATIONS - _AUXILIARIES - coded,
     )
 
 
@@ -180,7 +190,7 @@ def _signature(parsed: _Parsed, known_lowercase: frozenset[str] | set[str]) -> S
         extra = resolve_initial_names(parsed.initial, known_lowercase)
         if extra:
             names = names.union(*extra)
-    return Signature(parsed.words, parsed.negations, names, parsed.numbers)
+    return Signature(parsed.words, parsed.negations, names, parsed.numbers, parsed.codes)
 
 
 def make_signature(
@@ -195,6 +205,10 @@ def contradiction(a: Signature, b: Signature) -> str | None:
     if a.negations != b.negations:
         return "negation"
     if a.numbers != b.numbers:  # the numbers in the difference are exactly these
+        return "number"
+    # A code on each side that the other lacks ("t3.large" / "t3.xlarge"),
+    # unless only the writing differs (the same tokens on both sides).
+    if a.codes != b.codes and a.codes - b.codes and b.codes - a.codes and a.words != b.words:
         return "number"
     # A name changed when each side has a name the other lacks; a name only
     # one side mentions ("the IDE") adds detail rather than contradicting.
@@ -228,6 +242,8 @@ def contradiction_score(a: Signature, b: Signature) -> float:
     inter = len(a_set & b_set)
     names = a.names | b.names
     numbers = a.numbers | b.numbers
+    if a.codes or b.codes:
+        numbers = numbers.union(*(key.split() for key in a.codes | b.codes))
 
     def rest(side: frozenset[str], other: frozenset[str]) -> set[str]:
         return {
@@ -289,7 +305,7 @@ class _Memories:
         extra = self.names.intersection(sig.words)
         if extra <= sig.names:
             return sig
-        return Signature(sig.words, sig.negations, sig.names | extra, sig.numbers)
+        return Signature(sig.words, sig.negations, sig.names | extra, sig.numbers, sig.codes)
 
     def put(self, memory_id: str, sig: Signature | None, text: str | None, normalized: str) -> int:
         if text is not None:
