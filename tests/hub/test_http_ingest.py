@@ -325,3 +325,50 @@ def test_an_agent_with_too_many_units_waiting_answers_503_with_retry_after(
     assert again.status_code == 200, again.text
     metrics = httpx.get(f"{hub.url}/metrics", headers=auth(token)).text
     assert 'status="503"' in metrics
+
+
+def test_a_unit_that_keeps_losing_commit_races_answers_503_and_merges_on_resend(
+    make_hub: Any, register_plugin: Any, tmp_path: Any
+) -> None:
+    # A store shared by several hubs (agent_version is not None) where other
+    # hubs win every commit for a while: the hub gives up with 503 and
+    # Retry-After, having written nothing, and the resent unit merges once.
+    from experience_sync import hookimpl
+    from experience_sync.builtin.store_sqlite import SQLiteStore
+    from experience_sync.errors import StaleStateError
+    from experience_sync.hub.state import ChangeSet
+
+    losing = {"on": True}
+
+    class RacingStore(SQLiteStore):
+        def __init__(self, url: str) -> None:
+            super().__init__(url.replace("racing:", "sqlite:", 1))
+
+        def agent_version(self, agent_id: str) -> int | None:
+            return 0
+
+        def commit(self, agent_id: str, changes: ChangeSet) -> None:
+            if losing["on"] and changes.log:
+                raise StaleStateError(f"agent {agent_id} moved on")
+            super().commit(agent_id, changes)
+
+    class Racing:
+        @hookimpl
+        def experience_sync_register_stores(self, register: Any) -> None:
+            register("racing", RacingStore)
+
+    register_plugin(Racing(), name="racing-store")
+    hub = make_hub(store_url=f"racing:///{tmp_path / 'hub.db'}")
+    token = hub.create_token("a1", "i1")
+    body = events_body("i1")
+    busy = _post(hub, token, "events", body)
+    assert busy.status_code == 503, busy.text
+    assert busy.headers["retry-after"] == "1"
+    assert "busy on other hubs" in busy.json()["error"]["message"]
+    losing["on"] = False
+    ok = _post(hub, token, "events", body)
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["accepted_event_ids"] == [ev["event_id"] for ev in body["events"]]
+    assert _post(hub, token, "events", body).json()["duplicate_event_ids"] == [
+        ev["event_id"] for ev in body["events"]
+    ]

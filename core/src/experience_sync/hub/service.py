@@ -19,6 +19,7 @@ import orjson
 
 from experience_sync.builtin.prometheus import PrometheusObserver
 from experience_sync.config import MergeStrategyConfig
+from experience_sync.errors import StaleStateError
 from experience_sync.hub.auth import Authenticator, AuthError, Principal
 from experience_sync.hub.metrics import HubMetrics
 from experience_sync.hub.sse import EventBroadcaster
@@ -112,12 +113,22 @@ class Hub:
         payload = parse_unit(kind, raw)
         self.auth.authorize_write(principal, agent_id, payload)
         first = self._first_contact(agent_id, payload.instance_id)
-        if isinstance(payload, EventsRequest):
-            result = self.engine.ingest_events(agent_id, payload, meta)
-        elif isinstance(payload, ExperienceBatch):
-            result = self.engine.ingest_batch(agent_id, payload, meta)
-        else:
-            result = self.engine.ingest_checkin(agent_id, payload, meta)
+        try:
+            if isinstance(payload, EventsRequest):
+                result = self.engine.ingest_events(agent_id, payload, meta)
+            elif isinstance(payload, ExperienceBatch):
+                result = self.engine.ingest_batch(agent_id, payload, meta)
+            else:
+                result = self.engine.ingest_checkin(agent_id, payload, meta)
+        except StaleStateError as exc:
+            # Hubs sharing the store kept winning the agent's commits: nothing
+            # was written, and the unit can be sent again.
+            raise HubError(
+                503,
+                f"agent {agent_id!r} is busy on other hubs ({exc}); "
+                f"retry in {self.limits.retry_after_seconds} s",
+                headers={"Retry-After": str(self.limits.retry_after_seconds)},
+            ) from None
         self.metrics.observe_result(kind, result)
         with self._known_lock:  # remembered only once merged; emitted once per instance
             key = (agent_id, payload.instance_id)

@@ -309,8 +309,9 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     413: "The body exceeds --max-body-bytes, or --max-decompressed-bytes once decoded.",
     415: "A Content-Encoding other than gzip, zstd or identity.",
     422: "The request does not match its model; `details[].loc` names each failing field.",
-    503: "The agent already has --max-pending units merging or waiting; send the unit "
-    "again after the Retry-After header's seconds.",
+    503: "The agent already has --max-pending units merging or waiting, or (a store "
+    "shared by several hubs) its commits kept going to other hubs; nothing was written: "
+    "send the unit again after the Retry-After header's seconds.",
 }
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
