@@ -180,7 +180,10 @@ def similarity_tokens(normalized: str) -> list[str]:
     """
     toks = normalized.split()
     if normalized.isascii() and _CONTRACTION_SET.isdisjoint(toks):
-        # The common case: no accent to fold, no contraction to expand.
+        # The common case: no accent to fold, no contraction to expand, and
+        # most often no number word either.
+        if _CARDINALS.keys().isdisjoint(toks):
+            return toks
         get = _CARDINALS.get
         return [get(tok, tok) for tok in toks]
     out: list[str] = []

@@ -105,7 +105,7 @@ class Signature:
         return frozenset(self.words)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Parsed:
     """What a memory's text tells, before the index's vocabulary is known."""
 
@@ -118,6 +118,7 @@ class _Parsed:
     lowercase: frozenset[str]  # text.lowercase_words
     token_set: frozenset[str]  # words, as a set
     unguarded: frozenset[str]  # words no guard looks at (names aside)
+    plain: Signature  # the signature when no sentence-initial word is a name
 
 
 _MERIDIEM = frozenset({"am", "pm"})
@@ -170,27 +171,34 @@ def _parse(normalized: str, text: str | None) -> _Parsed:
         lowercase = token_set if text.isascii() and text.islower() else frozenset(
             lowercase_words(text)
         )
+    negations = 0 if NEGATIONS.isdisjoint(toks) else negation_count(toks)
+    # Most memories have no names or numbers: share one empty set.
+    numbers = numbers or _EMPTY
+    name_set = frozenset(intern(t) for t in names) if names else _EMPTY
     return _Parsed(
         kept,
-        0 if NEGATIONS.isdisjoint(toks) else negation_count(toks),
-        # Most memories have no names or numbers: share one empty set.
-        numbers or _EMPTY,
-        frozenset(intern(t) for t in names) if names else _EMPTY,
+        negations,
+        numbers,
+        name_set,
         codes,
         tuple(tuple(intern(t) for t in group) for group in initial),
         lowercase,
         token_set,
-        token_set - numbers - NEGATIONS - _AUXILIARIES - coded,
+        token_set.difference(numbers, _NEGATIONS_AUXILIARIES, coded),
+        # Built once: matching a new memory and adding it share it.
+        Signature(kept, negations, name_set, numbers, codes),
     )
 
 
 def _signature(parsed: _Parsed, known_lowercase: frozenset[str] | set[str]) -> Signature:
-    names = parsed.names
     if parsed.initial:
         extra = resolve_initial_names(parsed.initial, known_lowercase)
         if extra:
-            names = names.union(*extra)
-    return Signature(parsed.words, parsed.negations, names, parsed.numbers, parsed.codes)
+            return Signature(
+                parsed.words, parsed.negations, parsed.names.union(*extra), parsed.numbers,
+                parsed.codes,
+            )
+    return parsed.plain
 
 
 def make_signature(
@@ -230,6 +238,9 @@ def _stem(token: str) -> str:
 _AUXILIARIES = frozenset(
     {"do", "does", "did", "is", "are", "was", "were", "will", "can", "st", "nd", "rd", "th"}
 )
+
+
+_NEGATIONS_AUXILIARIES = NEGATIONS | _AUXILIARIES
 
 
 def contradiction_score(a: Signature, b: Signature) -> float:
