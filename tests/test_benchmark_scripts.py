@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -52,3 +54,32 @@ def test_bench_dedup_reports_recall_on_planted_duplicates(tmp_path: Path) -> Non
                              ("lexical", "jaccard")}
     assert by_index[("lexical", "jaccard")]["recall"] == 1.0
     assert by_index[("embedding", "faiss-flat")]["recall"] == 1.0
+
+
+def test_bench_semantic_pairs_runs_the_default_configuration_without_a_model(
+    tmp_path: Path,
+) -> None:
+    rows = tmp_path / "rows.json"
+    out = _run("bench_semantic_pairs.py", "--jaccard-only", "--json", str(rows))
+    data = json.loads(rows.read_text())
+    assert list(data["columns"]) == ["jaccard (default)"]
+    assert data["pairs"] == sum(data["columns"]["jaccard (default)"]["right"].values()) + \
+        data["columns"]["jaccard (default)"]["errors"]
+    assert data["columns"]["jaccard (default)"]["guarded_merged"] == 0
+    assert "| held-out | paraphrase | merge |" in out
+
+
+def test_bench_semantic_pairs_with_a_local_model(tmp_path: Path) -> None:
+    """Runs only where a sentence-transformers model is installed (not in CI)."""
+    rows = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_semantic_pairs.py"), "--thresholds", "0.85",
+         "--json", str(rows)],
+        capture_output=True, text=True, timeout=240, env=dict(os.environ),
+    )
+    if proc.returncode == 3:
+        pytest.skip(proc.stderr.strip().splitlines()[0])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    column = json.loads(rows.read_text())["columns"]["embedding 0.85"]
+    assert column["guarded_merged"] == 0  # no negation, number, name or place merged
+    assert column["right"]["labelled/paraphrase"] + column["right"]["held-out/paraphrase"] > 0
