@@ -19,6 +19,7 @@ from experience_sync.builtin.similarity import (
     DEFAULT_JACCARD_THRESHOLD,
     EmbeddingSimilarity,
     JaccardSimilarity,
+    contradiction,
     jaccard,
     make_signature,
 )
@@ -246,7 +247,11 @@ def test_jaccard_index_finds_what_a_full_scan_finds(
 ) -> None:
     """The inverted index with prefix and count filtering never misses a match."""
     rng = random.Random(7)
-    vocab = [f"w{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(60)]  # no digits: no guard
+    # No digits, negations or listed names: no guard fires.
+    from experience_sync.text import PROPER_NOUNS
+
+    candidates = (f"w{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(26 * 26))
+    vocab = [w for w in candidates if w not in PROPER_NOUNS][:60]
     stored = [" ".join(rng.sample(vocab, rng.randint(*lengths))) for _ in range(400)]
     sim = JaccardSimilarity(MergeStrategyConfig(similarity_threshold=threshold))
     for i, text in enumerate(stored):
@@ -450,3 +455,65 @@ def test_a_code_written_another_way_still_merges(variant: str) -> None:
     sim.add("a", normalize(stored), None, stored)
     found = sim.match(normalize(variant), None, variant)
     assert found is not None and found.is_duplicate, found
+
+
+PREFIX_SENTENCE = (
+    "after the quarterly review the operations team said the customer {} the new "
+    "dashboard layout that shipped with the spring release of the reporting tool"
+)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("likes", "dislikes"), ("is happy with", "is unhappy with"),
+     ("found the export secure in", "found the export insecure in")],
+    ids=["dis", "un", "in"],
+)
+@pytest.mark.parametrize("method", ["jaccard", "embedding"])
+def test_a_negating_prefix_is_a_negation(old: str, new: str, method: str) -> None:
+    from experience_sync.builtin.embedders import HashingEmbedder
+
+    embedder = HashingEmbedder()
+    sim = create(method, MergeStrategyConfig(similarity_method=method))
+    stored, incoming = PREFIX_SENTENCE.format(old), PREFIX_SENTENCE.format(new)
+    sim.add("a", normalize(stored), embedder.embed([stored])[0], stored)
+    found = sim.match(normalize(incoming), embedder.embed([incoming])[0], incoming)
+    assert found is None or not found.is_duplicate, found
+    if method == "jaccard":
+        assert found is not None and found.contradiction == "negation", found
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "positive"),
+    [("dislikes", "does not like", "likes"),
+     ("is unhappy with", "is not happy with", "is happy with")],
+)
+def test_a_negating_prefix_says_what_not_says(a: str, b: str, positive: str) -> None:
+    # The same statement written two ways is no contradiction (a semantic
+    # embedder decides whether it is a duplicate).
+    sig_a = make_signature(normalize(PREFIX_SENTENCE.format(a)), PREFIX_SENTENCE.format(a))
+    sig_b = make_signature(normalize(PREFIX_SENTENCE.format(b)), PREFIX_SENTENCE.format(b))
+    assert contradiction(sig_a, sig_b) is None
+    plain = make_signature(
+        normalize(PREFIX_SENTENCE.format(positive)), PREFIX_SENTENCE.format(positive)
+    )
+    assert contradiction(sig_a, plain) == "negation"
+    assert contradiction(sig_b, plain) == "negation"
+
+
+def test_prefixes_that_negate_nothing_on_the_other_side_change_nothing() -> None:
+    # "discuss", "information", "under" start like negations, but the other
+    # side has no word they would negate.
+    a = "we will discuss the information under review at the monthly meeting with the vendor"
+    b = "we will discuss the information under review at the weekly meeting with the vendor"
+    sig_a, sig_b = make_signature(normalize(a), a), make_signature(normalize(b), b)
+    assert contradiction(sig_a, sig_b) is None
+
+
+def test_one_word_swapped_for_a_name_is_a_name_conflict() -> None:
+    sim = create("jaccard", MergeStrategyConfig())
+    stored = "the team offsite for the whole platform group next spring will be held in brooklyn"
+    sim.add("a", normalize(stored), None, stored)
+    new = stored.replace("brooklyn", "queens")  # "queens" is also a common word
+    found = sim.match(normalize(new), None, new)
+    assert found is not None and found.contradiction == "name", found

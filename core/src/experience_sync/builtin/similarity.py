@@ -21,12 +21,13 @@ memory with exactly the same tokens is a duplicate whatever the vectors say
 (models embed the raw text, where case or Unicode form can move a vector far).
 
 The guards: a different number of negation words (``not``, ``never``, ``no``,
-... after ``don't`` is read as ``do not``); a number token (digits, or a number
+... after ``don't`` is read as ``do not``; ``dislikes`` against ``likes``
+counts as one, see :func:`_prefix_negations`); a number token (digits, or a number
 word; ``am`` / ``pm`` right after a number counts as part of it) on one side
 only; a code (letters and digits written together, ``t3.large``, see
 :func:`experience_sync.text.code_keys`) on each side that the other lacks,
 unless both sides have the same tokens; a name on each side that the other
-lacks (a name is a capitalized word
+lacks, or the only word that differs on either side (a name is a capitalized word
 where the sentence does not force a capital, see
 :func:`experience_sync.text.name_tokens`, or a word of
 :data:`experience_sync.text.PROPER_NOUNS` in any case).
@@ -98,6 +99,9 @@ class Signature:
     names: frozenset[str]
     numbers: frozenset[str] = frozenset()
     codes: frozenset[str] = frozenset()  # text.code_keys
+    # Words that may negate another by a prefix ("dislikes"), with the roots
+    # they would negate ("likes", "like").
+    prefixed: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def tokens(self) -> frozenset[str]:
@@ -137,6 +141,32 @@ def _meridiem(toks: Sequence[str], numbers: frozenset[str]) -> set[str]:
     return out
 
 
+# A word made of one of these and a word of four letters or more may negate
+# that word: "dislikes" / "likes", "unavailable" / "available".
+_NEGATING_PREFIXES = ("dis", "non", "un", "in", "im")
+
+
+def _prefixed(words: Sequence[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for word in words:
+        for prefix in _NEGATING_PREFIXES:
+            if word.startswith(prefix) and len(word) - len(prefix) >= 4:
+                root = word[len(prefix):]
+                out.append((word, (root, root[:-1]) if root.endswith("s") else (root,)))
+                break
+    return tuple(out)
+
+
+def _prefix_negations(side: Signature, other: Signature) -> int:
+    """Words only ``side`` has that negate, by a prefix, a word only ``other`` has."""
+    count = 0
+    theirs, ours = other.words, side.words
+    for word, roots in side.prefixed:
+        if word not in theirs and any(r in theirs and r not in ours for r in roots):
+            count += 1
+    return count
+
+
 @lru_cache(maxsize=4096)
 def _parse(normalized: str, text: str | None) -> _Parsed:
     # Cached: one new memory is matched, then added to the stored index and to
@@ -172,6 +202,7 @@ def _parse(normalized: str, text: str | None) -> _Parsed:
             lowercase_words(text)
         )
     negations = 0 if NEGATIONS.isdisjoint(toks) else negation_count(toks)
+    prefixed = _prefixed(kept)
     # Most memories have no names or numbers: share one empty set.
     numbers = numbers or _EMPTY
     name_set = frozenset(intern(t) for t in names) if names else _EMPTY
@@ -186,7 +217,7 @@ def _parse(normalized: str, text: str | None) -> _Parsed:
         token_set,
         token_set.difference(numbers, _NEGATIONS_AUXILIARIES, coded),
         # Built once: matching a new memory and adding it share it.
-        Signature(kept, negations, name_set, numbers, codes),
+        Signature(kept, negations, name_set, numbers, codes, prefixed),
     )
 
 
@@ -194,9 +225,10 @@ def _signature(parsed: _Parsed, known_lowercase: frozenset[str] | set[str]) -> S
     if parsed.initial:
         extra = resolve_initial_names(parsed.initial, known_lowercase)
         if extra:
+            plain = parsed.plain
             return Signature(
-                parsed.words, parsed.negations, parsed.names.union(*extra), parsed.numbers,
-                parsed.codes,
+                plain.words, plain.negations, plain.names.union(*extra), plain.numbers,
+                plain.codes, plain.prefixed,
             )
     return parsed.plain
 
@@ -210,7 +242,13 @@ def make_signature(
 
 def contradiction(a: Signature, b: Signature) -> str | None:
     """Why ``a`` and ``b`` cannot be duplicates (``negation``, ``number``, ``name``), or ``None``."""
-    if a.negations != b.negations:
+    negations_a, negations_b = a.negations, b.negations
+    if a.prefixed or b.prefixed:
+        # "dislikes" counts as a negation of "likes", and "dislikes" says
+        # what "does not like" says.
+        negations_a += _prefix_negations(a, b)
+        negations_b += _prefix_negations(b, a)
+    if negations_a != negations_b:
         return "negation"
     if a.numbers != b.numbers:  # the numbers in the difference are exactly these
         return "number"
@@ -220,10 +258,15 @@ def contradiction(a: Signature, b: Signature) -> str | None:
         return "number"
     # A name changed when each side has a name the other lacks; a name only
     # one side mentions ("the IDE") adds detail rather than contradicting.
+    # When the two differ by one word each, that one word being a name is
+    # enough ("in brooklyn" / "in queens").
     names = a.names | b.names
     if names:
         a_set, b_set = a.tokens, b.tokens
-        if (a_set - b_set) & names and (b_set - a_set) & names:
+        only_a, only_b = a_set - b_set, b_set - a_set
+        if only_a & names and only_b & names:
+            return "name"
+        if len(only_a) == 1 and len(only_b) == 1 and (only_a | only_b) & names:
             return "name"
     return None
 
@@ -316,7 +359,9 @@ class _Memories:
         extra = self.names.intersection(sig.words)
         if extra <= sig.names:
             return sig
-        return Signature(sig.words, sig.negations, sig.names | extra, sig.numbers, sig.codes)
+        return Signature(
+            sig.words, sig.negations, sig.names | extra, sig.numbers, sig.codes, sig.prefixed
+        )
 
     def put(self, memory_id: str, sig: Signature | None, text: str | None, normalized: str) -> int:
         if text is not None:
