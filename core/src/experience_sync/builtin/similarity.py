@@ -36,6 +36,7 @@ where the sentence does not force a capital, see
 from __future__ import annotations
 
 import math
+import re
 import sys
 from array import array
 from collections import deque
@@ -143,17 +144,17 @@ def _meridiem(toks: Sequence[str], numbers: frozenset[str]) -> set[str]:
 
 # A word made of one of these and a word of four letters or more may negate
 # that word: "dislikes" / "likes", "unavailable" / "available".
-_NEGATING_PREFIXES = ("dis", "non", "un", "in", "im")
+_NEGATING_PREFIX_RE = re.compile(r"(dis|non|un|in|im)(.{4,})")
+_NEGATING_HEADS = frozenset({"di", "no", "un", "in", "im"})
 
 
 def _prefixed(words: Sequence[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     out: list[tuple[str, tuple[str, ...]]] = []
-    for word in words:
-        for prefix in _NEGATING_PREFIXES:
-            if word.startswith(prefix) and len(word) - len(prefix) >= 4:
-                root = word[len(prefix):]
-                out.append((word, (root, root[:-1]) if root.endswith("s") else (root,)))
-                break
+    for word in [w for w in words if w[:2] in _NEGATING_HEADS]:
+        m = _NEGATING_PREFIX_RE.fullmatch(word)
+        if m is not None:
+            root = m.group(2)
+            out.append((word, (root, root[:-1]) if root.endswith("s") else (root,)))
     return tuple(out)
 
 
