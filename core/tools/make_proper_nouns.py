@@ -1,4 +1,4 @@
-"""Regenerate ``experience_sync/data/proper_nouns.txt`` from SCOWL word lists.
+"""Regenerate ``experience_sync/data/proper_nouns.txt`` and ``english_words.txt.gz`` from SCOWL.
 
 The list holds the words SCOWL writes only capitalized (people's first names
 and surnames, places, nationalities, months and days...) whose lower-case
@@ -14,11 +14,17 @@ name's possessive as :func:`~experience_sync.text.normalize` leaves it
 (``dana's`` -> ``danas``) is listed too, unless it is a common word. SCOWL's
 copyright and permission notice is in ``data/LICENSE-SCOWL.txt``.
 
+``english_words.txt.gz`` holds every all-lower-case word of
+``american-english-large`` as normalized tokens (inflections included): a word
+outside it ("aws", "emacs", "kubectl") is read as a name when it is the one
+word two memories differ by (:func:`experience_sync.text.is_english_word`).
+
 Run: ``python core/tools/make_proper_nouns.py`` from the repository root.
 """
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 from experience_sync.text import (
@@ -32,7 +38,9 @@ from experience_sync.text import (
 
 LARGE = Path("/usr/share/dict/american-english-large")
 SMALL = Path("/usr/share/dict/american-english-small")
-OUT = Path(__file__).resolve().parents[1] / "src" / "experience_sync" / "data" / "proper_nouns.txt"
+DATA = Path(__file__).resolve().parents[1] / "src" / "experience_sync" / "data"
+OUT = DATA / "proper_nouns.txt"
+WORDS_OUT = DATA / "english_words.txt.gz"
 
 HEADER = """\
 # Proper nouns the similarity guards read as names in any case.
@@ -61,6 +69,15 @@ def main() -> None:
     names |= {f"{name}s" for name in names if not name.endswith("s")} - blocked
     OUT.write_text(HEADER + "\n".join(sorted(names)) + "\n", "utf-8")
     print(f"{len(names)} proper nouns -> {OUT}")
+    english: set[str] = set()
+    for word in LARGE.read_text("utf-8").split():
+        # All lower case: "iPhone" is a product, not an English word.
+        if word.islower() and "'" not in word:
+            english.update(t for t in similarity_tokens(normalize(word)) if t.isalpha())
+    body = "\n".join(sorted(english)) + "\n"
+    # mtime=0: the same lists give the same bytes.
+    WORDS_OUT.write_bytes(gzip.compress(body.encode("utf-8"), 9, mtime=0))
+    print(f"{len(english)} English words -> {WORDS_OUT}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ word; ``am`` / ``pm`` right after a number counts as part of it) on one side
 only; a code (letters and digits written together, ``t3.large``, see
 :func:`experience_sync.text.code_keys`) on each side that the other lacks,
 unless both sides have the same tokens; a name on each side that the other
-lacks, or the only word that differs on either side (a name is a capitalized word
+lacks, or the only word that differs on either side (or that word is not in
+:func:`experience_sync.text.is_english_word`'s list; a name is a capitalized word
 where the sentence does not force a capital, see
 :func:`experience_sync.text.name_tokens`, or a word of
 :data:`experience_sync.text.PROPER_NOUNS` in any case).
@@ -62,6 +63,7 @@ from experience_sync.text import (
     NUMBER_WORDS,
     PROPER_NOUNS,
     code_keys,
+    is_english_word,
     is_number_token,
     lowercase_words,
     name_parts,
@@ -261,14 +263,22 @@ def contradiction(a: Signature, b: Signature) -> str | None:
     # one side mentions ("the IDE") adds detail rather than contradicting.
     # When the two differ by one word each, that one word being a name is
     # enough ("in brooklyn" / "in queens").
+    # A word outside the English word list ("aws" / "gcp", "vim" / "emacs")
+    # is a name too when it is the one word swapped.
     names = a.names | b.names
-    if names:
+    if names or len(a.words) == len(b.words):
         a_set, b_set = a.tokens, b.tokens
         only_a, only_b = a_set - b_set, b_set - a_set
         if only_a & names and only_b & names:
             return "name"
-        if len(only_a) == 1 and len(only_b) == 1 and (only_a | only_b) & names:
-            return "name"
+        if len(only_a) == 1 and len(only_b) == 1:
+            (word_a,), (word_b,) = only_a, only_b
+            if word_a in names or word_b in names:
+                return "name"
+            if word_a.isalpha() and word_b.isalpha() and not (
+                is_english_word(word_a) and is_english_word(word_b)
+            ):
+                return "name"
     return None
 
 
