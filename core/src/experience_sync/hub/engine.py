@@ -32,9 +32,9 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from experience_sync.config import MergeStrategyConfig
 from experience_sync.errors import PluginError, StaleStateError
@@ -68,6 +68,8 @@ _SYNC_EVENT = {"events": "sync.event", "batch": "sync.batch", "checkin": "sync.c
 # another hub process on a shared store, before StaleStateError reaches the
 # caller (each loss means the other process made progress).
 _STALE_RETRIES = 16
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -212,16 +214,30 @@ class MergeEngine:
         if rt is not None:
             rt.version += 1
 
-    @staticmethod
-    def _retry_stale(attempt: int) -> None:
-        """Let a request merge again after a lost commit race, or give up."""
-        if attempt >= _STALE_RETRIES:
-            raise StaleStateError(
-                f"gave up after {attempt + 1} commit races with other hub processes"
-            )
-        if attempt:
-            # Two processes racing for one agent back off apart.
-            time.sleep(random.uniform(0, min(0.05, 0.002 * 2**attempt)))
+    def _under_lock(self, agent_id: str, work: Callable[[AgentRuntime], _T]) -> _T:
+        """Run ``work`` on the agent's state under its lock, again after a lost commit race.
+
+        A store shared by several hub processes refuses a commit made from a
+        state another process has moved past (:class:`StaleStateError`):
+        the agent is reloaded and ``work`` runs again, up to
+        ``_STALE_RETRIES`` times with a short random back-off.
+        """
+        attempt = 0
+        while True:
+            with self._lock(agent_id):
+                try:
+                    return work(self._runtime(agent_id))
+                except StaleStateError:
+                    # Another hub process committed first: run on its state.
+                    self._runtimes.pop(agent_id, None)
+            if attempt >= _STALE_RETRIES:
+                raise StaleStateError(
+                    f"gave up after {attempt + 1} commit races with other hub processes"
+                )
+            if attempt:
+                # Two processes racing for one agent back off apart.
+                time.sleep(random.uniform(0, min(0.05, 0.002 * 2**attempt)))
+            attempt += 1
 
     def _notify(self, agent_id: str, notices: Iterable[Notice]) -> None:
         if not self.emit:
@@ -264,35 +280,25 @@ class MergeEngine:
         meta: IngestMeta | None,
         last_sequence: int | None = None,
     ) -> MergeResult:
-        attempt = 0
-        while True:
-            with self._lock(agent_id):
-                rt = self._runtime(agent_id)
-                prior = (
-                    self.store.applied_unit(agent_id, unit_id) if unit_id is not None else None
+        def merge(rt: AgentRuntime) -> tuple[MergeResult, list[Notice]]:
+            prior = self.store.applied_unit(agent_id, unit_id) if unit_id is not None else None
+            if prior is not None:
+                notice: Notice = (
+                    _SYNC_EVENT[kind], instance_id,
+                    {"unit_id": unit_id, "events": len(events), "duplicate": True},
                 )
-                if prior is not None:
-                    result = prior.model_copy(update={"duplicate": True})
-                    notices: list[Notice] = [
-                        (_SYNC_EVENT[kind], instance_id,
-                         {"unit_id": unit_id, "events": len(events), "duplicate": True})
-                    ]
-                    break
-                try:
-                    result, notices = self._merge_request(
-                        rt, kind, instance_id, unit_id, events, meta, last_sequence
-                    )
-                    break
-                except StaleStateError:
-                    # Another hub process committed first: merge again on its state.
-                    self._runtimes.pop(agent_id, None)
-                except BaseException:
-                    # A plugin or the store failed mid-merge: the in-memory
-                    # state may be half changed, so reload it from the store.
-                    self._runtimes.pop(agent_id, None)
-                    raise
-            self._retry_stale(attempt)
-            attempt += 1
+                return prior.model_copy(update={"duplicate": True}), [notice]
+            try:
+                return self._merge_request(
+                    rt, kind, instance_id, unit_id, events, meta, last_sequence
+                )
+            except BaseException:
+                # A plugin or the store failed mid-merge: the in-memory state
+                # may be half changed, so reload it from the store.
+                self._runtimes.pop(agent_id, None)
+                raise
+
+        result, notices = self._under_lock(agent_id, merge)
         # Observers run after the commit and outside the agent's lock.
         self._notify(agent_id, notices)
         return result
@@ -376,36 +382,29 @@ class MergeEngine:
         Raises :class:`KeyError` for an unknown review; a decided review is
         returned unchanged. The decision is logged, so replay repeats it.
         """
-        attempt = 0
-        while True:
-            with self._lock(agent_id):
-                rt = self._runtime(agent_id)
-                review = rt.desk.reviews.get(review_id)
-                if review is None:
-                    raise KeyError(review_id)
-                if review.status != "open":
-                    return review
-                ctx = MergeContext(cursor=rt.cursor + 1)
-                at = utcnow()
-                body = json.dumps(
-                    {"review_id": review_id, "accept": accept, "timestamp": at.isoformat()}
-                )
-                entry = LogEntry(f"review:{review_id}", "decision", body, None, "hub", ctx.cursor)
-                try:
-                    decided = rt.apply_decision(ctx, review_id, accept, at)
-                    assert decided is not None
-                    rt.cursor = ctx.cursor
-                    rt.finish()
-                    self._commit(agent_id, rt.changeset([entry]))
-                    break
-                except StaleStateError:
-                    self._runtimes.pop(agent_id, None)
-                except BaseException:
-                    self._runtimes.pop(agent_id, None)
-                    raise
-            self._retry_stale(attempt)
-            attempt += 1
-        self._notify(agent_id, ctx.notices)
+        def decide(rt: AgentRuntime) -> tuple[Review, list[Notice]]:
+            review = rt.desk.reviews.get(review_id)
+            if review is None:
+                raise KeyError(review_id)
+            if review.status != "open":
+                return review, []
+            ctx = MergeContext(cursor=rt.cursor + 1)
+            at = utcnow()
+            body = json.dumps({"review_id": review_id, "accept": accept, "timestamp": at.isoformat()})
+            entry = LogEntry(f"review:{review_id}", "decision", body, None, "hub", ctx.cursor)
+            try:
+                decided = rt.apply_decision(ctx, review_id, accept, at)
+                assert decided is not None
+                rt.cursor = ctx.cursor
+                rt.finish()
+                self._commit(agent_id, rt.changeset([entry]))
+            except BaseException:
+                self._runtimes.pop(agent_id, None)
+                raise
+            return decided, ctx.notices
+
+        decided, notices = self._under_lock(agent_id, decide)
+        self._notify(agent_id, notices)
         return decided
 
     # ------------------------------------------------------------------ reads
