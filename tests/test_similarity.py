@@ -337,6 +337,19 @@ def test_jaccard_compacts_after_many_removals() -> None:
     assert sim.best_match(normalize(texts[1400]), None) == ("m1400", 1.0)
 
 
+def assert_kept_apart(method: str, stored: str, incoming: str, reason: str) -> None:
+    """``incoming`` is no duplicate of ``stored``; with jaccard, a conflict for ``reason``."""
+    from experience_sync.builtin.embedders import HashingEmbedder
+
+    embedder = HashingEmbedder()
+    sim = create(method, MergeStrategyConfig(similarity_method=method))
+    sim.add("a", normalize(stored), embedder.embed([stored])[0], stored)
+    found = sim.match(normalize(incoming), embedder.embed([incoming])[0], incoming)
+    assert found is None or not found.is_duplicate, found
+    if method == "jaccard":
+        assert found is not None and found.contradiction == reason, found
+
+
 APPROVER = "the release approver for payments this quarter is {} and she signs every tag"
 
 
@@ -373,16 +386,8 @@ def test_names_written_once_count_in_lower_case_text(taught_first: bool) -> None
 @pytest.mark.parametrize("method", ["jaccard", "embedding"])
 def test_bundled_proper_nouns_are_names_in_lower_case(old: str, new: str, method: str) -> None:
     # No memory of the agent wrote them capitalized: the bundled list knows them.
-    from experience_sync.builtin.embedders import HashingEmbedder
-
-    embedder = HashingEmbedder()
-    sim = create(method, MergeStrategyConfig(similarity_method=method))
     stored, incoming = APPROVER.format(old), APPROVER.format(new)
-    sim.add("a", normalize(stored), embedder.embed([stored])[0], stored)
-    found = sim.match(normalize(incoming), embedder.embed([incoming])[0], incoming)
-    assert found is None or not found.is_duplicate, found
-    if method == "jaccard":
-        assert found is not None and found.contradiction == "name", found
+    assert_kept_apart(method, stored, incoming, "name")
 
 
 def test_time_of_day_is_part_of_the_number() -> None:
@@ -433,16 +438,8 @@ def test_a_changed_code_is_a_changed_number(
 ) -> None:
     # Letters and digits written together name one thing: the same digits
     # with other letters are another machine, region or model.
-    from experience_sync.builtin.embedders import HashingEmbedder
-
-    embedder = HashingEmbedder()
-    sim = create(method, MergeStrategyConfig(similarity_method=method))
     stored, incoming = CODE_SENTENCE.format(*old), CODE_SENTENCE.format(*new)
-    sim.add("a", normalize(stored), embedder.embed([stored])[0], stored)
-    found = sim.match(normalize(incoming), embedder.embed([incoming])[0], incoming)
-    assert found is None or not found.is_duplicate, found
-    if method == "jaccard":
-        assert found is not None and found.contradiction == "number", found
+    assert_kept_apart(method, stored, incoming, "number")
 
 
 @pytest.mark.parametrize(
@@ -478,16 +475,8 @@ PREFIX_SENTENCE = (
 )
 @pytest.mark.parametrize("method", ["jaccard", "embedding"])
 def test_a_negating_prefix_is_a_negation(old: str, new: str, method: str) -> None:
-    from experience_sync.builtin.embedders import HashingEmbedder
-
-    embedder = HashingEmbedder()
-    sim = create(method, MergeStrategyConfig(similarity_method=method))
     stored, incoming = PREFIX_SENTENCE.format(old), PREFIX_SENTENCE.format(new)
-    sim.add("a", normalize(stored), embedder.embed([stored])[0], stored)
-    found = sim.match(normalize(incoming), embedder.embed([incoming])[0], incoming)
-    assert found is None or not found.is_duplicate, found
-    if method == "jaccard":
-        assert found is not None and found.contradiction == "negation", found
+    assert_kept_apart(method, stored, incoming, "negation")
 
 
 @pytest.mark.parametrize(
@@ -533,17 +522,9 @@ def test_a_swapped_word_outside_the_english_word_list_is_a_name(
 ) -> None:
     # Lower-case product names are in no list of names, but a word English
     # does not have, as the one word two memories differ by, names something.
-    from experience_sync.builtin.embedders import HashingEmbedder
-
     sentence = "the platform team decided last week that every new service we build runs on {} from now on"
-    embedder = HashingEmbedder()
-    sim = create(method, MergeStrategyConfig(similarity_method=method))
     stored, incoming = sentence.format(old), sentence.format(new)
-    sim.add("a", normalize(stored), embedder.embed([stored])[0], stored)
-    found = sim.match(normalize(incoming), embedder.embed([incoming])[0], incoming)
-    assert found is None or not found.is_duplicate, found
-    if method == "jaccard":
-        assert found is not None and found.contradiction == "name", found
+    assert_kept_apart(method, stored, incoming, "name")
 
 
 def test_two_english_words_swapped_are_left_to_the_score() -> None:
