@@ -533,3 +533,17 @@ def test_two_english_words_swapped_are_left_to_the_score() -> None:
     a = "the platform team decided last week that every new service we build is written in python"
     b = a.replace("python", "rust")
     assert contradiction(make_signature(normalize(a), a), make_signature(normalize(b), b)) is None
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["(415) 555-0199", "415.555.0199", "415 555 0199", "+1 415 555 0199", "1-415-555-0199",
+     "4155550199"],
+)
+def test_a_phone_number_is_its_digits_however_punctuated(variant: str) -> None:
+    assert normalize(f"Call the customer at {variant}.") == "call the customer at 4155550199"
+
+
+@pytest.mark.parametrize("text", ["open 9-5 on weekdays", "rooms 101-105", "on 2024-05-01"])
+def test_other_digit_groups_keep_their_boundaries(text: str) -> None:
+    assert normalize(text) == normalize(text.replace("-", " "))

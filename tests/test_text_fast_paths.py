@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from experience_sync.builtin.similarity import make_signature
 from experience_sync.text import (
     COMMON_WORDS,
+    PHONE_RE,
     PROPER_NOUNS,
     lowercase_words,
     name_tokens,
@@ -45,6 +46,7 @@ def _strip_format(s: str) -> str:
 def reference_normalize(text: str) -> str:
     s = _strip_format(unicodedata.normalize("NFKC", text)).casefold()
     s = s.translate(_APOSTROPHES).replace("'", "")
+    s = PHONE_RE.sub(r"\1\2\3", s)
     s = _THOUSANDS_RE.sub("", s)
     s = _PUNCT_RE.sub(" ", s).replace("_", " ")
     s = _DIGIT_EDGE_RE.sub(" ", s)
@@ -94,7 +96,8 @@ _ALPHABET = [
     "\u00ad", "\u2019", "`", "\u0661", "\u00b2", "\u00bd", "\u00df", "\u0130", "\u03a3",
     "\u0301", "\x0b",
 ]
-_WORDS = ["Alice", "alice", "Paris", "the", "dont", "don't", "two", "3pm", "1,000", "3.5", "The"]
+_WORDS = ["Alice", "alice", "Paris", "the", "dont", "don't", "two", "3pm", "1,000", "3.5", "The",
+          "415-555-0199", "(415) 555", "+1 415.555.0199", "555 0199"]
 texts = st.lists(st.sampled_from(_ALPHABET + _WORDS), max_size=30).map("".join)
 
 

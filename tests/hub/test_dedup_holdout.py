@@ -30,13 +30,8 @@ PAIRS = [
     if line.strip()
 ]
 # Pairs the default configuration gets wrong, with the reason it is accepted.
-KNOWN = {
-    "punctuation-26": (
-        "415-555-0199 and 4155550199: punctuation becomes a space, so the digits are "
-        "three numbers on one side and one on the other; joining digit groups would "
-        "also make a range like 9-5 read as 95"
-    ),
-}
+# Pairs the default configuration is known to get wrong: id -> why.
+KNOWN: dict[str, str] = {}
 CHECKED = [
     pytest.param(p, marks=pytest.mark.xfail(reason=KNOWN[p["id"]], strict=True))
     if p["id"] in KNOWN

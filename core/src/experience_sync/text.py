@@ -28,6 +28,11 @@ _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 # spacing of a unit or an ordinal does not change the tokens.
 _DIGIT_EDGE_RE = re.compile(r"(?<=\d)(?=[^\W\d_])|(?<=[^\W\d_.])(?=\d)", re.UNICODE)
 _DIGIT_RE = re.compile(r"\d")
+# A North American phone number however it is punctuated ("(415) 555-0199",
+# "415.555.0199", "+1 415 555 0199") is its ten digits, as "4155550199" is.
+PHONE_RE = re.compile(
+    r"(?<![\w.+])(?:\+?1[-. ]?)?\(?(\d{3})\)?[-. ]?(\d{3})[-. ](\d{4})(?!\w|\.\d)", re.ASCII
+)
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 
 
@@ -45,17 +50,21 @@ def normalize(text: str) -> str:
     Apostrophes inside words are dropped rather than split (``don't`` ->
     ``dont``) so contractions stay one token; invisible format characters
     (zero-width space, soft hyphen) are removed; ``1,000`` becomes ``1000``,
-    ``3.5`` stays ``3.5`` and ``3pm`` becomes ``3 pm``.
+    ``3.5`` stays ``3.5``, ``3pm`` becomes ``3 pm`` and a North American phone
+    number becomes its ten digits (``(415) 555-0199`` -> ``4155550199``).
     """
     s = _strip_format_chars(unicodedata.normalize("NFKC", text)).casefold()
     s = s.translate(_APOSTROPHES).replace("'", "")
     # Each pattern is applied only where it can match: most memories are
     # plain words, and the substitutions dominate the cost of normalizing.
+    digits = _DIGIT_RE.search(s) is not None
+    if digits:
+        s = PHONE_RE.sub(r"\1\2\3", s)
     if "," in s:
         s = _THOUSANDS_RE.sub("", s)
     if not s.replace(" ", "").isalnum():  # str.isalnum is re's \w without "_"
         s = _PUNCT_RE.sub(" ", s).replace("_", " ")
-    if _DIGIT_RE.search(s) is not None:
+    if digits:
         s = _DIGIT_EDGE_RE.sub(" ", s)
     return " ".join(s.split())  # str.split and re's \s agree on whitespace
 
