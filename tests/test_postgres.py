@@ -545,3 +545,24 @@ def test_two_hubs_at_once_merge_every_event_once(postgres_url: str, tmp_path: Pa
         assert instances[0] == _instances(reference)
     assert _log_rows(postgres_url) == (160, 160)
     assert AgentState.model_validate(states[0]).stats.total_events == 160
+
+
+def test_a_nul_in_an_id_is_a_422_and_in_free_text_is_stored(postgres_url: str) -> None:
+    # PostgreSQL text cannot hold NUL: ids are refused at the door, and free
+    # text reaches the store only inside its JSON (escaped) or normalized.
+    def event(eid: str, content: str, inst: str = "i1") -> dict[str, Any]:
+        return {"event_id": eid, "timestamp": T0.isoformat(), "source_instance": inst,
+                "event_type": "memory", "data": {"content": content, "tags": ["t\x00"]}}
+
+    with run_in_thread(postgres_url, auth=False) as hub:
+        url = f"{hub.url}/v1/agents/a1/events"
+        bad = httpx.post(url, json={"instance_id": "i1", "events": [event("e\x00", "x")]}, timeout=30)
+        assert bad.status_code == 422, bad.text
+        path = httpx.post(f"{hub.url}/v1/agents/a%001/events",
+                          json={"instance_id": "i1", "events": [event("e1", "x")]}, timeout=30)
+        assert path.status_code == 422, path.text
+        ok = httpx.post(url, json={"instance_id": "i1", "events": [event("e2", "night\x00ly export")]},
+                        timeout=30)
+        assert ok.status_code == 200, ok.text
+        state = httpx.get(f"{hub.url}/v1/agents/a1/state", timeout=30).json()
+        assert [m["content"] for m in state["memories"]] == ["night\x00ly export"]

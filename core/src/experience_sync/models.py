@@ -102,11 +102,22 @@ class EventContext(_Model):
     environment: dict[str, FreeJson] = Field(default_factory=dict)
 
 
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold it, and no id or key needs it.
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (\\u0000)")
+    return value
+
+
+#: An id or key: stored as it is, so it may not hold the NUL character.
+IdText = Annotated[str, AfterValidator(_no_nul)]
+
+
 class MemoryData(_Model):
     """Payload of a ``memory`` event."""
 
     content: str = Field(min_length=1, max_length=100_000)
-    memory_id: str | None = None
+    memory_id: IdText | None = None
     memory_type: str = "episodic"
     tags: list[str] = Field(default_factory=list)
     importance: Unit = 0.5
@@ -137,7 +148,7 @@ class SkillData(_Model):
     """Payload of a ``skill`` event."""
 
     name: str = Field(min_length=1, max_length=500)
-    skill_id: str | None = None
+    skill_id: IdText | None = None
     category: str = "general"
     proficiency: Unit | None = None
     usage: SkillUsageReport = Field(default_factory=SkillUsageReport)
@@ -152,7 +163,7 @@ class KnowledgeData(_Model):
     """
 
     content: str = Field(min_length=1, max_length=100_000)
-    knowledge_id: str | None = None
+    knowledge_id: IdText | None = None
     subject: str | None = None
     confidence: Unit = 0.7
     evidence: str | None = None
@@ -161,7 +172,7 @@ class KnowledgeData(_Model):
 class CharacteristicData(_Model):
     """Payload of a ``characteristic`` event: a named trait or preference."""
 
-    key: str = Field(min_length=1, max_length=500)
+    key: IdText = Field(min_length=1, max_length=500)
     value: FreeJson = None
     confidence: Unit = 0.7
 
@@ -208,10 +219,10 @@ class ExperienceEvent(_Model):
     model_config = ConfigDict(json_schema_extra=_require_on_wire)
 
     schema_version: str = SCHEMA_VERSION
-    event_id: str = Field(default_factory=new_id, min_length=1, max_length=200)
+    event_id: IdText = Field(default_factory=new_id, min_length=1, max_length=200)
     timestamp: Timestamp = Field(default_factory=utcnow)
-    source_instance: str = Field(min_length=1, max_length=200)
-    agent_id: str | None = Field(default=None, max_length=200)
+    source_instance: IdText = Field(min_length=1, max_length=200)
+    agent_id: IdText | None = Field(default=None, max_length=200)
     event_type: EventType
     priority: Unit = 0.5
     data: EventData
@@ -282,7 +293,7 @@ EventList = TypeAdapter(list[ExperienceEvent])
 class EventsRequest(_Model):
     """Body of ``POST /v1/agents/{agent_id}/events`` (streaming)."""
 
-    instance_id: str = Field(min_length=1, max_length=200)
+    instance_id: IdText = Field(min_length=1, max_length=200)
     events: list[ExperienceEvent] = Field(max_length=10_000)
 
 
@@ -290,9 +301,9 @@ class ExperienceBatch(_Model):
     """Body of ``POST /v1/agents/{agent_id}/batches`` (lumped)."""
 
     schema_version: str = SCHEMA_VERSION
-    batch_id: str = Field(default_factory=new_id, min_length=1, max_length=200)
-    instance_id: str = Field(min_length=1, max_length=200)
-    agent_id: str | None = None
+    batch_id: IdText = Field(default_factory=new_id, min_length=1, max_length=200)
+    instance_id: IdText = Field(min_length=1, max_length=200)
+    agent_id: IdText | None = None
     timestamp_start: Timestamp
     timestamp_end: Timestamp
     events: list[ExperienceEvent] = Field(max_length=100_000)
@@ -335,9 +346,9 @@ class CheckIn(_Model):
     """Body of ``POST /v1/agents/{agent_id}/checkins``."""
 
     schema_version: str = SCHEMA_VERSION
-    checkin_id: str = Field(default_factory=new_id, min_length=1, max_length=200)
-    instance_id: str = Field(min_length=1, max_length=200)
-    agent_id: str | None = None
+    checkin_id: IdText = Field(default_factory=new_id, min_length=1, max_length=200)
+    instance_id: IdText = Field(min_length=1, max_length=200)
+    agent_id: IdText | None = None
     timestamp: Timestamp = Field(default_factory=utcnow)
     uptime_seconds: float = Field(default=0.0, ge=0)
     events: list[ExperienceEvent] = Field(default_factory=list, max_length=100_000)

@@ -26,12 +26,27 @@ Scope = Literal["write", "read"]
 
 
 class AuthError(Exception):
-    """A request is not allowed: ``status`` is 401 (who are you) or 403 (not this)."""
+    """A request is not allowed: ``status`` is 401 (who are you) or 403 (not this).
+
+    422 when the path's agent id is one no store can hold (:func:`check_agent_id`).
+    """
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+#: Longest agent id a path may name (the ids in bodies have the same cap).
+MAX_AGENT_ID = 200
+
+
+def check_agent_id(agent_id: str) -> None:
+    """Refuse (422) an agent id that is empty, longer than 200 or holds NUL."""
+    if not agent_id or len(agent_id) > MAX_AGENT_ID or "\x00" in agent_id:
+        raise AuthError(
+            422, f"agent_id must be 1 to {MAX_AGENT_ID} characters without NUL (\\u0000)"
+        )
 
 
 @dataclass(frozen=True)
@@ -125,7 +140,8 @@ class Authenticator:
 
     @staticmethod
     def authorize_read(principal: Principal, agent_id: str) -> None:
-        """Allow reading ``agent_id``'s state, or raise 403."""
+        """Allow reading ``agent_id``'s state, or raise 403 (422 for an agent id no store holds)."""
+        check_agent_id(agent_id)
         if principal.unrestricted:
             return
         if principal.agent_id != agent_id:
@@ -141,8 +157,9 @@ class Authenticator:
 
         The token's instance must be the unit's ``instance_id`` and every
         event's ``source_instance``; a unit or event naming another agent is
-        refused too.
+        refused too. An agent id no store can hold is a 422.
         """
+        check_agent_id(agent_id)
         if principal.unrestricted:
             _check_agents(agent_id, payload)
             return

@@ -340,22 +340,28 @@ def unit_errors(model: str) -> dict[int | str, dict[str, Any]]:
         f"X-Experience-Sync-Backlog is not an integer from 0 to {MAX_BACKLOG}.",
         403: "The token is not a write token of this agent, or the unit's instance_id "
         "(or an event's source_instance) is not the token's instance.",
-        422: f"The body does not match {model}; `details[].loc` names each failing field.",
+        422: f"The body does not match {model}; `details[].loc` names each failing field. "
+        "Or the path's agent_id is longer than 200 characters or holds NUL.",
     })
 
 
 #: The error responses of a read without query parameters.
-READ_ERRORS = error_responses(401, 403, notes={403: "The token is for another agent."})
+READ_ERRORS = error_responses(401, 403, 422, notes={
+    403: "The token is for another agent.",
+    422: "The path's agent_id is longer than 200 characters or holds NUL.",
+})
 #: The error responses of a read with query parameters.
 QUERY_ERRORS = error_responses(401, 403, 422, notes={
     403: "The token is for another agent.",
-    422: "A bad query parameter; its `details[].loc` is `query.<name>`.",
+    422: "A bad query parameter; its `details[].loc` is `query.<name>`. Or the path's "
+    "agent_id is longer than 200 characters or holds NUL.",
 })
 #: The error responses of ``POST /v1/agents/{agent_id}/reviews/{review_id}``.
 REVIEW_DECISION_ERRORS = error_responses(400, 401, 403, 404, 413, 415, 422, notes={
     403: "The token is not a write token of this agent.",
     404: "No review with this id for this agent.",
-    422: 'The body is not `{"decision": "accept"}` or `{"decision": "reject"}`.',
+    422: 'The body is not `{"decision": "accept"}` or `{"decision": "reject"}`, or the '
+    "path's agent_id is longer than 200 characters or holds NUL.",
 })
 
 
