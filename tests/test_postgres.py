@@ -547,9 +547,12 @@ def test_two_hubs_at_once_merge_every_event_once(postgres_url: str, tmp_path: Pa
     assert AgentState.model_validate(states[0]).stats.total_events == 160
 
 
-def test_a_nul_in_an_id_is_a_422_and_in_free_text_is_stored(postgres_url: str) -> None:
+def test_a_nul_in_an_id_is_a_422_and_in_free_text_is_stored(
+    register_plugin: Callable[..., str], postgres_url: str
+) -> None:
     # PostgreSQL text cannot hold NUL: ids are refused at the door, and free
     # text reaches the store only inside its JSON (escaped) or normalized.
+    register_plugin(pg_plugin, name="postgres")
     def event(eid: str, content: str, inst: str = "i1") -> dict[str, Any]:
         return {"event_id": eid, "timestamp": T0.isoformat(), "source_instance": inst,
                 "event_type": "memory", "data": {"content": content, "tags": ["t\x00"]}}
