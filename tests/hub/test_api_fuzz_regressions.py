@@ -411,3 +411,20 @@ def test_event_clocks_beyond_a_signed_64_bit_integer_are_422(hub: HubServer, fie
     r = httpx.post(f"{hub.url}/v1/agents/a1/events", json={"instance_id": "i1", "events": [event]},
                    headers=auth(token))
     assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("key", ["", "k" * 501, "a\x00b"], ids=["empty", "501-chars", "nul"])
+def test_a_checkin_state_characteristic_key_out_of_bounds_is_422(hub: HubServer, key: str) -> None:
+    # Each key of state.characteristics becomes a characteristic event's key:
+    # it was a 500 when it broke that key's limits (found by fuzzing).
+    token = hub.create_token("a1", "i1")
+    body = {"checkin_id": "ck-1", "instance_id": "i1",
+            "state": {"characteristics": {"tone": "formal", key: 1}}}
+    error = _assert_json_error(_post(hub, token, "checkins", json.dumps(body).encode()), 422)
+    assert any(d["loc"].startswith("state.characteristics") for d in error["details"]), error
+    state = httpx.get(f"{hub.url}/v1/agents/a1/state", headers=auth(token)).json()
+    assert state["characteristics"] == {}
+    body["state"] = {"characteristics": {"tone": "formal", "k" * 500: 1}}
+    r = _post(hub, token, "checkins", json.dumps(body).encode())
+    assert r.status_code == 200, r.text
+    assert r.json()["characteristics_updated"] == 2

@@ -169,10 +169,14 @@ class KnowledgeData(_Model):
     evidence: str | None = None
 
 
+#: A characteristic's key, in an event's ``data.key`` or a check-in's ``state.characteristics``.
+CharacteristicKey = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_nul)]
+
+
 class CharacteristicData(_Model):
     """Payload of a ``characteristic`` event: a named trait or preference."""
 
-    key: IdText = Field(min_length=1, max_length=500)
+    key: CharacteristicKey
     value: FreeJson = None
     confidence: Unit = 0.7
 
@@ -328,7 +332,8 @@ class InstanceState(_Model):
     memories: list[MemoryData] = Field(default_factory=list)
     skills: list[SkillData] = Field(default_factory=list)
     knowledge: list[KnowledgeData] = Field(default_factory=list)
-    characteristics: dict[str, FreeJson] = Field(default_factory=dict)
+    # Its keys become characteristic events' keys: the same limits apply.
+    characteristics: dict[CharacteristicKey, FreeJson] = Field(default_factory=dict)
     stats: InstanceStats = Field(default_factory=InstanceStats)
 
 
