@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import experience_sync_postgres.plugin as pg_plugin
 import httpx
@@ -33,7 +34,7 @@ from experience_sync_postgres import PostgresStore
 from experience_sync.config import MergeStrategyConfig
 from experience_sync.hub.engine import MergeEngine
 from experience_sync.hub.server import run_in_thread
-from experience_sync.hub.state import ChangeSet
+from experience_sync.hub.state import ChangeSet, StoredRow
 from experience_sync.models import AgentState, EventsRequest, ExperienceEvent
 from experience_sync.plugins import get_plugin_manager
 
@@ -569,3 +570,73 @@ def test_a_nul_in_an_id_is_a_422_and_in_free_text_is_stored(
         assert ok.status_code == 200, ok.text
         state = httpx.get(f"{hub.url}/v1/agents/a1/state", timeout=30).json()
         assert [m["content"] for m in state["memories"]] == ["night\x00ly export"]
+
+
+def _wide(rng: random.Random, n: int) -> str:
+    # Characters of four UTF-8 bytes in no pattern: PostgreSQL cannot compress them.
+    return "".join(chr(rng.randint(0x10000, 0x10FFFD)) for _ in range(n))
+
+
+def test_keys_longer_than_an_index_entry_are_stored_and_updated(
+    register_plugin: Callable[..., str], postgres_url: str, tmp_path: Path
+) -> None:
+    # A B-tree entry holds at most 2704 bytes: a long skill or knowledge id,
+    # a long knowledge subject, or a 500-character characteristic key of an
+    # agent with a 200-character id was a 500 on PostgreSQL (found by fuzzing).
+    register_plugin(pg_plugin, name="postgres")
+    rng = random.Random(7)
+    agent, skill_id, knowledge_id, key = _wide(rng, 200), _wide(rng, 3000), _wide(rng, 3000), _wide(rng, 500)
+    subject = " ".join(f"w{rng.randrange(10**9)}" for _ in range(1500))
+
+    def body(round_: int) -> dict[str, Any]:
+        def event(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+            return {"event_id": f"{kind}-{len(str(data))}-{round_}", "timestamp": (T0 + timedelta(minutes=round_)).isoformat(),
+                    "source_instance": "i1", "event_type": kind, "data": data}
+
+        return {"instance_id": "i1", "events": [
+            event("skill", {"name": "search", "skill_id": skill_id,
+                            "usage": {"invocations": round_, "successes": round_}}),
+            event("knowledge", {"content": f"fact {round_}", "knowledge_id": knowledge_id}),
+            event("knowledge", {"content": "about the subject", "subject": subject}),
+            event("characteristic", {"key": key, "value": round_}),
+        ]}
+
+    states = []
+    for store_url in (postgres_url, f"sqlite:///{tmp_path / 'hub.db'}"):
+        with run_in_thread(store_url, auth=False) as hub:
+            url = f"{hub.url}/v1/agents/{quote(agent, safe='')}"
+            for round_ in (1, 2):
+                r = httpx.post(f"{url}/events", json=body(round_), timeout=30)
+                assert r.status_code == 200, r.text
+            hub.restart()  # the state below is the one loaded back from the store
+            states.append(httpx.get(f"{url}/state", timeout=30).json())
+    pg, sqlite = states
+    assert [s["skill_id"] for s in pg["skills"]] == [skill_id]
+    assert [k["knowledge_id"] for k in pg["knowledge"]][:1] == [knowledge_id]
+    assert [k["key"][:9] for k in pg["knowledge"]][1:] == ["subject:w"]
+    assert pg["characteristics"][key]["value"] == 2
+    for part in ("skills", "knowledge", "characteristics"):
+        assert pg[part] == sqlite[part], part
+
+
+def test_a_database_keyed_by_the_earlier_primary_key_takes_long_keys(postgres_url: str) -> None:
+    # Databases made before state rows were keyed by a hash of their key.
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            'CREATE TABLE xs_skills (seq BIGINT GENERATED ALWAYS AS IDENTITY, agent_id TEXT COLLATE "C" '
+            'NOT NULL, key TEXT COLLATE "C" NOT NULL, version BIGINT NOT NULL, body TEXT NOT NULL, '
+            "PRIMARY KEY (agent_id, key))"
+        )
+        conn.execute("INSERT INTO xs_skills (agent_id, key, version, body) VALUES ('a1', 'old', 1, '{}')")
+    store = PostgresStore(postgres_url)
+    try:
+        long_key = _wide(random.Random(3), 3000)
+        for version in (1, 2):
+            changes = ChangeSet(cursor=version, rows={"skills": [StoredRow(long_key, version, "{}"),
+                                                                  StoredRow("old", version, "{}")]})
+            store.commit("a1", changes)
+        rows = store.load_agent("a1").rows["skills"]
+        assert [(r.key, r.version) for r in rows] == [("old", 2), (long_key, 2)]
+    finally:
+        store.close()
+    PostgresStore(postgres_url).close()  # opening it again changes nothing

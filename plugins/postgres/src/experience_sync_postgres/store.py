@@ -93,16 +93,30 @@ CREATE TABLE IF NOT EXISTS xs_tokens (
 """
 # seq keeps the order rows were first written (an upsert keeps it), which is
 # the order load_agent returns them in, as SQLite's rowid does.
+#
+# A key is unique per agent through its SHA-256, not the key itself: a B-tree
+# entry holds at most 2704 bytes, and these keys may be longer (a skill or
+# knowledge id and a knowledge subject have no length cap; a characteristic
+# key of 500 four-byte characters with an agent id of 200 is over 2700 bytes).
 _STATE_TABLE = """
 CREATE TABLE IF NOT EXISTS xs_{name} (
-    seq BIGINT GENERATED ALWAYS AS IDENTITY,
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     agent_id TEXT COLLATE "C" NOT NULL,
     key TEXT COLLATE "C" NOT NULL,
     version BIGINT NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (agent_id, key)
+    body TEXT NOT NULL
 );
 """
+_STATE_KEY_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS xs_{name}_key ON xs_{name} (agent_id, xs_key_hash(key))"
+)
+# convert_to is only STABLE because it looks the encoding up by name; with a
+# fixed 'UTF8' its result never changes, so the wrapper may be IMMUTABLE (an
+# index expression must be).
+_KEY_HASH_FUNCTION = (
+    "CREATE FUNCTION xs_key_hash(key text) RETURNS bytea LANGUAGE sql IMMUTABLE STRICT "
+    "PARALLEL SAFE AS $$ SELECT sha256(convert_to(key, 'UTF8')) $$"
+)
 # Any constant: serializes schema creation between hubs starting together.
 _SCHEMA_LOCK = 0x78735F7067  # "xs_pg"
 
@@ -123,12 +137,31 @@ def _pool_size() -> int:
 
 
 def _create_schema(conn: psycopg.Connection[Any]) -> None:
-    tables = "".join(_STATE_TABLE.format(name=t) for t in TABLES if t != "memories")
+    state_tables = [t for t in TABLES if t != "memories"]
+    tables = "".join(_STATE_TABLE.format(name=t) for t in state_tables)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
         for statement in (_SCHEMA + tables).split(";"):
             if statement.strip():
                 conn.execute(statement)
+        row = conn.execute("SELECT to_regprocedure('xs_key_hash(text)')").fetchone()
+        if row is None or row[0] is None:
+            conn.execute(_KEY_HASH_FUNCTION)
+        for table in state_tables:
+            # A database made by an earlier version has the primary key
+            # (agent_id, key), which refuses long keys: key on seq instead.
+            old_key = conn.execute(
+                "SELECT 1 FROM pg_constraint c JOIN pg_attribute a "
+                "ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey) "
+                "WHERE c.conrelid = %s::regclass AND c.contype = 'p' AND a.attname = 'key'",
+                (f"xs_{table}",),
+            ).fetchone()
+            if old_key is not None:
+                conn.execute(
+                    f"ALTER TABLE xs_{table} DROP CONSTRAINT xs_{table}_pkey, "
+                    "ADD PRIMARY KEY (seq)"
+                )
+            conn.execute(_STATE_KEY_INDEX.format(name=table))
 
 
 def _utc(conn: psycopg.Connection[Any]) -> None:
@@ -306,7 +339,8 @@ class PostgresStore(Store):
                 else:
                     cur.executemany(
                         f"INSERT INTO xs_{table} (agent_id, key, version, body) "
-                        "VALUES (%s, %s, %s, %s) ON CONFLICT (agent_id, key) DO UPDATE SET "
+                        "VALUES (%s, %s, %s, %s) ON CONFLICT (agent_id, xs_key_hash(key)) "
+                        "DO UPDATE SET "
                         "version = excluded.version, body = excluded.body",
                         [(agent_id, r.key, r.version, r.body) for r in rows],
                     )
