@@ -42,7 +42,7 @@ import sys
 from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import repeat
 from typing import Any
@@ -116,16 +116,13 @@ class Signature:
 class _Parsed:
     """What a memory's text tells, before the index's vocabulary is known."""
 
-    words: tuple[str, ...]
-    negations: int
-    numbers: frozenset[str]
-    names: frozenset[str]  # names whatever the vocabulary
-    codes: frozenset[str]  # text.code_keys
+    # The signature when no sentence-initial word is a name; its names are
+    # those whatever the vocabulary.
+    plain: Signature
     initial: tuple[tuple[str, ...], ...]  # see text.name_parts
     lowercase: frozenset[str]  # text.lowercase_words
     token_set: frozenset[str]  # words, as a set
     unguarded: frozenset[str]  # words no guard looks at (names aside)
-    plain: Signature  # the signature when no sentence-initial word is a name
 
 
 _MERIDIEM = frozenset({"am", "pm"})
@@ -204,36 +201,32 @@ def _parse(normalized: str, text: str | None) -> _Parsed:
         lowercase = token_set if text.isascii() and text.islower() else frozenset(
             lowercase_words(text)
         )
-    negations = 0 if NEGATIONS.isdisjoint(toks) else negation_count(toks)
-    prefixed = _prefixed(kept)
     # Most memories have no names or numbers: share one empty set.
     numbers = numbers or _EMPTY
-    name_set = frozenset(intern(t) for t in names) if names else _EMPTY
     return _Parsed(
-        kept,
-        negations,
-        numbers,
-        name_set,
-        codes,
+        # Built once: matching a new memory and adding it share it.
+        Signature(
+            kept,
+            0 if NEGATIONS.isdisjoint(toks) else negation_count(toks),
+            frozenset(intern(t) for t in names) if names else _EMPTY,
+            numbers,
+            codes,
+            _prefixed(kept),
+        ),
         tuple(tuple(intern(t) for t in group) for group in initial),
         lowercase,
         token_set,
         token_set.difference(numbers, _NEGATIONS_AUXILIARIES, coded),
-        # Built once: matching a new memory and adding it share it.
-        Signature(kept, negations, name_set, numbers, codes, prefixed),
     )
 
 
 def _signature(parsed: _Parsed, known_lowercase: frozenset[str] | set[str]) -> Signature:
+    plain = parsed.plain
     if parsed.initial:
         extra = resolve_initial_names(parsed.initial, known_lowercase)
         if extra:
-            plain = parsed.plain
-            return Signature(
-                plain.words, plain.negations, plain.names.union(*extra), plain.numbers,
-                plain.codes, plain.prefixed,
-            )
-    return parsed.plain
+            return replace(plain, names=plain.names.union(*extra))
+    return plain
 
 
 def make_signature(
@@ -257,7 +250,7 @@ def contradiction(a: Signature, b: Signature) -> str | None:
         return "number"
     # A code on each side that the other lacks ("t3.large" / "t3.xlarge"),
     # unless only the writing differs (the same tokens on both sides).
-    if a.codes != b.codes and a.codes - b.codes and b.codes - a.codes and a.words != b.words:
+    if a.codes - b.codes and b.codes - a.codes and a.words != b.words:
         return "number"
     # A name changed when each side has a name the other lacks; a name only
     # one side mentions ("the IDE") adds detail rather than contradicting.
@@ -313,7 +306,7 @@ def contradiction_score(a: Signature, b: Signature) -> float:
     def rest(side: frozenset[str], other: frozenset[str]) -> set[str]:
         return {
             _stem(t) for t in side - other
-            if not (t in numbers or t in names or t in NEGATIONS or t in _AUXILIARIES)
+            if not (t in numbers or t in names or t in _NEGATIONS_AUXILIARIES)
         }
 
     only_a, only_b = rest(a_set, b_set), rest(b_set, a_set)
@@ -370,16 +363,14 @@ class _Memories:
         extra = self.names.intersection(sig.words)
         if extra <= sig.names:
             return sig
-        return Signature(
-            sig.words, sig.negations, sig.names | extra, sig.numbers, sig.codes, sig.prefixed
-        )
+        return replace(sig, names=sig.names | extra)
 
     def put(self, memory_id: str, sig: Signature | None, text: str | None, normalized: str) -> int:
         if text is not None:
             parsed = _parse(normalized, text)
             self.lowercase.update(parsed.lowercase)
-            if parsed.names:
-                self.names.update(parsed.names)
+            if parsed.plain.names:
+                self.names.update(parsed.plain.names)
         slot = len(self.ids)
         self.ids.append(memory_id)
         self.sigs.append(sig)
