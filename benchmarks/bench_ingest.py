@@ -328,10 +328,10 @@ def main(argv: list[str] | None = None) -> None:
         args.preload, args.requests, args.clients = min(args.preload, 5000), min(args.requests, 10), min(args.clients, 2)
 
     from experience_sync.config import MergeStrategyConfig
-    from experience_sync.hub.server import GC_GEN0_THRESHOLD, run_in_thread, tune_gc
+    from experience_sync.hub.server import run_in_thread, tune_gc
 
     # This process serves the hub: it collects garbage as 'experience-sync serve' does.
-    tune_gc(GC_GEN0_THRESHOLD if args.gc_gen0 is None else args.gc_gen0)
+    tune_gc(args.gc_gen0)
 
     overrides: dict[str, Any] = {}
     if args.similarity:

@@ -147,8 +147,6 @@ COMMON_WORDS: frozenset[str] = _words(
 )
 
 
-
-
 def _load_proper_nouns() -> frozenset[str]:
     text = resources.files("experience_sync").joinpath("data/proper_nouns.txt").read_text("utf-8")
     return frozenset(sys.intern(w) for w in text.split("\n") if w and not w.startswith("#"))

@@ -113,7 +113,7 @@ def serve(
     """Run the hub (HTTP + WebSocket) with uvicorn."""
     from experience_sync.config import mask_url
     from experience_sync.hub.app import Hub, HubLimits
-    from experience_sync.hub.server import GC_GEN0_THRESHOLD, UnsafeBindError, check_bind, tune_gc
+    from experience_sync.hub.server import UnsafeBindError, check_bind, tune_gc
     from experience_sync.hub.server import serve as run
 
     try:
@@ -130,7 +130,7 @@ def serve(
     if max_pending is not None:
         limits.max_pending = max_pending
     strategy = _guard(lambda: _strategy(config_file))
-    tune_gc(GC_GEN0_THRESHOLD if gc_gen0 is None else gc_gen0)
+    tune_gc(gc_gen0)
     hub = _guard(lambda: Hub.open(store_url, strategy=strategy, auth=not no_auth, limits=limits))
     scheme = "https" if ssl_certfile else "http"
     click.echo(

@@ -113,7 +113,7 @@ def uvicorn_config(
 GC_GEN0_THRESHOLD = 10_000
 
 
-def tune_gc(gen0: int = GC_GEN0_THRESHOLD) -> None:
+def tune_gc(gen0: int | None = None) -> None:
     """Collect young garbage every ``gen0`` allocations instead of Python's 700.
 
     A hub keeps every agent's memories and similarity index in memory (about
@@ -126,8 +126,11 @@ def tune_gc(gen0: int = GC_GEN0_THRESHOLD) -> None:
     collections become rare (docs/benchmarks.md). Cyclic garbage is still
     collected. ``experience-sync serve`` and ``replay`` call this for their
     own process; a program that embeds a hub decides for itself. ``0`` or a
-    threshold already higher leaves the setting alone.
+    threshold already higher leaves the setting alone; ``None`` is
+    :data:`GC_GEN0_THRESHOLD`.
     """
+    if gen0 is None:
+        gen0 = GC_GEN0_THRESHOLD
     current = gc.get_threshold()
     if gen0 > current[0]:
         gc.set_threshold(gen0, *current[1:])
