@@ -292,6 +292,41 @@ class OutboxConfig(_Section):
     group_commit_ms: float = Field(default=5.0, ge=0.1, le=1000)
 
 
+class RecallConfig(_Section):
+    """``recall``: how searches rank, on the hub and in each instance's replica.
+
+    ``rankers`` run on every search and are fused by weighted reciprocal rank
+    fusion (``weights``, default 1 each; ``rrf_k``); ``rerankers`` then reorder
+    the fused hits. The ``vector`` ranker matches only when ``embedder`` names
+    an embedder, and only documents whose cosine similarity to the query is at
+    least ``min_similarity`` (so an unrelated memory never fills a prompt). The replica is the instance's local copy of its source agent
+    (``replica.db`` beside the outbox), pulled every ``pull_interval`` seconds
+    (0: only on ``manager.refresh``) and bounded to ``max_memories`` merged
+    memories (the least recently updated leave first).
+    """
+
+    rankers: list[str] = Field(default_factory=lambda: ["bm25", "vector"], min_length=1)
+    rerankers: list[str] = Field(default_factory=list)
+    embedder: str | None = None
+    min_similarity: float = Field(default=0.2, ge=-1.0, le=1.0)
+    weights: dict[str, float] = Field(default_factory=dict)
+    rrf_k: int = Field(default=60, ge=1, le=10_000)
+    replica: bool = True
+    pull_interval: float = Field(default=2.0, ge=0.0, le=86_400.0)
+    max_memories: int = Field(default=100_000, ge=1)
+
+    @field_validator("rankers", "rerankers")
+    @classmethod
+    def _plugin_names(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        kind = "rankers" if info.field_name == "rankers" else "rerankers"
+        return [_check_name(v, kind, info) for v in dict.fromkeys(value)]
+
+    @field_validator("embedder")
+    @classmethod
+    def _embedder(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _check_name(value, "embedders", info)
+
+
 class ExperienceSyncConfig(_Section):
     """The whole configuration. Field names follow the spec."""
 
@@ -303,6 +338,7 @@ class ExperienceSyncConfig(_Section):
     check_in: CheckInConfig = Field(default_factory=CheckInConfig)
     merge_strategy: MergeStrategyConfig = Field(default_factory=MergeStrategyConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    recall: RecallConfig = Field(default_factory=RecallConfig)
 
     @field_validator("default_protocol")
     @classmethod

@@ -125,6 +125,29 @@ def experience_sync_register_stores(register: Register) -> None:
     """
 
 
+# --------------------------------------------------------------------------- recall
+
+
+@hookspec
+def experience_sync_register_rankers(register: Register) -> None:
+    """Register search rankers (``bm25``, ``vector``, ...), fused by reciprocal rank fusion.
+
+    :param register: call ``register(name, factory)``; ``factory(config)`` is
+        called with the :class:`~experience_sync.config.RecallConfig` and
+        returns a :class:`~experience_sync.recall.Ranker`.
+    """
+
+
+@hookspec
+def experience_sync_register_rerankers(register: Register) -> None:
+    """Register rerankers that reorder a search's fused hits.
+
+    :param register: call ``register(name, factory)``; ``factory(config)`` is
+        called with the :class:`~experience_sync.config.RecallConfig` and
+        returns a :class:`~experience_sync.recall.Reranker`.
+    """
+
+
 # --------------------------------------------------------------------------- observability
 
 

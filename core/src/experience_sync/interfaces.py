@@ -40,6 +40,7 @@ from experience_sync.models import (
 
 if TYPE_CHECKING:
     from experience_sync.hub.state import ChangeSet, LogEntry, StoredAgent
+    from experience_sync.recall.documents import SearchDoc
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -468,6 +469,38 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def iter_log(self, agent_id: str) -> Iterator[LogEntry]:
         """The agent's log entries in arrival order."""
+
+    # search (optional: a store without a text index is searched in memory)
+
+    #: Whether the store keeps a text index of search documents. Then
+    #: :meth:`commit` writes ``changes.documents`` and records ``changes.cursor``
+    #: as the index's cursor in the same transaction, and :meth:`search_text`,
+    #: :meth:`search_cursor` and :meth:`reindex` work. Otherwise the engine
+    #: keeps the index in memory (an SQLite FTS5 database) and ignores these.
+    text_index: bool = False
+
+    def search_text(
+        self,
+        agent_id: str,
+        text: str,
+        kinds: Sequence[str],
+        knowledge_status: str,
+        limit: int,
+    ) -> list[tuple[tuple[str, str], float]]:
+        """BM25-ranked documents matching ``text``: ``((kind, key), score)``, best first.
+
+        Only documents of ``kinds``; knowledge only with ``knowledge_status``
+        (``integrated``, ``pending`` or ``all``). Higher scores are better.
+        """
+        raise NotImplementedError(f"store {self.name!r} has no text index")
+
+    def search_cursor(self, agent_id: str) -> int | None:
+        """The agent cursor the text index reflects (``None``: not indexed)."""
+        return None
+
+    def reindex(self, agent_id: str, documents: Sequence[SearchDoc], cursor: int) -> None:
+        """Replace the agent's search documents (a store made before search, or after replay)."""
+        raise NotImplementedError(f"store {self.name!r} has no text index")
 
     @abc.abstractmethod
     def reset_state(self, agent_id: str) -> None:

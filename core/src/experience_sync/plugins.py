@@ -51,6 +51,7 @@ BUILTIN_PLUGINS: list[str] = [
     "experience_sync.builtin.transport_websocket",
     "experience_sync.builtin.client_cli",
     "experience_sync.builtin.store_sqlite",
+    "experience_sync.builtin.rankers",
     "experience_sync.builtin.hub_cli",
     "experience_sync.builtin.demo",
 ]
@@ -65,6 +66,8 @@ KIND_LABELS: dict[str, str] = {
     "embedders": "embedder",
     "vector_indexes": "vector index",
     "stores": "store",
+    "rankers": "ranker",
+    "rerankers": "reranker",
 }
 
 #: Registry kinds and the hook that fills each.
@@ -77,6 +80,8 @@ KINDS: dict[str, str] = {
     "embedders": "experience_sync_register_embedders",
     "vector_indexes": "experience_sync_register_vector_indexes",
     "stores": "experience_sync_register_stores",
+    "rankers": "experience_sync_register_rankers",
+    "rerankers": "experience_sync_register_rerankers",
 }
 
 

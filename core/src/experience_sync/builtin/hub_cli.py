@@ -19,7 +19,7 @@ from experience_sync import hookimpl
 from experience_sync.errors import ConfigError, PluginError
 
 if TYPE_CHECKING:
-    from experience_sync.config import MergeStrategyConfig
+    from experience_sync.config import MergeStrategyConfig, RecallConfig
     from experience_sync.interfaces import Store
 
 DEFAULT_STORE = "sqlite:///./hub.db"
@@ -63,6 +63,12 @@ def _strategy(config_file: str | None, **overrides: Any) -> MergeStrategyConfig:
 
     wanted = {k: v for k, v in overrides.items() if v is not None}
     return load_config(config_file, merge_strategy=wanted).merge_strategy
+
+
+def _recall(config_file: str | None) -> RecallConfig:
+    from experience_sync.config import load_config
+
+    return load_config(config_file).recall
 
 
 def _dump(obj: Any) -> None:
@@ -130,8 +136,13 @@ def serve(
     if max_pending is not None:
         limits.max_pending = max_pending
     strategy = _guard(lambda: _strategy(config_file))
+    recall = _guard(lambda: _recall(config_file))
     tune_gc(gc_gen0)
-    hub = _guard(lambda: Hub.open(store_url, strategy=strategy, auth=not no_auth, limits=limits))
+    hub = _guard(
+        lambda: Hub.open(
+            store_url, strategy=strategy, auth=not no_auth, limits=limits, recall=recall
+        )
+    )
     scheme = "https" if ssl_certfile else "http"
     click.echo(
         f"experience-sync hub on {scheme}://{host}:{port} store={mask_url(store_url)} "

@@ -35,6 +35,8 @@ from experience_sync.hookspecs import Register
 from experience_sync.hub.state import TABLES, ChangeSet, LogEntry, StoredAgent, StoredRow
 from experience_sync.interfaces import Store, TokenRecord
 from experience_sync.models import MergeResult
+from experience_sync.recall.documents import SearchDoc
+from experience_sync.recall.fts import FtsIndex
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS agents (
@@ -170,6 +172,7 @@ class SQLiteStore(Store):
     """The hub's embedded store: log, materialized state, applied units and tokens."""
 
     name = "sqlite"
+    text_index = True
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -192,6 +195,9 @@ class SQLiteStore(Store):
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(memories)")}
         if "normalized" not in columns:  # a store created before the column existed
             self._db.execute("ALTER TABLE memories ADD COLUMN normalized TEXT")
+        # The search index (FTS5) lives in the same file and is written in the
+        # same transaction as the state it indexes.
+        self._fts = FtsIndex(self._db)
 
     # ------------------------------------------------------------------ state
 
@@ -310,6 +316,10 @@ class SQLiteStore(Store):
                         [(agent_id, unit_id, result.model_dump_json())
                          for unit_id, result in changes.units],
                     )
+                if changes.documents:
+                    self._fts.upsert(agent_id, changes.documents)
+                if changes.documents or self._fts.cursor(agent_id) is not None:
+                    self._fts.set_cursor(agent_id, changes.cursor)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -357,6 +367,36 @@ class SQLiteStore(Store):
                 self._db.execute(
                     "UPDATE agents SET cursor = 0, meta = NULL WHERE agent_id = ?", (agent_id,)
                 )
+                self._fts.clear(agent_id)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    # ------------------------------------------------------------------ search
+
+    def search_text(
+        self,
+        agent_id: str,
+        text: str,
+        kinds: Sequence[str],
+        knowledge_status: str,
+        limit: int,
+    ) -> list[tuple[tuple[str, str], float]]:
+        with self._lock:
+            return self._fts.lexical(agent_id, text, kinds, knowledge_status, limit)
+
+    def search_cursor(self, agent_id: str) -> int | None:
+        with self._lock:
+            return self._fts.cursor(agent_id)
+
+    def reindex(self, agent_id: str, documents: Sequence[SearchDoc], cursor: int) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._fts.clear(agent_id)
+                self._fts.upsert(agent_id, documents)
+                self._fts.set_cursor(agent_id, cursor)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

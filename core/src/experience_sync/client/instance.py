@@ -18,6 +18,7 @@ from experience_sync.config import ExperienceSyncConfig
 from experience_sync.interfaces import Transport
 from experience_sync.models import EventContext, ExperienceEvent, MemoryData
 from experience_sync.plugins import ExperienceSyncPluginManager
+from experience_sync.recall.replica import Replica
 
 _FIELDS = frozenset(ExperienceEvent.model_fields)
 _setattr = object.__setattr__
@@ -189,6 +190,8 @@ class Instance:
         self.skill_lock = threading.Lock()
         self._filters: list[Any] = []
         self._filters_generation = -1
+        #: The local replica of the source agent (set by the manager).
+        self.replica: Replica | None = None
 
     def emit(self, type: str, **fields: Any) -> None:
         fields.setdefault("agent_id", self.agent_id)
@@ -229,7 +232,16 @@ class Instance:
         else:
             key = state_key(kind, event.data)
             self.outbox.add(lane, values, None if kind == "interaction" else kind, key)
+        replica = self.replica
+        if replica is not None and (kind == "memory" or kind == "knowledge"):
+            replica.note(event)
         return event
+
+    def acknowledged_below(self) -> int:
+        """The smallest sequence the hub has not acknowledged (everything below is merged)."""
+        watermark = self.outbox.watermark()
+        lowest = self.outbox.min_outstanding()
+        return lowest if lowest is not None else watermark + 1
 
     def _filtered(self, event: ExperienceEvent, reason: str, detail: str | None) -> ExperienceEvent:
         self.outbox.count("filtered", reason)

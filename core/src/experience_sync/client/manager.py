@@ -52,6 +52,8 @@ from experience_sync.models import (
     SkillUsageReport,
 )
 from experience_sync.plugins import ExperienceSyncPluginManager, get_plugin_manager
+from experience_sync.recall.models import SearchHit, SearchQuery
+from experience_sync.recall.replica import Replica
 
 from .status import SyncStatus
 
@@ -229,9 +231,16 @@ class ExperienceSyncManager:
         )
         inst.worker = worker
         outbox.on_commit = worker.notify
+        try:
+            inst.replica = self._open_replica(inst, directory)
+        except BaseException:
+            outbox.close()
+            lock.release()
+            raise
         with self._lock:
             self._instances[instance_id] = inst
         worker.start()
+        inst.replica.start()
         worker.notify()  # whatever a previous run left in the outbox goes out now
         inst.emit(
             "sync.init",
@@ -241,6 +250,25 @@ class ExperienceSyncManager:
                 "backlog": outbox.size,
                 "data_dir": str(directory),
             },
+        )
+
+    @staticmethod
+    def _open_replica(inst: Instance, directory: Path) -> Replica:
+        recall = inst.config.recall
+        registry = inst.pm.registry
+        embedder = None
+        if recall.embedder:
+            embedder = registry.create("embedders", recall.embedder, inst.config.merge_strategy)
+        return Replica(
+            directory / "replica.db",
+            inst.agent_id,
+            recall,
+            inst.transport,
+            inst.acknowledged_below,
+            rankers=[registry.create("rankers", n) for n in recall.rankers],
+            rerankers=[registry.create("rerankers", n) for n in recall.rerankers],
+            embedder=embedder,
+            emit=inst.emit,
         )
 
     def _get(self, instance_id: str) -> Instance:
@@ -461,6 +489,8 @@ class ExperienceSyncManager:
         if not stopped:
             inst.transport.close()  # interrupts a send still in progress
             stopped = worker.stop(1.0)
+        if inst.replica is not None:
+            inst.replica.close(min(2.0, max(deadline - time.monotonic(), 0.1)))
         inst.outbox.close(max(deadline - time.monotonic(), 1.0), reader_in_use=not stopped)
         inst.transport.close()
         inst.lock.release()
@@ -505,6 +535,47 @@ class ExperienceSyncManager:
     def dead_letters(self, instance_id: str) -> list[dict[str, Any]]:
         """Events the hub refused for good, with status and reason."""
         return self._get(instance_id).outbox.dead_rows()
+
+    # ------------------------------------------------------------------ recall
+
+    def search(
+        self,
+        instance_id: str,
+        query: str,
+        k: int = 5,
+        *,
+        kinds: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        min_confidence: float | None = None,
+        knowledge_status: str = "integrated",
+    ) -> list[SearchHit]:
+        """What the fleet learned about ``query``, best first, from the instance's replica.
+
+        Answers offline (the replica is local) and includes what this instance
+        recorded that the hub has not merged yet (``hit.provenance.local``).
+        Arguments as the hub's search route (``docs/recall.md``); a bad one
+        raises :class:`pydantic.ValidationError`.
+        """
+        fields: dict[str, Any] = {
+            "q": query, "k": k, "tags": list(tags or ()), "min_confidence": min_confidence,
+            "knowledge_status": knowledge_status,
+        }
+        if kinds is not None:
+            fields["kinds"] = [kinds] if isinstance(kinds, str) else list(kinds)
+        search = SearchQuery.model_validate(fields)
+        replica = self._get(instance_id).replica
+        assert replica is not None
+        return replica.search(search).hits
+
+    def refresh(self, instance_id: str, timeout: float = 10.0) -> bool:
+        """Pull what changed at the hub into the instance's replica now.
+
+        Returns ``False`` when the hub could not be reached in time (the
+        replica keeps what it had; the reason is logged as ``recall.error``).
+        """
+        replica = self._get(instance_id).replica
+        assert replica is not None
+        return replica.refresh(timeout)
 
     def pull(
         self, agent_id: str, since: int | None = None, *, instance_id: str | None = None

@@ -36,6 +36,7 @@ from experience_sync.hub.wire import (
     QUERY_ERRORS,
     READ_ERRORS,
     REVIEW_DECISION_ERRORS,
+    SEARCH_BODY_ERRORS,
     Health,
     HubError,
     HubLimits,
@@ -61,6 +62,7 @@ from experience_sync.models import (
     Review,
     Skill,
 )
+from experience_sync.recall.models import SearchQuery, SearchResults
 
 if TYPE_CHECKING:
     pass
@@ -300,6 +302,63 @@ def create_app(hub: Hub) -> FastAPI:
         items, total = await call(hub.engine.memories, agent_id, q, offset, limit)
         page = MemoryPage(items=items, total=total, offset=offset, limit=limit)
         return _json(page.model_dump_json())
+
+    def search_query(fields: dict[str, Any], prefix: str) -> SearchQuery:
+        try:
+            return SearchQuery.model_validate(fields)
+        except ValidationError as exc:
+            details = validation_details(exc)
+            for d in details:
+                d["loc"] = prefix + d["loc"]
+            raise HubError(422, f"{details[0]['loc']}: {details[0]['msg']}", details) from None
+
+    def split(values: list[str]) -> list[str]:
+        return [v.strip() for raw in values for v in raw.split(",") if v.strip()]
+
+    @app.get("/v1/agents/{agent_id}/search", response_model=SearchResults, tags=["read"],
+             responses=QUERY_ERRORS)
+    async def search(
+        agent_id: str,
+        request: Request,
+        q: str = Query(..., description="The query text (1-2,000 characters)."),
+        k: int = Query(5, description="How many hits (1-100)."),
+        kinds: list[str] = Query(
+            ["memory,knowledge,skill"], description="Comma-separated: memory, knowledge, skill."
+        ),
+        tags: list[str] = Query([], description="Comma-separated; memories carrying all of them."),
+        min_confidence: float | None = Query(None, description="0-1."),
+        knowledge_status: str = Query("integrated", description="integrated, pending or all."),
+    ) -> Response:
+        """Ranked search (BM25 fused with vectors) over memories, knowledge and skills."""
+        await reader(request, agent_id)
+        fields: dict[str, Any] = {
+            "q": q, "k": k, "kinds": split(kinds), "tags": split(tags),
+            "min_confidence": min_confidence, "knowledge_status": knowledge_status,
+        }
+        query = search_query(fields, "query.")
+        results = await call(hub.engine.search, agent_id, query)
+        return _json(results.model_dump_json())
+
+    @app.post("/v1/agents/{agent_id}/search", response_model=SearchResults, tags=["read"],
+              openapi_extra=body_schema("SearchQuery"), responses=SEARCH_BODY_ERRORS)
+    async def search_post(agent_id: str, request: Request) -> Response:
+        """The same search with a JSON ``SearchQuery`` body, for long queries. Read scope."""
+        await reader(request, agent_id)
+        body = await read_body(request)
+        encoding = request.headers.get("content-encoding")
+
+        def work() -> bytes:
+            raw = decode_body(body, encoding, hub.limits.max_decompressed_bytes)
+            try:
+                fields = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise HubError(400, f"body is not valid JSON: {exc}") from None
+            if not isinstance(fields, dict):
+                raise HubError(422, "(body): must be a JSON object (a SearchQuery)")
+            query = search_query(fields, "")
+            return hub.engine.search(agent_id, query).model_dump_json().encode()
+
+        return _json(await call(work))
 
     @app.get("/v1/agents/{agent_id}/skills", response_model=list[Skill], tags=["read"],
              responses=READ_ERRORS)

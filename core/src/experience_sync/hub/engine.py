@@ -36,10 +36,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from experience_sync.config import MergeStrategyConfig
+from experience_sync.config import MergeStrategyConfig, RecallConfig
 from experience_sync.errors import PluginError, StaleStateError
 from experience_sync.hub.conflicts import MergeContext, Notice, short_hash
 from experience_sync.hub.runtime import AgentRuntime
+from experience_sync.hub.search import HubSearch
 from experience_sync.hub.state import ChangeSet, LogEntry
 from experience_sync.interfaces import Store
 from experience_sync.models import (
@@ -59,6 +60,7 @@ from experience_sync.models import (
     utcnow,
 )
 from experience_sync.plugins import ExperienceSyncPluginManager, get_plugin_manager
+from experience_sync.recall.models import SearchQuery, SearchResults
 
 __all__ = ["IngestMeta", "MergeEngine", "open_store"]
 
@@ -146,12 +148,14 @@ class MergeEngine:
         pm: ExperienceSyncPluginManager | None = None,
         *,
         emit: bool = True,
+        recall: RecallConfig | None = None,
     ) -> None:
         self.store = store
         self.strategy = strategy or MergeStrategyConfig()
         self.pm = pm or get_plugin_manager()
         self.emit = emit
         registry = self.pm.registry
+        self.recall = HubSearch(store, recall or RecallConfig(), self.strategy, self.pm)
         # Fail now on a misnamed plugin rather than on the first request.
         registry.get("conflict_resolvers", self.strategy.conflict_resolution)
         registry.get("skill_aggregations", self.strategy.skill_aggregation)
@@ -197,6 +201,7 @@ class MergeEngine:
         if rt is None:
             rt = AgentRuntime(agent_id, self.strategy, self.pm)
             rt.load(self.store.load_agent(agent_id))
+            self.recall.loaded(rt)
             self._runtimes[agent_id] = rt
         return rt
 
@@ -213,6 +218,7 @@ class MergeEngine:
             raise
         if rt is not None:
             rt.version += 1
+        self.recall.committed(agent_id, changes)
 
     def _under_lock(self, agent_id: str, work: Callable[[AgentRuntime], _T]) -> _T:
         """Run ``work`` on the agent's state under its lock, again after a lost commit race.
@@ -422,6 +428,11 @@ class MergeEngine:
             found = self._runtime(agent_id).memory.search(q)
         offset = max(0, offset)
         return found[offset : offset + max(0, limit)], len(found)
+
+    def search(self, agent_id: str, query: SearchQuery) -> SearchResults:
+        """Ranked search over the agent's merged memories, knowledge and skills."""
+        with self._lock(agent_id):
+            return self.recall.search(self._runtime(agent_id), query)
 
     def skills(self, agent_id: str) -> list[Skill]:
         """Every skill, with learning curves."""

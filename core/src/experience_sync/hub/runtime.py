@@ -31,6 +31,12 @@ from experience_sync.models import (
     utcnow,
 )
 from experience_sync.plugins import ExperienceSyncPluginManager
+from experience_sync.recall.documents import (
+    SearchDoc,
+    doc_of_knowledge,
+    doc_of_memory,
+    doc_of_skill,
+)
 
 __all__ = ["AgentRuntime"]
 
@@ -196,6 +202,7 @@ class AgentRuntime:
             ],
         }
         self.instances_dirty.clear()
+        documents = self.documents(rows)
         write_stats = bool(log) if stats is None else stats
         meta = json.dumps({"stats": self.stats.model_dump(mode="json")}) if write_stats else None
         return ChangeSet(
@@ -204,7 +211,23 @@ class AgentRuntime:
             rows={table: r for table, r in rows.items() if r},
             meta=meta,
             units=units or [],
+            documents=documents,
         )
+
+    def documents(self, rows: dict[str, list[StoredRow]] | None = None) -> list[SearchDoc]:
+        """The search documents of the items in ``rows`` (default: of every item)."""
+        if rows is None:
+            return [
+                *(doc_of_memory(m) for m in self.memory.memories.values()),
+                *(doc_of_knowledge(k) for k in self.knowledge.items.values()),
+                *(doc_of_skill(s) for s in self.skills.skills.values()),
+            ]
+        memories, items, skills = self.memory.memories, self.knowledge.items, self.skills.skills
+        return [
+            *(doc_of_memory(memories[r.key]) for r in rows.get("memories", ())),
+            *(doc_of_knowledge(items[r.key]) for r in rows.get("knowledge", ())),
+            *(doc_of_skill(skills[r.key]) for r in rows.get("skills", ())),
+        ]
 
     # ------------------------------------------------------------------ reads
 

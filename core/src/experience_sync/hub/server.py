@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from experience_sync.config import MergeStrategyConfig, is_loopback_host
+from experience_sync.config import MergeStrategyConfig, RecallConfig, is_loopback_host
 from experience_sync.hub.app import Hub, HubLimits, create_app
 from experience_sync.hub.auth import Scope, create_token
 from experience_sync.plugins import ExperienceSyncPluginManager
@@ -262,6 +262,7 @@ def run_in_thread(
     port: int = 0,
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
+    recall: RecallConfig | None = None,
 ) -> Iterator[HubServer]:
     """A real hub on ``host`` (a free port by default), stopped and closed on exit.
 
@@ -272,13 +273,16 @@ def run_in_thread(
     :param auth: ``False`` for an unauthenticated (loopback-only) hub.
     :param limits: body size limits.
     :param ssl_certfile: with ``ssl_keyfile``, serve HTTPS/WSS.
+    :param recall: how the search route ranks.
     """
     tmp: str | None = None
     if store_url is None:
         tmp = tempfile.mkdtemp(prefix="xs-hub-")
         store_url = f"sqlite:///{Path(tmp) / 'hub.db'}"
     check_bind(host, auth)
-    hub = Hub.open(store_url, strategy=strategy, pm=pm, auth=auth, limits=limits)
+    hub = Hub.open(
+        store_url, strategy=strategy, pm=pm, auth=auth, limits=limits, recall=recall
+    )
     server = HubServer(hub, host, port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     try:
         server.start()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from experience_sync.builtin.prometheus import PrometheusObserver
-from experience_sync.config import MergeStrategyConfig
+from experience_sync.config import MergeStrategyConfig, RecallConfig
 from experience_sync.errors import StaleStateError
 from experience_sync.hub.auth import Authenticator, AuthError, Principal
 from experience_sync.hub.metrics import HubMetrics
@@ -90,13 +90,17 @@ class Hub:
         pm: ExperienceSyncPluginManager | None = None,
         auth: bool = True,
         limits: HubLimits | None = None,
+        recall: RecallConfig | None = None,
     ) -> Hub:
-        """A hub over the store at ``store_url`` (``sqlite:///path/hub.db``)."""
+        """A hub over the store at ``store_url`` (``sqlite:///path/hub.db``).
+
+        :param recall: how the search route ranks (the config file's ``recall`` section).
+        """
         from experience_sync.hub.engine import MergeEngine, open_store
 
         pm = pm or get_plugin_manager()
         store = open_store(store_url, pm=pm)
-        engine = MergeEngine(store, strategy, pm=pm)
+        engine = MergeEngine(store, strategy, pm=pm, recall=recall)
         return cls(engine, store, Authenticator(store, enabled=auth), pm, limits)
 
     # ------------------------------------------------------------------ ingestion

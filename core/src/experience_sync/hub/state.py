@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from experience_sync.models import ExperienceEvent, MergeResult
+from experience_sync.recall.documents import SearchDoc
 
 #: The materialized state tables, in the order a store loads them.
 TABLES: tuple[str, ...] = (
@@ -98,6 +99,10 @@ class ChangeSet:
     :param meta: the agent's statistics JSON, if changed.
     :param units: ``(unit_id, result)`` of each applied batch or check-in to
         record (one for an ingestion; many when replay copies them).
+    :param documents: the search documents of the changed memories, skills
+        and knowledge items, for a store with a text index
+        (:attr:`~experience_sync.interfaces.Store.text_index`), which writes
+        them in the same transaction and records ``cursor`` as the index's.
     :param expect_version: the agent's write version the changes were derived
         from (set by the engine). A store that several processes write
         refuses the commit with :class:`~experience_sync.errors.StaleStateError`
@@ -111,6 +116,7 @@ class ChangeSet:
     meta: str | None = None
     units: list[tuple[str, MergeResult]] = field(default_factory=list)
     expect_version: int | None = None
+    documents: list[SearchDoc] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         """Whether committing would change nothing."""

@@ -31,6 +31,7 @@ from experience_sync.models import (
     Review,
     Skill,
 )
+from experience_sync.recall.models import SearchQuery
 
 #: Default cap on a request body as received (``--max-body-bytes``).
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -287,6 +288,7 @@ BODY_MODELS: dict[str, type[BaseModel]] = {
     "ExperienceBatch": ExperienceBatch,
     "CheckIn": CheckIn,
     "ReviewDecision": ReviewDecision,
+    "SearchQuery": SearchQuery,
 }
 
 
@@ -355,6 +357,11 @@ QUERY_ERRORS = error_responses(401, 403, 422, notes={
     403: "The token is for another agent.",
     422: "A bad query parameter; its `details[].loc` is `query.<name>`. Or the path's "
     "agent_id is longer than 200 characters or holds NUL.",
+})
+#: The error responses of ``POST /v1/agents/{agent_id}/search``.
+SEARCH_BODY_ERRORS = error_responses(400, 401, 403, 413, 415, 422, notes={
+    403: "The token is for another agent.",
+    422: "A bad search field; its `details[].loc` names it (`q`, `k`, `kinds.0`, ...).",
 })
 #: The error responses of ``POST /v1/agents/{agent_id}/reviews/{review_id}``.
 REVIEW_DECISION_ERRORS = error_responses(400, 401, 403, 404, 413, 415, 422, notes={

@@ -1,0 +1,321 @@
+"""A BM25 text index in SQLite FTS5, shared by the SQLite hub store and every replica.
+
+Each agent gets its own pair of tables (an FTS5 table and a table of document
+fields, named after a hash of the agent id), so a query ranks one agent's
+documents exactly as a bare FTS5 query over them would, however many agents
+share the file. The caller owns the connection, its lock and its
+transactions: the SQLite store writes documents inside the commit of the
+state they index, so the index and the state never disagree after a crash.
+
+Text is tokenized by FTS5's ``porter unicode61`` tokenizer (Unicode word
+characters, case and diacritics folded, English Porter stemming: *payments*
+finds *payment*). A query is the OR of its words without English stop words,
+ranked by FTS5's ``bm25()``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+
+from .documents import DocKey, SearchDoc
+
+__all__ = ["STOP_WORDS", "FtsIndex", "fts5_available", "match_expression", "query_terms"]
+
+#: Words a query drops before matching (they would match nearly every document).
+STOP_WORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been
+    before being below between both but by can could did do does doing down during each
+    few for from further had has have having he her here hers herself him himself his how
+    i if in into is it its itself just me more most my myself no nor not now of off on
+    once only or other our ours ourselves out over own same she should so some such than
+    that the their theirs them themselves then there these they this those through to too
+    under until up very was we were what when where which while who whom why will with
+    would you your yours yourself yourselves s t don""".split()
+)
+# "down", "not", "no", "off", "out", "up" carry meaning in agents' memories
+# ("payments down", "do not retry"): keep them.
+STOP_WORDS = STOP_WORDS - {"down", "not", "no", "off", "out", "up", "nor", "only"}
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_TOKENIZE = "porter unicode61 remove_diacritics 2"
+
+
+def fts5_available(conn: sqlite3.Connection) -> bool:
+    """Whether this SQLite build has FTS5."""
+    try:
+        conn.execute("CREATE VIRTUAL TABLE temp.xs_fts5_probe USING fts5(x)")
+        conn.execute("DROP TABLE temp.xs_fts5_probe")
+    except sqlite3.OperationalError:
+        return False
+    return True
+
+
+def query_terms(text: str) -> list[str]:
+    """The words of a query that take part in matching (stop words dropped unless all are)."""
+    words = [w.casefold() for w in _WORD.findall(text)]
+    kept = [w for w in words if w not in STOP_WORDS]
+    return list(dict.fromkeys(kept or words))[:64]
+
+
+def match_expression(text: str) -> str | None:
+    """The FTS5 MATCH expression of a query (``None`` when it has no words)."""
+    terms = query_terms(text)
+    if not terms:
+        return None
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+def _tag(agent_id: str) -> str:
+    return hashlib.sha256(agent_id.encode()).hexdigest()[:16]
+
+
+class FtsIndex:
+    """The search documents of many agents in one SQLite database.
+
+    :param conn: an open connection; the index creates its tables on it.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        if not fts5_available(conn):
+            raise RuntimeError("this SQLite build has no FTS5: search needs SQLite with FTS5")
+        self.conn = conn
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS recall_agents ("
+            " agent_id TEXT PRIMARY KEY, tag TEXT NOT NULL UNIQUE, cursor INTEGER)"
+        )
+        self._tags: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ tables
+
+    def _tables(self, agent_id: str, create: bool) -> tuple[str, str] | None:
+        tag = self._tags.get(agent_id)
+        if tag is None:
+            row = self.conn.execute(
+                "SELECT tag FROM recall_agents WHERE agent_id = ?", (agent_id,)
+            ).fetchone()
+            if row is None:
+                if not create:
+                    return None
+                tag = _tag(agent_id)
+                self.conn.execute(
+                    "INSERT INTO recall_agents (agent_id, tag, cursor) VALUES (?, ?, NULL)",
+                    (agent_id, tag),
+                )
+                self.conn.execute(
+                    f"CREATE VIRTUAL TABLE IF NOT EXISTS recall_fts_{tag} USING fts5("
+                    f"text, kind UNINDEXED, status UNINDEXED, tokenize='{_TOKENIZE}')"
+                )
+                self.conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS recall_docs_{tag} ("
+                    " id INTEGER PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL,"
+                    " status TEXT NOT NULL, confidence REAL NOT NULL, tags TEXT NOT NULL,"
+                    " instances TEXT NOT NULL, verifications INTEGER NOT NULL,"
+                    " updated TEXT NOT NULL, body TEXT NOT NULL, local INTEGER NOT NULL,"
+                    " seq INTEGER NOT NULL, embedding BLOB, UNIQUE (kind, key))"
+                )
+            else:
+                tag = str(row[0])
+            self._tags[agent_id] = tag
+        return f"recall_fts_{tag}", f"recall_docs_{tag}"
+
+    # ------------------------------------------------------------------ writes
+
+    def upsert(
+        self,
+        agent_id: str,
+        docs: Iterable[SearchDoc],
+        embeddings: dict[DocKey, bytes] | None = None,
+    ) -> None:
+        """Insert or replace documents (and their vectors, when given)."""
+        tables = self._tables(agent_id, create=True)
+        assert tables is not None
+        fts, table = tables
+        conn = self.conn
+        for doc in docs:
+            vector = embeddings.get(doc.doc_key) if embeddings else None
+            row = conn.execute(
+                f"INSERT INTO {table} (kind, key, status, confidence, tags, instances,"
+                " verifications, updated, body, local, seq, embedding)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (kind, key) DO UPDATE SET status = excluded.status,"
+                " confidence = excluded.confidence, tags = excluded.tags,"
+                " instances = excluded.instances, verifications = excluded.verifications,"
+                " updated = excluded.updated, body = excluded.body, local = excluded.local,"
+                " seq = excluded.seq, embedding = excluded.embedding"
+                " RETURNING id",
+                (
+                    doc.kind, doc.key, doc.status, float(doc.confidence), json.dumps(doc.tags),
+                    json.dumps(doc.instances), doc.verifications, doc.updated, doc.body,
+                    int(doc.local), doc.seq, vector,
+                ),
+            ).fetchone()
+            conn.execute(
+                f"INSERT OR REPLACE INTO {fts} (rowid, text, kind, status) VALUES (?, ?, ?, ?)",
+                (row[0], doc.text, doc.kind, "local" if doc.local else doc.status),
+            )
+
+    def delete(self, agent_id: str, keys: Iterable[DocKey]) -> int:
+        """Remove documents; returns how many there were."""
+        tables = self._tables(agent_id, create=False)
+        if tables is None:
+            return 0
+        fts, table = tables
+        removed = 0
+        for kind, key in keys:
+            row = self.conn.execute(
+                f"DELETE FROM {table} WHERE kind = ? AND key = ? RETURNING id", (kind, key)
+            ).fetchone()
+            if row is not None:
+                self.conn.execute(f"DELETE FROM {fts} WHERE rowid = ?", (row[0],))
+                removed += 1
+        return removed
+
+    def clear(self, agent_id: str) -> None:
+        """Remove every document of the agent and forget its cursor."""
+        tables = self._tables(agent_id, create=False)
+        if tables is None:
+            return
+        fts, table = tables
+        self.conn.execute(f"DELETE FROM {fts}")
+        self.conn.execute(f"DELETE FROM {table}")
+        self.conn.execute("UPDATE recall_agents SET cursor = NULL WHERE agent_id = ?", (agent_id,))
+
+    def set_cursor(self, agent_id: str, cursor: int) -> None:
+        """Record the agent cursor the documents reflect."""
+        self._tables(agent_id, create=True)
+        self.conn.execute(
+            "UPDATE recall_agents SET cursor = ? WHERE agent_id = ?", (cursor, agent_id)
+        )
+
+    def cursor(self, agent_id: str) -> int | None:
+        """The agent cursor the documents reflect (``None``: never indexed)."""
+        row = self.conn.execute(
+            "SELECT cursor FROM recall_agents WHERE agent_id = ?", (agent_id,)
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def drop_local(self, agent_id: str, before_seq: int) -> list[DocKey]:
+        """Remove local documents whose event sequence is below ``before_seq``."""
+        tables = self._tables(agent_id, create=False)
+        if tables is None:
+            return []
+        fts, table = tables
+        rows = self.conn.execute(
+            f"DELETE FROM {table} WHERE local = 1 AND seq < ? RETURNING id, kind, key",
+            (before_seq,),
+        ).fetchall()
+        self.conn.executemany(f"DELETE FROM {fts} WHERE rowid = ?", [(r[0],) for r in rows])
+        return [(str(r[1]), str(r[2])) for r in rows]
+
+    def evict(self, agent_id: str, kind: str, keep: int) -> list[DocKey]:
+        """Keep the ``keep`` most recently updated merged documents of ``kind``."""
+        tables = self._tables(agent_id, create=False)
+        if tables is None:
+            return []
+        fts, table = tables
+        rows = self.conn.execute(
+            f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table}"
+            " WHERE kind = ? AND local = 0 ORDER BY updated DESC LIMIT -1 OFFSET ?)"
+            " RETURNING id, kind, key",
+            (kind, max(0, keep)),
+        ).fetchall()
+        self.conn.executemany(f"DELETE FROM {fts} WHERE rowid = ?", [(r[0],) for r in rows])
+        return [(str(r[1]), str(r[2])) for r in rows]
+
+    # ------------------------------------------------------------------ reads
+
+    def lexical(
+        self,
+        agent_id: str,
+        text: str,
+        kinds: Sequence[str],
+        knowledge_status: str,
+        limit: int,
+    ) -> list[tuple[DocKey, float]]:
+        """The best BM25 matches, best first, as ``((kind, key), score)``; higher is better."""
+        tables = self._tables(agent_id, create=False)
+        expression = match_expression(text)
+        if tables is None or expression is None or limit <= 0:
+            return []
+        fts, table = tables
+        where = [f"{fts} MATCH ?"]
+        params: list[object] = [expression]
+        if set(kinds) != {"memory", "knowledge", "skill"}:
+            where.append("kind IN (" + ", ".join("?" * len(kinds)) + ")")
+            params.extend(kinds)
+        if "knowledge" in kinds and knowledge_status != "all":
+            where.append("(kind != 'knowledge' OR status IN (?, 'local'))")
+            params.append(knowledge_status)
+        params.append(limit)
+        rows = self.conn.execute(
+            f"SELECT rowid, rank FROM {fts} WHERE {' AND '.join(where)} ORDER BY rank LIMIT ?",
+            params,
+        ).fetchall()
+        if not rows:
+            return []
+        keys = dict(self._keys(table, [int(r[0]) for r in rows]))
+        # bm25() is lower-is-better and negative; report it as a positive score.
+        return [(keys[int(r[0])], -float(r[1])) for r in rows if int(r[0]) in keys]
+
+    def _keys(self, table: str, ids: list[int]) -> Iterator[tuple[int, DocKey]]:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for row in self.conn.execute(
+                f"SELECT id, kind, key FROM {table} WHERE id IN ({marks})", chunk
+            ):
+                yield int(row[0]), (str(row[1]), str(row[2]))
+
+    def docs(self, agent_id: str, keys: Iterable[DocKey]) -> dict[DocKey, SearchDoc]:
+        """The stored documents of ``keys`` (missing ones left out)."""
+        tables = self._tables(agent_id, create=False)
+        if tables is None:
+            return {}
+        fts, table = tables
+        out: dict[DocKey, SearchDoc] = {}
+        for kind, key in keys:
+            row = self.conn.execute(
+                f"SELECT d.status, d.confidence, d.tags, d.instances, d.verifications,"
+                f" d.updated, d.body, d.local, d.seq, f.text FROM {table} d"
+                f" JOIN {fts} f ON f.rowid = d.id WHERE d.kind = ? AND d.key = ?",
+                (kind, key),
+            ).fetchone()
+            if row is None:
+                continue
+            out[(kind, key)] = SearchDoc(
+                kind=kind, key=key, text=str(row[9]), status=str(row[0]),
+                confidence=float(row[1]), tags=json.loads(row[2]), instances=json.loads(row[3]),
+                verifications=int(row[4]), updated=str(row[5]), body=str(row[6]),
+                local=bool(row[7]), seq=int(row[8]),
+            )
+        return out
+
+    def embeddings(self, agent_id: str) -> Iterator[tuple[DocKey, bytes]]:
+        """Every stored vector of the agent, as ``((kind, key), float32 bytes)``."""
+        tables = self._tables(agent_id, create=False)
+        if tables is None:
+            return
+        _, table = tables
+        rows = self.conn.execute(
+            f"SELECT kind, key, embedding FROM {table} WHERE embedding IS NOT NULL"
+        ).fetchall()
+        for kind, key, blob in rows:
+            yield (str(kind), str(key)), bytes(blob)
+
+    def count(self, agent_id: str, kind: str | None = None) -> int:
+        """How many documents the agent has (of one kind)."""
+        tables = self._tables(agent_id, create=False)
+        if tables is None:
+            return 0
+        _, table = tables
+        if kind is None:
+            row = self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        else:
+            row = self.conn.execute(
+                f"SELECT count(*) FROM {table} WHERE kind = ?", (kind,)
+            ).fetchone()
+        return int(row[0])
