@@ -3,15 +3,10 @@ them into a coordinating source agent."""
 
 from __future__ import annotations
 
-import pluggy
-
-hookimpl = pluggy.HookimplMarker("experience_sync")
-"""Marker for hook implementations: ``@experience_sync.hookimpl``."""
-
-from experience_sync.client.manager import ExperienceSyncManager  # noqa: E402
-from experience_sync.client.status import SyncStatus  # noqa: E402
-from experience_sync.config import ExperienceSyncConfig, load_config  # noqa: E402
-from experience_sync.errors import (  # noqa: E402
+from experience_sync.client.manager import ExperienceSyncManager
+from experience_sync.client.status import SyncStatus
+from experience_sync.config import ExperienceSyncConfig, load_config
+from experience_sync.errors import (
     ConfigError,
     ExperienceSyncError,
     OutboxFullError,
@@ -20,8 +15,9 @@ from experience_sync.errors import (  # noqa: E402
     RetryableError,
     TransportError,
 )
-from experience_sync.interfaces import MockTransport, SyncRequest, Transport  # noqa: E402
-from experience_sync.models import (  # noqa: E402
+from experience_sync.hookspecs import hookimpl
+from experience_sync.interfaces import MockTransport, SyncRequest, Transport
+from experience_sync.models import (
     SCHEMA_VERSION,
     AgentState,
     CheckIn,
@@ -33,7 +29,7 @@ from experience_sync.models import (  # noqa: E402
     ObservabilityEvent,
     Skill,
 )
-from experience_sync.plugins import get_plugin_manager  # noqa: E402
+from experience_sync.plugins import get_plugin_manager
 
 __all__ = [
     "SCHEMA_VERSION",

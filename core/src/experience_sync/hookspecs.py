@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from experience_sync.models import ExperienceEvent, ObservabilityEvent
 
 hookspec = pluggy.HookspecMarker("experience_sync")
+#: Marker for hook implementations: ``@experience_sync.api.hookimpl``.
+hookimpl = pluggy.HookimplMarker("experience_sync")
 
 Register = Callable[[str, Callable[..., Any]], None]
 

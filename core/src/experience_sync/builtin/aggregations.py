@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from experience_sync import hookimpl
-from experience_sync.hookspecs import Register
+from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.interfaces import SkillAggregator
 
 

@@ -12,8 +12,8 @@ import sys
 
 import click
 
-from experience_sync import hookimpl
 from experience_sync.errors import ConfigError, PluginError, TransportError
+from experience_sync.hookspecs import hookimpl
 
 
 @click.command("pull")

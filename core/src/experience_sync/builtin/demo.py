@@ -37,7 +37,7 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from experience_sync import hookimpl
+from experience_sync.hookspecs import hookimpl
 from experience_sync.models import ObservabilityEvent
 
 AGENT = "support-agent"

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from experience_sync import hookimpl
-from experience_sync.hookspecs import Register
+from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.interfaces import Embedder, FloatArray, VectorIndex
 from experience_sync.text import normalize, similarity_tokens
 

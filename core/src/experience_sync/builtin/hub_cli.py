@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from experience_sync import hookimpl
 from experience_sync.errors import ConfigError, PluginError
+from experience_sync.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from experience_sync.config import MergeStrategyConfig, RecallConfig

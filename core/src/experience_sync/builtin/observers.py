@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from experience_sync import hookimpl
+from experience_sync.hookspecs import hookimpl
 from experience_sync.models import ObservabilityEvent
 
 log = logging.getLogger("experience_sync.events")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from experience_sync import hookimpl
+from experience_sync.hookspecs import hookimpl
 from experience_sync.models import ObservabilityEvent
 
 if TYPE_CHECKING:

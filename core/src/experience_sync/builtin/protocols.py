@@ -21,9 +21,8 @@ from collections.abc import Sequence
 
 from croniter import croniter
 
-from experience_sync import hookimpl
 from experience_sync.config import ExperienceSyncConfig
-from experience_sync.hookspecs import Register
+from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.interfaces import OutboxItem, ProtocolContext, SyncProtocol, SyncRequest
 from experience_sync.models import CheckIn, EventsRequest, ExperienceBatch, ExperienceEvent
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from experience_sync import hookimpl
-from experience_sync.hookspecs import Register
+from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.recall.ranking import Bm25Ranker, VectorRanker
 
 

@@ -49,8 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from experience_sync import hookimpl
-from experience_sync.hookspecs import Register
+from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.interfaces import (
     FloatArray,
     MatchQuery,

@@ -30,8 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from experience_sync import hookimpl
-from experience_sync.hookspecs import Register
+from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.hub.state import TABLES, ChangeSet, LogEntry, StoredAgent, StoredRow
 from experience_sync.interfaces import Store, TokenRecord
 from experience_sync.models import MergeResult

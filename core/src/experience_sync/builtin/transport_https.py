@@ -24,7 +24,6 @@ from urllib.parse import quote
 import httpx
 import zstandard
 
-from experience_sync import hookimpl
 from experience_sync.client.retry import (
     Backoff,
     OnRetry,
@@ -34,7 +33,7 @@ from experience_sync.client.retry import (
 )
 from experience_sync.config import ExperienceSyncConfig
 from experience_sync.errors import ConfigError, RetryableError, TransportError
-from experience_sync.hookspecs import Register
+from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.interfaces import SyncRequest, Transport
 from experience_sync.models import AgentState, MergeResult
 

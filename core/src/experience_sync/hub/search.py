@@ -36,7 +36,14 @@ from experience_sync.recall.documents import (
 )
 from experience_sync.recall.fts import FtsIndex
 from experience_sync.recall.models import SearchQuery, SearchResults
-from experience_sync.recall.ranking import Corpus, Ranker, Reranker, VectorTable, run_search
+from experience_sync.recall.ranking import (
+    Corpus,
+    Ranker,
+    Reranker,
+    VectorTable,
+    run_search,
+    unit_rows,
+)
 
 __all__ = ["HubSearch"]
 
@@ -160,9 +167,7 @@ class HubSearch:
             docs = [d for d in _docs(rt, list(vectors.pending)).values()]
         for start in range(0, len(docs), _EMBED_BATCH):
             chunk = docs[start : start + _EMBED_BATCH]
-            matrix = np.asarray(embedder.embed([d.text for d in chunk]), dtype=np.float32)
-            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            matrix = matrix / np.where(norms > 0, norms, 1.0)
+            matrix = unit_rows(embedder.embed([d.text for d in chunk]))
             vectors.table.upsert([d.doc_key for d in chunk], matrix)
         vectors.pending = set()
         return vectors.table

@@ -15,7 +15,7 @@ import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable
 
-from experience_sync import hookimpl
+from experience_sync.hookspecs import hookimpl
 from experience_sync.models import ObservabilityEvent
 
 #: Events buffered per subscriber before new ones are dropped.

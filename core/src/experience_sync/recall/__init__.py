@@ -8,7 +8,14 @@ See ``docs/recall.md``. :func:`run_search` is the one search path; the hub
 
 from __future__ import annotations
 
-from .documents import DocKey, SearchDoc, doc_of_event, doc_of_knowledge, doc_of_memory, doc_of_skill
+from .documents import (
+    DocKey,
+    SearchDoc,
+    doc_of_event,
+    doc_of_knowledge,
+    doc_of_memory,
+    doc_of_skill,
+)
 from .fts import FtsIndex, match_expression, query_terms
 from .models import KINDS, Provenance, SearchHit, SearchKind, SearchQuery, SearchResults
 from .ranking import Corpus, Ranker, Reranker, VectorTable, fuse, run_search

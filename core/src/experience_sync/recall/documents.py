@@ -191,9 +191,11 @@ def matches(doc: SearchDoc, query: SearchQuery) -> bool:
             return False
     if query.min_confidence is not None and doc.confidence < query.min_confidence:
         return False
-    if doc.kind == "knowledge" and query.knowledge_status != "all":
-        # A local knowledge item is pending until the hub integrates it, but this
-        # instance asked for what it itself recorded: it is shown either way.
-        if not doc.local and doc.status != query.knowledge_status:
-            return False
-    return True
+    # A local knowledge item is pending until the hub integrates it, but this
+    # instance asked for what it itself recorded: it is shown either way.
+    return not (
+        doc.kind == "knowledge"
+        and query.knowledge_status != "all"
+        and not doc.local
+        and doc.status != query.knowledge_status
+    )

@@ -34,6 +34,7 @@ __all__ = [
     "VectorTable",
     "fuse",
     "run_search",
+    "unit_rows",
 ]
 
 
@@ -167,6 +168,14 @@ class VectorRanker(Ranker):
         return [(key, score) for key, score in corpus.vector(vector[0], limit) if score >= floor]
 
 
+def unit_rows(matrix: FloatArray) -> FloatArray:
+    """``matrix`` as float32 with every non-zero row scaled to length 1."""
+    out = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(out, axis=1, keepdims=True).astype(np.float32)
+    result: FloatArray = (out / np.where(norms > 0, norms, np.float32(1.0))).astype(np.float32)
+    return result
+
+
 class VectorTable:
     """Document vectors in one float32 matrix, searched exactly by inner product.
 
@@ -192,7 +201,7 @@ class VectorTable:
         """Set the vectors of ``keys`` (rows of ``vectors``, L2-normalised)."""
         vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         with self._lock:
-            for key, vec in zip(keys, vectors):
+            for key, vec in zip(keys, vectors, strict=True):
                 row = self._rows.get(key)
                 if row is None:
                     if self._free:

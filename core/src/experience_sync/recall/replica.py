@@ -32,10 +32,17 @@ from experience_sync.config import RecallConfig
 from experience_sync.interfaces import Embedder, FloatArray, Transport
 from experience_sync.models import AgentState, ExperienceEvent
 
-from .documents import DocKey, SearchDoc, doc_of_event, doc_of_knowledge, doc_of_memory, doc_of_skill
+from .documents import (
+    DocKey,
+    SearchDoc,
+    doc_of_event,
+    doc_of_knowledge,
+    doc_of_memory,
+    doc_of_skill,
+)
 from .fts import FtsIndex
 from .models import SearchQuery, SearchResults
-from .ranking import Corpus, Ranker, Reranker, VectorTable, run_search
+from .ranking import Corpus, Ranker, Reranker, VectorTable, run_search, unit_rows
 
 __all__ = ["Replica"]
 
@@ -194,14 +201,14 @@ class Replica:
     def _embed(self, docs: Sequence[SearchDoc]) -> dict[DocKey, bytes] | None:
         if self.embedder is None or not docs:
             return None
-        matrix = _normalized(self.embedder.embed([d.text for d in docs]))
+        matrix = unit_rows(self.embedder.embed([d.text for d in docs]))
         return {d.doc_key: row.tobytes() for d, row in zip(docs, matrix, strict=True)}
 
     def _vectors_add(self, docs: Sequence[SearchDoc]) -> None:
         # Called with the lock held; the table is built on the first vector search.
         if self._vectors is None or self.embedder is None or not docs:
             return
-        self._vectors.upsert([d.doc_key for d in docs], _normalized(
+        self._vectors.upsert([d.doc_key for d in docs], unit_rows(
             self.embedder.embed([d.text for d in docs])
         ))
 
@@ -289,12 +296,6 @@ class Replica:
                 self._conn.close()
 
 
-def _normalized(matrix: FloatArray) -> FloatArray:
-    out = np.asarray(matrix, dtype=np.float32)
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    result: FloatArray = out / np.where(norms > 0, norms, 1.0)
-    return result
-
 
 def _documents(state: AgentState) -> list[SearchDoc]:
     return [
@@ -320,7 +321,7 @@ class _ReplicaCorpus(Corpus):
         table = self._replica._vector_table()
         if table is None:
             return []
-        vec = _normalized(np.asarray(vector, dtype=np.float32).reshape(1, -1))[0]
+        vec = unit_rows(np.asarray(vector, dtype=np.float32).reshape(1, -1))[0]
         return table.search(vec, limit)
 
     def docs(self, keys: Sequence[DocKey]) -> dict[DocKey, SearchDoc]:
