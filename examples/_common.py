@@ -14,9 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from experience_sync.client.manager import ExperienceSyncManager
-from experience_sync.config import validate_config
-from experience_sync.models import AgentState
+from experience_sync.api import AgentState, ExperienceSyncManager, validate_config
 
 AGENT_ID = "travel-assistant"
 

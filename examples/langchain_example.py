@@ -25,7 +25,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig, chain
 from langchain_core.tools import BaseTool, ToolException, tool
 
-from experience_sync.client.manager import ExperienceSyncManager
+from experience_sync.api import ExperienceSyncManager
 
 
 class ScriptedChatModel(GenericFakeChatModel):

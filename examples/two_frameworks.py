@@ -21,7 +21,7 @@ from _common import AGENT_ID, parse_args, print_state, source_agent
 from crewai_example import run_crew
 from langchain_example import run_langchain_agent
 
-from experience_sync.client.manager import ExperienceSyncManager
+from experience_sync.api import ExperienceSyncManager
 
 
 def main() -> None:

@@ -485,3 +485,104 @@ def test_hook_register_commands(register_plugin: Callable[..., str]) -> None:
 
     get_plugin_manager().unregister(name="greeter")
     assert "greet" not in build_cli().commands  # a plugin's commands leave with it
+
+
+# --------------------------------------------------------------------------- recall
+
+
+def _search_engine(tmp_path: Path, recall: Any) -> Any:
+    from experience_sync.hub.engine import MergeEngine, open_store
+
+    engine = MergeEngine(open_store(f"sqlite:///{tmp_path}/search.db"), recall=recall)
+    events = [
+        ExperienceEvent.model_validate(
+            {"event_id": f"e{i}", "timestamp": datetime(2026, 1, 1, 0, 0, i, tzinfo=timezone.utc),
+             "source_instance": "i1", "event_type": "memory", "data": {"content": text}}
+        )
+        for i, text in enumerate(
+            ["Deploys run every Friday afternoon",
+             "Friday deploys need a second reviewer before they run",
+             "Lunch is served at noon"]
+        )
+    ]
+    engine.ingest_events("a", EventsRequest(instance_id="i1", events=events))
+    return engine
+
+
+def test_hook_register_rankers(register_plugin: Callable[..., str], tmp_path: Path) -> None:
+    from experience_sync.recall import Corpus, Ranker, SearchQuery
+
+    class Newest(Ranker):
+        """Ranks every memory newest first, whatever the query."""
+
+        name = "newest"
+
+        def __init__(self, config: Any) -> None:
+            self.config = config
+
+        def rank(self, corpus: Corpus, query: SearchQuery, limit: int) -> list[Any]:
+            keys = [("memory", f"m00000000010000{i}") for i in (2, 1, 0)]
+            return [(k, 1.0) for k in keys if k in corpus.docs(keys)][:limit]
+
+    made: list[Any] = []
+
+    class Plugin:
+        @hookimpl
+        def experience_sync_register_rankers(self, register: Callable[..., None]) -> None:
+            register("newest", lambda config: made.append(config) or Newest(config))
+
+    register_plugin(Plugin(), name="newest-plugin")
+    cfg = load_config(environ={}, cwd=tmp_path, recall={"rankers": ["newest"]})
+    assert cfg.recall.rankers == ["newest"]
+    engine = _search_engine(tmp_path, cfg.recall)
+    try:
+        results = engine.search("a", SearchQuery(q="anything at all", k=2))
+        assert [h.text for h in results.hits] == [
+            "Lunch is served at noon", "Friday deploys need a second reviewer before they run"]
+        assert results.rankers == ["newest"] and results.hits[0].rankers == ["newest"]
+        assert made == [cfg.recall]  # the factory gets the recall section
+    finally:
+        engine.close()
+    # Fused with the built-in bm25 (newest weighing twice): a document both rank high wins.
+    fused = load_config(
+        environ={}, cwd=tmp_path,
+        recall={"rankers": ["bm25", "newest"], "weights": {"newest": 2.0}},
+    )
+    (tmp_path / "fused").mkdir()
+    engine = _search_engine(tmp_path / "fused", fused.recall)
+    try:
+        hits = engine.search("a", SearchQuery(q="friday deploys", k=3)).hits
+        assert hits[0].text == "Friday deploys need a second reviewer before they run"
+        assert hits[0].rankers == ["bm25", "newest"]
+    finally:
+        engine.close()
+    with pytest.raises(Exception, match="unknown ranker 'nope'"):
+        load_config(environ={}, cwd=tmp_path, recall={"rankers": ["nope"]})
+
+
+def test_hook_register_rerankers(register_plugin: Callable[..., str], tmp_path: Path) -> None:
+    from experience_sync.recall import Reranker, SearchHit, SearchQuery
+
+    class Shortest(Reranker):
+        """Puts the shortest hit first and drops hits longer than 40 characters."""
+
+        name = "shortest"
+
+        def rerank(self, query: SearchQuery, hits: list[SearchHit]) -> list[SearchHit]:
+            return sorted((h for h in hits if len(h.text) <= 40), key=lambda h: len(h.text))
+
+    class Plugin:
+        @hookimpl
+        def experience_sync_register_rerankers(self, register: Callable[..., None]) -> None:
+            register("shortest", lambda config: Shortest())
+
+    register_plugin(Plugin(), name="shortest-plugin")
+    cfg = load_config(environ={}, cwd=tmp_path, recall={"rerankers": ["shortest"]})
+    engine = _search_engine(tmp_path, cfg.recall)
+    try:
+        hits = engine.search("a", SearchQuery(q="friday deploys run", k=5)).hits
+        assert [h.text for h in hits] == ["Deploys run every Friday afternoon"]
+    finally:
+        engine.close()
+    with pytest.raises(Exception, match="unknown reranker 'nope'"):
+        load_config(environ={}, cwd=tmp_path, recall={"rerankers": ["nope"]})

@@ -27,6 +27,8 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("post", "/v1/agents/{agent_id}/checkins"): INGEST,
     ("get", "/v1/agents/{agent_id}/state"): {"401", "403", "422"},
     ("get", "/v1/agents/{agent_id}/memories"): {"401", "403", "422"},
+    ("get", "/v1/agents/{agent_id}/search"): {"401", "403", "422"},
+    ("post", "/v1/agents/{agent_id}/search"): {"400", "401", "403", "413", "415", "422"},
     ("get", "/v1/agents/{agent_id}/skills"): {"401", "403", "422"},
     ("get", "/v1/agents/{agent_id}/knowledge"): {"401", "403", "422"},
     ("get", "/v1/agents/{agent_id}/instances"): {"401", "403", "422"},
@@ -121,6 +123,21 @@ def test_real_error_answers_match_the_documented_schema(small_hub: HubServer) ->
            httpx.post(f"{base}/batches", json=big, headers=auth(token)), 413)
     _check(spec, "post", events, httpx.post(f"{base}/events", json=events_body("i1"),
                                             headers={**auth(token), "Content-Encoding": "br"}), 415)
+    # the search route, GET and POST
+    search = "/v1/agents/{agent_id}/search"
+    _check(spec, "get", search, httpx.get(f"{base}/search", params={"q": "x"}), 401)
+    _check(spec, "get", search, httpx.get(f"{base}/search", params={"q": "x", "k": 0},
+                                          headers=auth(token)), 422)
+    _check(spec, "post", search, httpx.post(f"{base}/search", content=b"{",
+                                            headers=auth(token)), 400)
+    _check(spec, "post", search, httpx.post(f"{base}/search", content=b"x" * 5000,
+                                            headers=auth(token)), 413)
+    _check(spec, "post", search, httpx.post(f"{base}/search", json={"q": "x"},
+                                            headers={**auth(token), "Content-Encoding": "br"}), 415)
+    _check(spec, "post", search, httpx.post(f"{base}/search", json={"q": ""},
+                                            headers=auth(token)), 422)
+    _check(spec, "post", search, httpx.post(f"{base}/search", json={"q": "x"},
+                                            headers=auth(other)), 403)
     # 422: a bad query parameter, a bad body
     r = httpx.get(f"{base}/memories", params={"limit": 0}, headers=auth(token))
     _check(spec, "get", "/v1/agents/{agent_id}/memories", r, 422)

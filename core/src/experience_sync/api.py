@@ -28,6 +28,7 @@ from experience_sync.config import (
     MergeStrategyConfig,
     RecallConfig,
     load_config,
+    validate_config,
 )
 from experience_sync.errors import (
     ConfigError,
@@ -191,4 +192,5 @@ __all__ = [
     "skill_reliability",
     "status_error",
     "utcnow",
+    "validate_config",
 ]

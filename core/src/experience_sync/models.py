@@ -520,6 +520,8 @@ class KnowledgeItem(_Model):
 
 
 class Characteristic(_Model):
+    """A merged characteristic of the source agent: its value, confidence and last source."""
+
     key: str
     value: Any = None
     confidence: Unit = 0.7

@@ -265,8 +265,8 @@ class ExperienceSyncManager:
             recall,
             inst.transport,
             inst.acknowledged_below,
-            rankers=[registry.create("rankers", n) for n in recall.rankers],
-            rerankers=[registry.create("rerankers", n) for n in recall.rerankers],
+            rankers=[registry.create("rankers", n, recall) for n in recall.rankers],
+            rerankers=[registry.create("rerankers", n, recall) for n in recall.rerankers],
             embedder=embedder,
             emit=inst.emit,
         )

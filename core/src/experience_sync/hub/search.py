@@ -72,9 +72,9 @@ class HubSearch:
         self.store = store
         self.config = recall
         registry = pm.registry
-        self.rankers: list[Ranker] = [registry.create("rankers", n) for n in recall.rankers]
+        self.rankers: list[Ranker] = [registry.create("rankers", n, recall) for n in recall.rankers]
         self.rerankers: list[Reranker] = [
-            registry.create("rerankers", n) for n in recall.rerankers
+            registry.create("rerankers", n, recall) for n in recall.rerankers
         ]
         self.embedder: Embedder | None = (
             registry.create("embedders", recall.embedder, strategy) if recall.embedder else None

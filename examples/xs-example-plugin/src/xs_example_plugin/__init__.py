@@ -15,9 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from experience_sync import hookimpl
-from experience_sync.hookspecs import Register
-from experience_sync.interfaces import ConflictResolver, ContestedValue, Resolution
+from experience_sync.api import (
+    ConflictResolver,
+    ContestedValue,
+    Register,
+    Resolution,
+    hookimpl,
+)
 
 __all__ = ["HighestConfidence", "experience_sync_register_conflict_resolvers"]
 

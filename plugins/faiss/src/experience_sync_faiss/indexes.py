@@ -39,7 +39,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from experience_sync.interfaces import FloatArray, VectorIndex
+from experience_sync.api import FloatArray, VectorIndex
 
 IdArray = npt.NDArray[np.int64]
 
