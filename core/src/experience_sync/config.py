@@ -299,7 +299,8 @@ class RecallConfig(_Section):
     fusion (``weights``, default 1 each; ``rrf_k``); ``rerankers`` then reorder
     the fused hits. The ``vector`` ranker matches only when ``embedder`` names
     an embedder, and only documents whose cosine similarity to the query is at
-    least ``min_similarity`` (so an unrelated memory never fills a prompt). The replica is the instance's local copy of its source agent
+    least ``min_similarity`` (so an unrelated memory never fills a prompt).
+    The replica is the instance's local copy of its source agent
     (``replica.db`` beside the outbox), pulled every ``pull_interval`` seconds
     (0: only on ``manager.refresh``) and bounded to ``max_memories`` merged
     memories (the least recently updated leave first).
@@ -311,7 +312,6 @@ class RecallConfig(_Section):
     min_similarity: float = Field(default=0.2, ge=-1.0, le=1.0)
     weights: dict[str, float] = Field(default_factory=dict)
     rrf_k: int = Field(default=60, ge=1, le=10_000)
-    replica: bool = True
     pull_interval: float = Field(default=2.0, ge=0.0, le=86_400.0)
     max_memories: int = Field(default=100_000, ge=1)
 
@@ -320,6 +320,14 @@ class RecallConfig(_Section):
     def _plugin_names(cls, value: list[str], info: ValidationInfo) -> list[str]:
         kind = "rankers" if info.field_name == "rankers" else "rerankers"
         return [_check_name(v, kind, info) for v in dict.fromkeys(value)]
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, weight in value.items():
+            if not (weight >= 0 and weight < float("inf")):
+                raise ValueError(f"weight of {name!r} must be a finite number >= 0, got {weight}")
+        return value
 
     @field_validator("embedder")
     @classmethod
