@@ -176,3 +176,35 @@ def test_search_rejects_bad_arguments(
 
     with pytest.raises(NotInitializedError):
         a.search("nobody", "x")
+
+
+def test_tool_reliability_across_the_fleet_under_one_name(
+    hub: HubServer, make_instance: Callable[..., ExperienceSyncManager], tmp_path: Path
+) -> None:
+    from experience_sync.api import render_hits
+
+    aliases = {"tavily_search": "web_search"}
+    managers = []
+    for name, tool, ok in (("lc", "tavily_search", False), ("crew", "web_search", True)):
+        config = load_config(environ={}, cwd=tmp_path, recall={"pull_interval": 0.2},
+                             merge_strategy={"skill_aliases": aliases})
+        manager = ExperienceSyncManager(config, data_dir=tmp_path / "instances")
+        manager.initialize_sync(name, agent_id=AGENT, endpoint=hub.url)
+        managers.append(manager)
+        manager.record_skill_use(name, tool, success=ok)
+        manager.record_skill_use(name, tool, success=True)
+    try:
+        for m, name in zip(managers, ("lc", "crew"), strict=True):
+            assert m.flush(name, timeout=10)
+        crew = managers[1]
+
+        def merged() -> list[Any]:
+            hits = crew.search("crew", "web search", kinds=["skill"])
+            return [h for h in hits if h.item["usage"]["total_invocations"] == 4]
+
+        (hit,) = wait_for(merged)
+        assert render_hits([hit], header=None) == (
+            "- web_search: succeeded in 75% of 4 uses across the fleet")
+    finally:
+        for m in managers:
+            m.shutdown(timeout=2)

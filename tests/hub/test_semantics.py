@@ -373,3 +373,42 @@ def test_accepting_a_review_opened_by_a_checkin_state_applies_it(
     assert s.characteristics["tone"].value == "friendly"
     assert [k.content for k in s.knowledge] == ["Refunds above 800 EUR"]
     assert s.skills[0].per_instance["i2"].proficiency == 0.9
+
+
+# --------------------------------------------------------------------------- skill aliases
+
+
+def test_skill_aliases_merge_one_tool_named_differently_by_two_frameworks(
+    make_engine: Callable[..., MergeEngine],
+) -> None:
+    aliases = {"tavily_search": "web_search", "Web Search Tool": "web_search"}
+    usage = {"invocations": 4, "successes": 3}
+    reports = [
+        ev("s1", "skill", {"name": "Tavily-Search", "usage": usage}, "lc-1"),
+        ev("s2", "skill", {"name": "web search tool", "usage": usage}, "crew-1"),
+        ev("s3", "skill", {"name": "web_search", "usage": {"invocations": 2}}, "eliza-1"),
+    ]
+    engine = make_engine(skill_aliases=aliases)
+    for report in reports:
+        send(engine, report)
+    (skill,) = engine.skills(AGENT)
+    assert skill.name == "web_search"
+    assert sorted(skill.per_instance) == ["crew-1", "eliza-1", "lc-1"]
+    assert skill.usage.total_invocations == 10
+    assert skill.usage.success_rate == pytest.approx(0.6)
+    # Without aliases they are three skills.
+    plain = make_engine("plain")
+    for report in reports:
+        send(plain, report)
+    assert len(plain.skills(AGENT)) == 3
+
+
+def test_skill_aliases_are_validated() -> None:
+    from experience_sync.config import load_config
+    from experience_sync.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="skill_aliases"):
+        load_config(environ={}, merge_strategy={"skill_aliases": {"  ": "web_search"}})
+    cfg = load_config(environ={}, merge_strategy={"skill_aliases": {"Tavily_Search": "web_search"}})
+    assert cfg.merge_strategy.skill_name("tavily search") == "web_search"
+    assert cfg.merge_strategy.skill_name("other") == "other"

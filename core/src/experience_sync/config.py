@@ -261,6 +261,11 @@ _MERGE_PLUGIN_FIELDS = {
 }
 
 
+def skill_key(name: str) -> str:
+    """How skill aliases are matched: case, spaces, ``_`` and ``-`` do not count."""
+    return re.sub(r"[\s_\-]+", " ", name).strip().casefold()
+
+
 class MergeStrategyConfig(_Section):
     """``merge_strategy``: how the hub merges what instances send."""
 
@@ -274,6 +279,23 @@ class MergeStrategyConfig(_Section):
     vector_index: str = "numpy"
     skill_conflict_margin: float = Field(default=0.3, ge=0.0, le=1.0)
     instance_trust: dict[str, float] = Field(default_factory=dict)
+    skill_aliases: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("skill_aliases")
+    @classmethod
+    def _aliases(cls, value: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for alias, canonical in value.items():
+            if not skill_key(alias) or not canonical.strip():
+                raise ValueError(f"alias {alias!r} -> {canonical!r}: both names must be non-blank")
+            if len(canonical) > 500:
+                raise ValueError(f"alias {alias!r}: the skill name is longer than 500 characters")
+            out[skill_key(alias)] = canonical.strip()
+        return out
+
+    def skill_name(self, name: str) -> str:
+        """The name a skill is merged under: its alias target, or ``name`` itself."""
+        return self.skill_aliases.get(skill_key(name), name)
 
     @field_validator(*_MERGE_PLUGIN_FIELDS)
     @classmethod

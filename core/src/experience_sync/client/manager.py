@@ -354,8 +354,13 @@ class ExperienceSyncManager:
         context: str | None = None,
         priority: float | None = None,
     ) -> ExperienceEvent:
-        """Record one use of a skill; the event carries the cumulative usage report."""
+        """Record one use of a skill; the event carries the cumulative usage report.
+
+        A name listed in ``merge_strategy.skill_aliases`` is recorded under
+        its canonical name, so the uses of one tool add up however it is called.
+        """
         inst = self._get(instance_id)
+        name = inst.config.merge_strategy.skill_name(name)
         key = name.casefold()
         with inst.skill_lock:
             prev = inst.skills.get(key, {})

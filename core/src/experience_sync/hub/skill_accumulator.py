@@ -131,6 +131,7 @@ class SkillAccumulator:
             "skill_aggregations", strategy.skill_aggregation, strategy
         )
         self.margin = strategy.skill_conflict_margin
+        self.strategy = strategy
         self.skills: dict[str, Skill] = {}
         self.reports: dict[str, list[SkillReport]] = {}
         self.by_name: dict[str, str] = {}
@@ -147,6 +148,11 @@ class SkillAccumulator:
     def merge(self, ctx: MergeContext, ev: ExperienceEvent, desk: ConflictDesk) -> None:
         """Merge one skill event (already known to be new to the log)."""
         data = ev.skill
+        canonical = self.strategy.skill_name(data.name)
+        if canonical != data.name:
+            # One tool under another framework's name: merged as one skill.
+            data = data.model_copy(update={"name": canonical})
+            ev = ev.model_copy(update={"data": data})
         report = SkillReport.from_event(ev)
         sid = self.find(data.skill_id, data.name)
         if sid is None:
