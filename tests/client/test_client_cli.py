@@ -39,3 +39,35 @@ def test_pull_prints_the_merged_state(tmp_path: Path) -> None:
         denied = runner.invoke(cli, ["pull", "--agent", "agent", "--endpoint", hub.url,
                                      "--token", "wrong"])
         assert denied.exit_code == 1 and "401" in denied.output
+
+
+def test_search_prints_ranked_hits(tmp_path: Path) -> None:
+    from experience_sync.recall import SearchResults
+
+    with run_in_thread() as hub:
+        token = hub.create_token("agent", "inst-1")
+        cfg = make_config(transport={"https": {"endpoint": hub.url, "auth_token": token}})
+        m = ExperienceSyncManager(cfg, data_dir=tmp_path)
+        m.initialize_sync("inst-1", "streaming", agent_id="agent")
+        m.record_memory("inst-1", "Customers ask about refunds on Mondays")
+        m.record_memory("inst-1", "The payments API is down on Sunday nights")
+        assert m.flush(timeout=30)
+        m.shutdown(10)
+
+        runner = CliRunner()
+        cli = build_cli()
+        base = ["search", "--agent", "agent", "--endpoint", hub.url, "--token", token]
+        result = runner.invoke(cli, [*base, "payments down"])
+        assert result.exit_code == 0, result.output
+        first = result.output.splitlines()[0]
+        assert "memory" in first and "The payments API is down on Sunday nights" in first
+        assert "[inst-1]" in first
+        as_json = runner.invoke(cli, [*base, "refund", "--json", "-k", "1"])
+        assert as_json.exit_code == 0, as_json.output
+        results = SearchResults.model_validate_json(as_json.output)
+        assert [h.text for h in results.hits] == ["Customers ask about refunds on Mondays"]
+        assert runner.invoke(cli, [*base, "zebra"]).output.strip() == "no hits"
+        bad = runner.invoke(cli, [*base, "x", "-k", "0"])
+        assert bad.exit_code == 2 and "k:" in bad.output
+        denied = runner.invoke(cli, [*base[:-1], "wrong", "refund"])
+        assert denied.exit_code == 1 and "401" in denied.output

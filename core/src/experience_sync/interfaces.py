@@ -41,6 +41,7 @@ from experience_sync.models import (
 if TYPE_CHECKING:
     from experience_sync.hub.state import ChangeSet, LogEntry, StoredAgent
     from experience_sync.recall.documents import SearchDoc
+    from experience_sync.recall.models import SearchQuery, SearchResults
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -116,6 +117,10 @@ class Transport(abc.ABC):
     def fetch_state(self, since: int | None = None, *, timeout: float = 30.0) -> AgentState:
         """Draw the source agent's merged state back (changes since a cursor)."""
         raise NotImplementedError(f"transport {self.name!r} cannot pull state")
+
+    def search(self, query: SearchQuery, *, timeout: float = 30.0) -> SearchResults:
+        """Ask the hub's ranked search (``experience-sync search``; optional)."""
+        raise NotImplementedError(f"transport {self.name!r} cannot search the hub")
 
     def close(self) -> None:  # noqa: B027 - optional hook for subclasses
         """Release connections."""

@@ -36,6 +36,7 @@ from experience_sync.errors import ConfigError, RetryableError, TransportError
 from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.interfaces import SyncRequest, Transport
 from experience_sync.models import AgentState, MergeResult
+from experience_sync.recall.models import SearchQuery, SearchResults
 
 _PATHS = {"events": "events", "batch": "batches", "checkin": "checkins"}
 
@@ -125,6 +126,15 @@ class HttpClient:
         resp = self.request("GET", f"{self.agent_path}/state", timeout=timeout, params=params)
         return AgentState.model_validate_json(resp.content)
 
+    def search(self, query: SearchQuery, timeout: float) -> SearchResults:
+        """``POST /v1/agents/{agent_id}/search``."""
+        resp = self.request(
+            "POST", f"{self.agent_path}/search", timeout=timeout,
+            content=query.model_dump_json().encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        return SearchResults.model_validate_json(resp.content)
+
     def close(self) -> None:
         """Close the connection pool."""
         self.client.close()
@@ -193,6 +203,9 @@ class HttpsTransport(Transport):
 
     def fetch_state(self, since: int | None = None, *, timeout: float = 30.0) -> AgentState:
         return self.http.fetch_state(since, timeout)
+
+    def search(self, query: SearchQuery, *, timeout: float = 30.0) -> SearchResults:
+        return self.http.search(query, timeout)
 
     def close(self) -> None:
         self.http.close()

@@ -35,6 +35,7 @@ from experience_sync.errors import ConfigError, RejectedError, RetryableError, T
 from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.interfaces import SyncRequest, Transport
 from experience_sync.models import AgentState, MergeResult
+from experience_sync.recall.models import SearchQuery, SearchResults
 
 
 def ws_url(url: str, agent_id: str) -> str:
@@ -201,6 +202,9 @@ class WebSocketTransport(Transport):
 
     def fetch_state(self, since: int | None = None, *, timeout: float = 30.0) -> AgentState:
         return self.http.fetch_state(since, timeout)
+
+    def search(self, query: SearchQuery, *, timeout: float = 30.0) -> SearchResults:
+        return self.http.search(query, timeout)
 
     def close(self) -> None:
         self._drop()
