@@ -1,7 +1,10 @@
 /**
  * @experience-sync/elizaos-plugin: forwards an ElizaOS agent's experiences
  * (messages, action outcomes, evaluator findings, runs, new memories) to the
- * experience-sync ElizaOS bridge, which syncs them to the source agent.
+ * experience-sync ElizaOS bridge, which syncs them to the source agent, and
+ * reads back what the fleet learned: the EXPERIENCE_SYNC_RECALL provider puts
+ * the merged memories and integrated knowledge relevant to each incoming
+ * message into the composed state.
  *
  * ```ts
  * import { experienceSyncPlugin } from "@experience-sync/elizaos-plugin";
@@ -9,6 +12,7 @@
  * export const agent = { character, plugins: [experienceSyncPlugin] };
  * // or in a character, by package name: plugins: ["@experience-sync/elizaos-plugin"]
  * // settings: EXPERIENCE_SYNC_BRIDGE_URL, EXPERIENCE_SYNC_BRIDGE_SECRET
+ * // recall: EXPERIENCE_SYNC_RECALL (default true), EXPERIENCE_SYNC_RECALL_K (5)
  * ```
  */
 import {
@@ -36,9 +40,21 @@ import {
   runEvent,
 } from "./events.js";
 import { Forwarder, type ForwarderOptions } from "./forwarder.js";
+import { createRecallProvider, type RecallConfig } from "./recall.js";
 
 export { type ForwardedEvent } from "./events.js";
 export { Forwarder, type ForwarderOptions, type ForwarderStats, WIRE_SCHEMA } from "./forwarder.js";
+export {
+  RECALL_PROVIDER_NAME,
+  RECALL_VALUE_KEY,
+  type RecallConfig,
+  type RecallHit,
+  renderRecall,
+  searchBridge,
+} from "./recall.js";
+
+/** First line of the block the recall provider puts into the prompt state. */
+export const DEFAULT_RECALL_HEADER = "Relevant things learned across the fleet:";
 
 export interface ExperienceSyncPluginOptions {
   /** Bridge base URL. Setting: EXPERIENCE_SYNC_BRIDGE_URL (default http://127.0.0.1:7422). */
@@ -57,6 +73,18 @@ export interface ExperienceSyncPluginOptions {
   includeMessageText?: boolean;
   /** Longest text forwarded from any field (default 2000). */
   maxTextLength?: number;
+  /** Read back what the fleet learned into the composed state. Setting: EXPERIENCE_SYNC_RECALL (default true). */
+  recall?: boolean;
+  /** Hits the recall provider asks for (1-100). Setting: EXPERIENCE_SYNC_RECALL_K (default 5). */
+  recallK?: number;
+  /** Kinds recalled. Setting: EXPERIENCE_SYNC_RECALL_KINDS (default "memory,knowledge"; "skill" adds tool reliability lines). */
+  recallKinds?: string[];
+  /** Recall request timeout in ms. Setting: EXPERIENCE_SYNC_RECALL_TIMEOUT_MS (default 2000). */
+  recallTimeoutMs?: number;
+  /** First line of the recalled block (default DEFAULT_RECALL_HEADER). */
+  recallHeader?: string;
+  /** Longest recalled block in characters (default 4000). */
+  recallMaxChars?: number;
   /** Redact or drop (return null) an event before it is queued. */
   redact?: (event: ForwardedEvent) => ForwardedEvent | null;
   /** Passed to the forwarder: error reporting and fetch override. */
@@ -69,6 +97,8 @@ interface AgentState {
   extract: ExtractOptions;
   tables: Set<string>;
   redact?: (event: ForwardedEvent) => ForwardedEvent | null;
+  /** Undefined when recall is off. */
+  recall?: RecallConfig;
 }
 
 function setting(runtime: IAgentRuntime, key: string): string | undefined {
@@ -83,6 +113,20 @@ function numberSetting(runtime: IAgentRuntime, key: string): number | undefined 
   return Number.isFinite(n) && n > 0 ? n : undefined;
 }
 
+function flagSetting(runtime: IAgentRuntime, key: string): boolean | undefined {
+  const raw = setting(runtime, key)?.trim().toLowerCase();
+  if (raw === undefined) return undefined;
+  return !["false", "0", "off", "no"].includes(raw);
+}
+
+function listSetting(runtime: IAgentRuntime, key: string): string[] | undefined {
+  const list = setting(runtime, key)
+    ?.split(",")
+    .map((t) => t.trim())
+    .filter(Boolean);
+  return list?.length ? list : undefined;
+}
+
 const WRAPPED = Symbol.for("experience-sync.createMemory");
 const WRAPPED_ACTIONS = Symbol.for("experience-sync.actions");
 const pendingAtExit = new Set<Forwarder>();
@@ -92,6 +136,8 @@ let exitHooked = false;
 export function createExperienceSyncPlugin(options: ExperienceSyncPluginOptions = {}): Plugin & {
   /** The forwarder serving `runtime`, once the plugin is initialised there. */
   forwarderFor(runtime: IAgentRuntime): Forwarder | undefined;
+  /** The recall provider (also in `providers`); `stats` counts its requests, failures and cache hits. */
+  recallProvider: ReturnType<typeof createRecallProvider>;
 } {
   const agents = new WeakMap<IAgentRuntime, AgentState>();
 
@@ -119,12 +165,20 @@ export function createExperienceSyncPlugin(options: ExperienceSyncPluginOptions 
       onError: options.onError,
       fetch: options.fetch,
     };
-    const tables =
-      options.memoryTables ??
-      (setting(runtime, "EXPERIENCE_SYNC_MEMORY_TABLES") ?? "facts,memories")
-        .split(",")
-        .map((t) => t.trim())
-        .filter(Boolean);
+    const tables = options.memoryTables ?? listSetting(runtime, "EXPERIENCE_SYNC_MEMORY_TABLES") ?? ["facts", "memories"];
+    const recallOn = options.recall ?? flagSetting(runtime, "EXPERIENCE_SYNC_RECALL") ?? true;
+    const recall: RecallConfig | undefined = recallOn
+      ? {
+          bridgeUrl: forwarderOptions.bridgeUrl,
+          secret,
+          k: Math.min(Math.floor(options.recallK ?? numberSetting(runtime, "EXPERIENCE_SYNC_RECALL_K") ?? 5), 100),
+          kinds: options.recallKinds ?? listSetting(runtime, "EXPERIENCE_SYNC_RECALL_KINDS") ?? ["memory", "knowledge"],
+          timeoutMs: options.recallTimeoutMs ?? numberSetting(runtime, "EXPERIENCE_SYNC_RECALL_TIMEOUT_MS") ?? 2000,
+          header: options.recallHeader ?? DEFAULT_RECALL_HEADER,
+          maxChars: options.recallMaxChars ?? 4000,
+          fetch: options.fetch,
+        }
+      : undefined;
     const state: AgentState = {
       forwarder: new Forwarder(forwarderOptions),
       extract: {
@@ -135,6 +189,7 @@ export function createExperienceSyncPlugin(options: ExperienceSyncPluginOptions 
       },
       tables: new Set(tables),
       redact: options.redact,
+      recall,
     };
     agents.set(runtime, state);
     wrapCreateMemory(runtime, state);
@@ -237,14 +292,22 @@ export function createExperienceSyncPlugin(options: ExperienceSyncPluginOptions 
     [EventType.RUN_ENDED]: [async (p: RunEventPayload) => forward(p.runtime, () => runEvent(p))],
   };
 
+  const recallProvider = createRecallProvider(
+    (runtime) => setup(runtime)?.recall,
+    (message) => (options.onError ?? console.warn)(`[experience-sync] ${message}`),
+  );
+
   return {
     name: "experience-sync",
     description:
-      "Forwards messages, action outcomes, evaluator findings, runs and new memories to the experience-sync bridge",
+      "Forwards messages, action outcomes, evaluator findings, runs and new memories to the experience-sync bridge, " +
+      "and recalls what the fleet learned into the composed state",
     init: async (_config: Record<string, string>, runtime: IAgentRuntime) => {
       setup(runtime);
     },
     events,
+    providers: [recallProvider],
+    recallProvider,
     forwarderFor: (runtime: IAgentRuntime) => agents.get(runtime)?.forwarder,
   };
 }

@@ -40,6 +40,12 @@ function readBody(req: IncomingMessage): Promise<string> {
 before(async () => {
   server = createServer(async (req, res) => {
     const body = await readBody(req);
+    if (req.url === "/v1/elizaos/search") {
+      // The recall provider asks here whenever the runtime composes state (processActions does).
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ hits: [] }));
+      return;
+    }
     const status = answers.shift() ?? 200;
     if (status === 200) received.push({ auth: req.headers.authorization, body: JSON.parse(body) });
     res.writeHead(status, { "content-type": "application/json" });

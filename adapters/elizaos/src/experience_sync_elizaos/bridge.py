@@ -7,6 +7,9 @@ and records them through an ``ExperienceSyncManager``, whose durable outbox
 delivers them to the hub as one instance. A request is answered 200 only
 after its events are in the outbox, so the plugin retries anything else.
 
+The plugin's provider reads back what the fleet learned through
+``/v1/elizaos/search`` (:mod:`experience_sync_elizaos.recall`).
+
 Delivery is at-least-once: the plugin retries a batch whose answer it did
 not get, and the bridge remembers the ids of the events it has recorded (in
 SQLite next to the outbox) so a retried batch is not counted twice.
@@ -36,6 +39,7 @@ from experience_sync_elizaos.mapping import (
     map_event,
     record,
 )
+from experience_sync_elizaos.recall import add_search_routes
 
 log = logging.getLogger("experience_sync_elizaos.bridge")
 
@@ -243,6 +247,8 @@ def create_bridge_app(
             return _error(422, f"unsupported schema {batch.schema_!r}; expected {WIRE_SCHEMA!r}")
         # Recording may block on a full outbox: keep it off the event loop.
         return await run_in_threadpool(_ingest, batch)
+
+    add_search_routes(app, manager, instance_id, authorized)
 
     def _ingest(batch: ForwardedBatch) -> Any:
         agent = batch.agent.model_dump()

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from experience_sync.models import EventContext
+from experience_sync.api import EventContext
 
 FRAMEWORK = "elizaos"
 

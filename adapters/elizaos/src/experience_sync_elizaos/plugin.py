@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import sys
@@ -9,9 +10,7 @@ from typing import Any
 
 import click
 
-from experience_sync import hookimpl
-from experience_sync.config import is_loopback_host
-from experience_sync.errors import ConfigError, PluginError
+from experience_sync.api import ConfigError, PluginError, hookimpl
 from experience_sync_elizaos.mapping import DEFAULT_MAX_TEXT, MappingOptions
 from experience_sync_elizaos.server import DEFAULT_INSTANCE, DEFAULT_LISTEN, parse_listen
 
@@ -19,6 +18,16 @@ from experience_sync_elizaos.server import DEFAULT_INSTANCE, DEFAULT_LISTEN, par
 SECRET_ENV = "ELIZAOS_BRIDGE_SECRET"
 #: Environment variable holding the hub token (shared with the core's commands).
 TOKEN_ENV = "EXPERIENCE_SYNC_HUB_TOKEN"
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback address."""
+    if host.lower() in {"localhost", "localhost.localdomain"}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @click.command("elizaos-bridge")
@@ -47,7 +56,7 @@ def elizaos_bridge(hub: str, agent: str, token: str, listen: str, instance_id: s
                    secret: str | None, data_dir: str, tables: str, max_text: int,
                    config_path: str | None) -> None:
     """Receive events from the ElizaOS plugin and sync them to the hub as one instance."""
-    from experience_sync import load_config
+    from experience_sync.api import load_config
     from experience_sync_elizaos.server import run_bridge
 
     try:

@@ -56,8 +56,7 @@ def start_manager(
         the rest (messages, completed runs) go in lumped batches; ``None``
         takes them from the configuration.
     """
-    from experience_sync import load_config
-    from experience_sync.client.manager import ExperienceSyncManager
+    from experience_sync import ExperienceSyncManager, load_config
 
     if config is None:
         config = load_config()
