@@ -123,33 +123,66 @@ class FtsIndex:
         docs: Iterable[SearchDoc],
         embeddings: dict[DocKey, bytes] | None = None,
     ) -> None:
-        """Insert or replace documents (and their vectors, when given)."""
+        """Insert or replace documents (and their vectors, when given).
+
+        Written in a few statements per call, whatever the number of
+        documents: existing rows are found in one query, then updated and
+        new rows inserted with ``executemany``.
+        """
         tables = self._tables(agent_id, create=True)
         assert tables is not None
         fts, table = tables
-        conn = self.conn
+        latest: dict[DocKey, SearchDoc] = {}
         for doc in docs:
-            vector = embeddings.get(doc.doc_key) if embeddings else None
-            row = conn.execute(
-                f"INSERT INTO {table} (kind, key, status, confidence, tags, instances,"
-                " verifications, updated, body, local, seq, embedding)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (kind, key) DO UPDATE SET status = excluded.status,"
-                " confidence = excluded.confidence, tags = excluded.tags,"
-                " instances = excluded.instances, verifications = excluded.verifications,"
-                " updated = excluded.updated, body = excluded.body, local = excluded.local,"
-                " seq = excluded.seq, embedding = excluded.embedding"
-                " RETURNING id",
-                (
-                    doc.kind, doc.key, doc.status, float(doc.confidence), json.dumps(doc.tags),
-                    json.dumps(doc.instances), doc.verifications, doc.updated, doc.body,
-                    int(doc.local), doc.seq, vector,
-                ),
-            ).fetchone()
-            conn.execute(
-                f"INSERT OR REPLACE INTO {fts} (rowid, text, kind, status) VALUES (?, ?, ?, ?)",
-                (row[0], doc.text, doc.kind, "local" if doc.local else doc.status),
-            )
+            latest[doc.doc_key] = doc  # the last version of a key wins
+        if not latest:
+            return
+        conn = self.conn
+        existing = dict(self._ids(table, list(latest)))
+        rows = []
+        fts_rows = []
+        next_id = None
+        for key, doc in latest.items():
+            row_id = existing.get(key)
+            if row_id is None:
+                if next_id is None:
+                    (top,) = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()
+                    next_id = int(top) + 1
+                row_id, next_id = next_id, next_id + 1
+            vector = embeddings.get(key) if embeddings else None
+            rows.append((
+                row_id, doc.kind, doc.key, doc.status, float(doc.confidence),
+                json.dumps(doc.tags), json.dumps(doc.instances), doc.verifications,
+                doc.updated, doc.body, int(doc.local), doc.seq, vector,
+            ))
+            fts_rows.append((row_id, doc.text, doc.kind, "local" if doc.local else doc.status))
+        if existing:
+            conn.executemany(f"DELETE FROM {fts} WHERE rowid = ?", [(i,) for i in existing.values()])
+        conn.executemany(
+            f"INSERT OR REPLACE INTO {table} (id, kind, key, status, confidence, tags, instances,"
+            " verifications, updated, body, local, seq, embedding)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.executemany(
+            f"INSERT INTO {fts} (rowid, text, kind, status) VALUES (?, ?, ?, ?)", fts_rows
+        )
+
+    def _ids(self, table: str, keys: list[DocKey]) -> Iterator[tuple[DocKey, int]]:
+        # Per kind, keys in chunks: ``kind = ? AND key IN (...)`` walks the
+        # (kind, key) index.
+        by_kind: dict[str, list[str]] = {}
+        for kind, key in keys:
+            by_kind.setdefault(kind, []).append(key)
+        for kind, names in by_kind.items():
+            for start in range(0, len(names), 500):
+                chunk = names[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                for row in self.conn.execute(
+                    f"SELECT key, id FROM {table} WHERE kind = ? AND key IN ({marks})",
+                    [kind, *chunk],
+                ):
+                    yield (kind, str(row[0])), int(row[1])
 
     def delete(self, agent_id: str, keys: Iterable[DocKey]) -> int:
         """Remove documents; returns how many there were."""
