@@ -534,8 +534,3 @@ class Store(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release the storage."""
-
-
-def describe(obj: Any) -> str:
-    """A short human name for a plugin object or factory."""
-    return getattr(obj, "__qualname__", None) or type(obj).__qualname__
