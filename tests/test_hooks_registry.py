@@ -291,6 +291,38 @@ def test_hook_register_protocols(
     assert made == [(cfg, "ctx")]
 
 
+def test_a_third_party_protocol_is_enabled_and_ordered_like_a_built_in(
+    register_plugin: Callable[..., str], tmp_path: Path
+) -> None:
+    from experience_sync.builtin.protocols import StreamingProtocol
+    from experience_sync.client.manager import protocol_names
+
+    class Urgent(StreamingProtocol):
+        """Ships only urgent events, ahead of every built-in lane."""
+
+        name = "urgent"
+        rank = -1
+
+        @classmethod
+        def enabled(cls, config: Any) -> bool:
+            return bool(config.streaming.enabled)
+
+    class Plugin:
+        @hookimpl
+        def experience_sync_register_protocols(self, register: Callable[..., None]) -> None:
+            register("urgent", Urgent)
+
+    register_plugin(Plugin(), name="urgent-plugin")
+    both = load_config(environ={}, cwd=tmp_path, default_protocol="lumped",
+                       streaming={"enabled": True})
+    assert protocol_names(None, both) == ["urgent", "streaming", "lumped"]
+    lumped = load_config(environ={}, cwd=tmp_path, default_protocol="lumped",
+                         streaming={"enabled": False})
+    assert protocol_names(None, lumped) == ["lumped"]
+    # A factory that is not a SyncProtocol class is run only when named.
+    assert protocol_names(["lumped", "urgent"], lumped) == ["lumped", "urgent"]
+
+
 def test_hook_register_transports(
     register_plugin: Callable[..., str], stand_ins: Callable[[], dict[str, Any]], tmp_path: Path
 ) -> None:

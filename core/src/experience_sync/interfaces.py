@@ -37,15 +37,17 @@ from experience_sync.models import (
     ExperienceEvent,
     MergeResult,
 )
+from experience_sync.units import UnitKind
 
 if TYPE_CHECKING:
+    from experience_sync.config import ExperienceSyncConfig
     from experience_sync.hub.state import ChangeSet, LogEntry, StoredAgent
     from experience_sync.recall.documents import SearchDoc
     from experience_sync.recall.models import SearchQuery, SearchResults
 
 FloatArray = npt.NDArray[np.float32]
 
-RequestKind = Literal["events", "batch", "checkin"]
+RequestKind = UnitKind
 
 
 # --------------------------------------------------------------------------- transports
@@ -182,6 +184,19 @@ class SyncProtocol(abc.ABC):
     #: Whether :meth:`build_requests` reads ``context.state()`` (the instance then
     #: keeps its memories locally for it).
     uses_state: bool = False
+    #: Routing order when the instance runs several protocols: lower ranks are
+    #: offered each event first (built-ins: streaming 0, lumped 2, check_in 3).
+    rank: int = 1
+
+    @classmethod
+    def enabled(cls, config: ExperienceSyncConfig) -> bool:
+        """Whether ``config`` turns this protocol on when no protocol is named.
+
+        The instance then runs ``config.default_protocol`` plus every
+        registered protocol whose ``enabled`` is true, ordered by :attr:`rank`.
+        Default: only when it is the default protocol.
+        """
+        return False
 
     @abc.abstractmethod
     def accepts(self, event: ExperienceEvent) -> bool:

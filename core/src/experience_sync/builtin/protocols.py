@@ -59,6 +59,12 @@ class StreamingProtocol(_Periodic):
     """Ships events above a priority threshold every ``interval_ms``, or at ``batch_size``."""
 
     name = "streaming"
+    rank = 0
+
+    @classmethod
+    def enabled(cls, config: ExperienceSyncConfig) -> bool:
+        """``streaming.enabled``."""
+        return config.streaming.enabled
 
     def __init__(self, config: ExperienceSyncConfig, context: ProtocolContext) -> None:
         cfg = config.streaming
@@ -90,6 +96,12 @@ class LumpedProtocol(_Periodic):
     """Ships everything pending every ``batch_interval``, split at ``max_batch_size``."""
 
     name = "lumped"
+    rank = 2
+
+    @classmethod
+    def enabled(cls, config: ExperienceSyncConfig) -> bool:
+        """``lumped.enabled``."""
+        return config.lumped.enabled
 
     def __init__(self, config: ExperienceSyncConfig, context: ProtocolContext) -> None:
         cfg = config.lumped
@@ -128,6 +140,12 @@ class CheckInProtocol(SyncProtocol):
     """Checks in on a cron ``schedule`` with the pending events and the local state."""
 
     name = "check_in"
+    rank = 3
+
+    @classmethod
+    def enabled(cls, config: ExperienceSyncConfig) -> bool:
+        """``check_in.enabled``."""
+        return config.check_in.enabled
 
     def __init__(self, config: ExperienceSyncConfig, context: ProtocolContext) -> None:
         cfg = config.check_in

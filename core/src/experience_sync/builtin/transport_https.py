@@ -37,8 +37,9 @@ from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.interfaces import SyncRequest, Transport
 from experience_sync.models import AgentState, MergeResult
 from experience_sync.recall.models import SearchQuery, SearchResults
+from experience_sync.units import UNITS
 
-_PATHS = {"events": "events", "batch": "batches", "checkin": "checkins"}
+_PATHS = {kind: unit.route for kind, unit in UNITS.items()}
 
 
 def base_url(endpoint: str) -> str:

@@ -40,7 +40,7 @@ from experience_sync.client.paths import InstanceLock, instance_dir
 from experience_sync.client.worker import Lane, SyncWorker
 from experience_sync.config import ExperienceSyncConfig, load_config
 from experience_sync.errors import ConfigError, NotInitializedError
-from experience_sync.interfaces import ProtocolContext, Transport
+from experience_sync.interfaces import ProtocolContext, SyncProtocol, Transport
 from experience_sync.models import (
     AgentState,
     CharacteristicData,
@@ -59,8 +59,6 @@ from .status import SyncStatus
 
 __all__ = ["ExperienceSyncManager", "SyncStatus"]
 
-#: Lane order when ``protocol`` is not given: the selective protocol first.
-_LANE_RANK = {"streaming": 0, "lumped": 2, "check_in": 3}
 _MAX_SKILL_CONTEXTS = 20
 
 
@@ -105,19 +103,39 @@ def with_endpoint(config: ExperienceSyncConfig, endpoint: str) -> ExperienceSync
 
 
 def protocol_names(
-    protocol: str | Sequence[str] | None, config: ExperienceSyncConfig
+    protocol: str | Sequence[str] | None,
+    config: ExperienceSyncConfig,
+    pm: ExperienceSyncPluginManager | None = None,
 ) -> list[str]:
-    """The protocols an instance runs, in routing order."""
+    """The protocols an instance runs, in routing order.
+
+    Named ones run in the order given. Otherwise ``config.default_protocol``
+    and every registered protocol whose class says it is ``enabled`` by the
+    configuration, ordered by the classes' ``rank`` (ties by name): built-in
+    and third-party protocols alike.
+    """
     if isinstance(protocol, str):
         return [protocol]
     if protocol is not None:
         return list(dict.fromkeys(protocol))
-    names = [config.default_protocol]
-    for name in ("streaming", "lumped", "check_in"):
-        if getattr(config, name).enabled:
-            names.append(name)
-    names = list(dict.fromkeys(names))
-    return sorted(names, key=lambda n: _LANE_RANK.get(n, 1))
+    registry = (pm or get_plugin_manager()).registry
+
+    def cls_of(name: str) -> type[SyncProtocol] | None:
+        factory = registry.entries.get("protocols", {}).get(name)
+        made = factory.factory if factory is not None else None
+        return made if isinstance(made, type) and issubclass(made, SyncProtocol) else None
+
+    names = {config.default_protocol}
+    for name in registry.names("protocols"):
+        cls = cls_of(name)
+        if cls is not None and cls.enabled(config):
+            names.add(name)
+
+    def rank(name: str) -> tuple[int, str]:
+        cls = cls_of(name)
+        return (cls.rank if cls is not None else SyncProtocol.rank, name)
+
+    return sorted(names, key=rank)
 
 
 _managers: weakref.WeakSet[ExperienceSyncManager] = weakref.WeakSet()
@@ -189,7 +207,7 @@ class ExperienceSyncManager:
         with self._lock:
             if instance_id in self._instances:
                 self._shutdown_instance(self._instances.pop(instance_id), 5.0)
-        names = protocol_names(protocol, cfg)
+        names = protocol_names(protocol, cfg, pm)
         registry = pm.registry
         for name in names:
             registry.get("protocols", name)  # unknown names fail before anything opens

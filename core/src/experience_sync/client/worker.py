@@ -45,6 +45,7 @@ from experience_sync.interfaces import (
     Transport,
 )
 from experience_sync.models import ExperienceEvent, MergeResult
+from experience_sync.units import UNITS
 
 log = logging.getLogger("experience_sync.worker")
 
@@ -52,7 +53,7 @@ BACKOFF_BASE = 0.5
 BACKOFF_MAX = 30.0
 #: Rejections that are about the instance's credentials or target, not the events.
 BLOCKING_STATUSES = {401, 403, 404}
-_EVENT_TYPES = {"events": "sync.event", "batch": "sync.batch", "checkin": "sync.check_in"}
+_EVENT_TYPES = {kind: unit.event_type for kind, unit in UNITS.items()}
 
 Emit = Callable[..., Any]
 

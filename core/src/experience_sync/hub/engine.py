@@ -61,10 +61,10 @@ from experience_sync.models import (
 )
 from experience_sync.plugins import ExperienceSyncPluginManager, get_plugin_manager
 from experience_sync.recall.models import SearchQuery, SearchResults
+from experience_sync.units import UNITS, UnitKind
 
 __all__ = ["IngestMeta", "MergeEngine", "open_store"]
 
-_SYNC_EVENT = {"events": "sync.event", "batch": "sync.batch", "checkin": "sync.check_in"}
 
 # How many times a request is merged again after losing a commit race with
 # another hub process on a shared store, before StaleStateError reaches the
@@ -279,7 +279,7 @@ class MergeEngine:
     def _ingest(
         self,
         agent_id: str,
-        kind: str,
+        kind: UnitKind,
         instance_id: str,
         unit_id: str | None,
         events: Sequence[ExperienceEvent],
@@ -290,7 +290,7 @@ class MergeEngine:
             prior = self.store.applied_unit(agent_id, unit_id) if unit_id is not None else None
             if prior is not None:
                 notice: Notice = (
-                    _SYNC_EVENT[kind], instance_id,
+                    UNITS[kind].event_type, instance_id,
                     {"unit_id": unit_id, "events": len(events), "duplicate": True},
                 )
                 return prior.model_copy(update={"duplicate": True}), [notice]
@@ -312,7 +312,7 @@ class MergeEngine:
     def _merge_request(
         self,
         rt: AgentRuntime,
-        kind: str,
+        kind: UnitKind,
         instance_id: str,
         unit_id: str | None,
         events: Sequence[ExperienceEvent],
@@ -353,11 +353,11 @@ class MergeEngine:
 
     @staticmethod
     def _summary(
-        kind: str, instance_id: str, result: MergeResult, notices: list[Notice]
+        kind: UnitKind, instance_id: str, result: MergeResult, notices: list[Notice]
     ) -> list[Notice]:
         out: list[Notice] = [
             (
-                _SYNC_EVENT[kind],
+                UNITS[kind].event_type,
                 instance_id,
                 {
                     "unit_id": result.unit_id,

@@ -37,11 +37,10 @@ from experience_sync.recall.documents import (
     doc_of_memory,
     doc_of_skill,
 )
+from experience_sync.units import UNITS
 
 __all__ = ["AgentRuntime"]
 
-# The protocol an instance is listed with when its transport does not say.
-_DEFAULT_PROTOCOL = {"events": "streaming", "batch": "lumped", "checkin": "check_in"}
 
 
 class AgentRuntime:
@@ -172,7 +171,7 @@ class AgentRuntime:
                 "last_sequence": max(prev.last_sequence, seq),
                 "lag_seconds": lag,
                 "backlog": backlog if backlog is not None else prev.backlog,
-                "protocol": protocol or _DEFAULT_PROTOCOL.get(kind, prev.protocol),
+                "protocol": protocol or (UNITS[kind].protocol if kind in UNITS else prev.protocol),
                 "transport": transport or prev.transport,
                 "total_events": prev.total_events + accepted,
             }

@@ -25,7 +25,6 @@ from experience_sync.hub.metrics import HubMetrics
 from experience_sync.hub.sse import EventBroadcaster
 from experience_sync.hub.wire import (
     DEFAULT_PROTOCOL,
-    UNIT_MODELS,
     HubError,
     HubLimits,
     frame_backlog,
@@ -41,6 +40,7 @@ from experience_sync.models import (
     json_depth_exceeds,
 )
 from experience_sync.plugins import ExperienceSyncPluginManager, get_plugin_manager
+from experience_sync.units import UNITS, UnitKind
 
 if TYPE_CHECKING:
     from experience_sync.hub.engine import IngestMeta, MergeEngine
@@ -198,9 +198,10 @@ class Hub:
                 # Echoed in the ack: it must serialize (and nothing is merged unacked).
                 raise HubError(422, f"id nests deeper than {MAX_JSON_DEPTH} levels", [{"loc": "id", "msg": "nested too deeply", "type": "value_error"}])
             frame_id = frame.get("id")
-            kind = frame.get("kind")
-            if not isinstance(kind, str) or kind not in UNIT_MODELS:
+            raw_kind = frame.get("kind")
+            if not isinstance(raw_kind, str) or raw_kind not in UNITS:
                 raise HubError(422, "kind must be 'events', 'batch' or 'checkin'", [{"loc": "kind", "msg": "invalid kind", "type": "enum"}])
+            kind: UnitKind = raw_kind
             meta_in = frame.get("meta") or {}
             if not isinstance(meta_in, dict):
                 raise HubError(422, "meta must be an object", [{"loc": "meta", "msg": "not an object", "type": "dict_type"}])

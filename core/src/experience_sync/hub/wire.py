@@ -32,6 +32,7 @@ from experience_sync.models import (
     Skill,
 )
 from experience_sync.recall.models import SearchQuery
+from experience_sync.units import UNITS, UnitKind
 
 #: Default cap on a request body as received (``--max-body-bytes``).
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -42,13 +43,13 @@ DEFAULT_MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
 #: a time; beyond this the hub answers 503 instead of queueing more.
 DEFAULT_MAX_PENDING = 64
 
-Kind = Literal["events", "batch", "checkin"]
+Kind = UnitKind
 UNIT_MODELS: dict[str, type[EventsRequest] | type[ExperienceBatch] | type[CheckIn]] = {
     "events": EventsRequest,
     "batch": ExperienceBatch,
     "checkin": CheckIn,
 }
-DEFAULT_PROTOCOL = {"events": "streaming", "batch": "lumped", "checkin": "check_in"}
+DEFAULT_PROTOCOL: dict[UnitKind, str] = {k: u.protocol for k, u in UNITS.items()}
 #: The largest backlog an instance may report (header or ``meta.backlog``).
 MAX_BACKLOG = MAX_COUNT
 
