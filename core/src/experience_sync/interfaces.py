@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 
 FloatArray = npt.NDArray[np.float32]
 
+#: ``on_retry(attempt, delay, reason, status)``: how a transport reports a retry.
+OnRetry = Callable[[int, float, str, "int | None"], None]
+
 RequestKind = UnitKind
 
 
@@ -95,6 +98,13 @@ class Transport(abc.ABC):
     """
 
     name: str = "transport"
+    #: Seconds one shipment may take, retries included: the worker's deadline
+    #: for each ``send_many`` call.
+    timeout: float = 30.0
+    #: Set by the instance's worker before it starts: a transport that retries
+    #: calls ``on_retry(attempt, delay, reason, status)`` before each retry, so
+    #: retries are counted and reported (``sync.retry``). ``None``: not reported.
+    on_retry: OnRetry | None = None
 
     @abc.abstractmethod
     def send(self, request: SyncRequest, *, timeout: float) -> MergeResult:

@@ -245,7 +245,7 @@ class ExperienceSyncManager:
         )
         worker = SyncWorker(
             outbox=outbox, transport=transport, lanes=lanes, context=context, emit=inst.emit,
-            send_timeout=float(getattr(transport, "timeout", 30.0)),
+            send_timeout=float(transport.timeout),
         )
         inst.worker = worker
         outbox.on_commit = worker.notify

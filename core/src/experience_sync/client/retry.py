@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -18,12 +17,13 @@ from typing import Any
 import orjson
 
 from experience_sync.errors import RejectedError, RetryableError, TransportError
+from experience_sync.interfaces import OnRetry as _OnRetry
 
 BASE_DELAY = 0.1
 MAX_DELAY = 5.0
 
 #: ``on_retry(attempt, delay, reason, status)``: the worker counts and reports retries.
-OnRetry = Callable[[int, float, str, "int | None"], None]
+OnRetry = _OnRetry
 
 
 def is_retryable_status(status: int) -> bool:

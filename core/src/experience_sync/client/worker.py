@@ -102,8 +102,7 @@ class SyncWorker:
         self._thread = threading.Thread(
             target=self._run, name=f"experience-sync-worker-{context.instance_id}", daemon=True
         )
-        if hasattr(transport, "on_retry"):
-            transport.on_retry = self._on_retry
+        transport.on_retry = self._on_retry
 
     # ------------------------------------------------------------------ control
 
