@@ -213,9 +213,8 @@ def test_agent_run_is_merged_at_the_hub(connect: Callable[[str], ExperienceSyncM
     memory = memories["Hotel booking fails online in Paris; phone works."]
     assert {"langchain", "booking"} <= set(memory.tags)
     assert memory.importance == pytest.approx(0.8)
-    knowledge = {k.content for k in state.knowledge}
-    assert knowledge == {"Paris museums are closed on Mondays.",
-                         "The Louvre needs a booked time slot."}
+    # retrieved documents are not learned knowledge unless asked for
+    assert state.knowledge == []
     assert state.stats.interactions == 1
 
 
@@ -228,10 +227,11 @@ def test_async_handler_and_two_instances_accumulate(
     _, async_travel_agent = make_agent(ToolCallingFakeModel(messages=iter(script())))
 
     travel_agent.invoke(
-        "Weather?", config={"callbacks": [ExperienceSyncCallbackHandler(sync_manager,
-                                                                        "travel-sync")]}
+        "Weather?", config={"callbacks": [ExperienceSyncCallbackHandler(
+            sync_manager, "travel-sync", record_retrievals=True)]}
     )
-    handler = AsyncExperienceSyncCallbackHandler(async_manager, "travel-async")
+    handler = AsyncExperienceSyncCallbackHandler(async_manager, "travel-async",
+                                                 record_retrievals=True)
     asyncio.run(async_travel_agent.ainvoke("Weather?", config={"callbacks": [handler]}))
 
     assert handler.errors == 0
@@ -245,7 +245,10 @@ def test_async_handler_and_two_instances_accumulate(
     same = [m for m in state.memories if m.content.startswith("Hotel booking fails")]
     assert len(same) == 1
     assert sorted(same[0].source_instances) == ["travel-async", "travel-sync"]
-    # two instances retrieved the same documents: the knowledge is verified by both
+    # with record_retrievals=True, documents become knowledge: one item per
+    # document, and two instances retrieving the same one verify it both
+    assert {k.content for k in state.knowledge} == {"Paris museums are closed on Mondays.",
+                                                    "The Louvre needs a booked time slot."}
     item = next(k for k in state.knowledge if k.content.startswith("Paris museums"))
     assert set(item.verifications) == {"travel-async", "travel-sync"}
 

@@ -5,9 +5,14 @@
   events through an ``ExperienceSyncManager``.
 * :func:`register_langchain_embeddings`: use any LangChain ``Embeddings`` as the
   hub's embedder for memory deduplication.
+* :class:`ExperienceSyncRetriever`: a retriever over what the fleet learned.
+* :class:`ExperienceSyncStore`: a LangGraph ``BaseStore`` shared by the fleet
+  (needs the ``langgraph`` extra; imported on first use).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from experience_sync_langchain.callbacks import (
     AsyncExperienceSyncCallbackHandler,
@@ -23,6 +28,20 @@ from experience_sync_langchain.recorder import (
     DEFAULT_PRIORITIES,
     ExperienceSyncRecorder,
 )
+from experience_sync_langchain.retriever import ExperienceSyncRetriever
+
+if TYPE_CHECKING:
+    from experience_sync_langchain.store import ExperienceSyncStore
+
+
+def __getattr__(name: str) -> Any:
+    # LangGraph is an optional extra: the store is imported only when asked for.
+    if name == "ExperienceSyncStore":
+        from experience_sync_langchain.store import ExperienceSyncStore
+
+        return ExperienceSyncStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CUSTOM_EVENTS",
@@ -30,6 +49,8 @@ __all__ = [
     "AsyncExperienceSyncCallbackHandler",
     "ExperienceSyncCallbackHandler",
     "ExperienceSyncRecorder",
+    "ExperienceSyncRetriever",
+    "ExperienceSyncStore",
     "LangChainEmbedder",
     "register_langchain_embeddings",
     "unregister_langchain_embeddings",

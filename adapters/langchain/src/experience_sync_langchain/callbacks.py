@@ -9,8 +9,9 @@ What it records (see the README for the full table):
 
 * a tool that ends: skill usage of the tool, success; a tool that raises or
   answers a ``ToolMessage`` with ``status="error"``: skill usage, failure;
-* retriever results: one knowledge item per document (evidence names the
-  retriever and the document source);
+* retriever results, only with ``record_retrievals=True`` (off by default: a
+  retrieved document is not learned knowledge): one knowledge item per
+  document (evidence names the retriever and the document source);
 * the end (or error) of a top-level run: an interaction with the tools used and
   how many failed; with ``remember_outputs=True`` also a memory of the output;
 * ``dispatch_custom_event("experience_sync.memory", {...})`` (and ``.knowledge``,

@@ -24,13 +24,14 @@ from typing import Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from experience_sync import hookimpl
-from experience_sync.errors import PluginError
-from experience_sync.interfaces import Embedder, FloatArray
-from experience_sync.plugins import (
+from experience_sync.api import (
+    Embedder,
     ExperienceSyncPluginManager,
+    FloatArray,
+    PluginError,
     PluginInfo,
     get_plugin_manager,
+    hookimpl,
 )
 
 #: What can be registered: an ``Embeddings`` object, or a zero-argument

@@ -23,8 +23,7 @@ from collections.abc import Callable
 
 from langchain_core.embeddings import Embeddings
 
-from experience_sync import hookimpl
-from experience_sync.errors import PluginError
+from experience_sync.api import PluginError, hookimpl
 from experience_sync_langchain.embeddings import LangChainEmbeddingsPlugin
 
 ENV_VAR = "EXPERIENCE_SYNC_LANGCHAIN_EMBEDDINGS"

@@ -17,7 +17,7 @@ from functools import partialmethod
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from experience_sync.client.recording import SuccessRates, clip, fit_kwargs
+from experience_sync.api import SuccessRates, clip, fit_kwargs
 
 if TYPE_CHECKING:
     from langchain_core.agents import AgentFinish
@@ -84,7 +84,11 @@ class ExperienceSyncRecorder:
     :param manager: an initialised ``ExperienceSyncManager``.
     :param instance_id: the instance to record for (initialised on the manager).
     :param record_tools: tool ends and errors become skill usage.
-    :param record_retrievals: retriever results become knowledge items.
+    :param record_retrievals: retriever results become knowledge items. Off by
+        default: a retrieved document is what the agent read, not what it
+        learned (and a retriever over the fleet's own learning would record it
+        back as new knowledge). Turn it on for a corpus you want the fleet to
+        verify as knowledge.
     :param record_runs: top-level run ends and errors become interactions.
     :param remember_outputs: also keep a top-level run's final output as a memory.
     :param include_outputs: put output text in interaction summaries.
@@ -101,7 +105,7 @@ class ExperienceSyncRecorder:
         instance_id: str,
         *,
         record_tools: bool = True,
-        record_retrievals: bool = True,
+        record_retrievals: bool = False,
         record_runs: bool = True,
         remember_outputs: bool = False,
         include_outputs: bool = False,
