@@ -134,6 +134,11 @@ def create_app(hub: Hub) -> FastAPI:
             response.headers.update(exc.headers)
         return response
 
+    @app.exception_handler(AuthError)
+    async def _auth_error(request: Request, exc: AuthError) -> Response:
+        # Authentication and authorization fail the same way on every route.
+        return await _hub_error(request, HubError(exc.status, exc.message))
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         details = [
@@ -150,19 +155,18 @@ def create_app(hub: Hub) -> FastAPI:
         return Response(body, exc.status_code, headers=exc.headers, media_type="application/json")
 
     async def principal_of(request: Request) -> Principal:
-        try:
-            principal = await run_in_threadpool(hub.auth.authenticate, bearer_token(request.headers))
-        except AuthError as exc:
-            raise HubError(exc.status, exc.message) from None
+        principal = await run_in_threadpool(hub.auth.authenticate, bearer_token(request.headers))
         request.state.principal = principal
         return principal
 
     async def reader(request: Request, agent_id: str) -> Principal:
         principal = await principal_of(request)
-        try:
-            hub.auth.authorize_read(principal, agent_id)
-        except AuthError as exc:
-            raise HubError(exc.status, exc.message) from None
+        hub.auth.authorize_read(principal, agent_id)
+        return principal
+
+    async def writer(request: Request, agent_id: str) -> Principal:
+        principal = await principal_of(request)
+        hub.auth.authorize_write(principal, agent_id)
         return principal
 
     async def read_body(request: Request) -> bytes:
@@ -185,11 +189,7 @@ def create_app(hub: Hub) -> FastAPI:
     async def ingest(request: Request, agent_id: str, kind: Kind) -> Response:
         from experience_sync.hub.engine import IngestMeta
 
-        principal = await principal_of(request)
-        try:
-            hub.auth.authorize_write(principal, agent_id)
-        except AuthError as exc:
-            raise HubError(exc.status, exc.message) from None
+        principal = await writer(request, agent_id)
         body = await read_body(request)
         meta = IngestMeta(
             protocol=header_label(
@@ -204,10 +204,7 @@ def create_app(hub: Hub) -> FastAPI:
 
         def work() -> bytes:
             raw = decode_body(body, encoding, hub.limits.max_decompressed_bytes)
-            try:
-                result = hub.ingest(principal, agent_id, kind, raw, meta)
-            except AuthError as exc:
-                raise HubError(exc.status, exc.message) from None
+            result = hub.ingest(principal, agent_id, kind, raw, meta)
             return result.model_dump_json().encode()
 
         with hub.admit(agent_id):
@@ -403,11 +400,7 @@ def create_app(hub: Hub) -> FastAPI:
               responses=REVIEW_DECISION_ERRORS)
     async def decide_review(agent_id: str, review_id: str, request: Request) -> Response:
         """Accept (apply the proposed side) or reject a queued conflict. Needs a write token."""
-        principal = await principal_of(request)
-        try:
-            hub.auth.authorize_write(principal, agent_id)
-        except AuthError as exc:
-            raise HubError(exc.status, exc.message) from None
+        await writer(request, agent_id)
         body = await read_body(request)
         encoding = request.headers.get("content-encoding")
 
