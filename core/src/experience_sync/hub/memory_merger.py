@@ -11,6 +11,7 @@ conflict for the resolver; anything else is added. With
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,27 @@ def _union(base: list[str], extra: Sequence[str]) -> list[str]:
     return base + new if new else base
 
 
+@dataclass
+class RequestPlan:
+    """What :meth:`MemoryMerger.prepare` computed for one request's memories.
+
+    :param norms: normalized text and content hash by event id.
+    :param embeddings: vectors by event id.
+    :param batched: stored matches found in one batch, by event id.
+    :param local: a small index of the memories this request added, which
+        the batch could not see (only with a batch).
+    :param local_added: how many memories ``local`` holds.
+    :param stale: a memory changed since the batch ran: match one by one.
+    """
+
+    norms: dict[str, tuple[str, str]] = field(default_factory=dict)
+    embeddings: dict[str, FloatArray] = field(default_factory=dict)
+    batched: dict[str, SimilarityMatch | None] = field(default_factory=dict)
+    local: SimilarityMethod | None = None
+    local_added: int = 0
+    stale: bool = False
+
+
 class MemoryMerger:
     """One agent's memories, their exact-duplicate index and similarity index."""
 
@@ -119,18 +141,10 @@ class MemoryMerger:
         self.embeddings: dict[str, FloatArray] = {}
         # Insertion-ordered, so rows are written (and later loaded) in creation order.
         self.dirty: dict[str, None] = {}
-        # Per request (see prepare): normalized text and hash by event id, the
-        # stored matches found in one batch, and a small index of the memories
-        # this request added, which the batch could not see.
-        self._norms: dict[str, tuple[str, str]] = {}
-        self._batched: dict[str, SimilarityMatch | None] = {}
-        self._local: SimilarityMethod | None = None
-        self._local_added = 0
-        self._stale = False
 
     # ------------------------------------------------------------------ per request
 
-    def prepare(self, events: Sequence[ExperienceEvent]) -> dict[str, FloatArray]:
+    def prepare(self, events: Sequence[ExperienceEvent]) -> RequestPlan:
         """Get a request's new memories ready: normalize, embed, match in batches.
 
         Vectors are computed in one embedder call (an event's own embedding is
@@ -140,23 +154,20 @@ class MemoryMerger:
         call (when the method has a batch search of its own); memories added
         earlier in the same request are then checked through a small index of
         their own. Otherwise each memory is matched when it is merged, against
-        an index that already holds the ones added before it. Returns the vectors by event id.
+        an index that already holds the ones added before it. Returns the
+        plan that :meth:`merge` takes for each of the request's memories.
         """
-        self._norms.clear()
-        self._batched = {}
-        self._local = None
-        self._local_added = 0
-        self._stale = False
+        plan = RequestPlan()
         pending: list[ExperienceEvent] = []
         for ev in events:
             data = ev.data
             if isinstance(data, MemoryData):
                 norm = normalize(data.content)
                 digest = content_hash(norm)
-                self._norms[ev.event_id] = (norm, digest)
+                plan.norms[ev.event_id] = (norm, digest)
                 if self.dedup and digest not in self.by_hash:
                     pending.append(ev)
-        out: dict[str, FloatArray] = {}
+        out = plan.embeddings
         if self.embedder is not None and pending:
             dim = self.embedder.dim
             todo: list[ExperienceEvent] = []
@@ -178,24 +189,24 @@ class MemoryMerger:
             and _batches(self.similarity)
         ):
             queries = [
-                (self._norms[ev.event_id][0], out.get(ev.event_id), ev.memory.content)
+                (plan.norms[ev.event_id][0], out.get(ev.event_id), ev.memory.content)
                 for ev in pending
             ]
             found = self.similarity.match_many(queries)
-            self._batched = {ev.event_id: m for ev, m in zip(pending, found, strict=True)}
-            self._local = self.pm.registry.create(
+            plan.batched = {ev.event_id: m for ev, m in zip(pending, found, strict=True)}
+            plan.local = self.pm.registry.create(
                 "similarity_methods", self.strategy.similarity_method, self.strategy
             )
-        return out
+        return plan
 
     def _match(
-        self, event_id: str, norm: str, embedding: FloatArray | None, text: str
+        self, plan: RequestPlan, event_id: str, norm: str, embedding: FloatArray | None, text: str
     ) -> SimilarityMatch | None:
         assert self.similarity is not None
-        if event_id in self._batched and not self._stale:
-            found = self._batched[event_id]
-            if self._local is not None and self._local_added:
-                found = _better(found, self._local.match(norm, embedding, text))
+        if event_id in plan.batched and not plan.stale:
+            found = plan.batched[event_id]
+            if plan.local is not None and plan.local_added:
+                found = _better(found, plan.local.match(norm, embedding, text))
             return found
         return self.similarity.match(norm, embedding, text)
 
@@ -206,18 +217,25 @@ class MemoryMerger:
         ctx: MergeContext,
         ev: ExperienceEvent,
         desk: ConflictDesk,
-        embedding: FloatArray | None = None,
+        plan: RequestPlan | None = None,
     ) -> None:
-        """Merge one memory event (already known to be new to the log)."""
+        """Merge one memory event (already known to be new to the log).
+
+        :param plan: what :meth:`prepare` computed for the event's request;
+            ``None`` for an event merged on its own (an accepted review).
+        """
+        if plan is None:
+            plan = RequestPlan()
         data = ev.memory
-        cached = self._norms.get(ev.event_id)
+        embedding = plan.embeddings.get(ev.event_id)
+        cached = plan.norms.get(ev.event_id)
         if cached is None:
             norm = normalize(data.content)
             digest = content_hash(norm)
         else:
             norm, digest = cached
         if ctx.force and ctx.target is not None:
-            self._supersede(ctx, ev, ctx.target, norm, digest, embedding, data.confidence)
+            self._supersede(ctx, ev, ctx.target, norm, digest, embedding, data.confidence, plan)
             return
         if self.dedup:
             existing = self.by_hash.get(digest)
@@ -227,14 +245,16 @@ class MemoryMerger:
             if self.similarity is not None:
                 if embedding is None and self.embedder is not None:
                     embedding = self.embedder.embed([data.content])[0]
-                found = self._match(ev.event_id, norm, embedding, data.content)
+                found = self._match(plan, ev.event_id, norm, embedding, data.content)
                 if found is not None and found.memory_id in self.memories:
                     if found.is_duplicate:
                         self._merge_into(ctx, ev, found.memory_id)
                         return
-                    self._contradiction(ctx, ev, desk, found.memory_id, norm, digest, embedding)
+                    self._contradiction(
+                        ctx, ev, desk, found.memory_id, norm, digest, embedding, plan
+                    )
                     return
-        self._add(ctx, ev, norm, digest, embedding)
+        self._add(ctx, ev, norm, digest, embedding, plan)
 
     def _add(
         self,
@@ -243,6 +263,7 @@ class MemoryMerger:
         norm: str,
         digest: str,
         embedding: FloatArray | None,
+        plan: RequestPlan,
     ) -> None:
         data = ev.memory
         mid = memory_id_for(ctx.cursor, ctx.result.memories_added)
@@ -271,9 +292,9 @@ class MemoryMerger:
             self.embeddings[mid] = embedding
         if self.similarity is not None:
             self.similarity.add(mid, norm, embedding, data.content)
-        if self._local is not None:
-            self._local.add(mid, norm, embedding, data.content)
-            self._local_added += 1
+        if plan.local is not None:
+            plan.local.add(mid, norm, embedding, data.content)
+            plan.local_added += 1
         self.dirty[mid] = None
         ctx.result.memories_added += 1
 
@@ -315,6 +336,7 @@ class MemoryMerger:
         norm: str,
         digest: str,
         embedding: FloatArray | None,
+        plan: RequestPlan,
     ) -> None:
         data = ev.memory
         m = self.memories[mid]
@@ -335,7 +357,7 @@ class MemoryMerger:
             confidence = resolution.confidence if resolution.confidence is not None else (
                 data.confidence
             )
-            self._supersede(ctx, ev, mid, norm, digest, embedding, confidence)
+            self._supersede(ctx, ev, mid, norm, digest, embedding, confidence, plan)
         elif resolution.action == "keep":
             # The incoming statement lost: the memory records it, so either
             # arrival order leaves the same content and the same record.
@@ -360,11 +382,12 @@ class MemoryMerger:
         digest: str,
         embedding: FloatArray | None,
         confidence: float,
+        plan: RequestPlan,
     ) -> None:
         """Replace a stored memory's statement by the incoming one that contradicts it."""
         m = self.memories.get(mid)
         if m is None:
-            self._add(ctx, ev, norm, digest, embedding)
+            self._add(ctx, ev, norm, digest, embedding, plan)
             return
         data = ev.memory
         if self.by_hash.get(m.normalized_hash) == mid:
@@ -379,7 +402,7 @@ class MemoryMerger:
             self.similarity.remove(mid)
             self.similarity.add(mid, norm, embedding, data.content)
         # Stored matches found before this change may be out of date.
-        self._stale = True
+        plan.stale = True
         # The replaced statement, as the resolver saw it: its latest report.
         lost = SupersededStatement.model_construct(
             content=m.content, instance_id=m.source_instances[-1],

@@ -17,10 +17,9 @@ from datetime import datetime
 from experience_sync.config import MergeStrategyConfig
 from experience_sync.hub.conflicts import ConflictDesk, MergeContext
 from experience_sync.hub.knowledge_integrator import KnowledgeIntegrator
-from experience_sync.hub.memory_merger import MemoryMerger
+from experience_sync.hub.memory_merger import MemoryMerger, RequestPlan
 from experience_sync.hub.skill_accumulator import SkillAccumulator
 from experience_sync.hub.state import ChangeSet, LogEntry, StoredAgent, StoredRow
-from experience_sync.interfaces import FloatArray
 from experience_sync.models import (
     AgentState,
     EvolutionStats,
@@ -80,12 +79,12 @@ class AgentRuntime:
     # ------------------------------------------------------------------ merging
 
     def apply_event(
-        self, ctx: MergeContext, ev: ExperienceEvent, embeddings: dict[str, FloatArray]
+        self, ctx: MergeContext, ev: ExperienceEvent, plan: RequestPlan | None = None
     ) -> None:
-        """Merge one event that is new to the log."""
+        """Merge one event that is new to the log (``plan``: its request's, if prepared)."""
         kind = ev.event_type
         if kind == "memory":
-            self.memory.merge(ctx, ev, self.desk, embeddings.get(ev.event_id))
+            self.memory.merge(ctx, ev, self.desk, plan)
         elif kind == "skill":
             self.skills.merge(ctx, ev, self.desk)
         elif kind == "knowledge":
@@ -102,9 +101,9 @@ class AgentRuntime:
         """Merge a request's new events, in order (embeddings computed in one call)."""
         if not events:
             return
-        embeddings = self.memory.prepare(events)
+        plan = self.memory.prepare(events)
         for ev in events:
-            self.apply_event(ctx, ev, embeddings)
+            self.apply_event(ctx, ev, plan)
         stats = self.stats
         stats.total_syncs += 1
         stats.total_events += len(events)
@@ -119,13 +118,12 @@ class AgentRuntime:
         review = self.desk.reviews.get(review_id)
         if review is None or review.status != "open":
             return review
-        self.memory.prepare([])  # forget the last request's batch matches
         if accept:
             ev = ExperienceEvent.model_validate(review.proposed["event"])
             ctx.force = True
             ctx.target = review.key if review.kind == "memory" else None
             try:
-                self.apply_event(ctx, ev, {})
+                self.apply_event(ctx, ev)
             finally:
                 ctx.force = False
                 ctx.target = None
