@@ -16,7 +16,9 @@ import pluggy
 
 if TYPE_CHECKING:
     import click
+    from fastapi import FastAPI
 
+    from experience_sync.hub.service import Hub
     from experience_sync.models import ExperienceEvent, ObservabilityEvent
 
 hookspec = pluggy.HookspecMarker("experience_sync")
@@ -185,7 +187,7 @@ def experience_sync_register_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def experience_sync_register_hub_routes(app: Any, hub: Any) -> None:
+def experience_sync_register_hub_routes(app: FastAPI, hub: Hub) -> None:
     """Add routes to the hub, or mount ASGI apps on it, when the hub app is built.
 
     :param app: the hub's FastAPI application.
