@@ -297,27 +297,34 @@ class FtsIndex:
                 yield int(row[0]), (str(row[1]), str(row[2]))
 
     def docs(self, agent_id: str, keys: Iterable[DocKey]) -> dict[DocKey, SearchDoc]:
-        """The stored documents of ``keys`` (missing ones left out)."""
+        """The stored documents of ``keys`` (missing ones left out), one query per kind."""
         tables = self._tables(agent_id, create=False)
         if tables is None:
             return {}
         fts, table = tables
-        out: dict[DocKey, SearchDoc] = {}
+        by_kind: dict[str, list[str]] = {}
         for kind, key in keys:
-            row = self.conn.execute(
-                f"SELECT d.status, d.confidence, d.tags, d.instances, d.verifications,"
-                f" d.updated, d.body, d.local, d.seq, f.text FROM {table} d"
-                f" JOIN {fts} f ON f.rowid = d.id WHERE d.kind = ? AND d.key = ?",
-                (kind, key),
-            ).fetchone()
-            if row is None:
-                continue
-            out[(kind, key)] = SearchDoc(
-                kind=kind, key=key, text=str(row[9]), status=str(row[0]),
-                confidence=float(row[1]), tags=json.loads(row[2]), instances=json.loads(row[3]),
-                verifications=int(row[4]), updated=str(row[5]), body=str(row[6]),
-                local=bool(row[7]), seq=int(row[8]),
-            )
+            by_kind.setdefault(kind, []).append(key)
+        out: dict[DocKey, SearchDoc] = {}
+        for kind, names in by_kind.items():
+            for start in range(0, len(names), 500):
+                chunk = names[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                for row in self.conn.execute(
+                    f"SELECT d.key, d.status, d.confidence, d.tags, d.instances,"
+                    f" d.verifications, d.updated, d.body, d.local, d.seq, f.text"
+                    f" FROM {table} d JOIN {fts} f ON f.rowid = d.id"
+                    f" WHERE d.kind = ? AND d.key IN ({marks})",
+                    [kind, *chunk],
+                ):
+                    key = str(row[0])
+                    out[(kind, key)] = SearchDoc(
+                        kind=kind, key=key, text=str(row[10]), status=str(row[1]),
+                        confidence=float(row[2]), tags=json.loads(row[3]),
+                        instances=json.loads(row[4]), verifications=int(row[5]),
+                        updated=str(row[6]), body=str(row[7]), local=bool(row[8]),
+                        seq=int(row[9]),
+                    )
         return out
 
     def embeddings(self, agent_id: str) -> Iterator[tuple[DocKey, bytes]]:
