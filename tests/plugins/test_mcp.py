@@ -238,7 +238,7 @@ def test_tools_are_listed_with_structured_output(
     t = transports(hub, hub.create_token(AGENT, "i1"))
     listed = asyncio.run(t_raw(hub, t, "list", {}))
     tools = {tool.name: tool for tool in listed.tools}
-    assert set(tools) == {"sync_experiences", "get_state"}
+    assert set(tools) == {"sync_experiences", "get_state", "search_experiences", "get_source_agent"}
     assert tools["sync_experiences"].outputSchema is not None
     assert set(tools["sync_experiences"].inputSchema["required"]) == {"agent_id", "kind", "payload"}
     # payload may also be sent as JSON text, as a model-driven client would

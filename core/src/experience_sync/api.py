@@ -12,6 +12,9 @@ first-party plugin, adapter or example imports one. See ``docs/plugins.md``.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from experience_sync.client.manager import ExperienceSyncManager
 from experience_sync.client.recording import SuccessRates, clip, fit_kwargs
 from experience_sync.client.retry import (
@@ -28,6 +31,7 @@ from experience_sync.config import (
     MergeStrategyConfig,
     RecallConfig,
     load_config,
+    mask_url,
     validate_config,
 )
 from experience_sync.errors import (
@@ -106,6 +110,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "TABLES",
     "AgentState",
+    "AuthError",
     "Backoff",
     "ChangeSet",
     "Characteristic",
@@ -126,6 +131,8 @@ __all__ = [
     "ExperienceSyncManager",
     "ExperienceSyncPluginManager",
     "FloatArray",
+    "HubError",
+    "IngestMeta",
     "InstanceStatus",
     "InteractionData",
     "KnowledgeData",
@@ -143,6 +150,7 @@ __all__ = [
     "OutboxItem",
     "PluginError",
     "PluginInfo",
+    "Principal",
     "ProtocolContext",
     "Provenance",
     "Ranker",
@@ -185,6 +193,7 @@ __all__ = [
     "hookimpl",
     "is_retryable_status",
     "load_config",
+    "mask_url",
     "new_id",
     "parse_retry_after",
     "render_hits",
@@ -194,3 +203,28 @@ __all__ = [
     "utcnow",
     "validate_config",
 ]
+
+# The hub-side names a hub plugin (the MCP server, a route) needs. They are
+# loaded on first use: the hub's wire module imports FastAPI, which an
+# instance importing this module should not pay for.
+if TYPE_CHECKING:
+    from experience_sync.hub.auth import AuthError, Principal
+    from experience_sync.hub.engine import IngestMeta
+    from experience_sync.hub.wire import HubError
+
+_HUB_NAMES = {
+    "AuthError": "experience_sync.hub.auth",
+    "HubError": "experience_sync.hub.wire",
+    "IngestMeta": "experience_sync.hub.engine",
+    "Principal": "experience_sync.hub.auth",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load a hub-side name (``HubError``, ``AuthError``, ``Principal``, ``IngestMeta``)."""
+    module = _HUB_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -5,10 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from experience_sync import hookimpl
-from experience_sync.config import ExperienceSyncConfig
-from experience_sync.errors import ConfigError
-from experience_sync.hookspecs import Register
+from experience_sync.api import ConfigError, ExperienceSyncConfig, Register, hookimpl
 from experience_sync_mcp.transport import McpTransport
 
 log = logging.getLogger("experience_sync_mcp")

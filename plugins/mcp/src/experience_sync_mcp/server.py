@@ -1,4 +1,8 @@
-"""The hub's MCP server: ``sync_experiences`` and ``get_state`` over streamable HTTP.
+"""The hub's MCP server over streamable HTTP.
+
+Tools: ``sync_experiences`` and ``get_state`` (instances syncing), and
+``search_experiences`` and ``get_source_agent`` (any MCP client consulting
+the source agent; see :mod:`experience_sync_mcp.consult`).
 
 Mounted at ``/mcp`` on the hub app by :func:`mount`. Requests are authenticated
 exactly like the HTTP API: the ``Authorization: Bearer`` header of the MCP HTTP
@@ -19,7 +23,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 
@@ -28,9 +32,28 @@ import anyio.to_thread
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import CallToolResult, TextContent
+from pydantic import WithJsonSchema
 
-from experience_sync.hub.app import HubError
-from experience_sync.hub.auth import AuthError, Principal
+from experience_sync.api import (
+    AuthError,
+    HubError,
+    IngestMeta,
+    Principal,
+    SearchQuery,
+    SearchResults,
+)
+from experience_sync_mcp.consult import (
+    SEARCH_SCHEMAS,
+    SOURCE_AGENT_SCHEMAS,
+    SourceAgent,
+    ToolArgumentError,
+    parse_search,
+    parse_source_agent,
+    search_text,
+    summarize,
+    summary_text,
+)
 from experience_sync_mcp.transport import MOUNT_PATH
 
 log = logging.getLogger("experience_sync_mcp")
@@ -61,9 +84,7 @@ def _principal(ctx: Context[Any, Any, Any]) -> Principal:
     return principal
 
 
-def _ingest_meta(kind: str, meta: dict[str, Any] | None) -> Any:
-    from experience_sync.hub.engine import IngestMeta
-
+def _ingest_meta(kind: str, meta: dict[str, Any] | None) -> IngestMeta:
     meta = meta or {}
     backlog = meta.get("backlog")
     if isinstance(backlog, str) and backlog.isdigit():
@@ -86,7 +107,9 @@ def build_server(hub: Any) -> FastMCP[Any]:
         instructions=(
             "Sync an agent instance's experiences (memories, skills, knowledge) into "
             "its source agent with sync_experiences; read the merged source agent "
-            "with get_state."
+            "with get_state. To consult the source agent, search what it learned "
+            "with search_experiences and read who it is (verified knowledge, skills "
+            "and how reliable they are, characteristics) with get_source_agent."
         ),
         streamable_http_path="/",
         stateless_http=True,
@@ -161,6 +184,91 @@ def build_server(hub: Any) -> FastMCP[Any]:
             raise refuse(422, "since must be a non-negative cursor", agent_id, principal)
         state = await anyio.to_thread.run_sync(lambda: hub.engine.state(agent_id, since))
         return dict(state.model_dump(mode="json"))
+
+    def reader(agent_id: str, ctx: Context[Any, Any, Any]) -> Principal:
+        principal = _principal(ctx)
+        try:
+            hub.auth.authorize_read(principal, agent_id)
+        except AuthError as exc:
+            raise refuse(exc.status, exc.message, agent_id, principal) from None
+        return principal
+
+    @server.tool(
+        name="search_experiences",
+        description=(
+            "Search what the source agent learned across its fleet of instances "
+            "(merged memories, integrated knowledge, skills) for text relevant to q, "
+            "ranked best first (BM25 fused with vectors). Returns SearchResults as "
+            "structured content, and the hits' own words as text a prompt can use. "
+            "Pending (not yet verified) knowledge only with knowledge_status "
+            "'pending' or 'all'."
+        ),
+        structured_output=True,
+    )
+    async def search_experiences(
+        agent_id: str,
+        q: str,
+        ctx: Context[Any, Any, Any],
+        k: Annotated[Any, WithJsonSchema(SEARCH_SCHEMAS["k"])] = 5,
+        kinds: Annotated[Any, WithJsonSchema(SEARCH_SCHEMAS["kinds"])] = None,
+        tags: Annotated[Any, WithJsonSchema(SEARCH_SCHEMAS["tags"])] = None,
+        min_confidence: Annotated[Any, WithJsonSchema(SEARCH_SCHEMAS["min_confidence"])] = None,
+        knowledge_status: Annotated[
+            Any, WithJsonSchema(SEARCH_SCHEMAS["knowledge_status"])
+        ] = "integrated",
+    ) -> Annotated[CallToolResult, SearchResults]:
+        principal = reader(agent_id, ctx)
+        try:
+            query: SearchQuery = parse_search(q, k, kinds, tags, min_confidence, knowledge_status)
+        except ToolArgumentError as exc:
+            raise refuse(422, str(exc), agent_id, principal) from None
+        try:
+            results = await anyio.to_thread.run_sync(lambda: hub.engine.search(agent_id, query))
+        except HubError as exc:
+            raise refuse(exc.status, exc.message, agent_id, principal) from None
+        except Exception as exc:
+            log.exception("MCP search for agent %s failed", agent_id)
+            raise _tool_error(500, f"hub failed to search: {type(exc).__name__}") from exc
+        return CallToolResult(
+            content=[TextContent(type="text", text=search_text(results))],
+            structuredContent=results.model_dump(mode="json"),
+        )
+
+    @server.tool(
+        name="get_source_agent",
+        description=(
+            "Who the source agent is, merged across its instances: counts (memories, "
+            "skills, integrated and pending knowledge, characteristics, open reviews, "
+            "instances), its integrated knowledge (most confident first), its skills "
+            "(most used first) each with a reliability line ('web_search: succeeded "
+            "in 92% of 25 uses across the fleet'), and its characteristics. With "
+            "full=true also the whole AgentState. The text block is a prompt-ready "
+            "summary."
+        ),
+        structured_output=True,
+    )
+    async def get_source_agent(
+        agent_id: str,
+        ctx: Context[Any, Any, Any],
+        full: Annotated[Any, WithJsonSchema(SOURCE_AGENT_SCHEMAS["full"])] = False,
+        top_skills: Annotated[Any, WithJsonSchema(SOURCE_AGENT_SCHEMAS["top_skills"])] = 10,
+        max_knowledge: Annotated[Any, WithJsonSchema(SOURCE_AGENT_SCHEMAS["max_knowledge"])] = 20,
+    ) -> Annotated[CallToolResult, SourceAgent]:
+        principal = reader(agent_id, ctx)
+        try:
+            options = parse_source_agent(full, top_skills, max_knowledge)
+        except ToolArgumentError as exc:
+            raise refuse(422, str(exc), agent_id, principal) from None
+
+        def work() -> SourceAgent:
+            state = hub.engine.state(agent_id)
+            return summarize(state, len(hub.engine.instances(agent_id)), options)
+
+        summary = await anyio.to_thread.run_sync(work)
+        return CallToolResult(
+            content=[TextContent(type="text", text=summary_text(summary))],
+            structuredContent=summary.model_dump(mode="json"),
+        )
 
     return server
 

@@ -41,10 +41,18 @@ import httpx
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from experience_sync.client.retry import Backoff, OnRetry, is_retryable_status
-from experience_sync.errors import RejectedError, RetryableError, TransportError
-from experience_sync.interfaces import SyncRequest, Transport
-from experience_sync.models import AgentState, MergeResult
+from experience_sync.api import (
+    AgentState,
+    Backoff,
+    MergeResult,
+    OnRetry,
+    RejectedError,
+    RetryableError,
+    SyncRequest,
+    Transport,
+    TransportError,
+    is_retryable_status,
+)
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
