@@ -22,7 +22,11 @@ import pytest
 
 os.environ["EXPERIENCE_SYNC_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 
-from experience_sync.plugins import registered_plugin, reset_plugin_manager
+from experience_sync.plugins import reset_plugin_manager
+
+# The register_plugin fixture, and assertion rewriting for the store contract
+# suite, the way a plugin's own test suite enables them.
+pytest_plugins = ["experience_sync.testing"]
 
 
 @pytest.fixture(autouse=True)
@@ -30,26 +34,6 @@ def _fresh_plugin_manager() -> Iterator[None]:
     reset_plugin_manager()
     yield
     reset_plugin_manager()
-
-
-@pytest.fixture
-def register_plugin() -> Iterator[Callable[..., str]]:
-    """Register a plugin object for one test: ``register_plugin(obj, name=...)``.
-
-    The plugin joins the process-wide plugin manager and is unregistered when
-    the test ends, whatever happens.
-    """
-    stack: list[object] = []
-
-    def _register(plugin: object, name: str | None = None) -> str:
-        cm = registered_plugin(plugin, name=name)
-        plugin_name = cm.__enter__()
-        stack.append(cm)
-        return plugin_name
-
-    yield _register
-    while stack:
-        stack.pop().__exit__(None, None, None)  # type: ignore[attr-defined]
 
 
 @pytest.fixture

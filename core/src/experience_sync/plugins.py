@@ -21,10 +21,10 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pluggy
 
@@ -55,6 +55,12 @@ BUILTIN_PLUGINS: list[str] = [
     "experience_sync.builtin.hub_cli",
     "experience_sync.builtin.demo",
 ]
+
+#: Hooks experience-sync calls one implementation at a time (see
+#: :func:`ordered_impls`), so that one failing plugin cannot stop the others:
+#: observers, and the filters each recorded event passes. Wrappers are
+#: refused on them at registration.
+ISOLATED_HOOKS: tuple[str, ...] = ("experience_sync_filter_event", "experience_sync_observe")
 
 #: Singular labels of the registry kinds, for messages.
 KIND_LABELS: dict[str, str] = {
@@ -105,6 +111,46 @@ class Registration:
     plugin: str
 
 
+class Observer(Protocol):
+    """Anything with an ``experience_sync_observe`` method: a hub's own observers."""
+
+    def experience_sync_observe(self, event: ObservabilityEvent) -> None:
+        """Receive one observability event."""
+
+
+def ordered_impls(hook: pluggy.HookCaller) -> list[pluggy.HookImpl]:
+    """The implementations of an isolated hook in the order pluggy would call them.
+
+    pluggy keeps ``get_hookimpls()`` sorted as trylast implementations,
+    then plain ones, then tryfirst ones (each group in registration order,
+    except that a new trylast goes in front of the older ones) and calls the
+    list in reverse (``_multicall`` in pluggy 1.7's ``_execution.py``). So
+    the order is: ``tryfirst`` implementations, the newest-registered first;
+    then plain ones, the newest-registered first; then ``trylast`` ones, the
+    oldest-registered first.
+
+    :param hook: an isolated hook (one of :data:`ISOLATED_HOOKS`).
+    :returns: the implementations, first to call first.
+    :raises PluginError: an implementation is a wrapper (``wrapper=True`` or
+        ``hookwrapper=True``); :meth:`ExperienceSyncPluginManager.register`
+        refuses those, so this only happens on a manager built otherwise.
+    """
+    impls = hook.get_hookimpls()
+    for impl in impls:
+        if impl.wrapper or impl.hookwrapper:
+            raise PluginError(_wrapper_message(impl.plugin_name, hook.name))
+    return impls[::-1]
+
+
+def _wrapper_message(plugin: str, hook_name: str) -> str:
+    return (
+        f"plugin {plugin!r} implements {hook_name} as a wrapper (wrapper=True or "
+        f"hookwrapper=True); experience-sync calls {hook_name} one implementation "
+        "at a time, so a wrapper would never run: implement it as a plain function "
+        "(tryfirst=True or trylast=True choose its place)"
+    )
+
+
 class ExperienceSyncPluginManager(pluggy.PluginManager):
     """A pluggy manager that remembers where each plugin came from."""
 
@@ -143,9 +189,22 @@ class ExperienceSyncPluginManager(pluggy.PluginManager):
         return opts
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
-        """Register a plugin object (a module or an instance) under ``name``."""
+        """Register a plugin object (a module or an instance) under ``name``.
+
+        :raises PluginError: the plugin implements an isolated hook
+            (:data:`ISOLATED_HOOKS`) as a wrapper; it is not registered.
+        """
         result = super().register(plugin, name)
         self.generation += 1
+        if result is not None:
+            for hook_name in ISOLATED_HOOKS:
+                hook = getattr(self.hook, hook_name)
+                if any(
+                    impl.plugin is plugin and (impl.wrapper or impl.hookwrapper)
+                    for impl in hook.get_hookimpls()
+                ):
+                    self.unregister(plugin)
+                    raise PluginError(_wrapper_message(result, hook_name))
         return result
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
@@ -163,19 +222,40 @@ class ExperienceSyncPluginManager(pluggy.PluginManager):
                 self._registry_generation = self.generation
             return self._registry
 
-    def emit(self, type: str, **fields: Any) -> ObservabilityEvent:
-        """Send an observability event to every observer, isolating failures."""
+    def ordered_impls(self, hook_name: str) -> list[pluggy.HookImpl]:
+        """:func:`ordered_impls` of the hook called ``hook_name``."""
+        hook: pluggy.HookCaller = getattr(self.hook, hook_name)
+        return ordered_impls(hook)
+
+    def emit(
+        self, type: str, *, observers: Sequence[Observer] = (), **fields: Any
+    ) -> ObservabilityEvent:
+        """Send an observability event to every observer, isolating failures.
+
+        :param observers: observers of the caller's own (a hub's metrics and
+            event stream), called after the plugin observers.
+        :param fields: the :class:`~experience_sync.models.ObservabilityEvent` fields.
+        """
         event = ObservabilityEvent(type=type, **fields)
-        self.notify(event)
+        self.notify(event, observers)
         return event
 
-    def notify(self, event: ObservabilityEvent) -> None:
-        """Deliver an already built event to every observer."""
-        for impl in self.hook.experience_sync_observe.get_hookimpls():
+    def notify(self, event: ObservabilityEvent, observers: Sequence[Observer] = ()) -> None:
+        """Deliver an already built event to every plugin observer, then to ``observers``.
+
+        Plugin observers run in :func:`ordered_impls` order; an exception in
+        one is logged and the others still run.
+        """
+        for impl in self.ordered_impls("experience_sync_observe"):
             try:
                 impl.function(event=event)
             except Exception:  # one bad observer must not stop the sync
                 log.exception("observer %s failed on %s", impl.plugin_name, event.type)
+        for observer in observers:
+            try:
+                observer.experience_sync_observe(event=event)
+            except Exception:
+                log.exception("observer %r failed on %s", observer, event.type)
 
 
 @dataclass
@@ -301,7 +381,7 @@ def load_entry_points(pm: ExperienceSyncPluginManager) -> None:
                 raise PluginError(f"{where} failed to load: {type(exc).__name__}: {exc}") from exc
             try:
                 pm.register(plugin, name=ep.name)
-            except (ValueError, pluggy.PluginValidationError) as exc:
+            except (ValueError, pluggy.PluginValidationError, PluginError) as exc:
                 # e.g. a hook implementation whose arguments do not match the spec,
                 # or the same module behind two entry points
                 raise PluginError(f"{where} cannot be registered: {exc}") from exc

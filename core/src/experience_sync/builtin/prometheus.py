@@ -1,9 +1,10 @@
 """Built-in observer: Prometheus counters of the hub's observability events.
 
-The hub registers one :class:`PrometheusObserver` on its plugin manager when
-it starts (and removes it when it closes); it counts every observability
-event by type into that hub's :class:`~experience_sync.hub.metrics.HubMetrics`,
-served at ``GET /metrics``.
+Each hub builds one :class:`PrometheusObserver` among its own observers (not
+registered on the plugin manager, so a second hub in the process does not
+count this one's events); it counts every observability event of its hub by
+type into that hub's :class:`~experience_sync.hub.metrics.HubMetrics`, served
+at ``GET /metrics``.
 """
 
 from __future__ import annotations

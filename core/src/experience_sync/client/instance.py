@@ -201,8 +201,8 @@ class Instance:
     def _filter_impls(self) -> list[Any]:
         gen = self.pm.generation
         if gen != self._filters_generation:
-            impls = self.pm.hook.experience_sync_filter_event.get_hookimpls()
-            self._filters = list(reversed(impls))  # registration order
+            # pluggy's order: tryfirst, then newest-registered first, then trylast
+            self._filters = self.pm.ordered_impls("experience_sync_filter_event")
             self._filters_generation = gen
         return self._filters
 

@@ -59,7 +59,7 @@ from experience_sync.models import (
     Skill,
     utcnow,
 )
-from experience_sync.plugins import ExperienceSyncPluginManager, get_plugin_manager
+from experience_sync.plugins import ExperienceSyncPluginManager, Observer, get_plugin_manager
 from experience_sync.recall.models import SearchQuery, SearchResults
 from experience_sync.units import UNITS, UnitKind
 
@@ -154,6 +154,9 @@ class MergeEngine:
         self.strategy = strategy or MergeStrategyConfig()
         self.pm = pm or get_plugin_manager()
         self.emit = emit
+        #: This engine's own observers (its hub's metrics and event stream):
+        #: they get its events after the plugin observers, and no other engine's.
+        self.observers: list[Observer] = []
         registry = self.pm.registry
         self.recall = HubSearch(store, recall or RecallConfig(), self.strategy, self.pm)
         # Fail now on a misnamed plugin rather than on the first request.
@@ -249,7 +252,13 @@ class MergeEngine:
         if not self.emit:
             return
         for type_, instance_id, data in notices:
-            self.pm.emit(type_, agent_id=agent_id, instance_id=instance_id, data=data)
+            self.pm.emit(
+                type_,
+                observers=self.observers,
+                agent_id=agent_id,
+                instance_id=instance_id,
+                data=data,
+            )
 
     # ------------------------------------------------------------------ ingestion
 

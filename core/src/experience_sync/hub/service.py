@@ -39,7 +39,7 @@ from experience_sync.models import (
     MergeResult,
     json_depth_exceeds,
 )
-from experience_sync.plugins import ExperienceSyncPluginManager, get_plugin_manager
+from experience_sync.plugins import ExperienceSyncPluginManager, Observer, get_plugin_manager
 from experience_sync.units import UNITS, UnitKind
 
 if TYPE_CHECKING:
@@ -73,9 +73,10 @@ class Hub:
         self.limits = limits or HubLimits()
         self.metrics = HubMetrics()
         self.events = EventBroadcaster(on_drop=self.metrics.sse_dropped.inc)
-        self._observers: list[object] = [PrometheusObserver(self.metrics), self.events]
-        for observer in self._observers:
-            pm.register(observer)
+        # This hub's own observers, not registered on the (process-wide) plugin
+        # manager: a second hub in the process must not count this one's events.
+        self.observers: list[Observer] = [PrometheusObserver(self.metrics), self.events]
+        engine.observers = self.observers
         self._known: set[tuple[str, str]] = set()
         self._known_lock = threading.Lock()
         self._pending: dict[str, int] = {}
@@ -141,6 +142,7 @@ class Hub:
         if first:
             self.pm.emit(
                 "sync.init",
+                observers=self.observers,
                 agent_id=agent_id,
                 instance_id=payload.instance_id,
                 data={"protocol": meta.protocol, "transport": meta.transport},
@@ -238,6 +240,7 @@ class Hub:
         """Emit ``hub.rejected`` (status and reason; never a token)."""
         self.pm.emit(
             "hub.rejected",
+            observers=self.observers,
             agent_id=agent_id,
             instance_id=instance_id,
             data={"status": status, "reason": reason, "endpoint": where},
@@ -254,14 +257,11 @@ class Hub:
                 log.exception("loading agent %s failed", agent_id)
 
     def close(self) -> None:
-        """End event streams, unregister observers and close the engine and store."""
+        """End event streams and close the engine and store."""
         if self._closed:
             return
         self._closed = True
         self.events.close()
-        for observer in self._observers:
-            if self.pm.is_registered(observer):
-                self.pm.unregister(observer)
         self.engine.close()
         try:
             self.store.close()

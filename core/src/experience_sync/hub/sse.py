@@ -1,7 +1,7 @@
 """Server-Sent Events of the hub's observability events (``GET /v1/events``).
 
-:class:`EventBroadcaster` is an observer (registered on the hub's plugin
-manager) that fans each event out to every connected subscriber. Observers
+:class:`EventBroadcaster` is one of a hub's own observers (it gets that
+hub's events only) and fans each event out to every connected subscriber. Observers
 are called on whatever thread emitted the event (usually an ingestion worker
 thread), so events are handed to each subscriber's event loop with
 ``call_soon_threadsafe``. A subscriber that does not keep up loses events
