@@ -35,7 +35,7 @@ def source_agent(hub_url: str | None, instance_ids: list[str]) -> Iterator[tuple
     if hub_url:
         yield hub_url, {iid: validate_config({}) for iid in instance_ids}
         return
-    from experience_sync.hub.server import run_in_thread
+    from experience_sync.testing import run_in_thread
 
     with run_in_thread() as hub:
         configs = {

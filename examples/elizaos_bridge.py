@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from experience_sync.hub.server import run_in_thread
+from experience_sync.testing import run_in_thread
 
 AGENT = "support-agent"
 INSTANCE = "eliza-shop-1"

@@ -368,7 +368,7 @@ def test_hook_filter_event(register_plugin: Callable[..., str]) -> None:
 
     register_plugin(Redact(), name="redact")
     register_plugin(DropInteractions(), name="drop-interactions")
-    impls = get_plugin_manager().hook.experience_sync_filter_event.get_hookimpls()
+    impls = get_plugin_manager().ordered_impls("experience_sync_filter_event")
     assert {i.plugin_name for i in impls} == {"redact", "drop-interactions"}
 
     def run_filters(event: ExperienceEvent) -> ExperienceEvent | None:

@@ -56,7 +56,8 @@ def experience_sync_register_transports(register: Register) -> None:
 def experience_sync_filter_event(event: ExperienceEvent) -> ExperienceEvent | None:
     """Redact or drop an event before it is written to the outbox.
 
-    Called for every recorded event, in plugin order; each implementation gets
+    Called for every recorded event, in pluggy's order (``ordered_impls``: tryfirst,
+    then newest-registered first, then trylast); each implementation gets
     the previous one's output. Return the event (changed or not) to keep it,
     or ``None`` to drop it (the drop is counted as ``filtered``, reason
     ``filter_hook``).
