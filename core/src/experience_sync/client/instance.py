@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,7 +19,7 @@ from experience_sync.client.paths import InstanceLock
 from experience_sync.client.state import state_key
 from experience_sync.client.worker import Lane, SyncWorker
 from experience_sync.config import ExperienceSyncConfig
-from experience_sync.interfaces import Transport
+from experience_sync.interfaces import ProtocolContext, Transport
 from experience_sync.models import EventContext, ExperienceEvent, MemoryData
 from experience_sync.plugins import ExperienceSyncPluginManager
 from experience_sync.recall.replica import Replica
@@ -192,6 +196,91 @@ class Instance:
         self._filters_generation = -1
         #: The local replica of the source agent (set by the manager).
         self.replica: Replica | None = None
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        instance_id: str,
+        agent_id: str,
+        config: ExperienceSyncConfig,
+        pm: ExperienceSyncPluginManager,
+        protocols: Sequence[str],
+        directory: Path,
+        transport: Transport | None = None,
+    ) -> Instance:
+        """Build an instance in order: lock, outbox, transport, lanes, worker, replica.
+
+        Nothing runs yet (see :meth:`start`); whatever was opened is closed
+        again if a later step fails.
+        """
+        registry = pm.registry
+        with contextlib.ExitStack() as undo:
+            lock = InstanceLock(directory / "outbox.lock")
+            undo.callback(lock.release)
+            outbox = Outbox(directory / "outbox.db", config.outbox, encode=encode_event)
+            undo.callback(outbox.close)
+            if transport is None:
+                transport = registry.create("transports", config.transport.type, config, agent_id)
+            context = ProtocolContext(
+                instance_id=instance_id,
+                agent_id=agent_id,
+                started_at=time.monotonic(),
+                state=outbox.snapshot,
+                summary=outbox.summary,
+            )
+            lanes = [Lane(n, registry.create("protocols", n, config, context)) for n in protocols]
+            outbox.state.keep_memories = any(lane.protocol.uses_state for lane in lanes)
+            outbox.adopt_lanes([lane.name for lane in lanes])
+            inst = cls(
+                instance_id=instance_id, agent_id=agent_id, config=config, pm=pm, outbox=outbox,
+                transport=transport, lanes=lanes, lock=lock,
+            )
+            outbox.on_full = lambda reason: inst.emit(
+                "outbox.full", data={"reason": reason, "max_events": config.outbox.max_events}
+            )
+            inst.worker = SyncWorker(
+                outbox=outbox, transport=transport, lanes=lanes, context=context,
+                emit=inst.emit, send_timeout=float(transport.timeout),
+            )
+            outbox.on_commit = inst.worker.notify
+            inst.replica = inst._open_replica(directory / "replica.db")
+            undo.pop_all()
+        return inst
+
+    def _open_replica(self, path: Path) -> Replica:
+        recall = self.config.recall
+        registry = self.pm.registry
+        embedder = None
+        if recall.embedder:
+            embedder = registry.create("embedders", recall.embedder, self.config.merge_strategy)
+        return Replica(
+            path,
+            self.agent_id,
+            recall,
+            self.transport,
+            self.acknowledged_below,
+            rankers=[registry.create("rankers", n, recall) for n in recall.rankers],
+            rerankers=[registry.create("rerankers", n, recall) for n in recall.rerankers],
+            embedder=embedder,
+            emit=self.emit,
+        )
+
+    def start(self) -> None:
+        """Start the worker and the replica; ship what a previous run left in the outbox."""
+        assert self.worker is not None and self.replica is not None
+        self.worker.start()
+        self.replica.start()
+        self.worker.notify()
+        self.emit(
+            "sync.init",
+            data={
+                "protocols": [lane.name for lane in self.lanes],
+                "transport": self.transport.name,
+                "backlog": self.outbox.size,
+                "data_dir": str(self.outbox.path.parent),
+            },
+        )
 
     def emit(self, type: str, **fields: Any) -> None:
         fields.setdefault("agent_id", self.agent_id)

@@ -30,17 +30,14 @@ from pydantic import BaseModel, ValidationError
 from experience_sync.client.instance import (
     Instance,
     empty_context,
-    encode_event,
     event_ids,
     memory_data,
     new_event,
 )
-from experience_sync.client.outbox import Outbox
-from experience_sync.client.paths import InstanceLock, instance_dir
-from experience_sync.client.worker import Lane, SyncWorker
+from experience_sync.client.paths import instance_dir
 from experience_sync.config import ExperienceSyncConfig, load_config
 from experience_sync.errors import ConfigError, NotInitializedError
-from experience_sync.interfaces import ProtocolContext, SyncProtocol, Transport
+from experience_sync.interfaces import SyncProtocol, Transport
 from experience_sync.models import (
     AgentState,
     CharacteristicData,
@@ -53,7 +50,6 @@ from experience_sync.models import (
 )
 from experience_sync.plugins import ExperienceSyncPluginManager, get_plugin_manager
 from experience_sync.recall.models import SearchHit, SearchQuery
-from experience_sync.recall.replica import Replica
 
 from .status import SyncStatus
 
@@ -212,82 +208,13 @@ class ExperienceSyncManager:
         for name in names:
             registry.get("protocols", name)  # unknown names fail before anything opens
         base = data_dir or self.data_dir or cfg.outbox.data_dir
-        directory = instance_dir(instance_id, base)
-        lock = InstanceLock(directory / "outbox.lock")
-        try:
-            outbox = Outbox(directory / "outbox.db", cfg.outbox, encode=encode_event)
-        except BaseException:
-            lock.release()
-            raise
-        try:
-            if transport is None:
-                transport = registry.create("transports", cfg.transport.type, cfg, agent)
-            context = ProtocolContext(
-                instance_id=instance_id,
-                agent_id=agent,
-                started_at=time.monotonic(),
-                state=outbox.snapshot,
-                summary=outbox.summary,
-            )
-            lanes = [Lane(n, registry.create("protocols", n, cfg, context)) for n in names]
-            outbox.state.keep_memories = any(lane.protocol.uses_state for lane in lanes)
-            outbox.adopt_lanes([lane.name for lane in lanes])
-        except BaseException:
-            outbox.close()
-            lock.release()
-            raise
-        inst = Instance(
-            instance_id=instance_id, agent_id=agent, config=cfg, pm=pm, outbox=outbox,
-            transport=transport, lanes=lanes, lock=lock,
+        inst = Instance.open(
+            instance_id=instance_id, agent_id=agent, config=cfg, pm=pm, protocols=names,
+            directory=instance_dir(instance_id, base), transport=transport,
         )
-        outbox.on_full = lambda reason: inst.emit(
-            "outbox.full", data={"reason": reason, "max_events": cfg.outbox.max_events}
-        )
-        worker = SyncWorker(
-            outbox=outbox, transport=transport, lanes=lanes, context=context, emit=inst.emit,
-            send_timeout=float(transport.timeout),
-        )
-        inst.worker = worker
-        outbox.on_commit = worker.notify
-        try:
-            inst.replica = self._open_replica(inst, directory)
-        except BaseException:
-            outbox.close()
-            lock.release()
-            raise
         with self._lock:
             self._instances[instance_id] = inst
-        worker.start()
-        inst.replica.start()
-        worker.notify()  # whatever a previous run left in the outbox goes out now
-        inst.emit(
-            "sync.init",
-            data={
-                "protocols": names,
-                "transport": transport.name,
-                "backlog": outbox.size,
-                "data_dir": str(directory),
-            },
-        )
-
-    @staticmethod
-    def _open_replica(inst: Instance, directory: Path) -> Replica:
-        recall = inst.config.recall
-        registry = inst.pm.registry
-        embedder = None
-        if recall.embedder:
-            embedder = registry.create("embedders", recall.embedder, inst.config.merge_strategy)
-        return Replica(
-            directory / "replica.db",
-            inst.agent_id,
-            recall,
-            inst.transport,
-            inst.acknowledged_below,
-            rankers=[registry.create("rankers", n, recall) for n in recall.rankers],
-            rerankers=[registry.create("rerankers", n, recall) for n in recall.rerankers],
-            embedder=embedder,
-            emit=inst.emit,
-        )
+        inst.start()
 
     def _get(self, instance_id: str) -> Instance:
         try:
