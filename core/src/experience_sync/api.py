@@ -94,6 +94,7 @@ from experience_sync.models import (
 )
 from experience_sync.plugins import ExperienceSyncPluginManager, PluginInfo, get_plugin_manager
 from experience_sync.recall.documents import DocKey, SearchDoc
+from experience_sync.recall.fts import query_terms
 from experience_sync.recall.models import (
     KINDS,
     Provenance,
@@ -196,6 +197,7 @@ __all__ = [
     "mask_url",
     "new_id",
     "parse_retry_after",
+    "query_terms",
     "render_hits",
     "run_search",
     "skill_reliability",

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from experience_sync import hookimpl
-from experience_sync.hookspecs import Register
+from experience_sync.api import Register, hookimpl
 from experience_sync_postgres.store import PostgresStore
 
 

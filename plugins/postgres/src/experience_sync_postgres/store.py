@@ -14,6 +14,10 @@ rows and the units and adds one to the version, all in one transaction. The
 merge engine compares versions before trusting its in-memory state and merges
 a refused request again on the reloaded agent (see ``docs/postgres.md``).
 
+The store keeps its own text index for search (``text_index = True``):
+``xs_search_docs`` with a ``tsvector`` column under a GIN index, written in
+the commit transaction and ranked by BM25 in SQL (see :mod:`.search_index`).
+
 Event-id uniqueness per agent is the log's unique index ``(agent_id,
 entry_id)``: a commit that would log an id twice fails whole with
 :class:`psycopg.errors.UniqueViolation`, whatever process wrote it first.
@@ -29,11 +33,20 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from experience_sync.config import mask_url
-from experience_sync.errors import StaleStateError
-from experience_sync.hub.state import TABLES, ChangeSet, LogEntry, StoredAgent, StoredRow
-from experience_sync.interfaces import Store, TokenRecord
-from experience_sync.models import MergeResult
+from experience_sync.api import (
+    TABLES,
+    ChangeSet,
+    LogEntry,
+    MergeResult,
+    SearchDoc,
+    StaleStateError,
+    Store,
+    StoredAgent,
+    StoredRow,
+    TokenRecord,
+    mask_url,
+)
+from experience_sync_postgres import search_index
 
 __all__ = ["DEFAULT_POOL_SIZE", "PostgresStore"]
 
@@ -147,6 +160,11 @@ def _create_schema(conn: psycopg.Connection[Any]) -> None:
         row = conn.execute("SELECT to_regprocedure('xs_key_hash(text)')").fetchone()
         if row is None or row[0] is None:
             conn.execute(_KEY_HASH_FUNCTION)
+        # The text index (a database made before search gets it here; its
+        # agents are indexed when a hub first loads them).
+        for statement in search_index.SEARCH_SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
         for table in state_tables:
             # A database made by an earlier version has the primary key
             # (agent_id, key), which refuses long keys: key on seq instead.
@@ -182,6 +200,8 @@ class PostgresStore(Store):
     """
 
     name = "postgresql"
+    #: Search documents live in ``xs_search_docs`` (see :mod:`.search_index`).
+    text_index = True
 
     def __init__(self, url: str, pool_size: int | None = None) -> None:
         self.url = url
@@ -282,12 +302,12 @@ class PostgresStore(Store):
             # the version read here is the one this commit replaces.
             cur.execute(
                 "INSERT INTO xs_agents AS a (agent_id) VALUES (%s) ON CONFLICT (agent_id) "
-                "DO UPDATE SET version = a.version RETURNING a.version",
+                "DO UPDATE SET version = a.version RETURNING a.version, a.cursor",
                 (agent_id,),
             )
             row = cur.fetchone()
             assert row is not None
-            version = int(row[0])
+            version, previous = int(row[0]), int(row[1])
             if changes.expect_version is not None and version != changes.expect_version:
                 raise StaleStateError(
                     f"agent {agent_id!r} is at version {version}, the changes were made "
@@ -353,6 +373,9 @@ class PostgresStore(Store):
                         for unit_id, result in changes.units
                     ],
                 )
+            search_index.commit_documents(
+                cur, agent_id, changes.documents, previous, changes.cursor
+            )
             cur.execute(
                 "UPDATE xs_agents SET cursor = %s, meta = COALESCE(%s, meta), "
                 "version = version + 1 WHERE agent_id = %s",
@@ -399,11 +422,35 @@ class PostgresStore(Store):
             for table in TABLES:
                 if table != "instances":
                     conn.execute(f"DELETE FROM xs_{table} WHERE agent_id = %s", (agent_id,))
+            with conn.cursor() as cur:
+                search_index.clear(cur, agent_id)
             conn.execute(
                 "UPDATE xs_agents SET cursor = 0, meta = NULL, version = version + 1 "
                 "WHERE agent_id = %s",
                 (agent_id,),
             )
+
+    # ------------------------------------------------------------------ search
+
+    def search_text(
+        self,
+        agent_id: str,
+        text: str,
+        kinds: Sequence[str],
+        knowledge_status: str,
+        limit: int,
+    ) -> list[tuple[tuple[str, str], float]]:
+        """``ts_rank_cd``-ranked matches (see :mod:`experience_sync_postgres.search_index`)."""
+        with self._pool.connection() as conn:
+            return search_index.lexical(conn, agent_id, text, kinds, knowledge_status, limit)
+
+    def search_cursor(self, agent_id: str) -> int | None:
+        with self._pool.connection() as conn:
+            return search_index.cursor_of(conn, agent_id)
+
+    def reindex(self, agent_id: str, documents: Sequence[SearchDoc], cursor: int) -> None:
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            search_index.reindex(cur, agent_id, documents, cursor)
 
     # ------------------------------------------------------------------ tokens
 
