@@ -328,7 +328,13 @@ def synthetic_items(n: int, seed: int = 7) -> list[dict[str, Any]]:
     if not _WORDS:
         vocab = sorted({w.strip(".,:;'?()").lower() for i in items for w in i["text"].split()} - {""})
         extra = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(4, 9))) for _ in range(20_000)]
-        _WORDS.extend(vocab + extra)
+        # Zipf ranks: invented words take the 200 most frequent ranks (the
+        # function words of this prose, which no query asks for), then every
+        # word in a seeded random order (ranking the sorted vocabulary would
+        # put the set's alphabetically first words in most rows).
+        rest = vocab + extra[200:]
+        rng.shuffle(rest)
+        _WORDS.extend(extra[:200] + rest)
     words, weights = _WORDS, [1.0 / (r + 1) for r in range(len(_WORDS))]
     out = [dict(i, kind="memory", data={"content": i["text"]}) for i in items if i["kind"] == "memory"][:n]
     instances = ["inst-a", "inst-b", "inst-c", "inst-d"]
