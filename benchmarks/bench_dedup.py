@@ -43,10 +43,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from experience_sync.builtin.embedders import NumpyIndex
-from experience_sync.builtin.similarity import JaccardSimilarity
+from experience_sync.hub.merge.similarity import JaccardSimilarity
 from experience_sync.interfaces import VectorIndex
 from experience_sync.text import normalize
+from experience_sync.vectors import NumpyIndex
 
 DIM = 384
 THRESHOLD = 0.9

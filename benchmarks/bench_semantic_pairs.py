@@ -229,7 +229,7 @@ def explain(
     vectors: Callable[[str], np.ndarray] | None,
 ) -> str:
     """Each pair wrong in some column: cosine, the guard that fires, where it is wrong."""
-    from experience_sync.builtin.similarity import contradiction, jaccard, make_signature
+    from experience_sync.hub.merge.similarity import contradiction, jaccard, make_signature
     from experience_sync.text import normalize
 
     lines = ["| set | id | cosine | guard | jaccard | wrong in | a | b |",

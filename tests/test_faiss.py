@@ -13,11 +13,11 @@ from experience_sync_faiss import (
     FaissIVFIndex,
 )
 
-from experience_sync.builtin.embedders import NumpyIndex
-from experience_sync.builtin.similarity import EmbeddingSimilarity
 from experience_sync.config import MergeStrategyConfig
+from experience_sync.hub.merge.similarity import EmbeddingSimilarity
 from experience_sync.interfaces import VectorIndex
 from experience_sync.plugins import create_plugin_manager, get_plugin_manager
+from experience_sync.vectors import NumpyIndex
 
 DIM = 64
 

@@ -294,8 +294,8 @@ def test_hook_register_protocols(
 def test_a_third_party_protocol_is_enabled_and_ordered_like_a_built_in(
     register_plugin: Callable[..., str], tmp_path: Path
 ) -> None:
-    from experience_sync.builtin.protocols import StreamingProtocol
     from experience_sync.client.manager import protocol_names
+    from experience_sync.client.protocols import StreamingProtocol
 
     class Urgent(StreamingProtocol):
         """Ships only urgent events, ahead of every built-in lane."""

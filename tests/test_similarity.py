@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from experience_sync import hookimpl
-from experience_sync.builtin.embedders import NumpyIndex
-from experience_sync.builtin.similarity import (
+from experience_sync.config import MergeStrategyConfig
+from experience_sync.hub.merge.similarity import (
     DEFAULT_JACCARD_THRESHOLD,
     EmbeddingSimilarity,
     JaccardSimilarity,
@@ -23,10 +23,10 @@ from experience_sync.builtin.similarity import (
     jaccard,
     make_signature,
 )
-from experience_sync.config import MergeStrategyConfig
 from experience_sync.interfaces import Embedder, FloatArray, SimilarityMatch, SimilarityMethod
 from experience_sync.plugins import get_plugin_manager
 from experience_sync.text import name_tokens, normalize
+from experience_sync.vectors import NumpyIndex
 
 PAIRS = [
     json.loads(line)
@@ -339,7 +339,7 @@ def test_jaccard_compacts_after_many_removals() -> None:
 
 def assert_kept_apart(method: str, stored: str, incoming: str, reason: str) -> None:
     """``incoming`` is no duplicate of ``stored``; with jaccard, a conflict for ``reason``."""
-    from experience_sync.builtin.embedders import HashingEmbedder
+    from experience_sync.vectors import HashingEmbedder
 
     embedder = HashingEmbedder()
     sim = create(method, MergeStrategyConfig(similarity_method=method))
@@ -403,7 +403,7 @@ def test_time_of_day_is_part_of_the_number() -> None:
 
 
 def test_known_names_hold_for_the_embedding_method() -> None:
-    from experience_sync.builtin.embedders import HashingEmbedder
+    from experience_sync.vectors import HashingEmbedder
 
     embedder = HashingEmbedder()
     sim = create("embedding", MergeStrategyConfig(similarity_method="embedding"))

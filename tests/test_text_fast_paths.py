@@ -15,7 +15,7 @@ import unicodedata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from experience_sync.builtin.similarity import make_signature
+from experience_sync.hub.merge.similarity import make_signature
 from experience_sync.text import (
     COMMON_WORDS,
     PHONE_RE,

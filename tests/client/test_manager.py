@@ -307,7 +307,7 @@ def test_forked_child_does_not_share_the_worker(data_dir: Path,
 def test_third_party_transport_and_protocol_plug_in_by_name(
     data_dir: Path, register_plugin: Any
 ) -> None:
-    from experience_sync.builtin.protocols import StreamingProtocol
+    from experience_sync.client.protocols import StreamingProtocol
     from experience_sync.hookspecs import Register
 
     sent: list[SyncRequest] = []

@@ -11,7 +11,7 @@ from client_helpers import Recorder, make_config, wait_until
 from croniter import croniter
 
 from experience_sync import ExperienceSyncManager
-from experience_sync.builtin.protocols import CheckInProtocol, LumpedProtocol, StreamingProtocol
+from experience_sync.client.protocols import CheckInProtocol, LumpedProtocol, StreamingProtocol
 from experience_sync.interfaces import MockTransport, ProtocolContext
 from experience_sync.models import CheckIn, EventsRequest, ExperienceBatch
 

@@ -10,8 +10,8 @@ import pytest
 from client_helpers import FaultHub, make_config
 
 from experience_sync import ExperienceSyncManager
-from experience_sync.builtin.transport_https import HttpsTransport
-from experience_sync.builtin.transport_websocket import WebSocketTransport, ws_url
+from experience_sync.client.transports.https import HttpsTransport
+from experience_sync.client.transports.websocket import WebSocketTransport, ws_url
 from experience_sync.errors import ConfigError, RejectedError, RetryableError
 from experience_sync.interfaces import SyncRequest
 from experience_sync.models import EventsRequest, ExperienceBatch, ExperienceEvent

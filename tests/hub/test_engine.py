@@ -185,7 +185,7 @@ class CountingEmbedder:
 
     @hookimpl
     def experience_sync_register_embedders(self, register: Any) -> None:
-        from experience_sync.builtin.embedders import HashingEmbedder
+        from experience_sync.vectors import HashingEmbedder
 
         calls = self.calls
 

@@ -49,11 +49,9 @@ BUILTIN_PLUGINS: list[str] = [
     "experience_sync.builtin.protocols",
     "experience_sync.builtin.transport_https",
     "experience_sync.builtin.transport_websocket",
-    "experience_sync.builtin.client_cli",
     "experience_sync.builtin.store_sqlite",
     "experience_sync.builtin.rankers",
-    "experience_sync.builtin.hub_cli",
-    "experience_sync.builtin.demo",
+    "experience_sync.builtin.cli_commands",
 ]
 
 #: Hooks experience-sync calls one implementation at a time (see

@@ -452,7 +452,7 @@ class StoreContract:
 
     def test_engine_plugin_failure_mid_merge_leaves_no_trace(self, store: Store) -> None:
         """A similarity plugin raising mid-merge leaves neither state nor log behind."""
-        from experience_sync.builtin.similarity import JaccardSimilarity
+        from experience_sync.hub.merge.similarity import JaccardSimilarity
 
         class Flaky(JaccardSimilarity):
             fail_on = "explode"

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.interfaces import Embedder, FloatArray, VectorIndex
 from experience_sync.text import normalize, similarity_tokens
 
@@ -99,13 +98,3 @@ class NumpyIndex(VectorIndex):
 
     def __len__(self) -> int:
         return self._size
-
-
-@hookimpl
-def experience_sync_register_embedders(register: Register) -> None:
-    register("hashing", lambda config=None: HashingEmbedder())
-
-
-@hookimpl
-def experience_sync_register_vector_indexes(register: Register) -> None:
-    register("numpy", lambda dim: NumpyIndex(dim))

@@ -15,7 +15,6 @@ import sys
 import click
 
 from experience_sync.errors import ConfigError, PluginError, TransportError
-from experience_sync.hookspecs import hookimpl
 from experience_sync.interfaces import Transport
 
 
@@ -136,8 +135,5 @@ def search(
         click.echo(f"{hit.score:.4f}  {hit.kind:<9}  {hit.text}  [{sources}]")
 
 
-@hookimpl
-def experience_sync_register_commands(cli: click.Group) -> None:
-    """Add ``pull`` and ``search``."""
-    cli.add_command(pull)
-    cli.add_command(search)
+#: The instance-side commands.
+COMMANDS = (pull, search)

@@ -364,7 +364,3 @@ def demo(strategy: str, aggregation: str, keep: bool) -> None:
     sys.exit(code)
 
 
-@hookimpl
-def experience_sync_register_commands(cli: click.Group) -> None:
-    """Add ``demo``."""
-    cli.add_command(demo)

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from experience_sync.errors import ConfigError, PluginError
-from experience_sync.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from experience_sync.config import MergeStrategyConfig, RecallConfig
@@ -73,13 +72,6 @@ def _recall(config_file: str | None) -> RecallConfig:
 
 def _dump(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
-
-
-@hookimpl
-def experience_sync_register_commands(cli: click.Group) -> None:
-    """Add the hub commands."""
-    for command in (serve, token, review, replay, state):
-        cli.add_command(command)
 
 
 # ---------------------------------------------------------------------- serve
@@ -397,3 +389,7 @@ def state(agent: str, store_url: str, since: int | None) -> None:
     finally:
         engine.close()
     click.echo(result.model_dump_json(indent=2))
+
+
+#: The hub commands, in the order ``--help`` lists them.
+COMMANDS = (serve, token, review, replay, state)

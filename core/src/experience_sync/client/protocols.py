@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from croniter import croniter
 
 from experience_sync.config import ExperienceSyncConfig
-from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.interfaces import OutboxItem, ProtocolContext, SyncProtocol, SyncRequest
 from experience_sync.models import CheckIn, EventsRequest, ExperienceBatch, ExperienceEvent
 
@@ -197,11 +196,3 @@ class CheckInProtocol(SyncProtocol):
                 (SyncRequest("checkin", context.agent_id, payload), [i.sequence for i in chunk])
             )
         return out
-
-
-@hookimpl
-def experience_sync_register_protocols(register: Register) -> None:
-    """Register ``streaming``, ``lumped`` and ``check_in``."""
-    register("streaming", StreamingProtocol)
-    register("lumped", LumpedProtocol)
-    register("check_in", CheckInProtocol)

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from experience_sync.builtin.prometheus import PrometheusObserver
 from experience_sync.config import MergeStrategyConfig, RecallConfig
 from experience_sync.errors import StaleStateError
 from experience_sync.hub.auth import Authenticator, AuthError, Principal
 from experience_sync.hub.metrics import HubMetrics
+from experience_sync.hub.prometheus import PrometheusObserver
 from experience_sync.hub.sse import EventBroadcaster
 from experience_sync.hub.wire import (
     DEFAULT_PROTOCOL,

@@ -33,7 +33,6 @@ from experience_sync.client.retry import (
 )
 from experience_sync.config import ExperienceSyncConfig
 from experience_sync.errors import ConfigError, RetryableError, TransportError
-from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.interfaces import SyncRequest, Transport
 from experience_sync.models import AgentState, MergeResult
 from experience_sync.recall.models import SearchQuery, SearchResults
@@ -210,9 +209,3 @@ class HttpsTransport(Transport):
 
     def close(self) -> None:
         self.http.close()
-
-
-@hookimpl
-def experience_sync_register_transports(register: Register) -> None:
-    """Register ``https``."""
-    register("https", HttpsTransport)

@@ -28,11 +28,10 @@ import orjson
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from experience_sync.builtin.transport_https import HttpClient, bearer
 from experience_sync.client.retry import Backoff, OnRetry, status_error
+from experience_sync.client.transports.https import HttpClient, bearer
 from experience_sync.config import ExperienceSyncConfig
 from experience_sync.errors import ConfigError, RejectedError, RetryableError, TransportError
-from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.interfaces import SyncRequest, Transport
 from experience_sync.models import AgentState, MergeResult
 from experience_sync.recall.models import SearchQuery, SearchResults
@@ -209,9 +208,3 @@ class WebSocketTransport(Transport):
     def close(self) -> None:
         self._drop()
         self.http.close()
-
-
-@hookimpl
-def experience_sync_register_transports(register: Register) -> None:
-    """Register ``websocket``."""
-    register("websocket", WebSocketTransport)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.interfaces import SkillAggregator
 
 
@@ -42,10 +41,3 @@ class WeightedAggregation(SkillAggregator):
         if total == 0:
             return AverageAggregation().aggregate(reports)
         return sum(p * max(n, 0) for p, n in reports) / total
-
-
-@hookimpl
-def experience_sync_register_skill_aggregations(register: Register) -> None:
-    register("max", lambda config=None: MaxAggregation())
-    register("average", lambda config=None: AverageAggregation())
-    register("weighted", lambda config=None: WeightedAggregation())

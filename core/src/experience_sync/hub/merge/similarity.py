@@ -49,7 +49,6 @@ from typing import Any
 
 import numpy as np
 
-from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.interfaces import (
     FloatArray,
     MatchQuery,
@@ -688,10 +687,3 @@ class EmbeddingSimilarity(SimilarityMethod):
         if found is None or not found.is_duplicate:
             return None
         return found.memory_id, found.score
-
-
-@hookimpl
-def experience_sync_register_similarity_methods(register: Register) -> None:
-    """Register ``jaccard`` and ``embedding``."""
-    register("jaccard", lambda config=None: JaccardSimilarity(config))
-    register("embedding", lambda config=None: EmbeddingSimilarity(config))

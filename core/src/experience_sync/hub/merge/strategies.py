@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.interfaces import ConflictResolver, ContestedValue, Resolution
 
 
@@ -62,10 +61,3 @@ class ManualReview(ConflictResolver):
 
     def resolve(self, current: ContestedValue, incoming: ContestedValue) -> Resolution:
         return Resolution("queue")
-
-
-@hookimpl
-def experience_sync_register_conflict_resolvers(register: Register) -> None:
-    register("latest_wins", lambda config=None: LatestWins())
-    register("weighted_merge", lambda config=None: WeightedMerge())
-    register("manual_review", lambda config=None: ManualReview())

@@ -1,0 +1,1 @@
+"""The built-in transports: ``https`` and ``websocket`` (registered by ``experience_sync.builtin``)."""

@@ -1,0 +1,1 @@
+"""The merge room: similarity and its guards, conflict strategies, skill aggregations."""
