@@ -318,7 +318,8 @@ class RecallConfig(_Section):
     """``recall``: how searches rank, on the hub and in each instance's replica.
 
     ``rankers`` run on every search and are fused by weighted reciprocal rank
-    fusion (``weights``, default 1 each; ``rrf_k``); ``rerankers`` then reorder
+    fusion (``weights``: ``vector`` 4, others 1; ``rrf_k`` 10, both measured
+    on benchmarks/recall_data, see docs/recall.md); ``rerankers`` then reorder
     the fused hits. The ``vector`` ranker matches only when ``embedder`` names
     an embedder, and only documents whose cosine similarity to the query is at
     least ``min_similarity`` (so an unrelated memory never fills a prompt).
@@ -332,8 +333,8 @@ class RecallConfig(_Section):
     rerankers: list[str] = Field(default_factory=list)
     embedder: str | None = None
     min_similarity: float = Field(default=0.2, ge=-1.0, le=1.0)
-    weights: dict[str, float] = Field(default_factory=dict)
-    rrf_k: int = Field(default=60, ge=1, le=10_000)
+    weights: dict[str, float] = Field(default_factory=lambda: {"bm25": 1.0, "vector": 4.0})
+    rrf_k: int = Field(default=10, ge=1, le=10_000)
     pull_interval: float = Field(default=2.0, ge=0.0, le=86_400.0)
     max_memories: int = Field(default=100_000, ge=1)
 
