@@ -38,15 +38,18 @@ from crewai.events import (
 )
 from crewai.events.event_bus import CrewAIEventsBus
 
-from experience_sync.client.recording import SuccessRates, clip, fit_kwargs
-from experience_sync.errors import NotInitializedError
-from experience_sync_crewai.mapping import DEFAULT_PRIORITIES, SEED_MARK, slug
+from experience_sync.api import NotInitializedError, SuccessRates, clip, fit_kwargs
+from experience_sync_crewai.mapping import DEFAULT_PRIORITIES, SEED_MARK, SEED_SOURCE, slug
+from experience_sync_crewai.memory_saves import is_batch_summary, records_of_save
+from experience_sync_crewai.recall import SERVED
 
 log = logging.getLogger("experience_sync_crewai")
 
 InstanceResolver = Callable[[Any, Any], str | None]
 
 _KNOWLEDGE_PREFIX = "Additional Information:"
+#: Memory record ids already recorded, kept per listener (bounded).
+_SEEN_LIMIT = 10_000
 
 
 @dataclass
@@ -77,8 +80,14 @@ class ExperienceSyncListener(BaseEventListener):
         completed which task).
     :param include_task_descriptions: name a task without a ``name`` by its
         description (which carries interpolated inputs); else by its id.
-    :param record_tasks, record_agents, record_tools, record_memory_saves,
-        record_knowledge: switch each part of the mapping off.
+    :param record_tasks, record_agents, record_tools, record_memory_saves: switch
+        each part of the mapping off.
+    :param record_knowledge: also record what CrewAI's knowledge retrieval put
+        in a prompt, as knowledge. Off by default: a retrieved document is
+        what the crew read, not something it learned, and the documents are
+        already in the knowledge store they came from. What
+        :class:`~experience_sync_crewai.recall.FleetKnowledge` recalled is never
+        recorded.
     :param max_chars: longest text recorded from an output, memory or retrieval.
     :param tags: tags added to every memory.
     :param priorities: overrides of :data:`~experience_sync_crewai.mapping.DEFAULT_PRIORITIES`.
@@ -99,7 +108,7 @@ class ExperienceSyncListener(BaseEventListener):
         record_agents: bool = True,
         record_tools: bool = True,
         record_memory_saves: bool = True,
-        record_knowledge: bool = True,
+        record_knowledge: bool = False,
         max_chars: int = 2000,
         tags: Sequence[str] = ("crewai",),
         priorities: Mapping[str, float] | None = None,
@@ -130,6 +139,7 @@ class ExperienceSyncListener(BaseEventListener):
         self._unavailable: set[str] = set()
         self._crew_name: str | None = None
         self._executions: dict[tuple[str, str], _Execution] = {}
+        self._seen_records: dict[str, None] = {}  # insertion-ordered: oldest dropped first
         self._handlers: list[tuple[type[Any], Callable[[Any, Any], None]]] = []
         self._bus: CrewAIEventsBus | None = None
         super().__init__()  # registers the handlers (setup_listeners)
@@ -348,6 +358,8 @@ class ExperienceSyncListener(BaseEventListener):
         self._tool_used(source, event, success=getattr(event, "failure", None) is None)
 
     def _on_tool_error(self, source: Any, event: Any) -> None:
+        if _retried(source, event):
+            return  # the call is not over: its outcome is the next attempt's event
         self._tool_used(source, event, success=False)
 
     def _on_memory_saved(self, source: Any, event: Any) -> None:
@@ -355,19 +367,49 @@ class ExperienceSyncListener(BaseEventListener):
             return
         metadata = event.metadata or {}
         if metadata.get(SEED_MARK):
-            return  # came from the source agent: do not send it back
-        value = event.value
-        if not isinstance(value, str) or not value.strip():
+            return  # seeded by an earlier version of seed_crew_memory
+        try:
+            records = records_of_save(source, event)
+        except Exception:
+            log.debug("experience-sync: could not read the saved memories back", exc_info=True)
+            records = None
+        if records is None:
+            # Not a CrewAI Memory (or it cannot be read): the value is the
+            # memory, unless it is a batch summary, which never is.
+            value = event.value
+            if isinstance(value, str) and value.strip() and not is_batch_summary(value):
+                self._record_saved(source, event, value, metadata.get("categories"),
+                                   metadata.get("importance"))
             return
-        categories = metadata.get("categories")
+        for record in records:
+            if record.private or record.source == SEED_SOURCE:
+                continue  # private to its source / came from the source agent
+            if (record.metadata or {}).get(SEED_MARK) or not self._first_sight(record.id):
+                continue
+            self._record_saved(source, event, record.content, record.categories,
+                               record.importance)
+
+    def _first_sight(self, record_id: str) -> bool:
+        with self._lock:
+            if record_id in self._seen_records:
+                return False
+            self._seen_records[record_id] = None
+            if len(self._seen_records) > _SEEN_LIMIT:
+                del self._seen_records[next(iter(self._seen_records))]
+            return True
+
+    def _record_saved(
+        self, source: Any, event: Any, content: Any, categories: Any, importance: Any
+    ) -> None:
+        if not isinstance(content, str) or not content.strip():
+            return
         tags = [*self.tags, "memory"]
         if isinstance(categories, (list, tuple)):
             tags += [str(c) for c in categories]
-        importance = metadata.get("importance")
         if not isinstance(importance, (int, float)) or not 0 <= importance <= 1:
             importance = 0.5
         self._record(
-            source, event, event.agent_role, "record_memory", clip(value, self.max_chars),
+            source, event, event.agent_role, "record_memory", clip(content, self.max_chars),
             tags=tags, importance=float(importance), confidence=0.8,
             priority=self.priorities["memory_save"],
             context={"task_id": event.task_id, "trigger": "crewai.memory"},
@@ -379,8 +421,10 @@ class ExperienceSyncListener(BaseEventListener):
         text = event.retrieved_knowledge
         if not isinstance(text, str):
             return
-        # CrewAI prefixes the snippets it puts into the prompt; keep the knowledge.
-        text = text.strip().removeprefix(_KNOWLEDGE_PREFIX).strip()
+        # What FleetKnowledge recalled came from the fleet: never send it back.
+        # CrewAI prefixes each knowledge's snippets; keep the documents.
+        parts = SERVED.strip(text).split(_KNOWLEDGE_PREFIX)
+        text = "\n".join(p.strip() for p in parts if p.strip())
         if not text:
             return
         role = event.agent_role
@@ -389,6 +433,23 @@ class ExperienceSyncListener(BaseEventListener):
             source, event, role, "record_knowledge", clip(text, self.max_chars),
             confidence=0.6, evidence=evidence, priority=self.priorities["knowledge"],
         )
+
+
+def _retried(source: Any, event: Any) -> bool:
+    """Whether CrewAI will run this failed tool attempt again.
+
+    CrewAI's ReAct tool runner (``ToolUsage``, the event's source) retries a
+    tool that raised until ``run_attempts`` reaches its attempt limit (3, or 2
+    for some OpenAI models), emitting one ``ToolUsageErrorEvent`` per failed
+    attempt; the call ends with a ``ToolUsageFinishedEvent`` (a retry worked)
+    or an error at the limit. Native function calls are not retried and carry
+    ``run_attempts`` 0. The limit has no public accessor, hence the private
+    attribute; without it every error counts.
+    """
+    attempt = getattr(event, "run_attempts", 0)
+    limit = getattr(source, "_max_parsing_attempts", None)
+    return (isinstance(attempt, int) and isinstance(limit, int)
+            and 1 <= attempt < limit)
 
 
 def _crew_of(source: Any, event: Any) -> Any:

@@ -57,28 +57,31 @@ EVENT_MAP: list[tuple[str, str, str, str]] = [
     (
         "ToolUsageFinishedEvent",
         "skill",
-        "usage of the tool as a skill (category 'tool'); success unless the tool "
-        "reported a failure; proficiency = the tool's success rate so far",
+        "one use of the tool as a skill (category 'tool'); success unless the tool "
+        "reported a failure (a call CrewAI retried after an error counts once); "
+        "proficiency = the tool's success rate so far",
         "tool_success",
     ),
     (
         "ToolUsageErrorEvent",
         "skill",
-        "usage of the tool as a skill, failure",
+        "one failed use of the tool, once CrewAI gives up on the call (the attempts "
+        "it retries are not counted; a retry that succeeds is a success)",
         "tool_failure",
     ),
     (
         "MemorySaveCompletedEvent",
         "memory",
-        "the saved value (clipped), tags from its categories; saves made by "
-        "seed_crew_memory are skipped",
+        "each memory the save stored (clipped; read back from the Memory, also for "
+        "remember_many batches), tags from its categories; private memories and "
+        "those seeded by seed_crew_memory are skipped",
         "memory_save",
     ),
     (
         "KnowledgeRetrievalCompletedEvent",
         "knowledge",
-        "the retrieved knowledge (clipped), evidence naming the agent role; the "
-        "search query is not kept",
+        "opt-in (record_knowledge=True): the retrieved text (clipped), evidence "
+        "naming the agent role; the search query is not kept",
         "knowledge",
     ),
 ]
@@ -90,12 +93,18 @@ LEFT_OUT = (
     "LLM call events and stream chunks (prompts, raw completions)",
     "tool arguments and tool outputs",
     "task descriptions (they carry interpolated inputs) unless include_task_descriptions=True",
+    "retrieved knowledge documents unless record_knowledge=True (retrieved is not learned)",
     "knowledge search queries",
+    "private memories (Memory.remember(..., private=True))",
     "exception messages (only the exception class name is kept)",
 )
 
-#: Metadata key marking memories written into a crew by seed_crew_memory, so
-#: their save events are not sent back to the hub.
+#: The ``source`` of the memory records seed_crew_memory writes into a crew's
+#: ``Memory``: the listener does not send them back to the hub. (CrewAI never
+#: shows a record's source to the model, unlike its metadata.)
+SEED_SOURCE = "experience-sync"
+#: Metadata key that marked seeded memories before SEED_SOURCE; memories
+#: carrying it are still not sent back.
 SEED_MARK = "experience_sync_seed"
 
 _SLUG_RE = re.compile(r"[^a-z0-9]+")

@@ -7,9 +7,12 @@ other instance of its agent::
     crew = Crew(agents=[...], tasks=[...], memory=crew_memory)
 
 Seeded items are saved with scope, categories and importance given, so CrewAI
-stores them without asking its LLM to analyse them, and they carry
-:data:`~experience_sync_crewai.mapping.SEED_MARK` in their metadata so the
-listener does not send them back to the hub.
+stores them without asking its LLM to analyse them. CrewAI prints a recalled
+memory's categories and metadata into the prompt, so a seeded item has
+neither: the model sees its text only, never an id, tag or instance name. Its
+record's ``source`` (which CrewAI does not show) is
+:data:`~experience_sync_crewai.mapping.SEED_SOURCE`, so the listener does not
+send it back to the hub.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from experience_sync_crewai.mapping import SEED_MARK
+from experience_sync_crewai.mapping import SEED_SOURCE
 
 log = logging.getLogger("experience_sync_crewai")
 
@@ -55,10 +58,9 @@ def seed_crew_memory(
             memory.remember(
                 item.content,
                 scope=scope,
-                categories=list(item.tags),
+                categories=[],
                 importance=item.importance,
-                metadata={SEED_MARK: True, "memory_id": item.memory_id},
-                source="experience-sync",
+                source=SEED_SOURCE,
             )
         except Exception:
             log.warning("experience-sync: seeding memory %s failed", item.memory_id,
