@@ -30,6 +30,7 @@ from starlette.websockets import WebSocketDisconnect
 from experience_sync.hub.auth import AuthError, Principal
 from experience_sync.hub.metrics import CONTENT_TYPE
 from experience_sync.hub.service import Hub
+from experience_sync.hub.web import mount_console
 from experience_sync.hub.wire import (
     DEFAULT_PROTOCOL,
     LIST_ADAPTERS,
@@ -468,6 +469,7 @@ def create_app(hub: Hub) -> FastAPI:
         """Liveness: the hub answers."""
         return Health(auth=hub.auth.enabled)
 
+    mount_console(app, hub)
     install_openapi(app)
     hub.pm.hook.experience_sync_register_hub_routes(app=app, hub=hub)
     return app
