@@ -97,16 +97,25 @@ def tool_reliability(
     :param header: the block's first line (``None`` for none).
     :returns: the block, or ``""`` when no tool has fleet data.
     """
+    return _block(header, _reliability_lines(manager, instance_id, tools))
+
+
+def _reliability_lines(manager: Any, instance_id: str, tools: Iterable[Any]) -> list[str]:
     lines: list[str] = []
     for name in dict.fromkeys(_tool_name(t) for t in tools):
         if not name:
             continue
         hits = manager.search(instance_id, name, k=5, kinds=["skill"])
         for hit in hits:
+            # merged skills only: a local, unmerged use has no fleet-wide rate yet
             usage = hit.item.get("usage")
             if hit.item.get("name") == name and isinstance(usage, dict):
                 lines.append(f"- {skill_reliability(hit.item)}")
                 break
+    return lines
+
+
+def _block(header: str | None, lines: list[str]) -> str:
     if not lines:
         return ""
     return "\n".join(([header] if header else []) + lines)
@@ -141,10 +150,13 @@ class FleetKnowledgeStorage(BaseKnowledgeStorage):
             self.instance_id, query, k=self.k, kinds=self.kinds, tags=self.tags,
             min_confidence=self.min_confidence,
         )
-        parts = [render_hits(hits, header=self.header, max_chars=self.max_chars)]
-        if self.tools:
-            parts.append(tool_reliability(self.manager, self.instance_id, self.tools))
-        return "\n".join(p for p in parts if p)
+        recalled = render_hits(hits, header=self.header, max_chars=self.max_chars)
+        if not self.tools:
+            return recalled
+        shown = set(recalled.splitlines())  # a skill hit already says the same
+        lines = [line for line in _reliability_lines(self.manager, self.instance_id, self.tools)
+                 if line not in shown]
+        return "\n".join(p for p in (recalled, _block(TOOLS_HEADER, lines)) if p)
 
     def search(
         self,
