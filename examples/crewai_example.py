@@ -8,8 +8,10 @@
 
 The crew is real (agent, task, tools, agent knowledge); its LLM is a scripted
 ``BaseLLM`` answering in CrewAI's ReAct format, so no API key is needed.
-Telemetry and tracing are switched off unless you set them. The line that
-matters is marked "experience-sync".
+Telemetry and tracing are switched off unless you set them. The two lines that
+matter are marked "experience-sync": ``FleetKnowledge`` puts what the fleet
+learned into each task's prompt (read), the listener records what the crew
+does (write).
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from crewai.knowledge.knowledge import Knowledge  # noqa: E402
 from crewai.knowledge.storage.base_knowledge_storage import BaseKnowledgeStorage  # noqa: E402
 from crewai.llms.base_llm import BaseLLM  # noqa: E402
 from crewai.tools import tool  # noqa: E402
-from experience_sync_crewai import ExperienceSyncListener  # noqa: E402
+from experience_sync_crewai import ExperienceSyncListener, FleetKnowledge  # noqa: E402
 
-from experience_sync.client.manager import ExperienceSyncManager  # noqa: E402
+from experience_sync.api import ExperienceSyncManager  # noqa: E402
 
 
 class ScriptedLLM(BaseLLM):
@@ -94,7 +96,7 @@ def timetable_api(route: str) -> str:
     raise ConnectionError("timetable API unavailable")
 
 
-def build_crew() -> Crew:
+def build_crew(manager: ExperienceSyncManager, instance_id: str) -> Crew:
     """A one-agent crew that researches a train connection."""
     llm = ScriptedLLM([
         'Thought: check the timetable\nAction: timetable_api\nAction Input: {"route": '
@@ -110,15 +112,19 @@ def build_crew() -> Crew:
     planner.knowledge = Knowledge(collection_name="guide", sources=[], storage=GuideStorage())
     task = Task(name="paris-lyon connection", description="Find trains from Paris to Lyon.",
                 expected_output="frequency and duration", agent=planner)
-    return Crew(name="Trip Crew", agents=[planner], tasks=[task])
+    return Crew(name="Trip Crew", agents=[planner], tasks=[task],
+                knowledge=FleetKnowledge(manager, instance_id))  # experience-sync
 
 
 def run_crew(manager: ExperienceSyncManager, instance_id: str) -> str:
     """Kick the crew off with the experience-sync listener attached."""
     from crewai.events import crewai_event_bus
 
-    with ExperienceSyncListener(manager, instance_id=instance_id):  # experience-sync
-        result = build_crew().kickoff()
+    # The planner's guide is curated knowledge worth sharing, so this crew opts in
+    # to recording what its knowledge retrieval read (off by default).
+    with ExperienceSyncListener(manager, instance_id=instance_id,  # experience-sync
+                                record_knowledge=True):
+        result = build_crew(manager, instance_id).kickoff()
         crewai_event_bus.flush()  # CrewAI runs handlers on a thread pool
     return str(result)
 

@@ -30,7 +30,8 @@ def test_crewai_example(tmp_path: Path) -> None:
     out = run_example("crewai_example.py", tmp_path)
     assert "crew answered: Trains from Paris to Lyon" in out
     assert "web_search     invocations=1   success_rate=1.00 proficiency=1.00" in out
-    assert "timetable_api  invocations=3   success_rate=0.00" in out
+    # CrewAI tried the failing call three times: one failed use
+    assert "timetable_api  invocations=1   success_rate=0.00" in out
     assert "Lyon is two hours from Paris by TGV." in out
 
 
