@@ -10,9 +10,9 @@ import re
 
 # Shared with the other adapters; still importable from here for code written
 # against earlier versions of this module.
-from experience_sync.client.recording import SuccessRates as SuccessRates
-from experience_sync.client.recording import clip as clip
-from experience_sync.client.recording import fit_kwargs as fit_kwargs
+from experience_sync.api import SuccessRates as SuccessRates
+from experience_sync.api import clip as clip
+from experience_sync.api import fit_kwargs as fit_kwargs
 
 #: Default priority of each kind of recorded experience. Failures rank above
 #: successes: they are what other instances most need to learn from.
