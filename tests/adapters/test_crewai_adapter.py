@@ -126,9 +126,11 @@ def crewai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace
 
         @tool("flaky_lookup")
         def flaky_lookup(city: str) -> str:
-            """Look up a city; the first call times out."""
+            """Look up a city; the first attempt times out."""
             flaky_calls.append(city)
-            if len(flaky_calls) == 1:
+            # CrewAI's attempt calls a raising tool twice (again with the
+            # unfiltered arguments) before it counts the attempt as failed
+            if len(flaky_calls) <= 2:
                 raise TimeoutError("try again")
             return f"{city} has about 2.1 million inhabitants"
 
@@ -341,7 +343,7 @@ def test_a_call_crewai_retries_until_it_works_is_one_successful_use(
         crewai.Crew(agents=[agent], tasks=[task]).kickoff()
         assert crewai.bus.flush(timeout=10)
 
-    assert crewai.flaky_calls == ["Paris", "Paris"]  # CrewAI did retry the call
+    assert crewai.flaky_calls == ["Paris"] * 3  # one failed attempt, one retry that worked
     flaky = skill(merged(manager, "crew-flaky"), "flaky_lookup")
     assert (flaky.usage.total_invocations, flaky.usage.success_rate) == (1, 1.0)
 

@@ -443,8 +443,10 @@ def _retried(source: Any, event: Any) -> bool:
     for some OpenAI models), emitting one ``ToolUsageErrorEvent`` per failed
     attempt; the call ends with a ``ToolUsageFinishedEvent`` (a retry worked)
     or an error at the limit. Native function calls are not retried and carry
-    ``run_attempts`` 0. The limit has no public accessor, hence the private
-    attribute; without it every error counts.
+    ``run_attempts`` 0. (Inside one attempt CrewAI may call a raising tool a
+    second time with the unfiltered arguments; that emits nothing.) The limit
+    has no public accessor, hence the private attribute; without it every
+    error counts.
     """
     attempt = getattr(event, "run_attempts", 0)
     limit = getattr(source, "_max_parsing_attempts", None)
