@@ -96,7 +96,11 @@ def build_agent() -> Any:
 
 def run_langchain_agent(manager: ExperienceSyncManager, instance_id: str) -> str:
     """Run the agent once with the experience-sync callback handler."""
-    handler = ExperienceSyncCallbackHandler(manager, instance_id)  # experience-sync
+    # The travel guide is curated, so what its retriever returns is recorded as
+    # knowledge (off by default: retrieved documents are not learned knowledge).
+    handler = ExperienceSyncCallbackHandler(  # experience-sync
+        manager, instance_id, record_retrievals=True
+    )
     agent = build_agent()
     answer: str = agent.invoke("How do I get from Paris to Lyon?",
                                config={"callbacks": [handler]})  # experience-sync
