@@ -430,3 +430,11 @@ def test_a_no_auth_hub_opens_without_signin_on_any_agent() -> None:
         assert b.get("/console/signin").url.path == "/console/agents"
         assert "open hub memory" in b.get(page("open-agent", "memories")).text
         assert "Sign out" not in r.text
+
+
+def test_a_restarted_server_keeps_its_sessions_and_one_event_observer(fleet: Fleet) -> None:
+    b, _ = _signed_in(fleet.hub, fleet.read)
+    observers = len(fleet.hub.hub.observers)
+    fleet.hub.restart()
+    assert b.get(page(AGENT, "fleet")).url.path == page(AGENT, "fleet")
+    assert len(fleet.hub.hub.observers) == observers
