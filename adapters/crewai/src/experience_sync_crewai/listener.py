@@ -19,8 +19,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from crewai.events import (
@@ -31,6 +33,7 @@ from crewai.events import (
     CrewKickoffStartedEvent,
     KnowledgeRetrievalCompletedEvent,
     MemorySaveCompletedEvent,
+    MemorySaveStartedEvent,
     TaskCompletedEvent,
     TaskFailedEvent,
     ToolUsageErrorEvent,
@@ -140,6 +143,8 @@ class ExperienceSyncListener(BaseEventListener):
         self._crew_name: str | None = None
         self._executions: dict[tuple[str, str], _Execution] = {}
         self._seen_records: dict[str, None] = {}  # insertion-ordered: oldest dropped first
+        # When each Memory's saves started, oldest first (a Memory saves one at a time).
+        self._save_starts: dict[int, deque[datetime]] = {}
         self._handlers: list[tuple[type[Any], Callable[[Any, Any], None]]] = []
         self._bus: CrewAIEventsBus | None = None
         super().__init__()  # registers the handlers (setup_listeners)
@@ -158,6 +163,7 @@ class ExperienceSyncListener(BaseEventListener):
             (TaskFailedEvent, self._on_task_failed),
             (ToolUsageFinishedEvent, self._on_tool_finished),
             (ToolUsageErrorEvent, self._on_tool_error),
+            (MemorySaveStartedEvent, self._on_memory_save_started),
             (MemorySaveCompletedEvent, self._on_memory_saved),
             (KnowledgeRetrievalCompletedEvent, self._on_knowledge),
         ]
@@ -362,14 +368,24 @@ class ExperienceSyncListener(BaseEventListener):
             return  # the call is not over: its outcome is the next attempt's event
         self._tool_used(source, event, success=False)
 
+    def _on_memory_save_started(self, source: Any, event: Any) -> None:
+        stamp = getattr(event, "timestamp", None)
+        if self.record_memory_saves and isinstance(stamp, datetime):
+            with self._lock:
+                starts = self._save_starts.setdefault(id(source), deque(maxlen=64))
+                starts.append(stamp)
+
     def _on_memory_saved(self, source: Any, event: Any) -> None:
         if not self.record_memory_saves:
             return
+        with self._lock:
+            starts = self._save_starts.get(id(source))
+            started = starts.popleft() if starts else None
         metadata = event.metadata or {}
         if metadata.get(SEED_MARK):
             return  # seeded by an earlier version of seed_crew_memory
         try:
-            records = records_of_save(source, event)
+            records = records_of_save(source, event, started=started)
         except Exception:
             log.debug("experience-sync: could not read the saved memories back", exc_info=True)
             records = None

@@ -54,11 +54,16 @@ def _utc(moment: datetime) -> datetime:
     return moment
 
 
-def records_of_save(memory: Any, event: Any) -> list[Any] | None:
+def records_of_save(memory: Any, event: Any, started: datetime | None = None) -> list[Any] | None:
     """The ``MemoryRecord`` objects the save reported by ``event`` inserted into ``memory``.
 
     :param memory: the event's source, a ``crewai.Memory``.
     :param event: its ``MemorySaveCompletedEvent``.
+    :param started: the timestamp of the save's ``MemorySaveStartedEvent``,
+        when it was seen: nothing the save inserts is older, so the window
+        starts there (less the clocks' resolution) rather than at the
+        estimate, and a record of an earlier save just before it (one that a
+        new listener has not seen recorded) stays out.
     :returns: the records, oldest first; ``None`` when ``memory`` cannot list
         its records (not a CrewAI ``Memory``).
     """
@@ -69,6 +74,8 @@ def records_of_save(memory: Any, event: Any) -> list[Any] | None:
     took = timedelta(milliseconds=float(getattr(event, "save_time_ms", 0.0) or 0.0))
     upper = _utc(timestamp) + WINDOW_SLACK_AFTER
     lower = _utc(timestamp) - took - WINDOW_SLACK_BEFORE
+    if started is not None:
+        lower = max(lower, _utc(started) - WINDOW_SLACK_AFTER)
     found: list[Any] = []
     offset = 0
     while True:  # newest first: later saves' records, then this one's, then older ones
