@@ -453,7 +453,7 @@ def test_handlers_take_exactly_source_and_event_and_close_removes_them(
 
     with crewai.bus.scoped_handlers():
         listener = crewai.Listener(manager, instance_id="crew-sig")
-        assert len(listener._handlers) == 10
+        assert len(listener._handlers) == 11
         for _, handler in listener._handlers:
             assert list(inspect.signature(handler).parameters) == ["source", "event"]
         assert crewai.bus._sync_handlers.get(TaskCompletedEvent)
