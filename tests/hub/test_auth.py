@@ -197,3 +197,38 @@ def test_serve_refuses_no_auth_beyond_loopback_as_a_process(tmp_path: Path) -> N
     )
     assert proc.returncode == 2
     assert "loopback" in proc.stderr
+
+
+def test_a_review_token_decides_reviews_and_reads_but_cannot_write(make_hub: Any) -> None:
+    from experience_sync.config import MergeStrategyConfig
+
+    hub = make_hub(strategy=MergeStrategyConfig(conflict_resolution="manual_review"))
+    write = hub.create_token("rv", "i1")
+    write2 = hub.create_token("rv", "i2")
+    review = hub.create_token("rv", "operator", "review")
+    read = hub.create_token("rv", "viewer", "read")
+    with httpx.Client(base_url=hub.url, timeout=10) as c:
+        for token, inst, text in ((write, "i1", "Order 1234 shipped to Paris"),
+                                  (write2, "i2", "Order 9876 shipped to Paris")):
+            r = c.post("/v1/agents/rv/events", headers=auth(token),
+                       json={"instance_id": inst, "events": [memory_event(inst, text)]})
+            assert r.status_code == 200, r.text
+        (open_review,) = c.get("/v1/agents/rv/reviews", headers=auth(review)).json()
+        path = f"/v1/agents/rv/reviews/{open_review['review_id']}"
+        denied = c.post(path, headers=auth(read), json={"decision": "accept"})
+        assert denied.status_code == 403 and "review" in denied.json()["error"]["message"]
+        decided = c.post(path, headers=auth(review), json={"decision": "accept"})
+        assert decided.status_code == 200 and decided.json()["status"] == "accepted"
+        refused = c.post("/v1/agents/rv/events", headers=auth(review),
+                         json={"instance_id": "operator",
+                               "events": [memory_event("operator", "x y z")]})
+        assert refused.status_code == 403 and "review scope" in refused.json()["error"]["message"]
+
+
+def test_token_create_takes_the_review_scope(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path}/hub.db"
+    result = CliRunner().invoke(build_cli(), ["token", "create", "--agent", "a", "--instance",
+                                              "op", "--scope", "review", "--store", url])
+    assert result.exit_code == 0, result.output
+    listed = CliRunner().invoke(build_cli(), ["token", "list", "--store", url])
+    assert "review" in listed.output

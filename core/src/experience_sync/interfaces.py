@@ -420,7 +420,7 @@ class TokenRecord:
     token_hash: str
     agent_id: str
     instance_id: str
-    scope: Literal["write", "read"]
+    scope: Literal["write", "read", "review"]
     created_at: datetime
     revoked: bool = False
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -19,6 +19,7 @@ from experience_sync.errors import ConfigError, PluginError
 
 if TYPE_CHECKING:
     from experience_sync.config import MergeStrategyConfig, RecallConfig
+    from experience_sync.hub.auth import Scope
     from experience_sync.interfaces import Store
 
 DEFAULT_STORE = "sqlite:///./hub.db"
@@ -163,7 +164,9 @@ def token() -> None:
 @token.command("create")
 @click.option("--agent", required=True, help="Source agent the token may use.")
 @click.option("--instance", required=True, help="Instance the token stands for.")
-@click.option("--scope", type=click.Choice(["write", "read"]), default="write", show_default=True)
+@click.option("--scope", type=click.Choice(["write", "review", "read"]), default="write",
+              show_default=True,
+              help="write: send experiences; review: decide reviews (the console); read: look.")
 @_store_option
 def token_create(agent: str, instance: str, scope: str, store_url: str) -> None:
     """Create a token and print it once (only its hash is stored)."""
@@ -171,7 +174,7 @@ def token_create(agent: str, instance: str, scope: str, store_url: str) -> None:
 
     store = _guard(lambda: open_store(store_url))
     try:
-        secret, record = create_token(store, agent, instance, "read" if scope == "read" else "write")
+        secret, record = create_token(store, agent, instance, cast("Scope", scope))
     finally:
         store.close()
     click.echo(

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
-from experience_sync.hub.auth import AuthError, Principal
+from experience_sync.hub.auth import AuthError, Principal, authorize_review
 from experience_sync.hub.metrics import CONTENT_TYPE
 from experience_sync.hub.service import Hub
 from experience_sync.hub.web import mount_console
@@ -163,6 +163,11 @@ def create_app(hub: Hub) -> FastAPI:
     async def reader(request: Request, agent_id: str) -> Principal:
         principal = await principal_of(request)
         hub.auth.authorize_read(principal, agent_id)
+        return principal
+
+    async def reviewer(request: Request, agent_id: str) -> Principal:
+        principal = await principal_of(request)
+        authorize_review(principal, agent_id)
         return principal
 
     async def writer(request: Request, agent_id: str) -> Principal:
@@ -400,8 +405,8 @@ def create_app(hub: Hub) -> FastAPI:
               openapi_extra=body_schema("ReviewDecision"),
               responses=REVIEW_DECISION_ERRORS)
     async def decide_review(agent_id: str, review_id: str, request: Request) -> Response:
-        """Accept (apply the proposed side) or reject a queued conflict. Needs a write token."""
-        await writer(request, agent_id)
+        """Accept (apply the proposed side) or reject a queued conflict. Needs a review or write token."""
+        await reviewer(request, agent_id)
         body = await read_body(request)
         encoding = request.headers.get("content-encoding")
 

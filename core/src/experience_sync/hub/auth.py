@@ -7,7 +7,9 @@ URL-safe base64. Only ``sha256(secret)`` is stored, through the
 does not leak usable tokens. Comparison is constant-time.
 
 A token is bound to one ``(agent_id, instance_id)`` pair with scope
-``write`` (which includes reading) or ``read``.
+``write`` (sending experiences, deciding reviews and reading), ``review``
+(deciding reviews and reading: an operator's token for the console) or
+``read``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from experience_sync.interfaces import Store, TokenRecord
 from experience_sync.models import CheckIn, EventsRequest, ExperienceBatch, new_id, utcnow
 
 TOKEN_PREFIX = "xs"
-Scope = Literal["write", "read"]
+Scope = Literal["write", "read", "review"]
+#: Every scope, for validation and the CLI.
+SCOPES: tuple[Scope, ...] = ("write", "review", "read")
 
 
 class AuthError(Exception):
@@ -84,8 +88,8 @@ def create_token(
     store: Store, agent_id: str, instance_id: str, scope: Scope = "write"
 ) -> tuple[str, TokenRecord]:
     """Create and store a token; returns ``(token, record)``. The token is shown once."""
-    if scope not in ("write", "read"):
-        raise ValueError(f"scope must be 'write' or 'read', not {scope!r}")
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
     if not agent_id or not instance_id:
         raise ValueError("a token needs an agent id and an instance id")
     token_id = new_id()[:16]
@@ -166,7 +170,9 @@ class Authenticator:
         if principal.agent_id != agent_id:
             raise AuthError(403, f"token is for agent {principal.agent_id!r}, not {agent_id!r}")
         if principal.scope != "write":
-            raise AuthError(403, "token has read scope; writing needs a write token")
+            raise AuthError(
+                403, f"token has {principal.scope} scope; writing needs a write token"
+            )
         if payload is None:
             return
         if payload.instance_id != principal.instance_id:
@@ -183,6 +189,13 @@ class Authenticator:
                     f"the token's instance {principal.instance_id!r}",
                 )
         _check_agents(agent_id, payload)
+
+
+def authorize_review(principal: Principal, agent_id: str) -> None:
+    """Allow deciding ``agent_id``'s reviews (a ``write`` or ``review`` token), or raise 403."""
+    Authenticator.authorize_read(principal, agent_id)
+    if not principal.unrestricted and principal.scope not in ("write", "review"):
+        raise AuthError(403, "token has read scope; deciding a review needs a review or write token")
 
 
 def _check_agents(

@@ -510,7 +510,7 @@ def _token(row: tuple[Any, ...]) -> TokenRecord:
         token_hash=token_hash,
         agent_id=agent_id,
         instance_id=instance_id,
-        scope="read" if scope == "read" else "write",
+        scope="read" if scope == "read" else "review" if scope == "review" else "write",
         created_at=created_at.astimezone(timezone.utc),
         revoked=bool(revoked),
     )

@@ -319,7 +319,7 @@ class Console:
             except AuthError as exc:
                 return self.error(exc.status, exc.message, session)
             if not session.can_decide:
-                return self.error(403, "This session signed in with a read token: deciding a review needs a write token of this agent.", session)
+                return self.error(403, "This session signed in with a read token: deciding a review needs a review or write token of this agent.", session)
             decision = fields.get("decision")
             if decision not in ("accept", "reject"):
                 return self.error(422, "decision must be accept or reject", session)
