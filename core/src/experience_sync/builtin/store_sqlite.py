@@ -20,6 +20,7 @@ process writes a store at a time (see ``docs/merging.md``, Storage).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 import threading
@@ -93,6 +94,18 @@ CREATE TABLE IF NOT EXISTS {name} (
 
 # SQLite's default limit on bound variables is 32766 (999 before 3.32): stay far below.
 _CHUNK = 500
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open.
+
+    SQLite ends the transaction itself on some errors (``SQLITE_FULL``); a
+    second ``ROLLBACK`` would then raise "no transaction is active" and hide
+    the real error, which the caller re-raises.
+    """
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):  # the original error is the one to report
+            db.execute("ROLLBACK")
 
 
 def _digest(event_id: str) -> bytes:
@@ -321,7 +334,7 @@ class SQLiteStore(Store):
                     self._fts.set_cursor(agent_id, changes.cursor)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)  # never hide the real error (a full disk) behind this one
                 raise
             if seen is not None:
                 seen.add_digests(digests)
@@ -369,7 +382,7 @@ class SQLiteStore(Store):
                 self._fts.clear(agent_id)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                _rollback(self._db)
                 raise
 
     # ------------------------------------------------------------------ search
@@ -398,7 +411,7 @@ class SQLiteStore(Store):
                 self._fts.set_cursor(agent_id, cursor)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                _rollback(self._db)
                 raise
 
     # ------------------------------------------------------------------ tokens
@@ -455,7 +468,7 @@ def _token(row: tuple[str, str, str, str, str, str, int]) -> TokenRecord:
         token_hash=token_hash,
         agent_id=agent_id,
         instance_id=instance_id,
-        scope="read" if scope == "read" else "write",
+        scope="read" if scope == "read" else "review" if scope == "review" else "write",
         created_at=datetime.fromisoformat(created_at),
         revoked=bool(revoked),
     )
