@@ -6,6 +6,8 @@ The hierarchy, in the style of httpx::
     ├── ConfigError                 invalid configuration (names the field)
     ├── PluginError                 a plugin failed to load, or two claim one name
     ├── OutboxFullError             the outbox is at capacity and the policy refused
+    ├── OutboxWriteError            the outbox cannot make an event durable (I/O)
+    │   └── DiskFullError           no space: full disk, quota, file size limit
     ├── NotInitializedError         an instance id that was never initialised
     ├── StaleStateError             another hub process wrote the agent first (shared stores)
     └── TransportError              delivery to the hub failed
@@ -37,6 +39,25 @@ class PluginError(ExperienceSyncError):
 
 class OutboxFullError(ExperienceSyncError):
     """The outbox is at capacity and the ``when_full`` policy refused the event."""
+
+
+class OutboxWriteError(ExperienceSyncError):
+    """The outbox could not make an event durable; the event was not recorded.
+
+    Raised by ``record_*`` (and ``initialize_sync``) when the outbox's
+    database or crash journal cannot be written: a full disk, an I/O error, a
+    file made read-only. The host process keeps running; the outbox's writer
+    keeps retrying and ``status(instance).error`` says why. ``__cause__`` is
+    the underlying ``OSError`` or ``sqlite3.Error``. See docs/instances.md,
+    "When the disk is full".
+    """
+
+
+class DiskFullError(OutboxWriteError):
+    """No space left for the outbox: a full file system, a quota, a file size limit.
+
+    Recording works again, without a restart, once space is freed.
+    """
 
 
 class NotInitializedError(ExperienceSyncError, KeyError):

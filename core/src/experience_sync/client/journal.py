@@ -21,10 +21,18 @@ of any copy; a record counts only if its trailer matches its header, and the
 trailer is stored after everything else (a killed process's completed stores
 are all in the shared page cache, in program order as far as it is
 concerned).
+
+Both files are preallocated (``posix_fallocate``) before they are mapped. A
+store into a memory-mapped hole needs a block the file system may not have:
+on a full disk the kernel answers with SIGBUS, which kills the process. With
+every block reserved up front, a store through the map cannot fault; a full
+disk shows at allocation instead, as :class:`~experience_sync.errors.DiskFullError`,
+and the outbox then runs without a journal (see ``Outbox``).
 """
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import struct
@@ -33,6 +41,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+
+from experience_sync.errors import DiskFullError, OutboxWriteError
 
 HEADER = struct.Struct("<IIQ")
 TRAILER = struct.Struct("<Q")
@@ -46,37 +56,115 @@ _pack_trailer = TRAILER.pack_into
 JOURNAL_BYTES = 8 * 1024 * 1024
 
 Record = tuple[int, str, bytes, "str | None", str]
+#: ``errno`` values that mean "no space": the disk, a quota, ``RLIMIT_FSIZE``.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_CHUNK = 1 << 20
+
+
+def allocate(fd: int, size: int) -> None:
+    """Reserve real blocks for the first ``size`` bytes of ``fd``, keeping its data.
+
+    :raises DiskFullError: there is no room (``ENOSPC``, ``EDQUOT``, ``EFBIG``).
+    :raises OutboxWriteError: any other I/O error.
+    """
+    try:
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+            # No fallocate here: rewrite every byte, which allocates the holes.
+            for off in range(0, size, _CHUNK):
+                n = min(_CHUNK, size - off)
+                data = os.pread(fd, n, off)
+                os.pwrite(fd, data + bytes(n - len(data)), off)
+    except OSError as exc:
+        if exc.errno in NO_SPACE:
+            raise DiskFullError(f"no space to allocate the outbox journal: {exc}") from exc
+        raise OutboxWriteError(f"cannot allocate the outbox journal: {exc}") from exc
+
+
+def _check_room(paths: list[Path], size: int) -> None:
+    # Fail before allocating anything: a first file allocated and a second
+    # refused would leave 8 MB taken on a disk that has none to spare.
+    need = 0
+    for path in paths:
+        try:
+            need += max(0, size - os.stat(path).st_blocks * 512)
+        except FileNotFoundError:
+            need += size
+    if not need:
+        return
+    st = os.statvfs(paths[0].parent)
+    if st.f_bavail * st.f_frsize < need:
+        raise DiskFullError(
+            f"no space for the outbox journal in {paths[0].parent}: "
+            f"{need} bytes needed, {st.f_bavail * st.f_frsize} free"
+        )
 
 
 class Journal:
-    """Two memory-mapped files that hold rows until the group commit has them."""
+    """Two memory-mapped files that hold rows until the group commit has them.
 
-    def __init__(self, directory: Path, size: int = JOURNAL_BYTES) -> None:
+    ``writable=False`` maps whatever journal files exist read-only, without
+    allocating anything: what the outbox does when the disk is too full for a
+    journal, to replay what a killed process left and then run without one.
+
+    :raises DiskFullError: (``writable``) no room for the two files.
+    """
+
+    def __init__(
+        self, directory: Path, size: int = JOURNAL_BYTES, *, writable: bool = True
+    ) -> None:
         self.size = size
+        self.writable = writable
         self._maps: list[mmap.mmap] = []
-        for i in range(2):
-            path = directory / f"outbox.journal-{i}"
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                if os.fstat(fd).st_size < size:
-                    os.ftruncate(fd, size)
-                self._maps.append(mmap.mmap(fd, size))
-            finally:
-                os.close(fd)
+        paths = [directory / f"outbox.journal-{i}" for i in range(2)]
+        if writable:
+            _check_room(paths, size)
+        try:
+            for path in paths:
+                self._open(path)
+        except BaseException:
+            for mm in self._maps:
+                mm.close()
+            raise
         self._current = 0
         self._pos = 0
         self._max_seq = [0, 0]
         self._metas: dict[tuple[str, str | None, str], bytes] = {}
         self._lock = threading.Lock()
 
+    def _open(self, path: Path) -> None:
+        size = self.size
+        if not self.writable:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                return
+            try:
+                length = min(os.fstat(fd).st_size, size)
+                if length >= HEADER.size:
+                    self._maps.append(mmap.mmap(fd, length, access=mmap.ACCESS_READ))
+            finally:
+                os.close(fd)
+            return
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            allocate(fd, size)  # before mapping: a store into a hole can SIGBUS
+            self._maps.append(mmap.mmap(fd, size))
+        finally:
+            os.close(fd)
+
     def records(self) -> Iterator[Record]:
         """Every intact record in both files (stale ones included; filter by sequence)."""
         for mm in self._maps:
             pos = 0
-            while pos + HEADER.size <= self.size:
+            size = len(mm)
+            while pos + HEADER.size <= size:
                 length, meta_len, seq = HEADER.unpack_from(mm, pos)
                 end = pos + HEADER.size + length
-                if length == 0 or end + _TRAILER_SIZE > self.size or meta_len > length:
+                if length == 0 or end + _TRAILER_SIZE > size or meta_len > length:
                     break
                 if TRAILER.unpack_from(mm, end)[0] != seq ^ MAGIC:
                     break  # torn or overwritten: what follows is older data
@@ -87,6 +175,8 @@ class Journal:
 
     def clear(self) -> None:
         """Forget every record (after they were replayed into the outbox)."""
+        if not self.writable:
+            return  # replayed records sit below the committed watermark: ignored
         with self._lock:
             for mm in self._maps:
                 mm[: HEADER.size] = _ZERO
@@ -107,7 +197,8 @@ class Journal:
 
         ``watermark`` is the sequence up to which everything is committed: a
         file is reused only when all its rows are at or below it. Callers
-        serialize their calls (the outbox holds its lock).
+        serialize their calls (the outbox holds its lock). Not for a
+        read-only journal.
         """
         meta = self._metas.get((lane, kind, key))
         if meta is None:

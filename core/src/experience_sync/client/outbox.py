@@ -28,11 +28,24 @@ silently.
 
 Sequence numbers, the Lamport clock and the instance's counters are stored in
 the same transactions as the rows, so they survive restarts.
+
+When a commit fails (a full disk: ``SQLITE_FULL``, ``ENOSPC``; an I/O error;
+a read-only file) the writer thread survives and reports it (``error``,
+``on_error``). Rows that only the commit could make durable (``sync`` mode,
+or a full journal) are given up at once and their ``add`` raises
+:class:`~experience_sync.errors.DiskFullError` (or its parent
+:class:`~experience_sync.errors.OutboxWriteError`): the event was not
+recorded. Rows already in the crash journal (``group`` mode) are kept and
+retried with back-off (``RETRY_BASE`` doubling up to ``RETRY_MAX``); while
+the writer holds such rows, ``add`` refuses new events with the same error.
+The first commit that succeeds clears the error, without a restart.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -44,10 +57,10 @@ from typing import Any
 
 import orjson
 
-from experience_sync.client.journal import Journal
+from experience_sync.client.journal import NO_SPACE, Journal
 from experience_sync.client.state import LocalState
 from experience_sync.config import OutboxConfig
-from experience_sync.errors import OutboxFullError
+from experience_sync.errors import DiskFullError, OutboxFullError, OutboxWriteError
 from experience_sync.models import InstanceState, InstanceSummary
 
 log = logging.getLogger("experience_sync.outbox")
@@ -73,6 +86,12 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
+#: Back-off of the writer's retries after a failed commit: first delay, cap (seconds).
+RETRY_BASE = 0.05
+RETRY_MAX = 5.0
+#: Rows per transaction when committing what a failed commit kept.
+RETRY_ROWS = 500
+
 #: Counters kept in ``meta`` next to ``next_seq`` and ``lamport``.
 COUNTERS = ("recorded", "delivered", "filtered", "refused", "dead", "retries")
 
@@ -86,9 +105,41 @@ class Row:
     body: bytes
 
 
-#: A queued row: ``(seq, lane, body, state_kind, state_key)``; a plain tuple is the
-#: cheapest thing to build on the caller's thread.
-_Pending = tuple[int, str, bytes, str | None, str]
+#: A queued row: ``(seq, lane, body, state_kind, state_key, journaled)``; a plain
+#: tuple is the cheapest thing to build on the caller's thread.
+_Pending = tuple[int, str, bytes, str | None, str, bool]
+
+
+def write_error(exc: BaseException, path: Path) -> OutboxWriteError:
+    """The documented error for a failed write of the outbox at ``path``."""
+    if isinstance(exc, OutboxWriteError):
+        return exc
+    code = getattr(exc, "sqlite_errorcode", None) if isinstance(exc, sqlite3.Error) else None
+    full = code == 13 or (isinstance(exc, OSError) and exc.errno in NO_SPACE)
+    if code is not None and code & 0xFF == 10:
+        # SQLITE_IOERR does not say why; on a file system with no room left
+        # (the WAL index cannot grow, a write came up short) it is a full disk.
+        full = _no_room(path)
+    cls = DiskFullError if full else OutboxWriteError
+    err = cls(f"the outbox {path} cannot make events durable: {exc}")
+    err.__cause__ = exc
+    return err
+
+
+def _no_room(path: Path) -> bool:
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite ends the transaction itself on SQLITE_FULL: a second ROLLBACK would
+    # raise "no transaction is active" and hide the real error.
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):  # the original error is the one to report
+            conn.execute("ROLLBACK")
 
 
 @dataclass
@@ -125,6 +176,7 @@ class Outbox:
         *,
         on_commit: Callable[[], None] | None = None,
         on_full: Callable[[str], None] | None = None,
+        on_error: Callable[[OutboxWriteError | None], None] | None = None,
         keep_memories: bool = True,
         encode: Callable[[dict[str, Any]], bytes] = orjson.dumps,
     ) -> None:
@@ -133,14 +185,20 @@ class Outbox:
         self.config = config
         self.on_commit = on_commit
         self.on_full = on_full
+        #: Called on the writer thread after each failed commit, and with
+        #: ``None`` once a commit succeeds again.
+        self.on_error = on_error
         self._sync = config.durability == "sync"
         self._encode = encode
         self._group_s = config.group_commit_ms / 1000.0
 
-        self._wconn = connect(self.path)
-        self._wconn.executescript(_SCHEMA)
+        try:
+            self._wconn = connect(self.path)
+            self._wconn.executescript(_SCHEMA)
+            self._rconn = connect(self.path)
+        except (sqlite3.Error, OSError) as exc:
+            raise write_error(exc, self.path) from exc
         self.state = LocalState(self._wconn, keep_memories=keep_memories)
-        self._rconn = connect(self.path)
         # Acknowledgements need no fsync: one lost in a crash only means the
         # rows are sent again, and the hub absorbs the duplicates.
         self._rconn.execute("PRAGMA synchronous=NORMAL")
@@ -167,15 +225,28 @@ class Outbox:
         self._queued = 0
         self.journal: Journal | None = None
         if not self._sync:
-            self.journal = Journal(self.path.parent)
+            try:
+                self.journal = Journal(self.path.parent)
+            except OutboxWriteError as exc:
+                # No room for the journal: replay what an earlier run left,
+                # then run without one (every add waits for its commit).
+                log.warning("%s; recording waits for each commit until a restart", exc)
+                self.journal = Journal(self.path.parent, writable=False)
             self._replay_journal(int(meta.get("committed", self._next_seq - 1)))
+            if not self.journal.writable:
+                self.journal.close()
+                self.journal = None
 
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._durable = threading.Condition(threading.Lock())
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._closed = False
-        self.error: BaseException | None = None
+        #: The last failed commit, until a commit succeeds again.
+        self.error: OutboxWriteError | None = None
+        self._unsaved = 0  # journaled rows the writer holds after a failed commit
+        self._given_up: dict[int, OutboxWriteError] = {}  # seq -> why, for its waiter
+        self._stranded = False  # closed with rows left in the journal only
         self._writer = threading.Thread(
             target=self._write_loop, name=f"experience-sync-outbox-{self.path.parent.name}",
             daemon=True,
@@ -206,8 +277,11 @@ class Outbox:
                         ("recorded", self.counters.values["recorded"])]
                 conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
                 conn.execute("COMMIT")
+            except (sqlite3.Error, OSError) as exc:
+                _rollback(conn)  # the journal is kept: the next start replays it
+                raise write_error(exc, self.path) from exc
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
             log.info("replayed %d journaled events into %s", added, self.path)
             self._pending = {
@@ -254,6 +328,10 @@ class Outbox:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the outbox is closed")
+            if self._unsaved and self.error is not None:
+                # group mode: the writer holds accepted rows it cannot commit
+                self.counters.bump("refused", reason=_reason(self.error))
+                raise _fresh(self.error)
             if self._size >= self.config.max_events:
                 self._wait_for_room()
             seq = self._next_seq
@@ -270,10 +348,23 @@ class Outbox:
             journaled = journal is not None and journal.append(
                 seq, lane, body, state_kind, state_key, self._watermark
             )
-            self._queue.put((seq, lane, body, state_kind, state_key))
+            self._queue.put((seq, lane, body, state_kind, state_key, journaled))
         if not journaled:  # sync mode, or the journal is full of uncommitted rows
-            self.wait_durable(seq, timeout=None)
+            self._wait_committed(seq)
         return seq
+
+    def _wait_committed(self, seq: int) -> None:
+        """Wait for the commit of a row nothing else keeps; raise if it was given up."""
+        with self._durable:
+            while True:
+                err = self._given_up.pop(seq, None)
+                if err is not None:
+                    raise _fresh(err)
+                if self._watermark >= seq:
+                    return
+                if not self._writer.is_alive():
+                    raise OutboxWriteError(f"the outbox {self.path} is closed: event not recorded")
+                self._durable.wait(1.0)
 
     def _wait_for_room(self) -> None:
         # Called with self._lock held.
@@ -311,13 +402,22 @@ class Outbox:
         with self._lock:
             self._lamport = max(self._lamport, value)
 
+    @property
+    def unsaved(self) -> int:
+        """Accepted rows the writer holds after a failed commit (in the journal only)."""
+        return self._unsaved
+
     def wait_durable(self, seq: int, timeout: float | None) -> bool:
-        """Wait until every event up to ``seq`` is committed."""
+        """Wait until every event up to ``seq`` is committed (or was refused).
+
+        ``False`` on timeout, or when the writer has stopped: while commits
+        fail, the writer retries and this waits.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._durable:
             while self._watermark < seq:
-                if self.error is not None:
-                    raise RuntimeError("the outbox writer failed") from self.error
+                if not self._writer.is_alive():
+                    return False
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
@@ -328,23 +428,86 @@ class Outbox:
 
     def _write_loop(self) -> None:
         stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            if self._sync:
-                stop = self._drain_now(batch)
+        carry: list[_Pending] = []  # journaled rows a failed commit kept
+        failures = 0
+        while True:
+            if carry:
+                delay = min(RETRY_MAX, RETRY_BASE * 2 ** (failures - 1))
+                if not stop and failures:  # wait before retrying, taking in what arrives
+                    stop = self._drain_until(carry, time.monotonic() + delay)
+                # Retry in slices: one transaction for everything held could
+                # need more room than the disk will ever have.
+                batch, carry = carry[:RETRY_ROWS], carry[RETRY_ROWS:]
             else:
-                stop = self._drain_until(batch, time.monotonic() + self._group_s)
+                if stop:
+                    break
+                first = self._queue.get()
+                if first is None:
+                    break
+                batch = [first]
+                if self.journal is None:  # sync mode, or no room for a journal
+                    stop = self._drain_now(batch)
+                else:
+                    stop = self._drain_until(batch, time.monotonic() + self._group_s)
             try:
                 self._commit(batch)
-            except BaseException as exc:  # keep the reason; callers see it on wait
-                log.exception("outbox commit failed")
-                self.error = exc
-                with self._durable:
-                    self._durable.notify_all()
-                return
+            except Exception as exc:  # the writer survives: report, give up or retry
+                failures += 1
+                carry = self._failed_commit(batch, write_error(exc, self.path), carry)
+                if stop and carry:
+                    log.warning(
+                        "outbox %s closed with %d events in its journal only; "
+                        "the next start commits them", self.path, len(carry),
+                    )
+                    self._stranded = True
+                    break
+                continue
+            if carry:
+                failures = 0  # progress: the next slice goes at once
+                with self._lock:
+                    self._unsaved = len(carry)
+                continue
+            if failures or self.error is not None:
+                failures = 0
+                with self._lock:
+                    self.error = None
+                    self._unsaved = 0
+                log.warning("outbox %s commits again", self.path)
+                self._report(None)
+
+    def _failed_commit(
+        self, batch: list[_Pending], err: OutboxWriteError, rest: list[_Pending]
+    ) -> list[_Pending]:
+        """Give up the rows only the commit could keep; return what to retry."""
+        kept = [p for p in batch if p[5]]
+        dropped = [p for p in batch if not p[5]]
+        kept += rest
+        log.error("%s (%d events kept for a retry, %d refused)", err, len(kept), len(dropped))
+        with self._lock:
+            self.error = err
+            self._unsaved = len(kept)
+            if dropped:
+                n = len(dropped)
+                self._queued -= n
+                self._size -= n
+                self.counters.values["recorded"] -= n
+                self.counters.bump("refused", n, reason=_reason(err))
+                self._room.notify_all()
+        with self._durable:
+            for p in dropped:
+                self._given_up[p[0]] = err
+            if dropped and not kept:  # nothing below them is outstanding any more
+                self._watermark = max(self._watermark, dropped[-1][0])
+            self._durable.notify_all()
+        self._report(err)
+        return kept
+
+    def _report(self, err: OutboxWriteError | None) -> None:
+        if self.on_error is not None:
+            try:
+                self.on_error(err)
+            except Exception:  # a failing observer must not stop the writer
+                log.exception("outbox on_error callback failed")
 
     def _drain_now(self, batch: list[_Pending]) -> bool:
         while True:
@@ -370,11 +533,10 @@ class Outbox:
     def _commit(self, batch: Sequence[_Pending]) -> None:
         conn = self._wconn
         with self._lock:
-            self._queued -= len(batch)
             values = dict(self.counters.values)
             # Persist only what is committed; queued events are in the journal,
             # and a replay counts them when it commits them.
-            values["recorded"] -= self._queued
+            values["recorded"] -= self._queued - len(batch)
             lamport = self._lamport
             next_seq = self._next_seq
         committed = batch[-1][0]
@@ -390,9 +552,10 @@ class Outbox:
             conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         with self._lock:
+            self._queued -= len(batch)
             for p in batch:
                 self._pending[p[1]] = self._pending.get(p[1], 0) + 1
         with self._durable:
@@ -474,7 +637,7 @@ class Outbox:
                 )
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
         with self._lock:
             for r in rows:
@@ -527,8 +690,10 @@ class Outbox:
         if done:
             self._wconn.close()
             if self.journal is not None:
-                self.journal.clear()  # everything it held is committed now
+                if not self._stranded:
+                    self.journal.clear()  # everything it held is committed now
                 self.journal.close()
+            done = not self._stranded
         if not reader_in_use:
             with self._rlock:
                 self._rconn.close()
@@ -538,3 +703,15 @@ class Outbox:
         """Forget the connections and thread without touching them (forked child)."""
         self._closed = True
         self.journal = None
+
+
+def _reason(err: OutboxWriteError) -> str:
+    return "disk_full" if isinstance(err, DiskFullError) else "write_failed"
+
+
+def _fresh(err: OutboxWriteError) -> OutboxWriteError:
+    # A new instance per raise: re-raising one object from many calls would
+    # chain every traceback onto it.
+    new = type(err)(str(err))
+    new.__cause__ = err.__cause__
+    return new

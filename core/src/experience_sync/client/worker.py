@@ -22,6 +22,10 @@ Failures:
   a single event the hub still refuses is moved to the outbox's ``dead``
   table with the status and reason, counted as ``dead`` and reported with
   ``sync.failed``. Nothing is lost silently.
+
+The worker also reports for the outbox, whose writer thread has no emitter:
+a failed commit (a full disk) is emitted as ``outbox.error`` and shown by
+``status().error`` until a commit succeeds again (``outbox.recovered``).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from experience_sync.client.outbox import Outbox, Row
-from experience_sync.errors import RejectedError
+from experience_sync.errors import OutboxWriteError, RejectedError
 from experience_sync.interfaces import (
     OutboxItem,
     ProtocolContext,
@@ -93,7 +97,7 @@ class SyncWorker:
         self.emit = emit
         self.send_timeout = send_timeout
         self.last_sync: datetime | None = None
-        self.error: str | None = None
+        self._error: str | None = None
         self.is_syncing = False
         self._cond = threading.Condition()
         self._wake = False
@@ -103,6 +107,17 @@ class SyncWorker:
             target=self._run, name=f"experience-sync-worker-{context.instance_id}", daemon=True
         )
         transport.on_retry = self._on_retry
+        outbox.on_error = self._outbox_error
+
+    @property
+    def error(self) -> str | None:
+        """The last failure: the outbox's while it cannot commit, else shipping's."""
+        failed = self.outbox.error
+        return str(failed) if failed is not None else self._error
+
+    @error.setter
+    def error(self, value: str | None) -> None:
+        self._error = value
 
     # ------------------------------------------------------------------ control
 
@@ -327,6 +342,21 @@ class SyncWorker:
                 "error": message,
                 "dead_lettered": dead,
                 "will_retry": not dead,
+                "backlog": self.outbox.size,
+            },
+        )
+
+    def _outbox_error(self, err: OutboxWriteError | None) -> None:
+        # Called on the outbox's writer thread.
+        if err is None:
+            self.emit("outbox.recovered", data={"backlog": self.outbox.size})
+            return
+        self.emit(
+            "outbox.error",
+            data={
+                "error": str(err),
+                "type": type(err).__name__,
+                "unsaved": self.outbox.unsaved,
                 "backlog": self.outbox.size,
             },
         )

@@ -140,7 +140,8 @@ class Replica:
                 self.index.upsert(self.agent_id, docs, self._embed(docs))
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLITE_FULL has rolled back already
+                    self._conn.execute("ROLLBACK")
                 raise
             self._vectors_add(docs)
 
@@ -174,7 +175,8 @@ class Replica:
                     self.index.set_cursor(self.agent_id, state.cursor)
                     self._conn.execute("COMMIT")
                 except BaseException:
-                    self._conn.execute("ROLLBACK")
+                    if self._conn.in_transaction:  # SQLITE_FULL has rolled back already
+                        self._conn.execute("ROLLBACK")
                     raise
                 self._vectors_add(docs)
                 if self._vectors is not None:
@@ -291,6 +293,10 @@ class Replica:
             self._thread.join(timeout=timeout)
         try:
             self._flush_local()
+        except sqlite3.Error as exc:
+            # A full disk: the pending documents are read-your-writes copies of
+            # events in the outbox; the hub's copies come with the next pull.
+            log.warning("replica of %s: local writes not saved: %s", self.agent_id, exc)
         finally:
             with self._lock:
                 self._conn.close()
