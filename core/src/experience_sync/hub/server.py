@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 import uvicorn
 
@@ -33,20 +34,66 @@ from experience_sync.plugins import ExperienceSyncPluginManager
 if TYPE_CHECKING:
     from experience_sync.hub.engine import MergeEngine
 
-_TOKEN_IN_QUERY = re.compile(r"(access_token=)[^&\s\"]*", re.IGNORECASE)
+#: Query parameters whose values never reach a log, compared after
+#: percent-decoding and case-folding (``access%5Ftoken``, ``ACCESS_TOKEN``, ...);
+#: any name containing ``token`` is redacted too.
+SENSITIVE_QUERY_NAMES = frozenset(
+    {"access_token", "token", "auth", "authorization", "api_key", "apikey", "key",
+     "password", "secret", "bearer", "jwt", "session", "sig", "signature"}
+)
+#: Routes whose query strings are never logged: they accept a token there.
+_TOKEN_ROUTES = re.compile(r"/v1/agents/[^/?\s]+/ws$")
+_PATH_AND_QUERY = re.compile(r"([^\s\"'?]*)\?([^\s\"']*)")
+
+
+def _sensitive(name: str) -> bool:
+    for _ in range(3):  # a doubly encoded name is still a token's name
+        decoded = unquote_plus(name)
+        if decoded == name:
+            break
+        name = decoded
+    name = name.strip().casefold()
+    return name in SENSITIVE_QUERY_NAMES or "token" in name
+
+
+def redact_query_strings(text: str) -> str:
+    """``text`` with every query string made safe to log.
+
+    On a token-bearing route (the WebSocket) the query string is dropped; on
+    others each parameter whose decoded name is sensitive keeps its name and
+    loses its value (``access_token=REDACTED``).
+    """
+    if "?" not in text:
+        return text
+
+    def one(m: re.Match[str]) -> str:
+        path, query = m.group(1), m.group(2)
+        if _TOKEN_ROUTES.search(path):
+            return f"{path}?[query not logged]"
+        parts = re.split(r"([&;])", query)
+        for i in range(0, len(parts), 2):
+            name, eq, _ = parts[i].partition("=")
+            if _sensitive(name):
+                parts[i] = f"{name}{eq or '='}REDACTED"
+        return f"{path}?{''.join(parts)}"
+
+    return _PATH_AND_QUERY.sub(one, text)
 
 
 class TokenRedactingFilter(logging.Filter):
-    """Masks ``access_token=...`` in log records (uvicorn's access log prints query strings)."""
+    """Redacts tokens in query strings of log records (uvicorn's logs print them).
+
+    Names are matched after percent-decoding, so ``?access%5Ftoken=...`` (which
+    the hub reads as ``access_token``) is redacted like the literal spelling.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                _TOKEN_IN_QUERY.sub(r"\1REDACTED", a) if isinstance(a, str) else a
-                for a in record.args
+                redact_query_strings(a) if isinstance(a, str) else a for a in record.args
             )
-        if isinstance(record.msg, str) and "access_token=" in record.msg:
-            record.msg = _TOKEN_IN_QUERY.sub(r"\1REDACTED", record.msg)
+        if isinstance(record.msg, str):
+            record.msg = redact_query_strings(record.msg)
         return True
 
 
