@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
@@ -106,54 +107,21 @@ def _json(body: bytes | str, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
-def create_app(hub: Hub) -> FastAPI:
-    """The hub's ASGI application; plugins add routes through ``experience_sync_register_hub_routes``."""
-    app = FastAPI(
-        title="experience-sync hub",
-        version="1",
-        summary="Instances sync experiences into source agents; see docs/wire-protocol.md.",
-        openapi_url="/openapi.json",
-        docs_url="/docs",
-        redoc_url=None,
-    )
-    app.state.hub = hub
-    app.add_middleware(_MetricsMiddleware, hub=hub)
+@dataclass
+class _Deps:
+    """What every route of one hub shares: the hub, authentication and body reading."""
 
-    @app.exception_handler(HubError)
-    async def _hub_error(request: Request, exc: HubError) -> Response:
-        if 400 <= exc.status < 500 or exc.status == 503:
-            principal: Principal | None = getattr(request.state, "principal", None)
-            hub.reject(
-                exc.status,
-                exc.message,
-                request.path_params.get("agent_id"),
-                principal.instance_id if principal else None,
-                endpoint_label(request.url.path),
-            )
-        response = _json(orjson.dumps(exc.body()), exc.status)
-        if exc.headers:
-            response.headers.update(exc.headers)
-        return response
+    hub: Hub
+    principal_of: Callable[[Request], Awaitable[Principal]]
+    reader: Callable[[Request, str], Awaitable[Principal]]
+    reviewer: Callable[[Request, str], Awaitable[Principal]]
+    writer: Callable[[Request, str], Awaitable[Principal]]
+    read_body: Callable[[Request], Awaitable[bytes]]
+    call: Callable[..., Any]
 
-    @app.exception_handler(AuthError)
-    async def _auth_error(request: Request, exc: AuthError) -> Response:
-        # Authentication and authorization fail the same way on every route.
-        return await _hub_error(request, HubError(exc.status, exc.message))
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        details = [
-            {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors()
-        ]
-        first = details[0] if details else {"loc": "", "msg": "invalid request"}
-        return await _hub_error(request, HubError(422, f"{first['loc']}: {first['msg']}", details))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        body = orjson.dumps({"error": {"status": exc.status_code, "message": str(exc.detail)}})
-        # Keep the exception's headers: a 405 must say which methods are allowed (Allow).
-        return Response(body, exc.status_code, headers=exc.headers, media_type="application/json")
+def _deps(hub: Hub) -> _Deps:
+    """The shared route helpers of ``hub`` (auth as FastAPI-style dependencies)."""
 
     async def principal_of(request: Request) -> Principal:
         principal = await run_in_threadpool(hub.auth.authenticate, bearer_token(request.headers))
@@ -191,6 +159,57 @@ def create_app(hub: Hub) -> FastAPI:
 
     def call(fn: Callable[..., _T], *args: Any) -> Any:
         return run_in_threadpool(fn, *args)
+
+    return _Deps(hub, principal_of, reader, reviewer, writer, read_body, call)
+
+
+def _errors(app: FastAPI, hub: Hub) -> None:
+    """One handler per error kind: every error answers the hub's ErrorBody."""
+
+    @app.exception_handler(HubError)
+    async def _hub_error(request: Request, exc: HubError) -> Response:
+        if 400 <= exc.status < 500 or exc.status == 503:
+            principal: Principal | None = getattr(request.state, "principal", None)
+            hub.reject(
+                exc.status,
+                exc.message,
+                request.path_params.get("agent_id"),
+                principal.instance_id if principal else None,
+                endpoint_label(request.url.path),
+            )
+        response = _json(orjson.dumps(exc.body()), exc.status)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(request: Request, exc: AuthError) -> Response:
+        # Authentication and authorization fail the same way on every route.
+        return await _hub_error(request, HubError(exc.status, exc.message))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        details = [
+            {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        first = details[0] if details else {"loc": "", "msg": "invalid request"}
+        return await _hub_error(request, HubError(422, f"{first['loc']}: {first['msg']}", details))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        body = orjson.dumps({"error": {"status": exc.status_code, "message": str(exc.detail)}})
+        # Keep the exception's headers: a 405 must say which methods are allowed (Allow).
+        return Response(body, exc.status_code, headers=exc.headers, media_type="application/json")
+
+
+
+def _ingest_routes(app: FastAPI, deps: _Deps) -> None:
+    """Ingestion: events, batches, check-ins (HTTP) and the WebSocket."""
+    hub = deps.hub
+    writer = deps.writer
+    read_body = deps.read_body
+    call = deps.call
 
     async def ingest(request: Request, agent_id: str, kind: Kind) -> Response:
         from experience_sync.hub.engine import IngestMeta
@@ -281,6 +300,14 @@ def create_app(hub: Hub) -> FastAPI:
         finally:
             hub.metrics.websocket_connections.dec()
 
+
+
+def _read_routes(app: FastAPI, deps: _Deps) -> None:
+    """Reads: state, memories, skills, knowledge, instances."""
+    hub = deps.hub
+    reader = deps.reader
+    call = deps.call
+
     @app.get("/v1/agents/{agent_id}/state", response_model=AgentState, tags=["read"],
              responses=QUERY_ERRORS)
     async def get_state(
@@ -305,6 +332,41 @@ def create_app(hub: Hub) -> FastAPI:
         items, total = await call(hub.engine.memories, agent_id, q, offset, limit)
         page = MemoryPage(items=items, total=total, offset=offset, limit=limit)
         return _json(page.model_dump_json())
+
+    @app.get("/v1/agents/{agent_id}/skills", response_model=list[Skill], tags=["read"],
+             responses=READ_ERRORS)
+    async def get_skills(agent_id: str, request: Request) -> Response:
+        """Accumulated skills with their learning curves."""
+        await reader(request, agent_id)
+        return _json(LIST_ADAPTERS[Skill].dump_json(await call(hub.engine.skills, agent_id)))
+
+    @app.get("/v1/agents/{agent_id}/knowledge", response_model=list[KnowledgeItem], tags=["read"],
+             responses=QUERY_ERRORS)
+    async def get_knowledge(
+        agent_id: str,
+        request: Request,
+        status: Literal["pending", "integrated"] | None = None,
+    ) -> Response:
+        """Knowledge items, integrated and pending (or only one ``status``)."""
+        await reader(request, agent_id)
+        items = await call(hub.engine.knowledge, agent_id, status)
+        return _json(LIST_ADAPTERS[KnowledgeItem].dump_json(items))
+
+    @app.get("/v1/agents/{agent_id}/instances", response_model=list[InstanceStatus], tags=["read"],
+             responses=READ_ERRORS)
+    async def get_instances(agent_id: str, request: Request) -> Response:
+        """Each instance's last sync, lag, backlog, protocol and transport."""
+        await reader(request, agent_id)
+        return _json(LIST_ADAPTERS[InstanceStatus].dump_json(await call(hub.engine.instances, agent_id)))
+
+
+
+def _search_routes(app: FastAPI, deps: _Deps) -> None:
+    """Ranked search, GET and POST."""
+    hub = deps.hub
+    reader = deps.reader
+    read_body = deps.read_body
+    call = deps.call
 
     def search_query(fields: dict[str, Any], prefix: str) -> SearchQuery:
         try:
@@ -363,31 +425,15 @@ def create_app(hub: Hub) -> FastAPI:
 
         return _json(await call(work))
 
-    @app.get("/v1/agents/{agent_id}/skills", response_model=list[Skill], tags=["read"],
-             responses=READ_ERRORS)
-    async def get_skills(agent_id: str, request: Request) -> Response:
-        """Accumulated skills with their learning curves."""
-        await reader(request, agent_id)
-        return _json(LIST_ADAPTERS[Skill].dump_json(await call(hub.engine.skills, agent_id)))
 
-    @app.get("/v1/agents/{agent_id}/knowledge", response_model=list[KnowledgeItem], tags=["read"],
-             responses=QUERY_ERRORS)
-    async def get_knowledge(
-        agent_id: str,
-        request: Request,
-        status: Literal["pending", "integrated"] | None = None,
-    ) -> Response:
-        """Knowledge items, integrated and pending (or only one ``status``)."""
-        await reader(request, agent_id)
-        items = await call(hub.engine.knowledge, agent_id, status)
-        return _json(LIST_ADAPTERS[KnowledgeItem].dump_json(items))
 
-    @app.get("/v1/agents/{agent_id}/instances", response_model=list[InstanceStatus], tags=["read"],
-             responses=READ_ERRORS)
-    async def get_instances(agent_id: str, request: Request) -> Response:
-        """Each instance's last sync, lag, backlog, protocol and transport."""
-        await reader(request, agent_id)
-        return _json(LIST_ADAPTERS[InstanceStatus].dump_json(await call(hub.engine.instances, agent_id)))
+def _review_routes(app: FastAPI, deps: _Deps) -> None:
+    """The review queue and its decisions."""
+    hub = deps.hub
+    reader = deps.reader
+    reviewer = deps.reviewer
+    read_body = deps.read_body
+    call = deps.call
 
     @app.get("/v1/agents/{agent_id}/reviews", response_model=list[Review], tags=["reviews"],
              responses=QUERY_ERRORS)
@@ -428,6 +474,13 @@ def create_app(hub: Hub) -> FastAPI:
 
         review = await call(work)
         return _json(review.model_dump_json())
+
+
+
+def _observability_routes(app: FastAPI, deps: _Deps) -> None:
+    """The event stream, metrics and health."""
+    hub = deps.hub
+    principal_of = deps.principal_of
 
     @app.get("/v1/events", tags=["observability"], response_class=StreamingResponse,
              responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"},
@@ -474,6 +527,26 @@ def create_app(hub: Hub) -> FastAPI:
         """Liveness: the hub answers."""
         return Health(auth=hub.auth.enabled)
 
+
+
+def create_app(hub: Hub) -> FastAPI:
+    """The hub's ASGI application; plugins add routes through ``experience_sync_register_hub_routes``."""
+    app = FastAPI(
+        title="experience-sync hub",
+        version="1",
+        summary="Instances sync experiences into source agents; see docs/wire-protocol.md.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.hub = hub
+    app.add_middleware(_MetricsMiddleware, hub=hub)
+
+    _errors(app, hub)
+    deps = _deps(hub)
+    for routes in (_ingest_routes, _read_routes, _search_routes, _review_routes,
+                   _observability_routes):
+        routes(app, deps)
     mount_console(app, hub)
     install_openapi(app)
     hub.pm.hook.experience_sync_register_hub_routes(app=app, hub=hub)
