@@ -8,8 +8,10 @@ from experience_sync.client.status import SyncStatus
 from experience_sync.config import ExperienceSyncConfig, load_config
 from experience_sync.errors import (
     ConfigError,
+    DiskFullError,
     ExperienceSyncError,
     OutboxFullError,
+    OutboxWriteError,
     PluginError,
     RejectedError,
     RetryableError,
@@ -36,6 +38,7 @@ __all__ = [
     "AgentState",
     "CheckIn",
     "ConfigError",
+    "DiskFullError",
     "ExperienceBatch",
     "ExperienceEvent",
     "ExperienceSyncConfig",
@@ -47,6 +50,7 @@ __all__ = [
     "MockTransport",
     "ObservabilityEvent",
     "OutboxFullError",
+    "OutboxWriteError",
     "PluginError",
     "RejectedError",
     "RetryableError",

@@ -36,9 +36,11 @@ from experience_sync.config import (
 )
 from experience_sync.errors import (
     ConfigError,
+    DiskFullError,
     ExperienceSyncError,
     NotInitializedError,
     OutboxFullError,
+    OutboxWriteError,
     PluginError,
     RejectedError,
     RetryableError,
@@ -121,6 +123,7 @@ __all__ = [
     "ConflictResolver",
     "ContestedValue",
     "Corpus",
+    "DiskFullError",
     "DocKey",
     "Embedder",
     "EventContext",
@@ -149,6 +152,7 @@ __all__ = [
     "OnRetry",
     "OutboxFullError",
     "OutboxItem",
+    "OutboxWriteError",
     "PluginError",
     "PluginInfo",
     "Principal",
