@@ -346,3 +346,23 @@ def test_route_needs_a_token_of_the_agent(
     assert r.status_code == 403
     r = client.post("/v1/agents/bot/search", json={"q": "x"}, headers=auth(other))
     assert r.status_code == 403
+
+
+def test_a_commit_never_marks_an_incomplete_index_complete(tmp_path: Path) -> None:
+    from experience_sync.hub.state import ChangeSet
+    from experience_sync.recall.documents import SearchDoc
+
+    store = open_store(f"sqlite:///{tmp_path}/hub.db")
+    try:
+        # An agent with state but no index (as a store made before search).
+        store.commit("old", ChangeSet(cursor=3))
+        store.reindex("old", [], 3)
+        store._fts.clear("old")  # what a store made before search holds: no index cursor
+        store.commit("old", ChangeSet(cursor=4, documents=[SearchDoc("memory", "m1", "a b c")]))
+        assert store.search_cursor("old") is None  # still to be reindexed on load
+        store.commit("new", ChangeSet(cursor=1, documents=[SearchDoc("memory", "m1", "a b c")]))
+        assert store.search_cursor("new") == 1
+        store.commit("new", ChangeSet(cursor=2))
+        assert store.search_cursor("new") == 2
+    finally:
+        store.close()

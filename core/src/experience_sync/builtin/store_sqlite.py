@@ -279,6 +279,16 @@ class SQLiteStore(Store):
                     )
             db.execute("BEGIN IMMEDIATE")
             try:
+                # The index is complete for a new (or just reset) agent; for
+                # one indexed before, only if it was complete already. An
+                # agent stored before search existed stays unindexed here
+                # until the engine reindexes it on load.
+                row = db.execute(
+                    "SELECT cursor FROM agents WHERE agent_id = ?", (agent_id,)
+                ).fetchone()
+                index_complete = (
+                    row is None or not row[0] or self._fts.cursor(agent_id) is not None
+                )
                 if changes.log:
                     db.executemany(
                         "INSERT INTO log (agent_id, entry_id, kind, unit_id, instance_id, "
@@ -330,7 +340,7 @@ class SQLiteStore(Store):
                     )
                 if changes.documents:
                     self._fts.upsert(agent_id, changes.documents)
-                if changes.documents or self._fts.cursor(agent_id) is not None:
+                if index_complete:
                     self._fts.set_cursor(agent_id, changes.cursor)
                 db.execute("COMMIT")
             except BaseException:
