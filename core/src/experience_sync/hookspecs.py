@@ -164,7 +164,8 @@ def experience_sync_observe(event: ObservabilityEvent) -> None:
     ``sync.batch``, ``sync.check_in``, ``merge.memories``, ``merge.skills``,
     ``merge.knowledge``, and ``sync.retry``, ``sync.failed``,
     ``sync.filtered``, ``outbox.full``, ``hub.rejected``, ``review.queued``,
-    ``review.decided``, ``recall.pull``, ``recall.error`` (see
+    ``review.decided``, ``recall.pull``, ``recall.error``, ``outbox.error``,
+    ``outbox.recovered`` (see
     ``docs/wire-protocol.md``, Observability). Implementations must be quick; an exception in one is logged and does not stop the others or the
     sync.
 
