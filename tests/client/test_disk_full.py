@@ -87,6 +87,19 @@ CHILD = textwrap.dedent(
             except Exception as exc:
                 out["other"].append(repr(exc))
                 break
+        # In group mode the writer commits behind the caller: its first failed
+        # commit may come after the loop above ends. Keep recording, slowly,
+        # until a record is refused (bounded).
+        deadline = time.monotonic() + 30
+        while not out["refused"] and not out["other"] and time.monotonic() < deadline:
+            try:
+                out["accepted"].append(m.record_memory("inst-1", f"late {pad}").event_id)
+            except DiskFullError as exc:
+                out["refused"] += 1
+                out["errors"].append(str(exc))
+            except Exception as exc:
+                out["other"].append(repr(exc))
+            time.sleep(0.01)
         out["status_error"] = m.status("inst-1").error
         try:  # a new instance on the full disk cannot even create its database
             fresh = ExperienceSyncManager(cfg, data_dir=os.path.join(mnt, "fresh"))
