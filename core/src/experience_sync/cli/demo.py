@@ -281,6 +281,7 @@ def run_demo(console: Console, strategy: str, aggregation: str, keep: bool) -> i
             step("done", "read the merged source agent through the HTTP API with the read token")
         print_report(console, report, observer.snapshot(), instances, statuses, strategy,
                      aggregation, CONFLICT_KEY, CONFLICT)
+        show_recall(console, manager, hub, workdir)
         all_ok = ok and ok_http and ok_mcp
         console.print(
             f"\nDemo finished in {time.monotonic() - started:.1f}s: "
@@ -291,6 +292,28 @@ def run_demo(console: Console, strategy: str, aggregation: str, keep: bool) -> i
             manager.shutdown(5.0)
             _keep_running(console, hub.url, read_token)
         return 0 if all_ok else 1
+
+
+#: What the instance deployed after the workload asks its replica.
+RECALL_QUERY = "why was the user logged out of the portal?"
+
+
+def show_recall(console: Console, manager: Any, hub: Any, workdir: Path) -> None:
+    """Deploy a fourth instance and show what its local replica recalls for a question."""
+    from experience_sync.recall.render import render_hits
+
+    plan = InstancePlan("edge-new", "streaming", "https", "deployed after the workload")
+    cfg = instance_config(plan, hub, hub.create_token(AGENT, plan.instance_id), workdir)
+    manager.initialize_sync(plan.instance_id, protocol=plan.protocol, config=cfg, agent_id=AGENT)
+    pulled = manager.refresh(plan.instance_id, timeout=10)
+    hits = manager.search(plan.instance_id, RECALL_QUERY, k=3) if pulled else []
+    console.print(
+        f"\n[bold]Recall[/bold]: a new instance (edge-new) pulled the source agent into its "
+        f"local replica and asked [italic]{RECALL_QUERY!r}[/italic]; what its prompt would get "
+        "(render_hits):"
+    )
+    console.print(render_hits(hits) or "[red]nothing recalled[/red]", markup=False,
+                  highlight=False)
 
 
 def read_hub(url: str, token: str) -> dict[str, Any]:
