@@ -337,6 +337,9 @@ def _keep_running(console: Console, url: str, read_token: str) -> None:
         f"read token: {read_token}\n"
         f"  curl -H 'Authorization: Bearer {read_token}' {url}/v1/agents/{AGENT}/state\n"
         f"  curl -H 'Authorization: Bearer {read_token}' {url}/v1/agents/{AGENT}/memories\n"
+        f"  curl -H 'Authorization: Bearer {read_token}' "
+        f"'{url}/v1/agents/{AGENT}/search?q=portal+logout'\n"
+        f"  open {url}/console and sign in with the read token\n"
         f"  curl -H 'Authorization: Bearer {read_token}' {url}/metrics   # Prometheus\n"
         f"  open {url}/docs for the API\n"
         "Press Ctrl-C to stop it (its temporary store is then deleted).",
