@@ -39,7 +39,7 @@ from experience_sync_elizaos.mapping import (
     map_event,
     record,
 )
-from experience_sync_elizaos.recall import add_search_routes
+from experience_sync_elizaos.recall import add_search_routes, error_response, read_capped_body
 
 log = logging.getLogger("experience_sync_elizaos.bridge")
 
@@ -157,11 +157,7 @@ class SeenEvents:
         self._db.close()
 
 
-def _error(status: int, message: str, details: Any = None) -> JSONResponse:
-    body: dict[str, Any] = {"status": status, "message": message}
-    if details is not None:
-        body["details"] = details
-    return JSONResponse({"error": body}, status_code=status)
+_error = error_response
 
 
 def create_bridge_app(
@@ -227,12 +223,9 @@ def create_bridge_app(
     async def events(request: Request) -> Any:
         if not authorized(request):
             return _error(401, "missing or wrong bearer secret")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+        raw = await read_capped_body(request, MAX_BODY_BYTES)
+        if isinstance(raw, JSONResponse):
+            return raw
         try:
             batch = ForwardedBatch.model_validate_json(raw)
         except ValidationError as exc:

@@ -41,6 +41,17 @@ def error_response(status: int, message: str, details: Any = None) -> JSONRespon
     return JSONResponse({"error": body}, status_code=status)
 
 
+async def read_capped_body(request: Request, cap: int) -> bytes | JSONResponse:
+    """The request's body, or a 413 when it (or its declared length) exceeds ``cap`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        return error_response(413, f"body larger than {cap} bytes")
+    raw = await request.body()
+    if len(raw) > cap:
+        return error_response(413, f"body larger than {cap} bytes")
+    return raw
+
+
 def hit_json(hit: SearchHit) -> dict[str, Any]:
     """One hit as the search routes answer it (the whole item is left out)."""
     return {
@@ -120,12 +131,9 @@ def add_search_routes(
     async def search_post(request: Request) -> Any:
         if not authorized(request):
             return error_response(401, "missing or wrong bearer secret")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_SEARCH_BODY_BYTES:
-            return error_response(413, f"body larger than {MAX_SEARCH_BODY_BYTES} bytes")
-        raw = await request.body()
-        if len(raw) > MAX_SEARCH_BODY_BYTES:
-            return error_response(413, f"body larger than {MAX_SEARCH_BODY_BYTES} bytes")
+        raw = await read_capped_body(request, MAX_SEARCH_BODY_BYTES)
+        if isinstance(raw, JSONResponse):
+            return raw
         try:
             fields = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:

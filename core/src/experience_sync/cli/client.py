@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -18,14 +19,24 @@ from experience_sync.errors import ConfigError, PluginError, TransportError
 from experience_sync.interfaces import Transport
 
 
+def _hub_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--endpoint``, ``--token`` and ``--config``: how a command reaches the hub."""
+    for option in reversed((
+        click.option("--endpoint", default=None,
+                     help="Hub URL (overrides the configured transport)."),
+        click.option("--token", envvar="EXPERIENCE_SYNC_HUB_TOKEN", default=None,
+                     help="Bearer token (default $EXPERIENCE_SYNC_HUB_TOKEN)."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+                     help="A TOML config file."),
+    )):
+        command = option(command)
+    return command
+
+
 @click.command("pull")
 @click.option("--agent", required=True, help="The source agent to pull.")
 @click.option("--since", type=int, default=None, help="Only changes after this cursor.")
-@click.option("--endpoint", default=None, help="Hub URL (overrides the configured transport).")
-@click.option("--token", envvar="EXPERIENCE_SYNC_HUB_TOKEN", default=None,
-              help="Bearer token (default $EXPERIENCE_SYNC_HUB_TOKEN).")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-              help="A TOML config file.")
+@_hub_options
 @click.option("--summary", is_flag=True, help="Print counts instead of the JSON state.")
 def pull(
     agent: str,
@@ -86,11 +97,7 @@ def _transport(
               help="Comma-separated: memory, knowledge, skill.")
 @click.option("--knowledge-status", default="integrated", show_default=True,
               type=click.Choice(["integrated", "pending", "all"]))
-@click.option("--endpoint", default=None, help="Hub URL (overrides the configured transport).")
-@click.option("--token", envvar="EXPERIENCE_SYNC_HUB_TOKEN", default=None,
-              help="Bearer token (default $EXPERIENCE_SYNC_HUB_TOKEN).")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-              help="A TOML config file.")
+@_hub_options
 @click.option("--json", "as_json", is_flag=True, help="Print the SearchResults JSON.")
 def search(
     query: str,
