@@ -125,7 +125,7 @@ def bench_throughput(n: int, data_dir: Path) -> float:
 HUB_PROCESS = r"""
 import json, os, sys, time
 os.environ.setdefault("EXPERIENCE_SYNC_DISABLE_PLUGIN_AUTOLOAD", "1")
-from experience_sync.hub.server import run_in_thread
+from experience_sync.hub.web.server import run_in_thread
 
 with run_in_thread() as server:
     store = server.hub.store

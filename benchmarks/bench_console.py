@@ -31,8 +31,8 @@ from pathlib import Path
 import httpx
 
 from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.server import HubServer
 from experience_sync.hub.service import Hub
+from experience_sync.hub.web.server import HubServer
 from experience_sync.models import ExperienceBatch, ExperienceEvent, new_id
 
 AGENT = "bench-agent"

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 from experience_sync_elizaos import BridgeServer, create_bridge_app, start_manager
 
-from experience_sync.hub.server import run_in_thread
+from experience_sync.hub.web.server import run_in_thread
 
 SECRET = "bench"
 

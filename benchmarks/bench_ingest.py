@@ -283,10 +283,10 @@ class NullEngine:
 @contextlib.contextmanager
 def null_hub(workdir: Path) -> Iterator[Any]:
     """A real server (auth, parsing, validation) over :class:`NullEngine`."""
-    from experience_sync.hub.app import Hub
-    from experience_sync.hub.auth import Authenticator
     from experience_sync.hub.engine import open_store
-    from experience_sync.hub.server import HubServer
+    from experience_sync.hub.web.app import Hub
+    from experience_sync.hub.web.auth import Authenticator
+    from experience_sync.hub.web.server import HubServer
     from experience_sync.plugins import get_plugin_manager
 
     store = open_store(f"sqlite:///{workdir / 'tokens.db'}")
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
         args.preload, args.requests, args.clients = min(args.preload, 5000), min(args.requests, 10), min(args.clients, 2)
 
     from experience_sync.config import MergeStrategyConfig
-    from experience_sync.hub.server import run_in_thread, tune_gc
+    from experience_sync.hub.web.server import run_in_thread, tune_gc
 
     # This process serves the hub: it collects garbage as 'experience-sync serve' does.
     tune_gc(args.gc_gen0)

@@ -28,7 +28,7 @@ from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
 
 from experience_sync import ExperienceSyncManager, load_config
-from experience_sync.hub.server import run_in_thread
+from experience_sync.hub.web.server import run_in_thread
 
 warnings.filterwarnings("ignore", "Importing Send from langgraph.constants")
 warnings.filterwarnings("ignore", "create_react_agent has been moved")

@@ -23,7 +23,7 @@ from typing import Any
 import experience_sync_mcp.plugin
 
 from experience_sync.config import load_config
-from experience_sync.hub.server import run_in_thread
+from experience_sync.hub.web.server import run_in_thread
 from experience_sync.interfaces import SyncRequest
 from experience_sync.models import EventsRequest, ExperienceEvent, MemoryData
 from experience_sync.plugins import get_plugin_manager

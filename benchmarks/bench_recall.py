@@ -58,7 +58,7 @@ from experience_sync.api import (
     SearchQuery,
 )
 from experience_sync.hub.engine import MergeEngine, open_store
-from experience_sync.hub.server import run_in_thread
+from experience_sync.hub.web.server import run_in_thread
 from experience_sync.models import EventsRequest
 from experience_sync.recall.documents import (
     doc_of_knowledge,

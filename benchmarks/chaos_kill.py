@@ -241,7 +241,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     """Start the hub and the instances, kill and restart them, then check the hub."""
     import httpx
 
-    from experience_sync.hub.server import run_in_thread
+    from experience_sync.hub.web.server import run_in_thread
 
     # SIGTERM ends the run like Ctrl-C does, so no instance process is left behind.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

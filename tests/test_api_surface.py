@@ -71,12 +71,12 @@ def test_the_check_catches_a_deliberate_internal_import(tmp_path: Path) -> None:
         "from experience_sync.api import hookimpl\n"
         "from experience_sync import load_config\n"
         "def f():\n"
-        "    from experience_sync.hub.state import ChangeSet\n"
+        "    from experience_sync.stores.state import ChangeSet\n"
         "    import experience_sync.client.retry\n"
         "    from experience_sync import hub\n"
     )
     found = [v.split(" ", 1)[1] for v in internal_imports(plugin, tmp_path)]
-    assert found == ["experience_sync.hub.state", "experience_sync.client.retry",
+    assert found == ["experience_sync.stores.state", "experience_sync.client.retry",
                      "experience_sync.hub"]
 
 

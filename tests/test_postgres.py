@@ -33,10 +33,10 @@ from experience_sync_postgres import PostgresStore
 
 from experience_sync.config import MergeStrategyConfig
 from experience_sync.hub.engine import MergeEngine
-from experience_sync.hub.server import run_in_thread
-from experience_sync.hub.state import ChangeSet, StoredRow
+from experience_sync.hub.web.server import run_in_thread
 from experience_sync.models import AgentState, EventsRequest, ExperienceEvent
 from experience_sync.plugins import get_plugin_manager
+from experience_sync.stores.state import ChangeSet, StoredRow
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 EXE = str(Path(sys.executable).parent / "experience-sync")

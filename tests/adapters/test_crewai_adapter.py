@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from experience_sync.client.manager import ExperienceSyncManager
 from experience_sync.config import validate_config
-from experience_sync.hub.server import HubServer, run_in_thread
+from experience_sync.hub.web.server import HubServer, run_in_thread
 from experience_sync.models import AgentState
 
 AGENT = "research-agent"

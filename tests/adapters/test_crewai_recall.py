@@ -22,7 +22,7 @@ import pytest
 
 from experience_sync.client.manager import ExperienceSyncManager
 from experience_sync.config import validate_config
-from experience_sync.hub.server import HubServer, run_in_thread
+from experience_sync.hub.web.server import HubServer, run_in_thread
 
 AGENT = "city-researcher"
 LESSON = "The census API is down on weekends; ask population_lookup for city populations."

@@ -25,7 +25,7 @@ from experience_sync_elizaos import (
     start_manager,
 )
 
-from experience_sync.hub.server import HubServer, run_in_thread
+from experience_sync.hub.web.server import HubServer, run_in_thread
 
 AGENT = "support-agent"
 INSTANCE = "eliza-1"

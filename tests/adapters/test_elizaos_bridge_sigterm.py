@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from experience_sync.hub.server import run_in_thread
+from experience_sync.hub.web.server import run_in_thread
 
 AGENT, INSTANCE, SECRET = "support-agent", "eliza-term-1", "bridge-secret-for-test"
 

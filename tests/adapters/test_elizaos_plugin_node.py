@@ -17,7 +17,7 @@ import httpx
 import pytest
 from experience_sync_elizaos import BridgeServer, create_bridge_app, start_manager
 
-from experience_sync.hub.server import run_in_thread
+from experience_sync.hub.web.server import run_in_thread
 
 PLUGIN = Path(__file__).resolve().parents[2] / "adapters" / "elizaos" / "plugin"
 NODE = shutil.which("node")

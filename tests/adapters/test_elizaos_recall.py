@@ -27,7 +27,7 @@ import pytest
 from experience_sync_elizaos import WIRE_SCHEMA, BridgeServer, create_bridge_app, start_manager
 
 from experience_sync import ExperienceSyncManager, load_config
-from experience_sync.hub.server import HubServer, run_in_thread
+from experience_sync.hub.web.server import HubServer, run_in_thread
 
 AGENT = "support-agent"
 BRIDGE_INSTANCE = "eliza-1"

@@ -29,7 +29,7 @@ from elizaos.types.memory import Memory
 from elizaos.types.primitives import Content
 from experience_sync_elizaos import attach, start_manager
 
-from experience_sync.hub.server import HubServer, run_in_thread
+from experience_sync.hub.web.server import HubServer, run_in_thread
 
 AGENT = "support-agent"
 INSTANCE = "eliza-py-1"

@@ -42,7 +42,7 @@ from experience_sync import hookimpl
 from experience_sync.client.manager import ExperienceSyncManager
 from experience_sync.config import validate_config
 from experience_sync.errors import PluginError
-from experience_sync.hub.server import HubServer, run_in_thread
+from experience_sync.hub.web.server import HubServer, run_in_thread
 from experience_sync.models import AgentState, ExperienceEvent
 from experience_sync.plugins import get_plugin_manager
 

@@ -24,7 +24,7 @@ from langchain_core.runnables import RunnablePassthrough
 from pydantic import Field
 
 from experience_sync import ExperienceSyncManager, load_config
-from experience_sync.hub.server import HubServer, run_in_thread
+from experience_sync.hub.web.server import HubServer, run_in_thread
 
 AGENT = "support-agent"
 LESSON = "Refunds over 500 EUR need a manager's approval before they are issued."

@@ -42,7 +42,7 @@ from langgraph.store.base import (
 from pydantic import Field
 
 from experience_sync import ExperienceSyncManager, load_config
-from experience_sync.hub.server import HubServer, run_in_thread
+from experience_sync.hub.web.server import HubServer, run_in_thread
 
 with warnings.catch_warnings():
     # LangMem's trustcall imports Send from its old place (not our code).

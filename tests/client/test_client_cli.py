@@ -9,7 +9,7 @@ from client_helpers import make_config
 
 from experience_sync import ExperienceSyncManager
 from experience_sync.cli import build_cli
-from experience_sync.hub.server import run_in_thread
+from experience_sync.hub.web.server import run_in_thread
 from experience_sync.models import AgentState
 
 

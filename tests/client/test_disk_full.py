@@ -25,11 +25,11 @@ import orjson
 import pytest
 from client_helpers import make_config, wait_until
 
-from experience_sync.builtin.store_sqlite import SQLiteStore
 from experience_sync.client.outbox import Outbox
 from experience_sync.errors import DiskFullError, OutboxWriteError
-from experience_sync.hub.server import HubServer, run_in_thread
-from experience_sync.hub.state import ChangeSet, LogEntry
+from experience_sync.hub.web.server import HubServer, run_in_thread
+from experience_sync.stores.sqlite import SQLiteStore
+from experience_sync.stores.state import ChangeSet, LogEntry
 
 CHILD = textwrap.dedent(
     """

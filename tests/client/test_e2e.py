@@ -16,7 +16,7 @@ import pytest
 from client_helpers import make_config, wait_until
 
 from experience_sync import ExperienceSyncManager
-from experience_sync.hub.server import HubServer, run_in_thread
+from experience_sync.hub.web.server import HubServer, run_in_thread
 
 HERE = Path(__file__).parent
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from experience_sync import ExperienceSyncManager, load_config
-from experience_sync.hub.server import HubServer, run_in_thread
+from experience_sync.hub.web.server import HubServer, run_in_thread
 
 AGENT = "support-bot"
 TOPICS = [

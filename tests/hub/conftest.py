@@ -1,7 +1,7 @@
 """Fixtures for hub tests: a real hub (uvicorn on a free loopback port, SQLite
 in a temporary directory) and small builders of wire bodies.
 
-``hub`` is a :class:`experience_sync.hub.server.HubServer`: ``hub.url``,
+``hub`` is a :class:`experience_sync.hub.web.server.HubServer`: ``hub.url``,
 ``hub.ws_url``, ``hub.engine``, ``hub.create_token(agent, instance, scope)``,
 ``hub.restart()``. ``make_hub(**options)`` starts one with other options
 (``auth=False``, ``limits=HubLimits(...)``, ``strategy=...``).
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from experience_sync.hub.server import HubServer, run_in_thread
+from experience_sync.hub.web.server import HubServer, run_in_thread
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 import websockets.sync.client as ws_client
 from hub_helpers import auth, distinct_text, events_body, memory_event
 
-from experience_sync.hub.server import HubServer
+from experience_sync.hub.web.server import HubServer
 from experience_sync.models import MAX_JSON_DEPTH
 
 

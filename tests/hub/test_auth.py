@@ -16,8 +16,8 @@ from hub_helpers import auth, batch_body, events_body, memory_event
 from websockets.exceptions import InvalidStatus
 
 from experience_sync.cli import build_cli
-from experience_sync.hub.auth import hash_secret, split_token
-from experience_sync.hub.server import HubServer
+from experience_sync.hub.web.auth import hash_secret, split_token
+from experience_sync.hub.web.server import HubServer
 from experience_sync.models import ObservabilityEvent
 
 
@@ -150,7 +150,7 @@ def test_no_auth_hub_accepts_requests_without_tokens(make_hub: Any) -> None:
 
 
 def test_no_auth_refuses_non_loopback_bind(make_hub: Any) -> None:
-    from experience_sync.hub.server import UnsafeBindError
+    from experience_sync.hub.web.server import UnsafeBindError
 
     with pytest.raises(UnsafeBindError):
         make_hub(auth=False, host="0.0.0.0")

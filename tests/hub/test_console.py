@@ -19,9 +19,9 @@ import pytest
 from hub_helpers import auth, distinct_text
 
 from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.auth import ANONYMOUS
-from experience_sync.hub.server import HubServer, run_in_thread
+from experience_sync.hub.web.auth import ANONYMOUS
 from experience_sync.hub.web.console.sessions import SessionStore
+from experience_sync.hub.web.server import HubServer, run_in_thread
 from experience_sync.models import new_id
 
 AGENT = "a1"

@@ -20,7 +20,7 @@ import pytest
 from hub_helpers import auth
 
 from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.server import HubServer, run_in_thread
+from experience_sync.hub.web.server import HubServer, run_in_thread
 from experience_sync.models import new_id
 
 CHROMIUM = "/usr/bin/chromium"

@@ -572,7 +572,7 @@ def test_replay_in_place_and_into_another_store(
 def test_long_skill_histories_are_compacted_exactly(
     make_engine: Callable[..., MergeEngine], store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from experience_sync.hub import skill_accumulator
+    from experience_sync.hub.merge import skills as skill_accumulator
 
     monkeypatch.setattr(skill_accumulator, "MAX_REPORTS", 6)
     engine = make_engine(skill_aggregation="weighted")
@@ -592,7 +592,7 @@ def test_long_skill_histories_are_compacted_exactly(
 
 
 def test_memory_source_events_are_bounded(engine: MergeEngine) -> None:
-    from experience_sync.hub.memory_merger import MAX_SOURCE_EVENTS
+    from experience_sync.hub.merge.memory import MAX_SOURCE_EVENTS
 
     n = MAX_SOURCE_EVENTS + 5
     send(engine, *[ev(f"e{i}", "memory", {"content": "Likes tea"}) for i in range(n)])
@@ -604,7 +604,7 @@ def test_memory_source_events_are_bounded(engine: MergeEngine) -> None:
 def test_repeated_knowledge_reports_are_compacted(
     make_engine: Callable[..., MergeEngine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from experience_sync.hub import knowledge_integrator
+    from experience_sync.hub.merge import knowledge as knowledge_integrator
 
     monkeypatch.setattr(knowledge_integrator, "MAX_REPORTS", 4)
     engine = make_engine()

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from experience_sync.cli import build_cli
-from experience_sync.hub.server import GC_GEN0_THRESHOLD, tune_gc
+from experience_sync.hub.web.server import GC_GEN0_THRESHOLD, tune_gc
 
 
 @pytest.fixture

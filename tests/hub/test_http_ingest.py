@@ -11,8 +11,8 @@ import pytest
 import zstandard
 from hub_helpers import auth, batch_body, events_body, memory_event
 
-from experience_sync.hub.app import HubLimits
-from experience_sync.hub.server import HubServer
+from experience_sync.hub.web.app import HubLimits
+from experience_sync.hub.web.server import HubServer
 
 
 def _post(hub: HubServer, token: str, path: str, body: Any, **kw: Any) -> httpx.Response:
@@ -334,9 +334,9 @@ def test_a_unit_that_keeps_losing_commit_races_answers_503_and_merges_on_resend(
     # hubs win every commit for a while: the hub gives up with 503 and
     # Retry-After, having written nothing, and the resent unit merges once.
     from experience_sync import hookimpl
-    from experience_sync.builtin.store_sqlite import SQLiteStore
     from experience_sync.errors import StaleStateError
-    from experience_sync.hub.state import ChangeSet
+    from experience_sync.stores.sqlite import SQLiteStore
+    from experience_sync.stores.state import ChangeSet
 
     losing = {"on": True}
 

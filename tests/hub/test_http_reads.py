@@ -14,9 +14,9 @@ from hub_helpers import auth, distinct_text, events_body, memory_event
 
 from experience_sync import hookimpl
 from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.app import HubLimits
-from experience_sync.hub.auth import split_token
-from experience_sync.hub.server import HubServer
+from experience_sync.hub.web.app import HubLimits
+from experience_sync.hub.web.auth import split_token
+from experience_sync.hub.web.server import HubServer
 from experience_sync.models import ObservabilityEvent, new_id
 
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from hub_helpers import auth, memory_event
 
-from experience_sync.hub.server import HubServer
+from experience_sync.hub.web.server import HubServer
 
 
 def _events(hub: HubServer, agent: str, body: Any, token: str | None = None) -> httpx.Response:

@@ -17,7 +17,7 @@ import uvicorn
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from experience_sync.hub.server import HubServer, run_in_thread, uvicorn_config
+from experience_sync.hub.web.server import HubServer, run_in_thread, uvicorn_config
 
 SPELLINGS = [
     "access_token",

@@ -15,8 +15,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from experience_sync import hookimpl
-from experience_sync.hub.app import HubLimits
-from experience_sync.hub.server import HubServer
+from experience_sync.hub.web.app import HubLimits
+from experience_sync.hub.web.server import HubServer
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 INGEST = {"400", "401", "403", "413", "415", "422", "503"}

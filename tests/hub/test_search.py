@@ -15,12 +15,12 @@ import httpx
 import pytest
 from hub_helpers import auth, memory_event
 
-from experience_sync.builtin.store_sqlite import SQLiteStore
 from experience_sync.config import MergeStrategyConfig, RecallConfig
 from experience_sync.hub.engine import MergeEngine, open_store
-from experience_sync.hub.server import HubServer
+from experience_sync.hub.web.server import HubServer
 from experience_sync.models import EventsRequest, ExperienceEvent
 from experience_sync.recall import SearchQuery
+from experience_sync.stores.sqlite import SQLiteStore
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 AGENT = "agent-q"
@@ -349,8 +349,8 @@ def test_route_needs_a_token_of_the_agent(
 
 
 def test_a_commit_never_marks_an_incomplete_index_complete(tmp_path: Path) -> None:
-    from experience_sync.hub.state import ChangeSet
     from experience_sync.recall.documents import SearchDoc
+    from experience_sync.stores.state import ChangeSet
 
     store = open_store(f"sqlite:///{tmp_path}/hub.db")
     try:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from experience_sync.builtin.store_sqlite import SQLiteStore, path_from_url
 from experience_sync.hub.engine import open_store
-from experience_sync.hub.state import ChangeSet, LogEntry
 from experience_sync.plugins import get_plugin_manager
+from experience_sync.stores.sqlite import SQLiteStore, path_from_url
+from experience_sync.stores.state import ChangeSet, LogEntry
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -92,7 +92,7 @@ def test_seen_ids_survive_folding_and_reopening(tmp_path: Path) -> None:
 
 
 def test_seen_ids_check_both_halves_of_the_digest(monkeypatch: pytest.MonkeyPatch) -> None:
-    from experience_sync.builtin import store_sqlite
+    from experience_sync.stores import sqlite as store_sqlite
 
     # Two ids whose digests share their first half: only the second tells them apart.
     fake = {"x": b"\x01" * 8 + b"\x02" * 8, "y": b"\x01" * 8 + b"\x03" * 8, "z": b"\x00" * 16}

@@ -10,7 +10,7 @@ import pytest
 import websockets.sync.client as ws_client
 from hub_helpers import auth, batch_body, events_body
 
-from experience_sync.hub.server import HubServer
+from experience_sync.hub.web.server import HubServer
 
 
 def _connect(hub: HubServer, token: str, agent: str = "a1") -> Any:
@@ -112,7 +112,7 @@ def test_token_in_query_string_is_accepted(hub: HubServer) -> None:
 def test_query_tokens_are_redacted_from_logs() -> None:
     import logging
 
-    from experience_sync.hub.server import TokenRedactingFilter
+    from experience_sync.hub.web.server import TokenRedactingFilter
 
     record = logging.LogRecord(
         "uvicorn.access", logging.INFO, __file__, 1, '%s - "WebSocket %s" %d',
@@ -139,7 +139,7 @@ def test_clients_reconnect_after_a_restart(hub: HubServer) -> None:
 def test_oversized_frame_closes_the_connection_with_1009(make_hub: Any) -> None:
     from websockets.exceptions import ConnectionClosedError
 
-    from experience_sync.hub.app import HubLimits
+    from experience_sync.hub.web.app import HubLimits
 
     hub = make_hub(limits=HubLimits(max_body_bytes=20_000))
     token = hub.create_token("a1", "i1")
@@ -155,7 +155,7 @@ def test_a_revoked_token_stops_an_open_websocket(
 ) -> None:
     from websockets.exceptions import ConnectionClosed
 
-    import experience_sync.hub.app as hub_app
+    import experience_sync.hub.web.app as hub_app
 
     token = hub.create_token("a1", "i1")
     token_id = token.split("_")[1]

@@ -19,7 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from experience_sync.config import load_config
 from experience_sync.errors import ConfigError, RejectedError, RetryableError
-from experience_sync.hub.server import HubServer, run_in_thread
+from experience_sync.hub.web.server import HubServer, run_in_thread
 from experience_sync.interfaces import SyncRequest
 from experience_sync.models import (
     CheckIn,
@@ -221,7 +221,7 @@ async def t_raw(hub: HubServer, t: McpTransport, tool: str, arguments: dict[str,
 def test_body_limit_is_the_hubs(
     register_plugin: Callable[..., str], transports: Callable[..., McpTransport]
 ) -> None:
-    from experience_sync.hub.app import HubLimits
+    from experience_sync.hub.web.app import HubLimits
 
     register_plugin(experience_sync_mcp.plugin, name="mcp")
     with run_in_thread(limits=HubLimits(max_body_bytes=20_000)) as hub:
@@ -388,8 +388,8 @@ def test_endpoint_runs_in_the_app_lifespan_when_the_server_runs_one(
 
     import uvicorn
 
-    from experience_sync.hub.app import Hub, create_app
-    from experience_sync.hub.auth import create_token
+    from experience_sync.hub.web.app import Hub, create_app
+    from experience_sync.hub.web.auth import create_token
 
     register_plugin(experience_sync_mcp.plugin, name="mcp")
     hub = Hub.open(f"sqlite:///{tmp_path / 'hub.db'}")

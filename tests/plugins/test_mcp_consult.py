@@ -18,7 +18,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from experience_sync.api import ExperienceEvent, SearchResults, render_hits
-from experience_sync.hub.server import HubServer, run_in_thread
+from experience_sync.hub.web.server import HubServer, run_in_thread
 from experience_sync.plugins import registered_plugin
 
 AGENT = "support-agent"

@@ -12,7 +12,7 @@ import pytest
 
 from experience_sync.client.manager import ExperienceSyncManager
 from experience_sync.config import load_config
-from experience_sync.hub.server import HubServer, run_in_thread
+from experience_sync.hub.web.server import HubServer, run_in_thread
 from experience_sync.models import ObservabilityEvent
 
 AGENT = "field-agent"

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import experience_sync_mcp.plugin
 import pytest
 
-from experience_sync.hub.server import run_in_thread
+from experience_sync.hub.web.server import run_in_thread
 
 MCP2 = os.environ.get("EXPERIENCE_SYNC_TEST_MCP2_PATH")
 

@@ -48,7 +48,6 @@ from experience_sync.errors import (
     TransportError,
 )
 from experience_sync.hookspecs import Register, hookimpl
-from experience_sync.hub.state import TABLES, ChangeSet, LogEntry, StoredAgent, StoredRow
 from experience_sync.interfaces import (
     ConflictResolver,
     ContestedValue,
@@ -107,6 +106,7 @@ from experience_sync.recall.models import (
 )
 from experience_sync.recall.ranking import Corpus, Ranker, Reranker, fuse, run_search
 from experience_sync.recall.render import render_hits, skill_reliability
+from experience_sync.stores.state import TABLES, ChangeSet, LogEntry, StoredAgent, StoredRow
 
 __all__ = [
     "KINDS",
@@ -214,15 +214,15 @@ __all__ = [
 # loaded on first use: the hub's wire module imports FastAPI, which an
 # instance importing this module should not pay for.
 if TYPE_CHECKING:
-    from experience_sync.hub.auth import AuthError, Principal
     from experience_sync.hub.engine import IngestMeta
-    from experience_sync.hub.wire import HubError
+    from experience_sync.hub.web.auth import AuthError, Principal
+    from experience_sync.hub.web.wire import HubError
 
 _HUB_NAMES = {
-    "AuthError": "experience_sync.hub.auth",
-    "HubError": "experience_sync.hub.wire",
+    "AuthError": "experience_sync.hub.web.auth",
+    "HubError": "experience_sync.hub.web.wire",
     "IngestMeta": "experience_sync.hub.engine",
-    "Principal": "experience_sync.hub.auth",
+    "Principal": "experience_sync.hub.web.auth",
 }
 
 

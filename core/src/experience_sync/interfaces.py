@@ -41,9 +41,9 @@ from experience_sync.units import UnitKind
 
 if TYPE_CHECKING:
     from experience_sync.config import ExperienceSyncConfig
-    from experience_sync.hub.state import ChangeSet, LogEntry, StoredAgent
     from experience_sync.recall.documents import SearchDoc
     from experience_sync.recall.models import SearchQuery, SearchResults
+    from experience_sync.stores.state import ChangeSet, LogEntry, StoredAgent
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -431,7 +431,7 @@ class Store(abc.ABC):
     :meth:`commit` writes a :class:`ChangeSet` (log rows, state rows, applied
     unit ids) in one transaction: after it returns, the data survives a crash.
     State rows are opaque ``(key, version, body)`` rows per table (see
-    :mod:`experience_sync.hub.state`); the merge engine interprets them.
+    :mod:`experience_sync.stores.state`); the merge engine interprets them.
 
     One writer, or several. By default a store has one writing process (the
     built-in ``sqlite`` store): the engine keeps each agent's state in memory

@@ -49,7 +49,7 @@ BUILTIN_PLUGINS: list[str] = [
     "experience_sync.builtin.protocols",
     "experience_sync.builtin.transport_https",
     "experience_sync.builtin.transport_websocket",
-    "experience_sync.builtin.store_sqlite",
+    "experience_sync.builtin.stores",
     "experience_sync.builtin.rankers",
     "experience_sync.builtin.cli_commands",
 ]

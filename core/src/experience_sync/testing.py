@@ -43,11 +43,11 @@ from experience_sync.errors import StaleStateError
 from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.hub.engine import MergeEngine, open_store
 from experience_sync.hub.replay import replay
-from experience_sync.hub.server import HubServer, run_in_thread
-from experience_sync.hub.state import ChangeSet, LogEntry, StoredRow
+from experience_sync.hub.web.server import HubServer, run_in_thread
 from experience_sync.interfaces import MockTransport, Store, TokenRecord
 from experience_sync.models import EventsRequest, ExperienceEvent, MergeResult
 from experience_sync.plugins import registered_plugin
+from experience_sync.stores.state import ChangeSet, LogEntry, StoredRow
 
 __all__ = [
     "HubServer",

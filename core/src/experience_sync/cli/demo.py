@@ -218,7 +218,7 @@ def run_demo(console: Console, strategy: str, aggregation: str, keep: bool) -> i
     """Run the demo; returns the process exit code."""
     from experience_sync.client.manager import ExperienceSyncManager
     from experience_sync.config import MergeStrategyConfig
-    from experience_sync.hub.server import run_in_thread
+    from experience_sync.hub.web.server import run_in_thread
     from experience_sync.plugins import get_plugin_manager, registered_plugin
 
     from .demo_report import print_report

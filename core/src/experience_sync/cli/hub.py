@@ -19,7 +19,7 @@ from experience_sync.errors import ConfigError, PluginError
 
 if TYPE_CHECKING:
     from experience_sync.config import MergeStrategyConfig, RecallConfig
-    from experience_sync.hub.auth import Scope
+    from experience_sync.hub.web.auth import Scope
     from experience_sync.interfaces import Store
 
 DEFAULT_STORE = "sqlite:///./hub.db"
@@ -111,9 +111,9 @@ def serve(
 ) -> None:
     """Run the hub (HTTP + WebSocket) with uvicorn."""
     from experience_sync.config import mask_url
-    from experience_sync.hub.app import Hub, HubLimits
-    from experience_sync.hub.server import UnsafeBindError, check_bind, tune_gc
-    from experience_sync.hub.server import serve as run
+    from experience_sync.hub.web.app import Hub, HubLimits
+    from experience_sync.hub.web.server import UnsafeBindError, check_bind, tune_gc
+    from experience_sync.hub.web.server import serve as run
 
     try:
         check_bind(host, not no_auth)
@@ -170,7 +170,7 @@ def token() -> None:
 @_store_option
 def token_create(agent: str, instance: str, scope: str, store_url: str) -> None:
     """Create a token and print it once (only its hash is stored)."""
-    from experience_sync.hub.auth import create_token
+    from experience_sync.hub.web.auth import create_token
 
     store = _guard(lambda: open_store(store_url))
     try:
@@ -343,7 +343,7 @@ def replay(
 ) -> None:
     """Rebuild an agent's state from its log, deterministically, under a merge configuration."""
     from experience_sync.hub.replay import replay as run_replay
-    from experience_sync.hub.server import tune_gc
+    from experience_sync.hub.web.server import tune_gc
 
     tune_gc()
     config = _guard(

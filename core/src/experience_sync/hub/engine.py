@@ -38,10 +38,9 @@ from typing import Any, TypeVar
 
 from experience_sync.config import MergeStrategyConfig, RecallConfig
 from experience_sync.errors import PluginError, StaleStateError
-from experience_sync.hub.conflicts import MergeContext, Notice, short_hash
+from experience_sync.hub.merge.conflicts import MergeContext, Notice, short_hash
 from experience_sync.hub.runtime import AgentRuntime
 from experience_sync.hub.search import HubSearch
-from experience_sync.hub.state import ChangeSet, LogEntry
 from experience_sync.interfaces import Store
 from experience_sync.models import (
     AgentState,
@@ -61,6 +60,7 @@ from experience_sync.models import (
 )
 from experience_sync.plugins import ExperienceSyncPluginManager, Observer, get_plugin_manager
 from experience_sync.recall.models import SearchQuery, SearchResults
+from experience_sync.stores.state import ChangeSet, LogEntry
 from experience_sync.units import UNITS, UnitKind
 
 __all__ = ["IngestMeta", "MergeEngine", "open_store"]

@@ -13,12 +13,12 @@ import json
 from datetime import datetime
 
 from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.conflicts import MergeContext
 from experience_sync.hub.engine import MergeEngine
-from experience_sync.hub.state import ChangeSet, LogEntry
+from experience_sync.hub.merge.conflicts import MergeContext
 from experience_sync.interfaces import Store
 from experience_sync.models import AgentState, InstanceStatus, MergeResult
 from experience_sync.plugins import ExperienceSyncPluginManager
+from experience_sync.stores.state import ChangeSet, LogEntry
 
 __all__ = ["replay"]
 

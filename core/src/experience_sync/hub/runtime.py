@@ -3,7 +3,7 @@
 :class:`AgentRuntime` holds what the mergers derived from an agent's log
 (memories, skills, knowledge, characteristics, reviews, statistics) plus the
 operational instance statuses, and turns what changed into a
-:class:`~experience_sync.hub.state.ChangeSet`. It neither locks nor commits:
+:class:`~experience_sync.stores.state.ChangeSet`. It neither locks nor commits:
 :class:`~experience_sync.hub.engine.MergeEngine` does both around it, and
 :func:`~experience_sync.hub.replay.replay` drives it from a stored log.
 """
@@ -15,11 +15,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.conflicts import ConflictDesk, MergeContext
-from experience_sync.hub.knowledge_integrator import KnowledgeIntegrator
-from experience_sync.hub.memory_merger import MemoryMerger, RequestPlan
-from experience_sync.hub.skill_accumulator import SkillAccumulator
-from experience_sync.hub.state import ChangeSet, LogEntry, StoredAgent, StoredRow
+from experience_sync.hub.merge.conflicts import ConflictDesk, MergeContext
+from experience_sync.hub.merge.knowledge import KnowledgeIntegrator
+from experience_sync.hub.merge.memory import MemoryMerger, RequestPlan
+from experience_sync.hub.merge.skills import SkillAccumulator
 from experience_sync.models import (
     AgentState,
     EvolutionStats,
@@ -36,6 +35,7 @@ from experience_sync.recall.documents import (
     doc_of_memory,
     doc_of_skill,
 )
+from experience_sync.stores.state import ChangeSet, LogEntry, StoredAgent, StoredRow
 from experience_sync.units import UNITS
 
 __all__ = ["AgentRuntime"]

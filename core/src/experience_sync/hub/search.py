@@ -24,7 +24,6 @@ import numpy as np
 
 from experience_sync.config import MergeStrategyConfig, RecallConfig
 from experience_sync.hub.runtime import AgentRuntime
-from experience_sync.hub.state import ChangeSet
 from experience_sync.interfaces import Embedder, FloatArray, Store
 from experience_sync.plugins import ExperienceSyncPluginManager
 from experience_sync.recall.documents import (
@@ -44,6 +43,7 @@ from experience_sync.recall.ranking import (
     run_search,
     unit_rows,
 )
+from experience_sync.stores.state import ChangeSet
 
 __all__ = ["HubSearch"]
 

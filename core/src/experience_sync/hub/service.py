@@ -2,7 +2,7 @@
 
 It holds what serving needs (merge engine, store, authenticator, plugin
 manager, limits, metrics and the SSE broadcaster) and answers units the same
-way for every route and transport: HTTP (:mod:`experience_sync.hub.app`), the
+way for every route and transport: HTTP (:mod:`experience_sync.hub.web.app`), the
 WebSocket frames, and transports mounted by plugins (the MCP plugin).
 """
 
@@ -19,11 +19,11 @@ import orjson
 
 from experience_sync.config import MergeStrategyConfig, RecallConfig
 from experience_sync.errors import StaleStateError
-from experience_sync.hub.auth import Authenticator, AuthError, Principal
 from experience_sync.hub.metrics import HubMetrics
 from experience_sync.hub.prometheus import PrometheusObserver
-from experience_sync.hub.sse import EventBroadcaster
-from experience_sync.hub.wire import (
+from experience_sync.hub.web.auth import Authenticator, AuthError, Principal
+from experience_sync.hub.web.sse import EventBroadcaster
+from experience_sync.hub.web.wire import (
     DEFAULT_PROTOCOL,
     HubError,
     HubLimits,

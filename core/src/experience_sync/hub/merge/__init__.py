@@ -1,1 +1,6 @@
-"""The merge room: similarity and its guards, conflict strategies, skill aggregations."""
+"""The merge room: memory merging (:mod:`~experience_sync.hub.merge.memory`),
+skill accumulation (:mod:`~experience_sync.hub.merge.skills`), knowledge
+integration (:mod:`~experience_sync.hub.merge.knowledge`), conflict
+resolution (:mod:`~experience_sync.hub.merge.conflicts`), similarity and its
+guards, the conflict strategies and the skill aggregations.
+"""

@@ -21,8 +21,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from experience_sync.hub.auth import AuthError, Principal, hash_secret, split_token
 from experience_sync.hub.service import Hub
+from experience_sync.hub.web.auth import AuthError, Principal, hash_secret, split_token
 from experience_sync.hub.web.console import pages, views
 from experience_sync.hub.web.console.sessions import (
     MAX_SECONDS,

@@ -1,7 +1,7 @@
 """Console sessions: a random id in a cookie, the principal kept server-side.
 
 Signing in checks a hub token once (:meth:`Authenticator.authenticate`); the
-session then holds the token's :class:`~experience_sync.hub.auth.Principal`
+session then holds the token's :class:`~experience_sync.hub.web.auth.Principal`
 and the sha256 of its secret (what the store keeps anyway), never the token.
 Every :data:`RECHECK_SECONDS` a request looks the token's record up again, so
 a token revoked with ``experience-sync token revoke`` ends its console
@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from experience_sync.hub.auth import Principal
+from experience_sync.hub.web.auth import Principal
 from experience_sync.interfaces import Store
 
 #: Seconds a session lasts without a request (``EXPERIENCE_SYNC_CONSOLE_IDLE_SECONDS``).

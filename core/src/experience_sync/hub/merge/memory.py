@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.conflicts import ConflictDesk, MergeContext, is_reconciliation
-from experience_sync.hub.state import StoredRow
+from experience_sync.hub.merge.conflicts import ConflictDesk, MergeContext, is_reconciliation
 from experience_sync.interfaces import Embedder, FloatArray, SimilarityMatch, SimilarityMethod
 from experience_sync.models import ExperienceEvent, Memory, MemoryData, SupersededStatement
 from experience_sync.plugins import ExperienceSyncPluginManager
+from experience_sync.stores.state import StoredRow
 from experience_sync.text import content_hash, normalize
 
 #: A memory lists at most this many (the latest) source events: a memory every

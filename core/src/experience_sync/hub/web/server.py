@@ -27,8 +27,8 @@ from urllib.parse import unquote_plus
 import uvicorn
 
 from experience_sync.config import MergeStrategyConfig, RecallConfig, is_loopback_host
-from experience_sync.hub.app import Hub, HubLimits, create_app
-from experience_sync.hub.auth import Scope, create_token
+from experience_sync.hub.web.app import Hub, HubLimits, create_app
+from experience_sync.hub.web.auth import Scope, create_token
 from experience_sync.plugins import ExperienceSyncPluginManager
 
 if TYPE_CHECKING:

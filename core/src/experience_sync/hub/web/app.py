@@ -28,11 +28,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
-from experience_sync.hub.auth import AuthError, Principal, authorize_review
 from experience_sync.hub.metrics import CONTENT_TYPE
 from experience_sync.hub.service import Hub
-from experience_sync.hub.web import mount_console
-from experience_sync.hub.wire import (
+from experience_sync.hub.web.auth import AuthError, Principal, authorize_review
+from experience_sync.hub.web.console import mount_console
+from experience_sync.hub.web.wire import (
     DEFAULT_PROTOCOL,
     LIST_ADAPTERS,
     QUERY_ERRORS,

@@ -18,10 +18,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.state import StoredRow
 from experience_sync.interfaces import ConflictResolver, ContestedValue, Resolution
 from experience_sync.models import ConflictCounts, ExperienceEvent, MergeResult, Review
 from experience_sync.plugins import ExperienceSyncPluginManager
+from experience_sync.stores.state import StoredRow
 
 ConflictKind = Literal["memory", "skill", "knowledge", "characteristic"]
 

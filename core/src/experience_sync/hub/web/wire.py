@@ -1,6 +1,6 @@
 """Wire-level pieces of the hub API: limits, errors, body decoding and parsing.
 
-Kept apart from :mod:`experience_sync.hub.app` (the routes) so that other
+Kept apart from :mod:`experience_sync.hub.web.app` (the routes) so that other
 transports mounted on the hub (the MCP plugin, ...) can parse and answer
 units exactly like the HTTP and WebSocket routes do.
 """

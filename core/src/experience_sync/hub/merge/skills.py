@@ -2,7 +2,7 @@
 
 A skill is matched by ``skill_id``, else by its normalized name. Each report is
 kept; the skill is a fold of its reports in the total order of
-:func:`~experience_sync.hub.conflicts.order_key` (event time, Lamport clock,
+:func:`~experience_sync.hub.merge.conflicts.order_key` (event time, Lamport clock,
 instance, event id), so the result does not depend on arrival order:
 
 * per instance, the latest report by ``(invocations, timestamp, lamport,
@@ -24,14 +24,13 @@ from datetime import datetime
 from typing import Any
 
 from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.conflicts import (
+from experience_sync.hub.merge.conflicts import (
     ConflictDesk,
     MergeContext,
     is_reconciliation,
     order_key,
     short_hash,
 )
-from experience_sync.hub.state import StoredRow
 from experience_sync.interfaces import SkillAggregator
 from experience_sync.models import (
     ExperienceEvent,
@@ -41,6 +40,7 @@ from experience_sync.models import (
     SkillUsage,
 )
 from experience_sync.plugins import ExperienceSyncPluginManager
+from experience_sync.stores.state import StoredRow
 from experience_sync.text import normalize
 
 

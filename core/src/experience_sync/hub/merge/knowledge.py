@@ -4,7 +4,7 @@ Knowledge items are keyed by ``knowledge_id``, else normalized ``subject``,
 else normalized content. A report finds its item by id, else by subject (an
 item with a different id of its own is another item); the id or subject it
 brings is then recorded on the item, so either finds it afterwards. Each instance's *latest* report (in the total order
-of :func:`~experience_sync.hub.conflicts.order_key`) is its verification; a
+of :func:`~experience_sync.hub.merge.conflicts.order_key`) is its verification; a
 repeat from one instance updates its confidence, never adds a verification.
 
 The combined confidence is the noisy-or of the distinct instances' latest
@@ -27,15 +27,15 @@ from datetime import datetime
 from typing import Any
 
 from experience_sync.config import MergeStrategyConfig
-from experience_sync.hub.conflicts import (
+from experience_sync.hub.merge.conflicts import (
     ConflictDesk,
     MergeContext,
     is_reconciliation,
     order_key,
     short_hash,
 )
-from experience_sync.hub.state import StoredRow
 from experience_sync.models import Characteristic, ExperienceEvent, KnowledgeItem, Verification
+from experience_sync.stores.state import StoredRow
 from experience_sync.text import content_hash, normalize
 
 #: Reports kept per knowledge item before repeats are compacted to each

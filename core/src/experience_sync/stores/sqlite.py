@@ -1,4 +1,4 @@
-"""Built-in hub store ``sqlite``: one SQLite file in WAL mode.
+"""The built-in hub store ``sqlite``: one SQLite file in WAL mode.
 
 URLs follow SQLAlchemy's convention: ``sqlite:///hub.db`` is relative to the
 working directory, ``sqlite:////var/lib/hub.db`` is absolute, and
@@ -31,12 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from experience_sync.hookspecs import Register, hookimpl
-from experience_sync.hub.state import TABLES, ChangeSet, LogEntry, StoredAgent, StoredRow
 from experience_sync.interfaces import Store, TokenRecord
 from experience_sync.models import MergeResult
 from experience_sync.recall.documents import SearchDoc
 from experience_sync.recall.fts import FtsIndex
+from experience_sync.stores.state import TABLES, ChangeSet, LogEntry, StoredAgent, StoredRow
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS agents (
@@ -482,8 +481,3 @@ def _token(row: tuple[str, str, str, str, str, str, int]) -> TokenRecord:
         created_at=datetime.fromisoformat(created_at),
         revoked=bool(revoked),
     )
-
-
-@hookimpl
-def experience_sync_register_stores(register: Register) -> None:
-    register("sqlite", SQLiteStore)
