@@ -73,7 +73,8 @@ def test_spec_field_names_are_all_present() -> None:
     t = ExperienceSyncConfig().transport
     assert {"endpoint", "auth_token", "headers", "verify_tls"} <= set(type(t.https).model_fields)
     assert {"url", "protocols"} <= set(type(t.websocket).model_fields)
-    assert {"server", "tool_name"} <= set(type(t.mcp).model_fields)
+    # a plugin's table (transport.mcp) is the plugin's own section
+    assert "mcp" not in type(t).model_fields
 
 
 def test_complete_valid_config_loads(
@@ -107,10 +108,12 @@ def test_complete_valid_config_loads(
             "plain ws:// to non-loopback host '10.0.0.8' is refused",
         ),
         (
-            {"transport": {"mcp": {"server": "http://mcp.example.com/mcp"}}},
-            "transport.mcp.server",
-            "refused",
+            {"transport": {"mcp": {"server": "https://mcp.example.com/mcp"}}},
+            "transport.mcp",
+            "unknown section: no installed plugin provides [transport.mcp]",
         ),
+        ({"faiss": {"nlist": 4}}, "faiss", "unknown section: no installed plugin provides [faiss]"),
+        ({"default_protcol": "streaming"}, "default_protcol", "Extra inputs are not permitted"),
         (
             {"transport": {"https": {"endpoint": "ftp://hub.example.com"}}},
             "transport.https.endpoint",

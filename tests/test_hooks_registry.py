@@ -618,3 +618,65 @@ def test_hook_register_rerankers(register_plugin: Callable[..., str], tmp_path: 
         engine.close()
     with pytest.raises(Exception, match="unknown reranker 'nope'"):
         load_config(environ={}, cwd=tmp_path, recall={"rerankers": ["nope"]})
+
+
+def test_hook_register_config_sections(register_plugin: Callable[..., str], tmp_path: Path) -> None:
+    from pydantic import Field, SecretStr, ValidationInfo, field_validator
+
+    from experience_sync.api import ConfigError, ConfigSection, check_url
+    from experience_sync.client.manager import with_endpoint
+
+    class CarrierConfig(ConfigSection):
+        """A transport plugin's own table, ``[transport.carrier]``."""
+
+        _url_fields = ("url",)
+        endpoint_field = "url"
+
+        url: str | None = None
+        token: SecretStr | None = None
+        window: int = Field(default=4, ge=1)
+
+        @field_validator("url")
+        @classmethod
+        def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
+            return check_url(value, "https", "http", False)
+
+    class RackConfig(ConfigSection):
+        shelves: int = 2
+
+    class Plugin:
+        @hookimpl
+        def experience_sync_register_config_sections(self, register: Callable[..., None]) -> None:
+            register("transport.carrier", CarrierConfig)
+            register("rack", RackConfig)
+
+    # before the plugin is installed, its tables are unknown sections
+    with pytest.raises(ConfigError, match=r"transport\.carrier.*no installed plugin provides"):
+        load_config(environ={}, cwd=tmp_path, transport={"carrier": {"window": 2}})
+
+    register_plugin(Plugin(), name="carrier-plugin")
+    cfg = load_config(
+        environ={"EXPERIENCE_SYNC_RACK__SHELVES": "5"},
+        cwd=tmp_path,
+        transport={"carrier": {"url": "https://u:pw-1@hub.example.com/x", "token": "tok-1"}},
+    )
+    carrier = cfg.section("transport.carrier", CarrierConfig)
+    assert isinstance(carrier, CarrierConfig) and carrier.window == 4
+    assert carrier.token is not None and carrier.token.get_secret_value() == "tok-1"
+    assert cfg.section("rack", RackConfig).shelves == 5
+    public = cfg.public_dict()
+    assert "pw-1" not in str(public) and "tok-1" not in str(public) and "pw-1" not in repr(cfg)
+    assert public["transport"]["carrier"]["window"] == 4
+    # an absent table gives the model's defaults
+    bare = load_config(environ={}, cwd=tmp_path)
+    assert bare.section("transport.carrier", CarrierConfig).url is None
+    # --endpoint reaches a plugin transport's endpoint_field
+    moved = with_endpoint(bare, "http://127.0.0.1:8787")
+    assert moved.section("transport.carrier", CarrierConfig).url == "http://127.0.0.1:8787"
+    # a bad field fails at load with its dotted path and the model's reason
+    with pytest.raises(ConfigError) as info:
+        load_config(environ={}, cwd=tmp_path, transport={"carrier": {"window": 0}}, rack={"shelvs": 1})
+    paths = {path for path, _ in info.value.errors}
+    assert paths == {"transport.carrier.window", "rack.shelvs"}
+    with pytest.raises(ConfigError, match="plain http:// to non-loopback host"):
+        load_config(environ={}, cwd=tmp_path, transport={"carrier": {"url": "http://hub.example.com"}})

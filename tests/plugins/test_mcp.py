@@ -379,6 +379,12 @@ def test_hook_registers_the_transport(register_plugin: Callable[..., str]) -> No
         t.close()
     with pytest.raises(ConfigError):
         registry.create("transports", "mcp", load_config(cwd="/nonexistent", environ={}), AGENT)
+    # the plugin's own table validates at load, naming the field
+    with pytest.raises(ConfigError) as info:
+        load_config(cwd="/nonexistent", environ={},
+                    transport={"mcp": {"server": "http://mcp.example.com/mcp"}})
+    assert [path for path, _ in info.value.errors] == ["transport.mcp.server"]
+    assert "plain http:// to non-loopback host" in str(info.value)
 
 
 def test_endpoint_runs_in_the_app_lifespan_when_the_server_runs_one(

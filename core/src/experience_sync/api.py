@@ -27,9 +27,11 @@ from experience_sync.client.retry import (
 )
 from experience_sync.client.status import SyncStatus
 from experience_sync.config import (
+    ConfigSection,
     ExperienceSyncConfig,
     MergeStrategyConfig,
     RecallConfig,
+    check_url,
     load_config,
     mask_url,
     validate_config,
@@ -120,6 +122,7 @@ __all__ = [
     "CharacteristicData",
     "CheckIn",
     "ConfigError",
+    "ConfigSection",
     "ConflictResolver",
     "ContestedValue",
     "Corpus",
@@ -190,6 +193,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "VectorIndex",
+    "check_url",
     "clip",
     "error_message",
     "fit_kwargs",
@@ -231,6 +235,16 @@ def __getattr__(name: str) -> Any:
     module = _HUB_NAMES.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    try:
+        imported = importlib.import_module(module)
+    except ModuleNotFoundError as exc:  # a client install, without the hub extra
+        from experience_sync.extras import HUB_MODULES, hub_hint
+
+        if exc.name not in HUB_MODULES:
+            raise
+        raise ModuleNotFoundError(
+            hub_hint(f"experience_sync.api.{name}"), name=exc.name
+        ) from exc
+    value = getattr(imported, name)
     globals()[name] = value
     return value

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import UnionType
-from typing import Any, ClassVar, Literal, Union, get_args, get_origin
+from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -95,9 +95,14 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def _check_url(
+def check_url(
     url: str | None, secure: str, insecure: str, allow_insecure: bool
 ) -> str | None:
+    """``url`` if it is a ``secure://`` URL, or an ``insecure://`` one to loopback.
+
+    Plain ``insecure://`` to another host needs ``allow_insecure``. A config
+    section's URL validator calls this, so every transport refuses the same URLs.
+    """
     if url is None:
         return None
     parts = urlsplit(url)
@@ -115,21 +120,37 @@ def _insecure_allowed(info: ValidationInfo) -> bool:
     return bool(info.data.get("allow_insecure_http", False))
 
 
-class _Section(BaseModel):
+class ConfigSection(BaseModel):
+    """A table of the configuration. A plugin's own section subclasses this.
+
+    Unknown keys are errors and assignments are validated. URL fields named
+    in ``_url_fields`` are masked in reprs and in
+    :meth:`ExperienceSyncConfig.public_dict`; a transport section that names
+    ``endpoint_field`` gets the URL that ``--endpoint`` and
+    :func:`~experience_sync.client.manager.with_endpoint` give.
+    """
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     #: URL fields whose credentials (userinfo password, token query) are masked in reprs.
     _url_fields: ClassVar[tuple[str, ...]] = ()
+    #: The field a hub URL given on the command line sets (transport sections).
+    endpoint_field: ClassVar[str | None] = None
 
     def __repr_args__(self) -> Any:
+        extra = self.__pydantic_extra__ or {}
         for key, value in super().__repr_args__():
             if key in self._url_fields and isinstance(value, str):
                 value = mask_url(value)
+            elif key in extra and isinstance(value, Mapping):
+                value = _mask_table(value)
             yield key, value
 
 
-class HttpsConfig(_Section):
+class HttpsConfig(ConfigSection):
     """``transport.https``: POST to the hub's HTTP API."""
+
+    endpoint_field = "endpoint"
 
     # Declared before the URL so that the URL's validator can read it and the
     # error names ``transport.https.endpoint`` itself.
@@ -146,11 +167,13 @@ class HttpsConfig(_Section):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return _check_url(value, "https", "http", _insecure_allowed(info))
+        return check_url(value, "https", "http", _insecure_allowed(info))
 
 
-class WebSocketConfig(_Section):
+class WebSocketConfig(ConfigSection):
     """``transport.websocket``: frames over one long-lived WebSocket."""
+
+    endpoint_field = "url"
 
     _url_fields = ("url",)
 
@@ -163,32 +186,21 @@ class WebSocketConfig(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return _check_url(value, "wss", "ws", _insecure_allowed(info))
+        return check_url(value, "wss", "ws", _insecure_allowed(info))
 
 
-class McpConfig(_Section):
-    """``transport.mcp``: a tool call on the hub's MCP server."""
+class TransportConfig(ConfigSection):
+    """``transport``: which registered transport ships events, and its settings.
 
-    _url_fields = ("server",)
+    A transport plugin's own table (``[transport.mcp]``) is a section it
+    registers through ``experience_sync_register_config_sections``.
+    """
 
-    allow_insecure_http: bool = False
-    server: str | None = None
-    tool_name: str = "sync_experiences"
-    auth_token: SecretStr | None = None
-
-    @field_validator("server")
-    @classmethod
-    def _server(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return _check_url(value, "https", "http", _insecure_allowed(info))
-
-
-class TransportConfig(_Section):
-    """``transport``: which registered transport ships events, and its settings."""
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     type: str = "https"
     https: HttpsConfig = Field(default_factory=HttpsConfig)
     websocket: WebSocketConfig = Field(default_factory=WebSocketConfig)
-    mcp: McpConfig = Field(default_factory=McpConfig)
 
     @field_validator("type")
     @classmethod
@@ -196,7 +208,7 @@ class TransportConfig(_Section):
         return _check_name(value, "transports", info)
 
 
-class StreamingConfig(_Section):
+class StreamingConfig(ConfigSection):
     """``streaming``: ship high-priority events within ``interval_ms``."""
 
     enabled: bool = True
@@ -205,7 +217,7 @@ class StreamingConfig(_Section):
     priority_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
-class LumpedConfig(_Section):
+class LumpedConfig(ConfigSection):
     """``lumped``: ship accumulated events as one batch every ``batch_interval``."""
 
     enabled: bool = False
@@ -234,7 +246,7 @@ class LumpedConfig(_Section):
         return self.compression
 
 
-class CheckInConfig(_Section):
+class CheckInConfig(ConfigSection):
     """``check_in``: send the instance's state on a cron ``schedule``."""
 
     enabled: bool = False
@@ -266,7 +278,7 @@ def skill_key(name: str) -> str:
     return re.sub(r"[\s_\-]+", " ", name).strip().casefold()
 
 
-class MergeStrategyConfig(_Section):
+class MergeStrategyConfig(ConfigSection):
     """``merge_strategy``: how the hub merges what instances send."""
 
     conflict_resolution: str = "latest_wins"
@@ -303,7 +315,7 @@ class MergeStrategyConfig(_Section):
         return _check_name(value, _MERGE_PLUGIN_FIELDS[str(info.field_name)], info)
 
 
-class OutboxConfig(_Section):
+class OutboxConfig(ConfigSection):
     """``outbox``: the instance's durable queue of events not yet delivered."""
 
     data_dir: str | None = None
@@ -314,7 +326,39 @@ class OutboxConfig(_Section):
     group_commit_ms: float = Field(default=5.0, ge=0.1, le=1000)
 
 
-class RecallConfig(_Section):
+class RetentionConfig(ConfigSection):
+    """``retention``: what the hub drops by age, and whether it compacts logs (hub only).
+
+    ``interactions``: an interaction event older than this (by its own
+    timestamp; a duration such as ``"30d"``) loses its payload and context
+    in the log. ``compact``: each pass replaces every agent's log by a
+    snapshot of its state. ``interval``: how often ``serve`` runs a pass.
+    See ``docs/retention.md``.
+    """
+
+    interactions: str | None = None
+    compact: bool = False
+    interval: str = "1h"
+
+    @field_validator("interactions", "interval")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @property
+    def interactions_seconds(self) -> float | None:
+        """``interactions`` in seconds (``None``: kept forever)."""
+        return None if self.interactions is None else parse_duration(self.interactions)
+
+    @property
+    def interval_seconds(self) -> float:
+        """``interval`` in seconds."""
+        return parse_duration(self.interval)
+
+
+class RecallConfig(ConfigSection):
     """``recall``: how searches rank, on the hub and in each instance's replica.
 
     ``rankers`` run on every search and are fused by weighted reciprocal rank
@@ -358,8 +402,15 @@ class RecallConfig(_Section):
         return None if value is None else _check_name(value, "embedders", info)
 
 
-class ExperienceSyncConfig(_Section):
-    """The whole configuration. Field names follow the spec."""
+class ExperienceSyncConfig(ConfigSection):
+    """The whole configuration. Field names follow the spec.
+
+    Tables that plugins register (``transport.<name>``, or a top-level
+    ``[<name>]``) are validated at load by the section model the plugin
+    registered and read with :meth:`section`.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     enabled: bool = True
     default_protocol: str = "streaming"
@@ -370,11 +421,34 @@ class ExperienceSyncConfig(_Section):
     merge_strategy: MergeStrategyConfig = Field(default_factory=MergeStrategyConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     recall: RecallConfig = Field(default_factory=RecallConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @field_validator("default_protocol")
     @classmethod
     def _protocol(cls, value: str, info: ValidationInfo) -> str:
         return _check_name(value, "protocols", info)
+
+    def section(self, path: str, model: type[_S]) -> _S:
+        """The plugin section at ``path`` (``"transport.mcp"``) as ``model``.
+
+        The defaults of ``model`` when the configuration has no such table.
+        A table given as a plain mapping (a config built without the plugin
+        registry) is validated here, and a bad field raises
+        :class:`~experience_sync.errors.ConfigError` naming its dotted path.
+        """
+        parent, key = _section_parent(self, path)
+        extra = parent.__pydantic_extra__
+        if extra is None:  # pragma: no cover - both parents allow extras
+            raise KeyError(path)
+        value = extra.get(key)
+        if isinstance(value, model):
+            return value
+        try:
+            section = model.model_validate({} if value is None else value)
+        except ValidationError as exc:
+            raise ConfigError(_located(exc, path)) from None
+        extra[key] = section
+        return section
 
     def public_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with every secret masked, for display."""
@@ -384,11 +458,83 @@ class ExperienceSyncConfig(_Section):
             key: MASK if _SECRET_HEADER_RE.search(key) else value
             for key, value in https["headers"].items()
         }
-        for section, key in (("https", "endpoint"), ("websocket", "url"), ("mcp", "server")):
-            url = data["transport"][section][key]
-            if url:
-                data["transport"][section][key] = mask_url(url)
+        _mask_urls(self, data)
         return data
+
+
+_S = TypeVar("_S", bound=ConfigSection)
+
+#: The sections of the core that can hold plugin tables.
+_OPEN_SECTIONS = ("", "transport")
+
+
+def _section_parent(config: ExperienceSyncConfig, path: str) -> tuple[BaseModel, str]:
+    head, _, key = path.rpartition(".")
+    if head not in _OPEN_SECTIONS or not key:
+        raise ValueError(
+            f"{path!r}: a plugin section is a top-level table or one under [transport]"
+        )
+    return (config.transport if head else config), key
+
+
+def _mask_urls(model: BaseModel, data: dict[str, Any]) -> None:
+    """Mask the URL fields of every section under ``model`` in its dump ``data``."""
+    fields = getattr(model, "_url_fields", ())
+    for key in fields:
+        if isinstance(data.get(key), str):
+            data[key] = mask_url(data[key])
+    children = {name: getattr(model, name) for name in type(model).model_fields}
+    children.update(model.__pydantic_extra__ or {})
+    for name, child in children.items():
+        if isinstance(child, BaseModel) and isinstance(data.get(name), dict):
+            _mask_urls(child, data[name])
+        elif isinstance(child, Mapping) and isinstance(data.get(name), dict):
+            # a plugin table not validated by its model (no registry): mask
+            # what looks like a secret or a URL
+            data[name] = _mask_table(data[name])
+
+
+def _mask_table(table: Mapping[str, Any]) -> dict[str, Any]:
+    """A raw plugin table with what looks like a secret or a URL masked."""
+    return {
+        key: MASK if _SECRET_HEADER_RE.search(key)
+        else mask_url(value) if isinstance(value, str) and "://" in value
+        else value
+        for key, value in table.items()
+    }
+
+
+def _located(exc: ValidationError, prefix: str) -> list[tuple[str, str]]:
+    errors = []
+    for err in exc.errors():
+        path = ".".join([prefix, *(str(p) for p in err["loc"])])
+        errors.append((path, str(err["msg"]).removeprefix("Value error, ")))
+    return errors
+
+
+def _plugin_sections(config: ExperienceSyncConfig, registry: Any) -> list[tuple[str, str]]:
+    """Validate the plugin tables of a loaded config in place; the errors found."""
+    known = set(registry.names("config_sections"))
+    errors: list[tuple[str, str]] = []
+    for head in _OPEN_SECTIONS:
+        parent: BaseModel = config.transport if head else config
+        extra = parent.__pydantic_extra__ or {}
+        for key in list(extra):
+            path = f"{head}.{key}" if head else key
+            if path not in known:
+                if not isinstance(extra[key], Mapping):
+                    errors.append((path, "Extra inputs are not permitted"))
+                    continue
+                installed = ", ".join(sorted(known)) or "none"
+                errors.append((path, f"unknown section: no installed plugin provides "
+                               f"[{path}] (plugin sections installed: {installed})"))
+                continue
+            model = registry.get("config_sections", path).factory
+            try:
+                extra[key] = model.model_validate(extra[key])
+            except ValidationError as exc:
+                errors.extend(_located(exc, path))
+    return errors
 
 
 MASK = "**********"
@@ -532,7 +678,7 @@ def validate_config(
 
         context["registry"] = get_plugin_manager().registry
     try:
-        return ExperienceSyncConfig.model_validate(dict(data), context=context)
+        config = ExperienceSyncConfig.model_validate(dict(data), context=context)
     except ValidationError as exc:
         errors = []
         for err in exc.errors():
@@ -542,6 +688,11 @@ def validate_config(
                 msg = msg[len("Value error, ") :]
             errors.append((path, msg))
         raise ConfigError(errors, source) from None
+    if "registry" in context:
+        errors = _plugin_sections(config, context["registry"])
+        if errors:
+            raise ConfigError(errors, source)
+    return config
 
 
 def load_config(

@@ -153,6 +153,21 @@ def experience_sync_register_rerankers(register: Register) -> None:
     """
 
 
+@hookspec
+def experience_sync_register_config_sections(register: Register) -> None:
+    """Register the configuration tables a plugin reads.
+
+    :param register: call ``register(path, model)``; ``path`` is a top-level
+        table (``"faiss"``) or one under ``transport`` (``"transport.mcp"``),
+        ``model`` a :class:`~experience_sync.config.ConfigSection` subclass.
+        At load, the table is validated by ``model`` (a bad field fails with
+        its dotted path) and read back with
+        :meth:`ExperienceSyncConfig.section(path, model)
+        <experience_sync.config.ExperienceSyncConfig.section>`; a table that
+        no installed plugin registered is an error.
+    """
+
+
 # --------------------------------------------------------------------------- observability
 
 

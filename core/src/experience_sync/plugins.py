@@ -72,6 +72,7 @@ KIND_LABELS: dict[str, str] = {
     "stores": "store",
     "rankers": "ranker",
     "rerankers": "reranker",
+    "config_sections": "config section",
 }
 
 #: Registry kinds and the hook that fills each.
@@ -86,6 +87,7 @@ KINDS: dict[str, str] = {
     "stores": "experience_sync_register_stores",
     "rankers": "experience_sync_register_rankers",
     "rerankers": "experience_sync_register_rerankers",
+    "config_sections": "experience_sync_register_config_sections",
 }
 
 

@@ -35,7 +35,7 @@ from experience_sync.client.instance import (
     new_event,
 )
 from experience_sync.client.paths import instance_dir
-from experience_sync.config import ExperienceSyncConfig, load_config
+from experience_sync.config import ConfigSection, ExperienceSyncConfig, load_config
 from experience_sync.errors import ConfigError, NotInitializedError
 from experience_sync.interfaces import SyncProtocol, Transport
 from experience_sync.models import (
@@ -80,7 +80,8 @@ def with_endpoint(config: ExperienceSyncConfig, endpoint: str) -> ExperienceSync
     """A copy of ``config`` whose transport URLs point at ``endpoint``.
 
     ``ws://``/``wss://`` set ``transport.websocket.url``; ``http(s)://`` set
-    ``transport.https.endpoint`` and ``transport.mcp.server``. The same
+    ``transport.https.endpoint`` and the ``endpoint_field`` of every plugin
+    transport section present (``transport.mcp.server``). The same
     validation as in a config file applies (plain http only to loopback).
     """
     cfg = config.model_copy(deep=True)
@@ -90,7 +91,12 @@ def with_endpoint(config: ExperienceSyncConfig, endpoint: str) -> ExperienceSync
             cfg.transport.websocket.url = endpoint
         else:
             cfg.transport.https.endpoint = endpoint
-            cfg.transport.mcp.server = endpoint
+            for reg in get_plugin_manager().registry.entries.get("config_sections", {}).values():
+                model = reg.factory
+                if not (isinstance(model, type) and issubclass(model, ConfigSection)):
+                    continue
+                if reg.name.startswith("transport.") and model.endpoint_field:
+                    setattr(cfg.section(reg.name, model), model.endpoint_field, endpoint)
     except ValidationError as exc:
         raise ConfigError(
             [("endpoint", e["msg"].removeprefix("Value error, ")) for e in exc.errors()]

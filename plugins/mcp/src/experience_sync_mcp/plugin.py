@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from experience_sync.api import ConfigError, ExperienceSyncConfig, Register, hookimpl
+from experience_sync_mcp.config import McpConfig
 from experience_sync_mcp.transport import McpTransport
 
 log = logging.getLogger("experience_sync_mcp")
@@ -13,7 +14,7 @@ log = logging.getLogger("experience_sync_mcp")
 
 def create_transport(config: ExperienceSyncConfig, agent_id: str) -> McpTransport:
     """Build the ``mcp`` transport from ``transport.mcp`` (``server``, ``tool_name``, ``auth_token``)."""
-    section = config.transport.mcp
+    section = config.section("transport.mcp", McpConfig)
     if not section.server:
         raise ConfigError(
             [("transport.mcp.server", "the hub's MCP endpoint URL is required for the mcp transport")]
@@ -27,6 +28,11 @@ def create_transport(config: ExperienceSyncConfig, agent_id: str) -> McpTranspor
 @hookimpl
 def experience_sync_register_transports(register: Register) -> None:
     register("mcp", create_transport)
+
+
+@hookimpl
+def experience_sync_register_config_sections(register: Register) -> None:
+    register("transport.mcp", McpConfig)
 
 
 @hookimpl
