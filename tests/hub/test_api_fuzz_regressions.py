@@ -298,6 +298,9 @@ def test_hostile_bodies_are_4xx_on_every_ingest_route(
         ({"timestamp": "yesterday"}, "events.0.timestamp"),
         ({"timestamp": 10**20}, "events.0.timestamp"),
         ({"timestamp": "2024-13-01T00:00:00Z"}, "events.0.timestamp"),
+        # Every timestamp the hub answers is UTC: one that UTC cannot hold is refused.
+        ({"timestamp": "9999-12-31T23:59:59-23:59"}, "events.0.timestamp"),
+        ({"timestamp": "0001-01-01T00:00:00+23:59"}, "events.0.timestamp"),
     ],
 )
 def test_out_of_range_event_fields_are_422(hub: HubServer, change: dict[str, Any], loc: str) -> None:
@@ -311,8 +314,8 @@ def test_out_of_range_event_fields_are_422(hub: HubServer, change: dict[str, Any
     "change",
     [
         {"timestamp": "9999-12-31T23:59:59Z"},
-        {"timestamp": "9999-12-31T23:59:59-23:59"},
-        {"timestamp": "0001-01-01T00:00:00+23:59"},
+        {"timestamp": "9999-12-31T22:59:59-01:00"},
+        {"timestamp": "0001-01-01T23:00:00+23:00"},
         {"timestamp": "1970-01-01T00:00:00Z"},
         {"timestamp": -(10**11)},
         {"sequence": 2**63 - 1, "lamport": 2**63 - 1},
@@ -348,14 +351,32 @@ def test_read_query_parameters_of_the_wrong_type_are_422(hub: HubServer, path: s
 
 @pytest.mark.parametrize(
     ("path", "params"),
-    [("state", "since=" + "9" * 40), ("memories", "offset=" + "9" * 40),
-     ("memories", "q=%00%ff%ed%a0%80"), ("memories", "q=" + "x" * 4000)],
+    [("memories", "q=%00%ff%ed%a0%80"), ("memories", "q=" + "x" * 4000)],
 )
 def test_extreme_read_query_parameters_are_answered(hub: HubServer, path: str, params: str) -> None:
     token = hub.create_token("a1", "i1")
     _still_works(hub, token)
     r = httpx.get(f"{hub.url}/v1/agents/a1/{path}?{params}", headers=auth(token))
     assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "loc"),
+    [("state", "since=" + "9" * 40, "query.since"), ("state", "since=1000", "query.since"),
+     ("memories", "offset=" + "9" * 40, "query.offset"), ("memories", "offset=1000", "query.offset")],
+)
+def test_a_cursor_or_offset_beyond_the_end_is_422_naming_it(
+    hub: HubServer, path: str, params: str, loc: str
+) -> None:
+    # A client with a corrupt cursor must not silently see no changes.
+    token = hub.create_token("a1", "i1")
+    _still_works(hub, token)
+    r = httpx.get(f"{hub.url}/v1/agents/a1/{path}?{params}", headers=auth(token))
+    error = _assert_json_error(r, 422)
+    assert [d["loc"] for d in error["details"]] == [loc], error
+    head = httpx.get(f"{hub.url}/v1/agents/a1/state", headers=auth(token)).json()
+    at_head = httpx.get(f"{hub.url}/v1/agents/a1/state?since={head['cursor']}", headers=auth(token))
+    assert at_head.status_code == 200 and at_head.json()["memories"] == []
 
 
 @pytest.mark.parametrize(

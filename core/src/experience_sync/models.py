@@ -12,6 +12,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -40,11 +41,60 @@ Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 #: stored and answered inside other objects.
 MAX_JSON_DEPTH = 64
 
+# ---------------------------------------------------------------- field caps
+# Every free-text and list field of a wire message has a cap, here and only
+# here: the hub refuses a longer field with a 422 naming it, and an instance
+# building the same models refuses it when the experience is recorded.
+# docs/wire-protocol.md ("Field caps") lists them.
 
-def _as_utc_if_naive(value: datetime) -> datetime:
+#: Characters of a memory's or knowledge item's ``content`` (and of an
+#: interaction's ``summary``, a knowledge item's ``evidence``).
+MAX_CONTENT = 100_000
+#: Characters of an id: ``event_id``, ``instance_id``, ``batch_id``, ...
+MAX_ID = 200
+#: Characters of a name or key: skill ``name``, characteristic ``key``, a
+#: knowledge ``subject``, an environment or interaction key.
+MAX_NAME = 500
+#: Characters of a short label: ``memory_type``, ``category``, ``trigger``,
+#: ``outcome``, ``schema_version``, one tag, one skill context.
+MAX_LABEL_TEXT = 200
+#: Items of a list of labels: a memory's ``tags``, a skill's ``usage.contexts``.
+MAX_TAGS = 100
+#: Numbers in a memory's ``embedding``.
+MAX_EMBEDDING = 8192
+#: Bytes of one free-form value as compact JSON: a characteristic's ``value``,
+#: one ``context.environment`` entry, all of an interaction's extra fields together.
+MAX_FREE_JSON_BYTES = 100_000
+#: Entries of a free-form mapping: ``context.environment``, an interaction's
+#: extra fields.
+MAX_FREE_KEYS = 100
+#: Items of each list of a check-in's full ``state`` (memories, skills,
+#: knowledge) and keys of its ``characteristics``.
+MAX_STATE_ITEMS = 100_000
+#: Events in one streaming request (a batch or check-in may carry :data:`MAX_UNIT_EVENTS`).
+MAX_REQUEST_EVENTS = 10_000
+#: Events in one batch or check-in.
+MAX_UNIT_EVENTS = 100_000
+
+
+def _as_utc(value: datetime) -> datetime:
     # The wire format asks for a timezone; one without is read as UTC, since
-    # naive and aware timestamps cannot be compared while merging.
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    # naive and aware timestamps cannot be compared while merging. Any other
+    # offset is converted, so every timestamp the hub answers is UTC (``Z``).
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    if value.tzinfo is timezone.utc:
+        return value
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("is outside years 1-9999 once converted to UTC") from None
+
+
+def wire_time(value: datetime) -> str:
+    """``value`` as the wire writes timestamps: RFC 3339 in UTC with ``Z``."""
+    text = _as_utc(value).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
@@ -64,16 +114,33 @@ def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as compact JSON (values JSON cannot hold count by their ``repr``)."""
+    try:
+        return len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+    except (TypeError, orjson.JSONEncodeError):
+        return len(repr(value))
+
+
 def _shallow(value: Any) -> Any:
     if json_depth_exceeds(value):
         raise ValueError(f"value nests deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, (dict, list, str)) and json_size(value) > MAX_FREE_JSON_BYTES:
+        raise ValueError(f"value is larger than {MAX_FREE_JSON_BYTES} bytes as JSON")
     return value
 
 
-#: A timestamp; one without a timezone is taken as UTC.
-Timestamp = Annotated[datetime, AfterValidator(_as_utc_if_naive)]
-#: A free-form JSON value nested at most :data:`MAX_JSON_DEPTH` levels.
+#: A timestamp; one without a timezone is taken as UTC, any other offset is converted to UTC.
+Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
+#: A free-form JSON value nested at most :data:`MAX_JSON_DEPTH` levels and at
+#: most :data:`MAX_FREE_JSON_BYTES` bytes as JSON.
 FreeJson = Annotated[Any, AfterValidator(_shallow)]
+#: A short label (:data:`MAX_LABEL_TEXT` characters).
+Label = Annotated[str, Field(max_length=MAX_LABEL_TEXT)]
+#: A name or key (:data:`MAX_NAME` characters).
+Name = Annotated[str, Field(max_length=MAX_NAME)]
+#: One tag of a memory (or of a search), at most :data:`MAX_LABEL_TEXT` characters.
+Tag = Annotated[str, Field(max_length=MAX_LABEL_TEXT)]
 
 
 def utcnow() -> datetime:
@@ -96,10 +163,10 @@ class _Model(BaseModel):
 class EventContext(_Model):
     """Where an experience happened."""
 
-    task_id: str | None = None
-    conversation_id: str | None = None
-    trigger: str | None = None
-    environment: dict[str, FreeJson] = Field(default_factory=dict)
+    task_id: str | None = Field(default=None, max_length=MAX_ID)
+    conversation_id: str | None = Field(default=None, max_length=MAX_ID)
+    trigger: Label | None = None
+    environment: dict[Name, FreeJson] = Field(default_factory=dict, max_length=MAX_FREE_KEYS)
 
 
 def _no_nul(value: str) -> str:
@@ -116,13 +183,13 @@ IdText = Annotated[str, AfterValidator(_no_nul)]
 class MemoryData(_Model):
     """Payload of a ``memory`` event."""
 
-    content: str = Field(min_length=1, max_length=100_000)
-    memory_id: IdText | None = None
-    memory_type: str = "episodic"
-    tags: list[str] = Field(default_factory=list)
+    content: str = Field(min_length=1, max_length=MAX_CONTENT)
+    memory_id: IdText | None = Field(default=None, max_length=MAX_ID)
+    memory_type: Label = "episodic"
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
     importance: Unit = 0.5
     confidence: Unit = 0.8
-    embedding: list[float] | None = None
+    embedding: list[float] | None = Field(default=None, max_length=MAX_EMBEDDING)
 
 
 class SkillUsageReport(_Model):
@@ -134,7 +201,7 @@ class SkillUsageReport(_Model):
 
     invocations: int = Field(default=0, ge=0)
     successes: int = Field(default=0, ge=0)
-    contexts: list[str] = Field(default_factory=list)
+    contexts: list[Label] = Field(default_factory=list, max_length=MAX_TAGS)
     last_used: Timestamp | None = None
 
     @model_validator(mode="after")
@@ -147,9 +214,9 @@ class SkillUsageReport(_Model):
 class SkillData(_Model):
     """Payload of a ``skill`` event."""
 
-    name: str = Field(min_length=1, max_length=500)
-    skill_id: IdText | None = None
-    category: str = "general"
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    skill_id: IdText | None = Field(default=None, max_length=MAX_ID)
+    category: Label = "general"
     proficiency: Unit | None = None
     usage: SkillUsageReport = Field(default_factory=SkillUsageReport)
 
@@ -162,15 +229,15 @@ class KnowledgeData(_Model):
     same key with different content is a conflict.
     """
 
-    content: str = Field(min_length=1, max_length=100_000)
-    knowledge_id: IdText | None = None
-    subject: str | None = None
+    content: str = Field(min_length=1, max_length=MAX_CONTENT)
+    knowledge_id: IdText | None = Field(default=None, max_length=MAX_ID)
+    subject: Name | None = None
     confidence: Unit = 0.7
-    evidence: str | None = None
+    evidence: str | None = Field(default=None, max_length=MAX_CONTENT)
 
 
 #: A characteristic's key, in an event's ``data.key`` or a check-in's ``state.characteristics``.
-CharacteristicKey = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_nul)]
+CharacteristicKey = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_no_nul)]
 
 
 class CharacteristicData(_Model):
@@ -187,8 +254,20 @@ class InteractionData(BaseModel):
     model_config = ConfigDict(extra="allow")
     __pydantic_extra__: dict[str, FreeJson]
 
-    summary: str | None = None
-    outcome: str | None = None
+    summary: str | None = Field(default=None, max_length=MAX_CONTENT)
+    outcome: Label | None = None
+
+    @model_validator(mode="after")
+    def _extras_bounded(self) -> InteractionData:
+        extra = self.__pydantic_extra__ or {}
+        if len(extra) > MAX_FREE_KEYS:
+            raise ValueError(f"at most {MAX_FREE_KEYS} extra fields")
+        long_key = next((k for k in extra if len(k) > MAX_NAME), None)
+        if long_key is not None:
+            raise ValueError(f"an extra field's name is longer than {MAX_NAME} characters")
+        if extra and json_size(extra) > MAX_FREE_JSON_BYTES:
+            raise ValueError(f"the extra fields are larger than {MAX_FREE_JSON_BYTES} bytes as JSON")
+        return self
 
 
 EventData = MemoryData | SkillData | KnowledgeData | CharacteristicData | InteractionData
@@ -222,11 +301,11 @@ class ExperienceEvent(_Model):
 
     model_config = ConfigDict(json_schema_extra=_require_on_wire)
 
-    schema_version: str = SCHEMA_VERSION
-    event_id: IdText = Field(default_factory=new_id, min_length=1, max_length=200)
+    schema_version: Label = SCHEMA_VERSION
+    event_id: IdText = Field(default_factory=new_id, min_length=1, max_length=MAX_ID)
     timestamp: Timestamp = Field(default_factory=utcnow)
-    source_instance: IdText = Field(min_length=1, max_length=200)
-    agent_id: IdText | None = Field(default=None, max_length=200)
+    source_instance: IdText = Field(min_length=1, max_length=MAX_ID)
+    agent_id: IdText | None = Field(default=None, max_length=MAX_ID)
     event_type: EventType
     priority: Unit = 0.5
     data: EventData
@@ -254,6 +333,11 @@ class ExperienceEvent(_Model):
             kind = values.get("event_type")
             data = values.get("data")
             model = _DATA_MODELS.get(kind) if isinstance(kind, str) else None
+            if model is not None and "data" in values and not isinstance(data, (dict, BaseModel)):
+                # One error at ``data``, not one per member of the EventData union.
+                raise ValidationError.from_exception_data(
+                    cls.__name__, [{"type": "dict_type", "loc": ("data",), "input": data}]
+                )
             if model is not None and isinstance(data, dict):
                 values = dict(values)
                 try:
@@ -297,20 +381,20 @@ EventList = TypeAdapter(list[ExperienceEvent])
 class EventsRequest(_Model):
     """Body of ``POST /v1/agents/{agent_id}/events`` (streaming)."""
 
-    instance_id: IdText = Field(min_length=1, max_length=200)
-    events: list[ExperienceEvent] = Field(max_length=10_000)
+    instance_id: IdText = Field(min_length=1, max_length=MAX_ID)
+    events: list[ExperienceEvent] = Field(max_length=MAX_REQUEST_EVENTS)
 
 
 class ExperienceBatch(_Model):
     """Body of ``POST /v1/agents/{agent_id}/batches`` (lumped)."""
 
-    schema_version: str = SCHEMA_VERSION
-    batch_id: IdText = Field(default_factory=new_id, min_length=1, max_length=200)
-    instance_id: IdText = Field(min_length=1, max_length=200)
-    agent_id: IdText | None = None
+    schema_version: Label = SCHEMA_VERSION
+    batch_id: IdText = Field(default_factory=new_id, min_length=1, max_length=MAX_ID)
+    instance_id: IdText = Field(min_length=1, max_length=MAX_ID)
+    agent_id: IdText | None = Field(default=None, max_length=MAX_ID)
     timestamp_start: Timestamp
     timestamp_end: Timestamp
-    events: list[ExperienceEvent] = Field(max_length=100_000)
+    events: list[ExperienceEvent] = Field(max_length=MAX_UNIT_EVENTS)
     compression: Literal["none", "gzip", "zstd"] = "none"
 
 
@@ -329,11 +413,13 @@ class InstanceStats(_Model):
 class InstanceState(_Model):
     """An instance's full local state, sent by a check-in with ``include_full_state``."""
 
-    memories: list[MemoryData] = Field(default_factory=list)
-    skills: list[SkillData] = Field(default_factory=list)
-    knowledge: list[KnowledgeData] = Field(default_factory=list)
+    memories: list[MemoryData] = Field(default_factory=list, max_length=MAX_STATE_ITEMS)
+    skills: list[SkillData] = Field(default_factory=list, max_length=MAX_STATE_ITEMS)
+    knowledge: list[KnowledgeData] = Field(default_factory=list, max_length=MAX_STATE_ITEMS)
     # Its keys become characteristic events' keys: the same limits apply.
-    characteristics: dict[CharacteristicKey, FreeJson] = Field(default_factory=dict)
+    characteristics: dict[CharacteristicKey, FreeJson] = Field(
+        default_factory=dict, max_length=MAX_STATE_ITEMS
+    )
     stats: InstanceStats = Field(default_factory=InstanceStats)
 
 
@@ -350,13 +436,13 @@ class InstanceSummary(_Model):
 class CheckIn(_Model):
     """Body of ``POST /v1/agents/{agent_id}/checkins``."""
 
-    schema_version: str = SCHEMA_VERSION
-    checkin_id: IdText = Field(default_factory=new_id, min_length=1, max_length=200)
-    instance_id: IdText = Field(min_length=1, max_length=200)
-    agent_id: IdText | None = None
+    schema_version: Label = SCHEMA_VERSION
+    checkin_id: IdText = Field(default_factory=new_id, min_length=1, max_length=MAX_ID)
+    instance_id: IdText = Field(min_length=1, max_length=MAX_ID)
+    agent_id: IdText | None = Field(default=None, max_length=MAX_ID)
     timestamp: Timestamp = Field(default_factory=utcnow)
     uptime_seconds: float = Field(default=0.0, ge=0)
-    events: list[ExperienceEvent] = Field(default_factory=list, max_length=100_000)
+    events: list[ExperienceEvent] = Field(default_factory=list, max_length=MAX_UNIT_EVENTS)
     state: InstanceState | None = None
     summary: InstanceSummary | None = None
 

@@ -30,6 +30,8 @@ from experience_sync.hub.web.wire import (
     frame_backlog,
     frame_label,
     parse_unit,
+    store_full_error,
+    store_is_full,
 )
 from experience_sync.interfaces import Store
 from experience_sync.models import (
@@ -46,6 +48,9 @@ if TYPE_CHECKING:
     from experience_sync.hub.engine import IngestMeta, MergeEngine
 
 log = logging.getLogger("experience_sync.hub")
+
+#: The top-level keys of a WebSocket frame; any other is a 422.
+FRAME_KEYS = frozenset({"id", "kind", "payload", "meta"})
 
 
 class Hub:
@@ -134,6 +139,13 @@ class Hub:
                 f"retry in {self.limits.retry_after_seconds} s",
                 headers={"Retry-After": str(self.limits.retry_after_seconds)},
             ) from None
+        except Exception as exc:
+            if not store_is_full(exc):
+                raise
+            # Nothing was written (a unit commits whole or not at all): the
+            # instance keeps the unit and sends it again once there is room.
+            log.error("agent %s: the store is full (%s); answered 503", agent_id, exc)
+            raise store_full_error(self.limits.retry_after_seconds) from None
         self.metrics.observe_result(kind, result)
         with self._known_lock:  # remembered only once merged; emitted once per instance
             key = (agent_id, payload.instance_id)
@@ -200,6 +212,16 @@ class Hub:
                 # Echoed in the ack: it must serialize (and nothing is merged unacked).
                 raise HubError(422, f"id nests deeper than {MAX_JSON_DEPTH} levels", [{"loc": "id", "msg": "nested too deeply", "type": "value_error"}])
             frame_id = frame.get("id")
+            unknown = sorted(set(frame) - FRAME_KEYS)
+            if unknown:
+                # Refused like an unknown field of a payload: a misspelt "meta"
+                # must not be ignored silently.
+                raise HubError(
+                    422,
+                    f"{unknown[0][:100]}: unknown frame key; a frame has id, kind, payload and meta",
+                    [{"loc": k[:100], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
+                     for k in unknown[:20]],
+                )
             raw_kind = frame.get("kind")
             if not isinstance(raw_kind, str) or raw_kind not in UNITS:
                 raise HubError(422, "kind must be 'events', 'batch' or 'checkin'", [{"loc": "kind", "msg": "invalid kind", "type": "enum"}])

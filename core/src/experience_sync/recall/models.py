@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from experience_sync.models import Tag
+
 __all__ = [
     "KINDS",
     "Provenance",
@@ -47,7 +49,7 @@ class SearchQuery(_Model):
     q: str = Field(min_length=1, max_length=2000)
     k: int = Field(default=5, ge=1, le=100)
     kinds: list[SearchKind] = Field(default_factory=lambda: list(KINDS))
-    tags: list[str] = Field(default_factory=list, max_length=20)
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
     min_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     knowledge_status: Literal["integrated", "pending", "all"] = "integrated"
 

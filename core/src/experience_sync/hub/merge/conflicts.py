@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from experience_sync.config import MergeStrategyConfig
 from experience_sync.interfaces import ConflictResolver, ContestedValue, Resolution
-from experience_sync.models import ConflictCounts, ExperienceEvent, MergeResult, Review
+from experience_sync.models import ConflictCounts, ExperienceEvent, MergeResult, Review, wire_time
 from experience_sync.plugins import ExperienceSyncPluginManager
 from experience_sync.stores.state import StoredRow
 
@@ -232,7 +232,7 @@ def _side_dict(side: ContestedValue) -> dict[str, Any]:
     return {
         "value": _jsonable(side.value),
         "confidence": side.confidence,
-        "timestamp": side.timestamp.isoformat(),
+        "timestamp": wire_time(side.timestamp),
         "lamport": side.lamport,
         "instance_id": side.instance_id,
     }

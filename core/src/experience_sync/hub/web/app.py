@@ -25,6 +25,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
@@ -48,15 +49,20 @@ from experience_sync.hub.web.wire import (
     backlog_header,
     bearer_token,
     body_schema,
+    check_json_content_type,
     decode_body,
     endpoint_label,
     error_responses,
     header_label,
     install_openapi,
+    query_error,
+    store_full_error,
+    store_is_full,
     unit_errors,
     validation_details,
 )
 from experience_sync.models import (
+    MAX_COUNT,
     AgentState,
     InstanceStatus,
     KnowledgeItem,
@@ -76,8 +82,20 @@ _T = TypeVar("_T")
 #: at the first frame after this many seconds).
 WS_REAUTH_SECONDS = 5.0
 
+#: The status ``/metrics`` counts a request under when its client went away
+#: before the answer (nginx's convention; never sent: there is no one to send it to).
+CLIENT_CLOSED = 499
+
+
 class _MetricsMiddleware:
-    """Counts each HTTP request by endpoint and status (pure ASGI: cheap)."""
+    """Counts each HTTP request by endpoint and status (pure ASGI: cheap).
+
+    It also answers the two faults that are not the request's: a client that
+    closed the connection mid-body is counted as :data:`CLIENT_CLOSED` and
+    logged in one line (no traceback, no 500), and a store with no room left
+    is a 503 with the JSON error body and ``Retry-After`` (nothing was written:
+    the engine commits a unit whole or not at all).
+    """
 
     def __init__(self, app: ASGIApp, hub: Hub) -> None:
         self.app = app
@@ -89,17 +107,34 @@ class _MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        responded = False
 
         async def _send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
                 status = message["status"]
+                responded = True
             await send(message)
 
+        endpoint = endpoint_label(scope["path"])
         try:
             await self.app(scope, receive, _send)
+        except ClientDisconnect:
+            status = CLIENT_CLOSED
+            log.info("%s %s: the client closed the connection before the request was read whole",
+                     scope.get("method", "?"), endpoint)
+        except Exception as exc:
+            if responded or not store_is_full(exc):
+                raise
+            err = store_full_error(self.hub.limits.retry_after_seconds)
+            log.error("%s %s: the store is full (%s); answered 503", scope.get("method", "?"),
+                      endpoint, exc)
+            agent_id = (scope.get("path_params") or {}).get("agent_id")
+            self.hub.reject(err.status, err.message, agent_id, None, endpoint)
+            response = _json(orjson.dumps(err.body()), err.status)
+            response.headers.update(err.headers or {})
+            await response(scope, receive, _send)
         finally:
-            endpoint = endpoint_label(scope["path"])
             self.hub.metrics.observe_request(endpoint, status, time.perf_counter() - started)
 
 
@@ -144,6 +179,7 @@ def _deps(hub: Hub) -> _Deps:
         return principal
 
     async def read_body(request: Request) -> bytes:
+        check_json_content_type(request.headers.get("content-type"))
         cap = hub.limits.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
@@ -311,11 +347,17 @@ def _read_routes(app: FastAPI, deps: _Deps) -> None:
     @app.get("/v1/agents/{agent_id}/state", response_model=AgentState, tags=["read"],
              responses=QUERY_ERRORS)
     async def get_state(
-        agent_id: str, request: Request, since: int | None = Query(None, ge=0)
+        agent_id: str, request: Request, since: int | None = Query(None, ge=0, le=MAX_COUNT)
     ) -> Response:
-        """The agent's state, or what changed after cursor ``since``. Unknown agent: empty state."""
+        """The agent's state, or what changed after cursor ``since``. Unknown agent: empty state.
+
+        A ``since`` beyond the agent's cursor is a 422: no commit made it, so
+        the client's cursor is corrupt or from another hub's store.
+        """
         await reader(request, agent_id)
         state = await call(hub.engine.state, agent_id, since)
+        if since is not None and since > state.cursor:
+            raise query_error("since", f"cursor {since} is beyond the agent's cursor {state.cursor}")
         return _json(state.model_dump_json())
 
     @app.get("/v1/agents/{agent_id}/memories", response_model=MemoryPage, tags=["read"],
@@ -324,12 +366,17 @@ def _read_routes(app: FastAPI, deps: _Deps) -> None:
         agent_id: str,
         request: Request,
         q: str | None = None,
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_COUNT),
         limit: int = Query(50, ge=1, le=1000),
     ) -> Response:
-        """Merged memories, optionally matching text ``q``, paged by ``offset``/``limit``."""
+        """Merged memories, optionally matching text ``q``, paged by ``offset``/``limit``.
+
+        An ``offset`` beyond ``total`` is a 422 (``offset == total`` is the empty page after the last).
+        """
         await reader(request, agent_id)
         items, total = await call(hub.engine.memories, agent_id, q, offset, limit)
+        if offset > total:
+            raise query_error("offset", f"offset {offset} is beyond the last memory (total {total})")
         page = MemoryPage(items=items, total=total, offset=offset, limit=limit)
         return _json(page.model_dump_json())
 

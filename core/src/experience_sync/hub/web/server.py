@@ -97,18 +97,37 @@ class TokenRedactingFilter(logging.Filter):
         return True
 
 
+#: uvicorn's messages about a client's fault that it logs with a traceback:
+#: the client already got its answer (a WebSocket text frame that is not
+#: UTF-8 is closed with 1007), so one line is enough.
+CLIENT_FAULT_MESSAGES = ("Invalid UTF-8 sequence received from client",)
+
+
+class ClientFaultFilter(logging.Filter):
+    """Logs a client's fault that uvicorn reports with a traceback as one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.msg, str) and record.msg.startswith(CLIENT_FAULT_MESSAGES):
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = record.msg.rstrip(".") + " (closed with 1007)"
+        return True
+
+
 _filter_installed = False
 _filter_lock = threading.Lock()
 
 
 def install_log_redaction() -> None:
-    """Attach :class:`TokenRedactingFilter` to uvicorn's loggers (once per process)."""
+    """Attach :class:`TokenRedactingFilter` and :class:`ClientFaultFilter` to uvicorn's loggers (once per process)."""
     global _filter_installed
     with _filter_lock:
         if _filter_installed:
             return
         for name in ("uvicorn.access", "uvicorn.error"):
             logging.getLogger(name).addFilter(TokenRedactingFilter())
+        logging.getLogger("uvicorn.error").addFilter(ClientFaultFilter())
         _filter_installed = True
 
 

@@ -7,6 +7,9 @@ units exactly like the HTTP and WebSocket routes do.
 
 from __future__ import annotations
 
+import errno
+import re
+import sqlite3
 import zlib
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,8 +22,10 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
+from experience_sync.errors import DiskFullError
 from experience_sync.models import (
     MAX_COUNT,
+    MAX_NAME,
     WIRE,
     CheckIn,
     EventsRequest,
@@ -146,12 +151,55 @@ LIST_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {
 }
 
 
+#: Names pydantic puts in an error's location for the member of a union it
+#: tried (``data.MemoryData.content``); they are not fields of the message.
+_UNION_MEMBERS = frozenset({"MemoryData", "SkillData", "KnowledgeData", "CharacteristicData",
+                            "InteractionData"})
+
+
+def dotted_loc(loc: tuple[int | str, ...] | list[int | str]) -> tuple[str, str]:
+    """A pydantic error location as the wire's dotted path, and a prefix for its message.
+
+    Each segment is a field name, a list index or a mapping key. A mapping key
+    that is itself refused (pydantic's ``[key]`` marker), or that cannot be a
+    segment (empty, holding a dot, longer than a name may be), is not written:
+    the path ends at its mapping and the message says "key".
+    """
+    parts: list[str] = []
+    prefix = ""
+    items = [p for p in loc if p not in _UNION_MEMBERS]
+    for i, part in enumerate(items):
+        text = str(part)
+        if text == "[key]":
+            if parts:
+                parts.pop()
+            prefix = "key: "
+            break
+        if not isinstance(part, int) and (not text or "." in text or len(text) > MAX_NAME):
+            is_key = i + 1 < len(items) and items[i + 1] == "[key]"
+            prefix = "key: " if is_key else "a key's value: "
+            break
+        parts.append(text)
+    return ".".join(parts) or "(body)", prefix
+
+
 def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
-    """Pydantic errors as ``[{"loc": "events.0.data.content", "msg", "type"}]``."""
-    return [
-        {"loc": ".".join(str(p) for p in err["loc"]) or "(body)", "msg": err["msg"], "type": err["type"]}
-        for err in exc.errors(include_url=False)
-    ]
+    """Pydantic errors as ``[{"loc": "events.0.data.content", "msg", "type"}]``, once per location and type."""
+    details: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for err in exc.errors(include_url=False):
+        loc, prefix = dotted_loc(err["loc"])
+        if (loc, err["type"]) in seen:
+            continue
+        seen.add((loc, err["type"]))
+        details.append({"loc": loc, "msg": prefix + err["msg"], "type": err["type"]})
+    return details
+
+
+def query_error(name: str, msg: str) -> HubError:
+    """A 422 naming query parameter ``name`` (``loc`` ``query.<name>``)."""
+    loc = f"query.{name}"
+    return HubError(422, f"{loc}: {msg}", [{"loc": loc, "msg": msg, "type": "value_error"}])
 
 
 def decode_body(body: bytes, encoding: str | None, cap: int) -> bytes:
@@ -231,13 +279,78 @@ def frame_backlog(value: Any) -> int | None:
 
 #: Longest protocol or transport name an instance may report.
 MAX_LABEL = 64
+#: What a protocol or transport name is made of: plugins register their own
+#: names, so the hub takes any name of this form (and shows it in ``/instances``).
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def header_label(name: str, value: str | None) -> str | None:
-    """``X-Experience-Sync-Protocol`` / ``-Transport``: at most :data:`MAX_LABEL` characters, else 400."""
-    if value is not None and len(value) > MAX_LABEL:
+    """``X-Experience-Sync-Protocol`` / ``-Transport``: a name (letters, digits,
+    ``.``, ``_``, ``-``; at most :data:`MAX_LABEL` characters), else 400."""
+    if value is None:
+        return None
+    if len(value) > MAX_LABEL:
         raise HubError(400, f"{name} is longer than {MAX_LABEL} characters")
+    if not LABEL_PATTERN.fullmatch(value):
+        raise HubError(
+            400, f"{name} must be a name of letters, digits, '.', '_' and '-' "
+            "(such as https, websocket, streaming)"
+        )
     return value
+
+
+def check_json_content_type(value: str | None) -> None:
+    """A JSON route's ``Content-Type``: absent or ``application/json`` (any
+    ``application/*+json``, any parameters); anything else is 415."""
+    if value is None:
+        return
+    media = value.split(";", 1)[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return
+    raise HubError(415, f"unsupported Content-Type {value[:100]!r}; send application/json")
+
+
+#: ``errno`` values of a full disk, a full quota or a file at its size limit.
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+#: SQLite's result code ``SQLITE_FULL`` (the ``sqlite3`` module names it from 3.11 on).
+_SQLITE_FULL = 13
+#: PostgreSQL's SQLSTATE ``disk_full``.
+_PG_DISK_FULL = "53100"
+
+
+def store_is_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the hub's store has no room left.
+
+    Recognises :class:`~experience_sync.errors.DiskFullError`, SQLite's
+    ``SQLITE_FULL``, ``ENOSPC``/``EDQUOT``/``EFBIG`` and PostgreSQL's
+    ``disk_full``, without importing any store's driver.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DiskFullError):
+            return True
+        if isinstance(current, sqlite3.Error) and (
+            getattr(current, "sqlite_errorcode", None) == _SQLITE_FULL
+            or "database or disk is full" in str(current)
+        ):
+            return True
+        if isinstance(current, OSError) and current.errno in _FULL_ERRNOS:
+            return True
+        if getattr(current, "sqlstate", None) == _PG_DISK_FULL:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def store_full_error(retry_after: int) -> HubError:
+    """The 503 a unit gets when the store is full: nothing was written, send it again later."""
+    return HubError(
+        503,
+        f"the hub's store is full; nothing was written: retry in {retry_after} s",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def frame_label(field: str, value: Any) -> str | None:
