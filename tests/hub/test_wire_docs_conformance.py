@@ -774,6 +774,12 @@ CONTRADICTIONS = [
     ("negation", "The VPN connection is required for deployments",
      "The VPN connection is not required for deployments"),
     ("number", "The payment gateway timeout is 30 seconds", "The payment gateway timeout is 45 seconds"),
+    ("date", "The quarterly offsite starts on Monday", "The quarterly offsite starts on Thursday"),
+    ("antonym", "The staging bucket is open to outside contractors", "The staging bucket is closed to outside contractors"),
+]
+# Another person, place or thing in the same frame: both statements are true
+# at once, so both stay (docs/merging.md, "Three outcomes").
+DISTINCT = [
     ("name", "Maria owns the billing service migration", "Daniel owns the billing service migration"),
     ("place", "The quarterly offsite will be held in Madrid", "The quarterly offsite will be held in Lisbon"),
 ]
@@ -806,6 +812,22 @@ def test_memory_contradictions_never_merge(hub: Hub, label: str, base: str, vari
     assert mem["content"] == variant  # latest_wins: the later statement
     assert mem["access_count"] == 1
     assert [s["content"] for s in mem["superseded"]] == [base]
+
+
+@pytest.mark.parametrize(("label", "base", "variant"), DISTINCT, ids=[c[0] for c in DISTINCT])
+def test_memory_name_and_place_swaps_are_distinct(hub: Hub, label: str, base: str, variant: str) -> None:
+    first = memory("i1", base, minute=1)
+    ok(hub.post("dedup", "events", events("i1", first)))
+    r = ok(hub.post("dedup", "events", events("i1", memory("i1", variant, minute=2))))
+    assert (r["memories_added"], r["memories_merged"], r["conflicts"]["total"]) == (1, 0, 0), label
+    assert r["outcomes"] == {"duplicate": 0, "contradiction": 0, "distinct": 1}, label
+    [mo] = r["memory_outcomes"]
+    assert mo["outcome"] == "distinct" and mo["reason"] == "name", label
+    state = hub.get("dedup", "state")["memories"]
+    [old] = [m for m in state if first["event_id"] in m["source_events"]]
+    [new] = [m for m in state if m["memory_id"] == mo["memory_id"]]
+    assert old["content"] == base and old["superseded"] == []
+    assert new["content"] == variant and new["related_to"] == old["memory_id"] == mo["related_to"]
 
 
 # --------------------------------------------------------------------------- WebSocket

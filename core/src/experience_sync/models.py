@@ -456,6 +456,42 @@ class ConflictCounts(_Model):
     queued: int = 0
 
 
+#: What a new memory is against its best stored candidate (``docs/merging.md``):
+#: ``duplicate`` (merged into it), ``contradiction`` (the same claim with an
+#: incompatible value: the conflict strategy decides) or ``distinct`` (related
+#: but compatible, or undecidable: kept as its own memory).
+MergeOutcome = Literal["duplicate", "contradiction", "distinct"]
+
+
+class OutcomeCounts(_Model):
+    """How many of a request's new memories were each :data:`MergeOutcome`.
+
+    A memory with no near candidate at all counts as ``distinct``.
+    """
+
+    duplicate: int = 0
+    contradiction: int = 0
+    distinct: int = 0
+
+
+class MemoryOutcome(_Model):
+    """One new memory that had a near stored candidate, and what it was against it.
+
+    :param memory_id: the stored memory it merged into (``duplicate``), contradicted
+        (``contradiction``), or the memory added for it (``distinct``).
+    :param related_to: for ``distinct``, the near memory it was kept apart from.
+    :param reason: why the guards kept it apart (``negation``, ``number``, ``unit``,
+        ``date``, ``quantifier``, ``modality``, ``antonym``, ``name``, ``word``),
+        ``None`` for a duplicate.
+    """
+
+    event_id: str
+    outcome: MergeOutcome
+    memory_id: str | None = None
+    related_to: str | None = None
+    reason: str | None = None
+
+
 #: The per-kind counters of a :class:`MergeResult`, in the order they are declared.
 MERGE_COUNTS: tuple[str, ...] = (
     "events_received",
@@ -492,6 +528,13 @@ class MergeResult(_Model):
     duplicate_event_ids: list[str] = Field(default_factory=list)
     conflicts: ConflictCounts = Field(default_factory=ConflictCounts)
     cursor: int = 0
+    outcomes: OutcomeCounts = Field(
+        default_factory=OutcomeCounts, description="New memories per merge outcome."
+    )
+    memory_outcomes: list[MemoryOutcome] = Field(
+        default_factory=list,
+        description="Each new memory that had a near stored candidate, with its outcome.",
+    )
 
     def add(self, other: MergeResult) -> None:
         """Accumulate another result's counts into this one."""
@@ -502,6 +545,10 @@ class MergeResult(_Model):
         self.conflicts.total += other.conflicts.total
         self.conflicts.resolved += other.conflicts.resolved
         self.conflicts.queued += other.conflicts.queued
+        self.outcomes.duplicate += other.outcomes.duplicate
+        self.outcomes.contradiction += other.outcomes.contradiction
+        self.outcomes.distinct += other.outcomes.distinct
+        self.memory_outcomes.extend(other.memory_outcomes)
         self.cursor = max(self.cursor, other.cursor)
 
 
@@ -542,6 +589,9 @@ class Memory(_Model):
     updated_at: Timestamp
     version: int = 0
     superseded: list[SupersededStatement] = Field(default_factory=list)
+    #: A near memory this one was kept apart from as ``distinct`` (another
+    #: name, place or thing in the same frame), if any.
+    related_to: str | None = None
 
 
 class LearningCurvePoint(_Model):

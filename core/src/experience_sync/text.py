@@ -1,5 +1,7 @@
-"""Text normalization: done once per memory; the normalized form is what is
-hashed, compared and indexed.
+"""Text normalization, and the little language knowledge similarity uses.
+
+Normalization is done once per memory; the normalized form is what is hashed,
+compared and indexed.
 
 Also the small amount of language knowledge the similarity methods use:
 contractions (``don't`` is ``do not``), negation words and number words,
@@ -33,6 +35,24 @@ _DIGIT_RE = re.compile(r"\d")
 PHONE_RE = re.compile(
     r"(?<![\w.+])(?:\+?1[-. ]?)?\(?(\d{3})\)?[-. ]?(\d{3})[-. ](\d{4})(?!\w|\.\d)", re.ASCII
 )
+# Pronoun + affirmative contraction: what each stands for. ``'s`` and ``'d``
+# are read as ``is`` and ``would`` (``he's`` may be ``he has``: both sides of a
+# pair read it the same way).
+_AFFIRMATIVE: dict[str, str] = {"re": "are", "ve": "have", "ll": "will", "m": "am", "d": "would", "s": "is"}
+_AFFIRMATIVE_RE = re.compile(
+    r"\b(i|you|we|they|he|she|it|that|there|here|what|who|where|how|let)'(re|ve|ll|m|d|s)\b"
+)
+
+
+def _spell_out(m: re.Match[str]) -> str:
+    head, tail = m.group(1), m.group(2)
+    if head == "let":
+        return "let us" if tail == "s" else m.group(0)
+    if tail == "m" and head != "i":
+        return m.group(0)
+    return f"{head} {_AFFIRMATIVE[tail]}"
+
+
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 
 
@@ -48,13 +68,19 @@ def normalize(text: str) -> str:
     """Unicode NFKC, casefold, punctuation to spaces, whitespace collapsed.
 
     Apostrophes inside words are dropped rather than split (``don't`` ->
-    ``dont``) so contractions stay one token; invisible format characters
+    ``dont``) so negative contractions stay one token, affirmative ones are spelled
+    out (``we're`` -> ``we are``, ``it's`` -> ``it is``); invisible format characters
     (zero-width space, soft hyphen) are removed; ``1,000`` becomes ``1000``,
     ``3.5`` stays ``3.5``, ``3pm`` becomes ``3 pm`` and a North American phone
     number becomes its ten digits (``(415) 555-0199`` -> ``4155550199``).
     """
     s = _strip_format_chars(unicodedata.normalize("NFKC", text)).casefold()
-    s = s.translate(_APOSTROPHES).replace("'", "")
+    s = s.translate(_APOSTROPHES)
+    if "'" in s:
+        # Affirmative contractions are spelled out (``we're`` -> ``we are``):
+        # without the apostrophe ``we're`` would read as ``were``, ``it's``
+        # as ``its``. Negative ones stay one token (``dont``, see CONTRACTIONS).
+        s = _AFFIRMATIVE_RE.sub(_spell_out, s).replace("'", "")
     # Each pattern is applied only where it can match: most memories are
     # plain words, and the substitutions dominate the cost of normalizing.
     digits = _DIGIT_RE.search(s) is not None
@@ -357,3 +383,117 @@ def lowercase_words(text: str) -> set[str]:
     # Plain words hold no space: one call over them all gives the same tokens.
     out.update(similarity_tokens(" ".join(plain).lower()))
     return out
+
+
+# --------------------------------------------------------------------------- guard word lists
+
+#: Quantifiers and frequency words, by what they claim: two memories whose
+#: quantifiers differ in group ("every" / "some", "always" / "rarely") state
+#: different facts. ``no``, ``none`` and ``never`` are negations (NEGATIONS).
+QUANTIFIER_GROUPS: dict[str, str] = {
+    **dict.fromkeys(("every", "each", "all", "everyone", "everybody", "everything"), "all"),
+    **dict.fromkeys(("any", "anyone", "anybody", "anything"), "any"),
+    **dict.fromkeys(("some", "someone", "somebody", "something", "several"), "some"),
+    **dict.fromkeys(("many", "most", "lots"), "many"),
+    **dict.fromkeys(("few", "fewer", "fewest"), "few"),
+    **dict.fromkeys(("always", "constantly", "invariably"), "always"),
+    **dict.fromkeys(("usually", "often", "frequently", "generally", "mostly", "regularly"), "often"),
+    **dict.fromkeys(("sometimes", "occasionally"), "sometimes"),
+    **dict.fromkeys(("rarely", "seldom", "hardly", "scarcely"), "rarely"),
+}
+
+#: Modal verbs and words of obligation or permission, by force: "must" /
+#: "may", "required" / "optional" state different rules.
+MODAL_GROUPS: dict[str, str] = {
+    **dict.fromkeys(
+        ("must", "required", "mandatory", "obligatory", "compulsory", "need", "needs"), "must"
+    ),
+    **dict.fromkeys(("should", "ought", "recommended", "advised"), "should"),
+    **dict.fromkeys(("may", "might", "optional", "allowed", "permitted"), "may"),
+    **dict.fromkeys(("can", "could", "able"), "can"),
+    **dict.fromkeys(("forbidden", "prohibited", "banned", "disallowed"), "forbidden"),
+}
+
+#: Units, each written several ways, by the one unit it names: "6 weeks" and
+#: "6 months" differ by a unit, "2 TB" and "2 GB" too. The one-letter forms
+#: (``s``, ``m``, ``h``, ``d``) count only right after a number.
+UNIT_WORDS: dict[str, str] = {
+    **dict.fromkeys(("ns", "nanosecond", "nanoseconds"), "ns"),
+    **dict.fromkeys(("us", "microsecond", "microseconds"), "us"),
+    **dict.fromkeys(("ms", "millisecond", "milliseconds", "msec", "msecs"), "ms"),
+    **dict.fromkeys(("sec", "secs", "seconds"), "s"),
+    **dict.fromkeys(("min", "mins", "minute", "minutes"), "min"),
+    **dict.fromkeys(("hr", "hrs", "hour", "hours"), "h"),
+    **dict.fromkeys(("hourly",), "h"),
+    **dict.fromkeys(("day", "days", "daily", "nightly"), "day"),
+    **dict.fromkeys(("week", "weeks", "wk", "wks", "weekly"), "week"),
+    **dict.fromkeys(("month", "months", "monthly"), "month"),
+    **dict.fromkeys(("quarter", "quarters", "quarterly"), "quarter"),
+    **dict.fromkeys(("year", "years", "yr", "yrs", "yearly", "annual", "annually"), "year"),
+    **dict.fromkeys(("b", "byte", "bytes"), "B"),
+    **dict.fromkeys(("kb", "kib", "kilobyte", "kilobytes"), "KB"),
+    **dict.fromkeys(("mb", "mib", "megabyte", "megabytes"), "MB"),
+    **dict.fromkeys(("gb", "gib", "gigabyte", "gigabytes"), "GB"),
+    **dict.fromkeys(("tb", "tib", "terabyte", "terabytes"), "TB"),
+    **dict.fromkeys(("pb", "pib", "petabyte", "petabytes"), "PB"),
+    **dict.fromkeys(("kbps", "mbps", "gbps"), "bps"),
+    **dict.fromkeys(("mm", "millimeter", "millimeters", "millimetre", "millimetres"), "mm"),
+    **dict.fromkeys(("cm", "centimeter", "centimeters", "centimetre", "centimetres"), "cm"),
+    **dict.fromkeys(("km", "kilometer", "kilometers", "kilometre", "kilometres"), "km"),
+    **dict.fromkeys(("mile", "miles"), "mile"),
+    **dict.fromkeys(("kg", "kilogram", "kilograms", "kilo", "kilos"), "kg"),
+    **dict.fromkeys(("g", "gram", "grams"), "g"),
+    **dict.fromkeys(("lb", "lbs", "pound", "pounds"), "lb"),
+    **dict.fromkeys(("percent", "pct"), "%"),
+    **dict.fromkeys(("usd", "dollar", "dollars"), "USD"),
+    **dict.fromkeys(("eur", "euro", "euros"), "EUR"),
+    **dict.fromkeys(("gbp",), "GBP"),
+}
+#: One-letter units that count only right after a number ("500 s", "5 m").
+SHORT_UNITS: dict[str, str] = {"s": "s", "m": "min", "h": "h", "d": "day"}
+
+#: Days of the week and months (not ``may``): a changed one changes when
+#: something happens, a contradiction, not another name.
+DATE_WORDS: frozenset[str] = _words(
+    """monday tuesday wednesday thursday friday saturday sunday mondays tuesdays
+    wednesdays thursdays fridays saturdays sundays january february march april june
+    july august september october november december weekday weekdays weekend weekends"""
+)
+
+
+@functools.cache
+def _antonym_data() -> tuple[dict[str, tuple[str, ...]], dict[str, frozenset[str]]]:
+    # Loaded on first use: WordNet 3.0 antonyms (see core/tools/make_antonyms.py).
+    data = resources.files("experience_sync").joinpath("data/antonyms.txt.gz").read_bytes()
+    lemmas: dict[str, tuple[str, ...]] = {}
+    antonyms: dict[str, frozenset[str]] = {}
+    for line in gzip.decompress(data).decode("utf-8").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if parts[0] == "=":
+            antonyms[parts[1]] = frozenset(parts[2:])
+        else:
+            lemmas[parts[0]] = tuple(parts[1:])
+    return lemmas, antonyms
+
+
+@functools.cache
+def antonym_words() -> frozenset[str]:
+    """Every word (lemma or inflected form) that has an antonym in the bundled list."""
+    return frozenset(_antonym_data()[0])
+
+
+def are_antonyms(a: str, b: str) -> bool:
+    """Whether two normalized tokens are antonyms in WordNet 3.0 (adjectives, adverbs, verbs).
+
+    Inflected forms count as their lemma (``approves`` / ``disapproved``);
+    WordNet's indirect adjective antonyms count too (``hidden`` / ``visible``).
+    The list is ``data/antonyms.txt.gz``, generated by
+    ``core/tools/make_antonyms.py``; WordNet's licence is ``data/LICENSE-WordNet.txt``.
+    """
+    lemmas, antonyms = _antonym_data()
+    la, lb = lemmas.get(a), lemmas.get(b)
+    if la is None or lb is None:
+        return False
+    return any(not antonyms.get(x, frozenset()).isdisjoint(lb) for x in la)

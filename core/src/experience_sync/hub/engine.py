@@ -377,9 +377,17 @@ class MergeEngine:
                 },
             )
         ]
-        if result.memories_added or result.memories_merged:
+        o = result.outcomes
+        if result.memories_added or result.memories_merged or o.contradiction:
             out.append(("merge.memories", instance_id,
-                        {"added": result.memories_added, "merged": result.memories_merged}))
+                        {"added": result.memories_added, "merged": result.memories_merged,
+                         "duplicate": o.duplicate, "contradiction": o.contradiction,
+                         "distinct": o.distinct}))
+        for mo in result.memory_outcomes:
+            if mo.outcome == "distinct":
+                out.append(("memory.distinct", instance_id,
+                            {"event_id": mo.event_id, "memory_id": mo.memory_id,
+                             "related_to": mo.related_to, "reason": mo.reason}))
         if result.skills_added or result.skills_updated:
             out.append(("merge.skills", instance_id,
                         {"added": result.skills_added, "updated": result.skills_updated}))

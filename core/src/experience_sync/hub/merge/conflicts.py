@@ -19,7 +19,16 @@ from typing import Any, Literal
 
 from experience_sync.config import MergeStrategyConfig
 from experience_sync.interfaces import ConflictResolver, ContestedValue, Resolution
-from experience_sync.models import ConflictCounts, ExperienceEvent, MergeResult, Review, wire_time
+from experience_sync.models import (
+    ConflictCounts,
+    ExperienceEvent,
+    MemoryOutcome,
+    MergeOutcome,
+    MergeResult,
+    OutcomeCounts,
+    Review,
+    wire_time,
+)
 from experience_sync.plugins import ExperienceSyncPluginManager
 from experience_sync.stores.state import StoredRow
 
@@ -84,6 +93,30 @@ class Tally:
     characteristics_updated: int = 0
     interactions_recorded: int = 0
     conflicts: ConflictTally = field(default_factory=ConflictTally)
+    #: New memories per merge outcome, and those that had a near candidate.
+    outcomes: dict[str, int] = field(
+        default_factory=lambda: {"duplicate": 0, "contradiction": 0, "distinct": 0}
+    )
+    memory_outcomes: list[MemoryOutcome] = field(default_factory=list)
+
+    def outcome(
+        self,
+        event_id: str,
+        outcome: MergeOutcome,
+        memory_id: str | None,
+        related_to: str | None = None,
+        reason: str | None = None,
+        listed: bool = True,
+    ) -> None:
+        """Count one new memory's outcome (and list it, when it had a near candidate)."""
+        self.outcomes[outcome] += 1
+        if listed:
+            self.memory_outcomes.append(
+                MemoryOutcome.model_construct(
+                    event_id=event_id, outcome=outcome, memory_id=memory_id,
+                    related_to=related_to, reason=reason,
+                )
+            )
 
     def into(self, result: MergeResult) -> MergeResult:
         """Copy the counts onto ``result`` and return it."""
@@ -95,6 +128,8 @@ class Tally:
             setattr(result, name, getattr(self, name))
         c = self.conflicts
         result.conflicts = ConflictCounts(total=c.total, resolved=c.resolved, queued=c.queued)
+        result.outcomes = OutcomeCounts(**self.outcomes)
+        result.memory_outcomes = list(self.memory_outcomes)
         return result
 
 

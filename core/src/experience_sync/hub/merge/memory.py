@@ -18,6 +18,7 @@ import numpy as np
 
 from experience_sync.config import MergeStrategyConfig
 from experience_sync.hub.merge.conflicts import ConflictDesk, MergeContext, is_reconciliation
+from experience_sync.hub.merge.similarity import outcome
 from experience_sync.interfaces import Embedder, FloatArray, SimilarityMatch, SimilarityMethod
 from experience_sync.models import ExperienceEvent, Memory, MemoryData, SupersededStatement
 from experience_sync.plugins import ExperienceSyncPluginManager
@@ -237,9 +238,13 @@ class MemoryMerger:
         if ctx.force and ctx.target is not None:
             self._supersede(ctx, ev, ctx.target, norm, digest, embedding, data.confidence, plan)
             return
+        tally = ctx.result
+        related: str | None = None
+        reason: str | None = None
         if self.dedup:
             existing = self.by_hash.get(digest)
             if existing is not None:
+                tally.outcome(ev.event_id, "duplicate", existing)
                 self._merge_into(ctx, ev, existing)
                 return
             if self.similarity is not None:
@@ -247,14 +252,28 @@ class MemoryMerger:
                     embedding = self.embedder.embed([data.content])[0]
                 found = self._match(plan, ev.event_id, norm, embedding, data.content)
                 if found is not None and found.memory_id in self.memories:
-                    if found.is_duplicate:
+                    kind = outcome(found.contradiction)
+                    if kind == "duplicate":
+                        tally.outcome(ev.event_id, "duplicate", found.memory_id)
                         self._merge_into(ctx, ev, found.memory_id)
                         return
-                    self._contradiction(
-                        ctx, ev, desk, found.memory_id, norm, digest, embedding, plan
-                    )
-                    return
-        self._add(ctx, ev, norm, digest, embedding, plan)
+                    if kind == "contradiction":
+                        tally.outcome(
+                            ev.event_id, "contradiction", found.memory_id,
+                            reason=found.contradiction,
+                        )
+                        self._contradiction(
+                            ctx, ev, desk, found.memory_id, norm, digest, embedding, plan
+                        )
+                        return
+                    # Distinct: another name, place or thing in the same
+                    # frame; both statements stay, the new one linked.
+                    related, reason = found.memory_id, found.contradiction
+        mid = self._add(ctx, ev, norm, digest, embedding, plan, related)
+        if self.dedup:
+            tally.outcome(
+                ev.event_id, "distinct", mid, related, reason, listed=related is not None
+            )
 
     def _add(
         self,
@@ -264,7 +283,8 @@ class MemoryMerger:
         digest: str,
         embedding: FloatArray | None,
         plan: RequestPlan,
-    ) -> None:
+        related_to: str | None = None,
+    ) -> str:
         data = ev.memory
         mid = memory_id_for(ctx.cursor, ctx.result.memories_added)
         memory = _construct(
@@ -283,6 +303,7 @@ class MemoryMerger:
                 "updated_at": ev.timestamp,
                 "version": ctx.cursor,
                 "superseded": _NONE_SUPERSEDED,
+                "related_to": related_to,
             }
         )
         self.memories[mid] = memory
@@ -297,6 +318,7 @@ class MemoryMerger:
             plan.local_added += 1
         self.dirty[mid] = None
         ctx.result.memories_added += 1
+        return mid
 
     def _merge_into(self, ctx: MergeContext, ev: ExperienceEvent, mid: str) -> None:
         data = ev.memory

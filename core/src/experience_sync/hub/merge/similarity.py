@@ -56,10 +56,18 @@ from experience_sync.interfaces import (
     SimilarityMethod,
     VectorIndex,
 )
+from experience_sync.models import MergeOutcome
 from experience_sync.text import (
+    DATE_WORDS,
+    MODAL_GROUPS,
     NEGATIONS,
     NUMBER_WORDS,
     PROPER_NOUNS,
+    QUANTIFIER_GROUPS,
+    SHORT_UNITS,
+    UNIT_WORDS,
+    antonym_words,
+    are_antonyms,
     code_keys,
     is_english_word,
     is_number_token,
@@ -103,6 +111,19 @@ class Signature:
     # Words that may negate another by a prefix ("dislikes"), with the roots
     # they would negate ("likes", "like").
     prefixed: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # The groups of the text's quantifiers, modal words, units and dates
+    # (text.QUANTIFIER_GROUPS, MODAL_GROUPS, UNIT_WORDS, DATE_WORDS).
+    quantifiers: frozenset[str] = frozenset()
+    modals: frozenset[str] = frozenset()
+    units: frozenset[str] = frozenset()
+    dates: frozenset[str] = frozenset()
+    # Content words, stemmed, as one key: the same in the active and the
+    # passive voice ("the worker restarts the cache" / "the cache is
+    # restarted by the worker"); 0 when the text has fewer than 3.
+    voice: int = 0
+    passive: bool = False
+    # Words of the WordNet antonym list (text.antonym_words).
+    antonymic: frozenset[str] = frozenset()
 
     @property
     def tokens(self) -> frozenset[str]:
@@ -155,6 +176,15 @@ def _prefixed(words: Sequence[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple(out)
 
 
+def _prefix_pair(x: str, y: str) -> bool:
+    """Whether one word is the other with a negating prefix ("dislikes" / "like")."""
+    for word, other in ((x, y), (y, x)):
+        m = _NEGATING_PREFIX_RE.fullmatch(word)
+        if m is not None and m.group(2).rstrip("sd") == other.rstrip("sd"):
+            return True
+    return False
+
+
 def _prefix_negations(side: Signature, other: Signature) -> int:
     """Words only ``side`` has that negate, by a prefix, a word only ``other`` has."""
     count = 0
@@ -201,6 +231,16 @@ def _parse(normalized: str, text: str | None) -> _Parsed:
         )
     # Most memories have no names or numbers: share one empty set.
     numbers = numbers or _EMPTY
+    quantifiers = _groups(token_set, _QUANTIFIER_KEYS, QUANTIFIER_GROUPS)
+    modals = _groups(token_set, _MODAL_KEYS, MODAL_GROUPS)
+    units = _groups(token_set, _UNIT_KEYS, UNIT_WORDS)
+    if numbers and not _SHORT_UNIT_KEYS.isdisjoint(token_set):
+        short = {SHORT_UNITS[t] for i, t in enumerate(toks) if t in SHORT_UNITS and i and toks[i - 1] in numbers}
+        if short:
+            units = units | short
+    dates = frozenset(_DATE_CANON.get(t, t) for t in token_set & DATE_WORDS) or _EMPTY
+    voice, passive = _voice(token_set)
+    antonymic = antonym_words() & token_set or _EMPTY
     return _Parsed(
         # Built once: matching a new memory and adding it share it.
         Signature(
@@ -210,12 +250,74 @@ def _parse(normalized: str, text: str | None) -> _Parsed:
             numbers,
             codes,
             _prefixed(kept),
+            quantifiers,
+            modals,
+            units,
+            dates,
+            voice,
+            passive,
+            antonymic,
         ),
         tuple(tuple(intern(t) for t in group) for group in initial),
         lowercase,
         token_set,
         token_set.difference(numbers, _NEGATIONS_AUXILIARIES, coded),
     )
+
+
+_QUANTIFIER_KEYS = frozenset(QUANTIFIER_GROUPS)
+_MODAL_KEYS = frozenset(MODAL_GROUPS)
+_UNIT_KEYS = frozenset(UNIT_WORDS)
+_SHORT_UNIT_KEYS = frozenset(SHORT_UNITS)
+_DATE_CANON = {w: w[:-1] for w in DATE_WORDS if w.endswith("s") and w[:-1] in DATE_WORDS}
+
+
+def _groups(token_set: frozenset[str], keys: frozenset[str], groups: dict[str, str]) -> frozenset[str]:
+    found = keys & token_set
+    return frozenset(groups[t] for t in found) if found else _EMPTY
+
+
+# Voice: the words a passive adds ("is ... by"), and irregular participles.
+_BE = frozenset({"is", "are", "was", "were", "be", "been", "being", "gets", "got", "get", "getting"})
+_VOICE_IGNORED = _BE | {"by", "has", "have", "had"}
+_PARTICIPLES: dict[str, str] = {
+    "sent": "send", "built": "build", "kept": "keep", "held": "hold", "made": "make",
+    "taken": "take", "took": "take", "written": "write", "wrote": "write", "given": "give",
+    "gave": "give", "done": "do", "seen": "see", "known": "know", "sold": "sell",
+    "told": "tell", "found": "find", "paid": "pay", "bought": "buy", "brought": "bring",
+    "taught": "teach", "caught": "catch", "led": "lead", "left": "leave", "lost": "lose",
+    "met": "meet", "spent": "spend", "won": "win", "chosen": "choose", "chose": "choose",
+    "driven": "drive", "drove": "drive", "eaten": "eat", "ate": "eat", "broken": "break",
+    "broke": "break", "drawn": "draw", "drew": "draw", "grown": "grow", "grew": "grow",
+    "shown": "show", "thrown": "throw", "threw": "throw", "understood": "understand",
+    "fed": "feed", "heard": "hear", "run": "run", "ran": "run", "read": "read",
+    "set": "set", "put": "put", "shut": "shut", "cut": "cut", "hit": "hit",
+    "began": "begin", "begun": "begin", "spoken": "speak", "spoke": "speak",
+    "stolen": "steal", "stole": "steal", "sung": "sing", "sang": "sing", "won't": "will",
+    "owned": "own", "forgot": "forget", "forgotten": "forget", "hidden": "hide", "hid": "hide",
+    "overseen": "oversee", "oversaw": "oversee", "rewritten": "rewrite", "rewrote": "rewrite",
+}
+
+
+@lru_cache(maxsize=65536)
+def _voice_stem(token: str) -> str:
+    base = _PARTICIPLES.get(token)
+    if base is not None:
+        return base
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(token) > len(suffix) + 2 and token.endswith(suffix):
+            token = token[: -len(suffix)]
+            break
+    return token[:-1] if len(token) > 3 and token.endswith("e") else token
+
+
+def _voice(token_set: frozenset[str]) -> tuple[int, bool]:
+    """The memory's voice key (see :attr:`Signature.voice`) and whether it reads as passive."""
+    content = {_voice_stem(t) for t in token_set if t not in _VOICE_IGNORED}
+    if len(content) < 3:
+        return 0, False
+    passive = "by" in token_set and not _BE.isdisjoint(token_set)
+    return hash(tuple(sorted(content))), passive
 
 
 def _signature(parsed: _Parsed, known_lowercase: frozenset[str] | set[str]) -> Signature:
@@ -250,6 +352,29 @@ def contradiction(a: Signature, b: Signature) -> str | None:
     # unless only the writing differs (the same tokens on both sides).
     if a.codes - b.codes and b.codes - a.codes and a.words != b.words:
         return "number"
+    # A unit, a day or month, a quantifier or a modal word on each side that
+    # the other lacks: "6 weeks" / "6 months", "every Friday" / "every
+    # Monday", "every engineer" / "some engineers", "must" / "may".
+    if a.units != b.units and a.units - b.units and b.units - a.units:
+        return "unit"
+    if a.dates != b.dates and a.dates - b.dates and b.dates - a.dates:
+        return "date"
+    if a.quantifiers != b.quantifiers and a.quantifiers - b.quantifiers and (
+        b.quantifiers - a.quantifiers
+    ):
+        return "quantifier"
+    if a.modals != b.modals and a.modals - b.modals and b.modals - a.modals:
+        return "modality"
+    # A pair of antonyms, one on each side (WordNet 3.0: "open" / "closed",
+    # "include" / "exclude", "accept" / "reject"). A word and its prefixed
+    # negation ("likes" / "dislikes") are counted by the negation guard above.
+    anto_a, anto_b = a.antonymic, b.antonymic
+    if anto_a != anto_b:
+        only_a, only_b = anto_a - anto_b, anto_b - anto_a
+        if only_a and only_b and len(only_a) <= 4 and len(only_b) <= 4 and any(
+            are_antonyms(x, y) and not _prefix_pair(x, y) for x in only_a for y in only_b
+        ):
+            return "antonym"
     # A name changed when each side has a name the other lacks; a name only
     # one side mentions ("the IDE") adds detail rather than contradicting.
     # When the two differ by one word each, that one word being a name is
@@ -257,20 +382,60 @@ def contradiction(a: Signature, b: Signature) -> str | None:
     # A word outside the English word list ("aws" / "gcp", "vim" / "emacs")
     # is a name too when it is the one word swapped.
     names = a.names | b.names
-    if names or len(a.words) == len(b.words):
-        a_set, b_set = a.tokens, b.tokens
-        only_a, only_b = a_set - b_set, b_set - a_set
-        if only_a & names and only_b & names:
+    # A swap of one word for one word leaves as many words on each side.
+    if not names and len(a.words) != len(b.words):
+        return None
+    a_set, b_set = a.tokens, b.tokens
+    only_a, only_b = a_set - b_set, b_set - a_set
+    if only_a & names and only_b & names:
+        return "name"
+    if len(only_a) == 1 and len(only_b) == 1:
+        (word_a,), (word_b,) = only_a, only_b
+        if word_a in names or word_b in names:
             return "name"
-        if len(only_a) == 1 and len(only_b) == 1:
-            (word_a,), (word_b,) = only_a, only_b
-            if word_a in names or word_b in names:
+        if word_a.isalpha() and word_b.isalpha():
+            if not (is_english_word(word_a) and is_english_word(word_b)):
                 return "name"
-            if word_a.isalpha() and word_b.isalpha() and not (
-                is_english_word(word_a) and is_english_word(word_b)
+            # One content word swapped for another ("owns a bike" / "owns a
+            # car"): another thing, so another memory, however long the rest.
+            if (
+                word_a not in _FUNCTION_WORDS
+                and word_b not in _FUNCTION_WORDS
+                and _voice_stem(word_a) != _voice_stem(word_b)
             ):
-                return "name"
+                return "word"
     return None
+
+
+#: Why two near memories are not duplicates, and what that makes them: a
+#: changed value of the same claim is a contradiction (the conflict
+#: strategy decides); another entity, name, place or thing is a distinct
+#: memory, kept beside the related one.
+REASON_OUTCOMES: dict[str, MergeOutcome] = {
+    "negation": "contradiction",
+    "number": "contradiction",
+    "unit": "contradiction",
+    "date": "contradiction",
+    "quantifier": "contradiction",
+    "modality": "contradiction",
+    "antonym": "contradiction",
+    "name": "distinct",
+    "word": "distinct",
+}
+
+
+def outcome(reason: str | None) -> MergeOutcome:
+    """The outcome of a near pair the guards gave ``reason`` for (``None``: a duplicate)."""
+    if reason is None:
+        return "duplicate"
+    return REASON_OUTCOMES.get(reason, "contradiction")
+
+
+# Words whose swap changes no thing named: prepositions, articles, pronouns,
+# conjunctions, auxiliaries ("read-only on weekends" / "at weekends").
+_FUNCTION_WORDS = frozenset(
+    ["a", "an", "the", "this", "that", "these", "those", "it", "its", "i", "me", "my", "we", "us", "our", "you", "your", "he", "him", "his", "she", "her", "they", "them", "their", "at", "on", "in", "of", "to", "for", "from", "by", "with", "about", "into", "onto", "over", "under", "between", "during", "within", "across", "along", "around", "through", "toward", "towards", "upon", "per", "via", "and", "or", "but", "nor", "so", "yet", "also", "then", "thus", "is", "are", "was", "were", "be", "been", "being", "am", "has", "have", "had", "do", "does", "did", "will", "would", "shall", "should", "may", "might", "must", "can", "could", "as", "than", "when", "while", "where", "which", "who", "whom", "whose", "what", "how", "there", "here"]
+)
 
 
 def _stem(token: str) -> str:
@@ -286,6 +451,10 @@ _AUXILIARIES = frozenset(
 
 
 _NEGATIONS_AUXILIARIES = NEGATIONS | _AUXILIARIES
+# Words whose change the guards read as a changed value of the same claim.
+_GUARD_WORDS = frozenset(QUANTIFIER_GROUPS) | frozenset(MODAL_GROUPS) | frozenset(
+    UNIT_WORDS
+) | frozenset(SHORT_UNITS) | DATE_WORDS
 
 
 def contradiction_score(a: Signature, b: Signature) -> float:
@@ -301,14 +470,26 @@ def contradiction_score(a: Signature, b: Signature) -> float:
     if a.codes or b.codes:
         numbers = numbers.union(*(key.split() for key in a.codes | b.codes))
 
+    # A pair of antonyms is the one value that disagrees, like a number.
+    paired: set[str] = set()
+    diff_a, diff_b = a_set - b_set, b_set - a_set
+    if diff_a and diff_b and len(diff_a) <= 4 and len(diff_b) <= 4:
+        for x in diff_a:
+            for y in diff_b:
+                if x.isalpha() and y.isalpha() and are_antonyms(x, y) and not _prefix_pair(x, y):
+                    paired.update((x, y))
+
     def rest(side: frozenset[str], other: frozenset[str]) -> set[str]:
         return {
             _stem(t) for t in side - other
-            if not (t in numbers or t in names or t in _NEGATIONS_AUXILIARIES)
+            if not (
+                t in numbers or t in names or t in _NEGATIONS_AUXILIARIES
+                or t in _GUARD_WORDS or t in paired
+            )
         }
 
     only_a, only_b = rest(a_set, b_set), rest(b_set, a_set)
-    same = inter + len(only_a & only_b)
+    same = inter + len(only_a & only_b) + (1 if paired else 0)
     total = same + len(only_a ^ only_b)
     return same / total if total else 0.0
 
@@ -342,6 +523,8 @@ class _Memories:
         self.sigs: list[Signature | None] = []
         self.lowercase: set[str] = set()
         self.names: set[str] = set()
+        # Slots by voice key (Signature.voice), for the active/passive rule.
+        self.voices: dict[int, list[int]] = {}
 
     def signature(self, normalized: str, text: str | None) -> Signature:
         return self.query(_parse(normalized, text))
@@ -373,14 +556,33 @@ class _Memories:
         self.ids.append(memory_id)
         self.sigs.append(sig)
         self.slots[memory_id] = slot
+        if sig is not None and sig.voice:
+            self.voices.setdefault(sig.voice, []).append(slot)
         return slot
 
     def drop(self, memory_id: str) -> int | None:
         slot = self.slots.pop(memory_id, None)
         if slot is not None:
+            sig = self.sigs[slot]
+            if sig is not None and sig.voice:
+                same = self.voices.get(sig.voice, [])
+                if slot in same:
+                    same.remove(slot)
+                if not same:
+                    self.voices.pop(sig.voice, None)
             self.ids[slot] = None
             self.sigs[slot] = None
         return slot
+
+    def voice_match(self, q: Signature) -> int | None:
+        """A stored memory saying what ``q`` says in the other voice, that no guard objects to."""
+        if not q.voice:
+            return None
+        for slot in self.voices.get(q.voice, ()):
+            sig = self.stored(slot)
+            if sig is not None and sig.passive != q.passive and contradiction(q, sig) is None:
+                return slot
+        return None
 
 
 class JaccardSimilarity(SimilarityMethod):
@@ -476,6 +678,9 @@ class JaccardSimilarity(SimilarityMethod):
         """The best duplicate at or above threshold, else the best contradiction."""
         parsed = _parse(normalized, text)
         q = self._mem.query(parsed)
+        voiced = self._mem.voice_match(q)
+        if voiced is not None:
+            return SimilarityMatch(self._mem.ids[voiced] or "", 1.0)
         candidates: set[int] = set()
         ordered = self._by_rarity(q.words)
         # A contradiction differs in its guarded words, which are often the
@@ -657,6 +862,10 @@ class EmbeddingSimilarity(SimilarityMethod):
                 if sig is not None and contradiction(q, sig) is None:
                     found = SimilarityMatch(ids[slot] or "", 1.0)
                     break
+            if found is None:
+                voiced = self._mem.voice_match(q)
+                if voiced is not None:
+                    found = SimilarityMatch(ids[voiced] or "", 1.0)
             if found is not None:
                 out.append(found)
                 continue
