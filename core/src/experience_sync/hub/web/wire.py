@@ -61,9 +61,12 @@ MAX_BACKLOG = MAX_COUNT
 
 @dataclass
 class HubLimits:
-    """Limits: a body beyond a size cap is answered 413; a unit for an agent
-    that already has ``max_pending`` units waiting to merge over HTTP, 503
-    with ``Retry-After`` (the instance's transport waits and sends it again)."""
+    """The hub's limits on what it takes in.
+
+    A body beyond a size cap is answered 413; a unit for an agent that already
+    has ``max_pending`` units waiting to merge over HTTP, 503 with
+    ``Retry-After`` (the instance's transport waits and sends it again).
+    """
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
@@ -285,8 +288,11 @@ LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def header_label(name: str, value: str | None) -> str | None:
-    """``X-Experience-Sync-Protocol`` / ``-Transport``: a name (letters, digits,
-    ``.``, ``_``, ``-``; at most :data:`MAX_LABEL` characters), else 400."""
+    """``X-Experience-Sync-Protocol`` / ``-Transport``: a name, else 400.
+
+    A name is letters, digits, ``.``, ``_`` and ``-``, at most
+    :data:`MAX_LABEL` characters; ``None`` (no header) is returned as is.
+    """
     if value is None:
         return None
     if len(value) > MAX_LABEL:
@@ -300,8 +306,11 @@ def header_label(name: str, value: str | None) -> str | None:
 
 
 def check_json_content_type(value: str | None) -> None:
-    """A JSON route's ``Content-Type``: absent or ``application/json`` (any
-    ``application/*+json``, any parameters); anything else is 415."""
+    """A JSON route's ``Content-Type``: absent or JSON, else 415.
+
+    JSON is ``application/json`` or any ``application/*+json``, with any
+    parameters.
+    """
     if value is None:
         return
     media = value.split(";", 1)[0].strip().lower()
@@ -380,6 +389,7 @@ def parse_unit(kind: str, raw: bytes | str | Any) -> EventsRequest | ExperienceB
 
 
 def bearer_token(headers: Any) -> str | None:
+    """The token of an ``Authorization: Bearer`` header (``None`` without one)."""
     value = headers.get("authorization")
     if not value:
         return None
@@ -388,9 +398,12 @@ def bearer_token(headers: Any) -> str | None:
 
 
 def endpoint_label(path: str) -> str:
+    """The metrics and rejection label of a request path (``"other"`` for unknown paths)."""
     parts = path.strip("/").split("/")
     if len(parts) >= 4 and parts[:2] == ["v1", "agents"]:
-        return "review_decision" if len(parts) == 5 else parts[3]
+        # A review decision, else the route's area (a forget of one item is
+        # its area's: memories, knowledge, skills, instances).
+        return "review_decision" if len(parts) == 5 and parts[3] == "reviews" else parts[3]
     return path if path in ("/healthz", "/metrics", "/v1/events", "/openapi.json") else "other"
 
 
@@ -407,6 +420,7 @@ BODY_MODELS: dict[str, type[BaseModel]] = {
 
 
 def body_schema(name: str) -> dict[str, Any]:
+    """``openapi_extra=`` for a route whose required JSON body is the model ``name``."""
     return {
         "requestBody": {
             "required": True,
@@ -423,11 +437,13 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     "for the unit's instance).",
     404: "Not found.",
     413: "The body exceeds --max-body-bytes, or --max-decompressed-bytes once decoded.",
-    415: "A Content-Encoding other than gzip, zstd or identity.",
+    405: "The path takes other methods (the Allow header lists them).",
+    415: "A Content-Encoding other than gzip, zstd or identity, or a Content-Type "
+    "other than application/json.",
     422: "The request does not match its model; `details[].loc` names each failing field.",
     503: "The agent already has --max-pending units merging or waiting, or (a store "
-    "shared by several hubs) its commits kept going to other hubs; nothing was written: "
-    "send the unit again after the Retry-After header's seconds.",
+    "shared by several hubs) its commits kept going to other hubs, or the hub's store "
+    "is full; nothing was written: send the unit again after the Retry-After header's seconds.",
 }
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
@@ -452,8 +468,9 @@ def error_responses(
 def unit_errors(model: str) -> dict[int | str, dict[str, Any]]:
     """The error responses of an ingestion route whose body is ``model``."""
     return error_responses(400, 401, 403, 413, 415, 422, 503, notes={
-        400: "The body is not valid JSON, its gzip/zstd encoding is corrupt, or "
-        f"X-Experience-Sync-Backlog is not an integer from 0 to {MAX_BACKLOG}.",
+        400: "The body is not valid JSON, its gzip/zstd encoding is corrupt, "
+        f"X-Experience-Sync-Backlog is not an integer from 0 to {MAX_BACKLOG}, or "
+        "X-Experience-Sync-Protocol or -Transport is not a name.",
         403: "The token is not a write token of this agent, or the unit's instance_id "
         "(or an event's source_instance) is not the token's instance.",
         422: f"The body does not match {model}; `details[].loc` names each failing field. "
@@ -469,8 +486,9 @@ READ_ERRORS = error_responses(401, 403, 422, notes={
 #: The error responses of a read with query parameters.
 QUERY_ERRORS = error_responses(401, 403, 422, notes={
     403: "The token is for another agent.",
-    422: "A bad query parameter; its `details[].loc` is `query.<name>`. Or the path's "
-    "agent_id is longer than 200 characters or holds NUL.",
+    422: "A bad query parameter, or a cursor (`since`) or `offset` beyond the end; its "
+    "`details[].loc` is `query.<name>`. Or the path's agent_id is longer than 200 "
+    "characters or holds NUL.",
 })
 #: The error responses of ``POST /v1/agents/{agent_id}/search``.
 SEARCH_BODY_ERRORS = error_responses(400, 401, 403, 413, 415, 422, notes={
