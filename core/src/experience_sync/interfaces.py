@@ -21,7 +21,7 @@ register_stores           ``factory(url)``                       :class:`Store`
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -499,6 +499,38 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def iter_log(self, agent_id: str) -> Iterator[LogEntry]:
         """The agent's log entries in arrival order."""
+
+    # compaction and retention (optional: a store without them cannot compact)
+
+    def compact(
+        self, agent_id: str, snapshot: LogEntry, expect_version: int | None = None
+    ) -> int:
+        """Replace the log entries up to ``snapshot.request`` by ``snapshot``, atomically.
+
+        The removed entries' ids stay known (:meth:`seen_events` still
+        reports them, :meth:`iter_compacted` lists them) and ``snapshot``
+        takes their place at the head of the log, so :meth:`iter_log` yields
+        it before every entry it does not cover. A store that several
+        processes write refuses with
+        :class:`~experience_sync.errors.StaleStateError` unless the agent is
+        at ``expect_version`` (the version the snapshot was read at); a
+        compaction changes no state, so it does not advance the version.
+
+        :returns: how many entries were removed.
+        """
+        raise NotImplementedError(f"store {self.name!r} cannot compact its log")
+
+    def iter_compacted(self, agent_id: str) -> Iterator[str]:
+        """The ids of the agent's log entries that a compaction removed."""
+        return iter(())
+
+    def rewrite_log(self, agent_id: str, bodies: Mapping[str, str]) -> int:
+        """Replace the bodies of the agent's log entries named in ``bodies`` (entry id -> body).
+
+        Retention uses it to drop an expired event's payload while the entry
+        (its id, kind and position) stays. Returns how many were rewritten.
+        """
+        raise NotImplementedError(f"store {self.name!r} cannot rewrite its log")
 
     # search (optional: a store without a text index is searched in memory)
 

@@ -18,7 +18,7 @@ import click
 from experience_sync.errors import ConfigError, PluginError
 
 if TYPE_CHECKING:
-    from experience_sync.config import MergeStrategyConfig, RecallConfig
+    from experience_sync.config import MergeStrategyConfig, RecallConfig, RetentionConfig
     from experience_sync.hub.web.auth import Scope
     from experience_sync.interfaces import Store
 
@@ -69,6 +69,12 @@ def _recall(config_file: str | None) -> RecallConfig:
     from experience_sync.config import load_config
 
     return load_config(config_file).recall
+
+
+def _retention(config_file: str | None) -> RetentionConfig:
+    from experience_sync.config import load_config
+
+    return load_config(config_file).retention
 
 
 def _dump(obj: Any) -> None:
@@ -130,10 +136,12 @@ def serve(
         limits.max_pending = max_pending
     strategy = _guard(lambda: _strategy(config_file))
     recall = _guard(lambda: _recall(config_file))
+    retention = _guard(lambda: _retention(config_file))
     tune_gc(gc_gen0)
     hub = _guard(
         lambda: Hub.open(
-            store_url, strategy=strategy, auth=not no_auth, limits=limits, recall=recall
+            store_url, strategy=strategy, auth=not no_auth, limits=limits, recall=recall,
+            retention=retention,
         )
     )
     scheme = "https" if ssl_certfile else "http"
@@ -395,4 +403,7 @@ def state(agent: str, store_url: str, since: int | None) -> None:
 
 
 #: The hub commands, in the order ``--help`` lists them.
-COMMANDS = (serve, token, review, replay, state)
+# The maintenance commands use this module's helpers: imported once they exist.
+from experience_sync.cli import maintenance  # noqa: E402
+
+COMMANDS = (serve, token, review, replay, state, *maintenance.COMMANDS)

@@ -15,6 +15,7 @@ from datetime import datetime
 from experience_sync.config import MergeStrategyConfig
 from experience_sync.hub.engine import MergeEngine
 from experience_sync.hub.merge.conflicts import MergeContext
+from experience_sync.hub.runtime import AgentRuntime
 from experience_sync.interfaces import Store
 from experience_sync.models import AgentState, InstanceStatus, MergeResult
 from experience_sync.plugins import ExperienceSyncPluginManager
@@ -94,6 +95,14 @@ def _rebuild(engine: MergeEngine, agent_id: str, source: Store, copy: bool) -> N
             group.clear()
 
         for entry in source.iter_log(agent_id):
+            if entry.kind == "snapshot":
+                # A compacted log: the state the snapshot holds replaces
+                # everything before it (see experience_sync.hub.retention).
+                flush()
+                pending.append(entry)
+                _load_snapshot(engine, rt, agent_id, entry, pending if copy else [])
+                pending = []
+                continue
             if group and entry.request != group[0].request:
                 flush()
                 if len(pending) >= _REPLAY_COMMIT_EVERY:
@@ -104,6 +113,14 @@ def _rebuild(engine: MergeEngine, agent_id: str, source: Store, copy: bool) -> N
         flush()
         engine._commit(agent_id, rt.changeset(pending if copy else [], None, True))
         if copy:
+            seen: list[str] = []
+            for entry_id in source.iter_compacted(agent_id):
+                seen.append(entry_id)
+                if len(seen) >= _REPLAY_COMMIT_EVERY:
+                    engine._commit(agent_id, ChangeSet(cursor=rt.cursor, seen=seen))
+                    seen = []
+            if seen:
+                engine._commit(agent_id, ChangeSet(cursor=rt.cursor, seen=seen))
             units: list[tuple[str, MergeResult]] = []
             for unit in source.iter_units(agent_id):
                 units.append(unit)
@@ -112,3 +129,28 @@ def _rebuild(engine: MergeEngine, agent_id: str, source: Store, copy: bool) -> N
                     units = []
             if units:
                 engine._commit(agent_id, ChangeSet(cursor=rt.cursor, units=units))
+
+
+def _load_snapshot(
+    engine: MergeEngine, rt: AgentRuntime, agent_id: str, entry: LogEntry, log: list[LogEntry]
+) -> None:
+    """Load a snapshot entry's state into ``rt`` and commit it whole (with ``log``)."""
+    from experience_sync.hub.retention import snapshot_agent
+
+    stored = snapshot_agent(entry)
+    stored.version = rt.version
+    instances = rt.instances
+    rt.load(stored)
+    rt.instances = instances
+    # Rows loaded are not "changed": commit the snapshot's rows as they are,
+    # with the search documents of every item.
+    engine._commit(
+        agent_id,
+        ChangeSet(
+            cursor=stored.cursor,
+            log=log,
+            rows={t: r for t, r in stored.rows.items() if r},
+            meta=stored.meta,
+            documents=rt.documents(),
+        ),
+    )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from experience_sync.config import MergeStrategyConfig, RecallConfig
+from experience_sync.config import MergeStrategyConfig, RecallConfig, RetentionConfig
 from experience_sync.errors import StaleStateError
 from experience_sync.hub.metrics import HubMetrics
 from experience_sync.hub.prometheus import PrometheusObserver
@@ -46,6 +46,7 @@ from experience_sync.units import UNITS, UnitKind
 
 if TYPE_CHECKING:
     from experience_sync.hub.engine import IngestMeta, MergeEngine
+    from experience_sync.hub.retention import Maintenance
 
 log = logging.getLogger("experience_sync.hub")
 
@@ -86,6 +87,8 @@ class Hub:
         self._known_lock = threading.Lock()
         self._pending: dict[str, int] = {}
         self._closed = False
+        #: Retention and compaction on a schedule (see :meth:`open`'s ``retention``).
+        self.maintenance: Maintenance | None = None
 
     @classmethod
     def open(
@@ -97,17 +100,26 @@ class Hub:
         auth: bool = True,
         limits: HubLimits | None = None,
         recall: RecallConfig | None = None,
+        retention: RetentionConfig | None = None,
     ) -> Hub:
         """A hub over the store at ``store_url`` (``sqlite:///path/hub.db``).
 
         :param recall: how the search route ranks (the config file's ``recall`` section).
+        :param retention: the config's ``retention`` section: when it asks for
+            anything, a background thread applies it every ``interval``
+            (stopped by :meth:`close`).
         """
         from experience_sync.hub.engine import MergeEngine, open_store
+        from experience_sync.hub.retention import Maintenance
 
         pm = pm or get_plugin_manager()
         store = open_store(store_url, pm=pm)
         engine = MergeEngine(store, strategy, pm=pm, recall=recall)
-        return cls(engine, store, Authenticator(store, enabled=auth), pm, limits)
+        hub = cls(engine, store, Authenticator(store, enabled=auth), pm, limits)
+        if retention is not None:
+            hub.maintenance = Maintenance(engine, retention)
+            hub.maintenance.start()
+        return hub
 
     # ------------------------------------------------------------------ ingestion
 
@@ -283,6 +295,8 @@ class Hub:
         if self._closed:
             return
         self._closed = True
+        if self.maintenance is not None:
+            self.maintenance.stop()
         self.events.close()
         self.engine.close()
         try:

@@ -16,6 +16,11 @@ insert of the same rows). Which event ids an agent's log holds is kept in
 memory instead (:class:`SeenIds`, 16 bytes an id), read from the log the
 first time the agent is asked about, and updated after each commit. One
 process writes a store at a time (see ``docs/merging.md``, Storage).
+
+A compaction moves the ids of the entries it removes into ``log_compacted``
+(also without an index: read with the log into :class:`SeenIds`), so they
+stay known. :meth:`SQLiteStore.backup` copies the file online, through
+SQLite's backup API on a connection of its own.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import contextlib
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -54,6 +59,10 @@ CREATE TABLE IF NOT EXISTS log (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS log_agent ON log (agent_id, seq);
+CREATE TABLE IF NOT EXISTS log_compacted (
+    agent_id TEXT NOT NULL,
+    entry_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS units (
     agent_id TEXT NOT NULL,
     unit_id TEXT NOT NULL,
@@ -246,7 +255,11 @@ class SQLiteStore(Store):
     def _seen_ids(self, agent_id: str) -> SeenIds:
         seen = self._seen.get(agent_id)
         if seen is None:
-            cur = self._db.execute("SELECT entry_id FROM log WHERE agent_id = ?", (agent_id,))
+            cur = self._db.execute(
+                "SELECT entry_id FROM log WHERE agent_id = ? "
+                "UNION ALL SELECT entry_id FROM log_compacted WHERE agent_id = ?",
+                (agent_id, agent_id),
+            )
             seen = self._seen[agent_id] = SeenIds(r[0] for r in cur)
         return seen
 
@@ -265,7 +278,7 @@ class SQLiteStore(Store):
     def commit(self, agent_id: str, changes: ChangeSet) -> None:
         with self._lock:
             db = self._db
-            seen = self._seen_ids(agent_id) if changes.log else None
+            seen = self._seen_ids(agent_id) if changes.log or changes.seen else None
             if seen is not None:
                 ids = [e.entry_id for e in changes.log]
                 digests = [_digest(i) for i in ids]
@@ -337,6 +350,11 @@ class SQLiteStore(Store):
                         [(agent_id, unit_id, result.model_dump_json())
                          for unit_id, result in changes.units],
                     )
+                if changes.seen:
+                    db.executemany(
+                        "INSERT INTO log_compacted (agent_id, entry_id) VALUES (?, ?)",
+                        [(agent_id, i) for i in changes.seen],
+                    )
                 if changes.documents:
                     self._fts.upsert(agent_id, changes.documents)
                 if index_complete:
@@ -347,6 +365,125 @@ class SQLiteStore(Store):
                 raise
             if seen is not None:
                 seen.add_digests(digests)
+                seen.update(changes.seen)
+
+    # ------------------------------------------------------------------ compaction
+
+    def compact(
+        self, agent_id: str, snapshot: LogEntry, expect_version: int | None = None
+    ) -> int:
+        through = snapshot.request
+        with self._lock:
+            db = self._db
+            seen = self._seen_ids(agent_id)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute(
+                    "SELECT MAX(seq), COUNT(*) FROM log WHERE agent_id = ? AND request <= ?",
+                    (agent_id, through),
+                ).fetchone()
+                head, removed = row[0], int(row[1])
+                if head is None:
+                    db.execute("ROLLBACK")
+                    return 0
+                # Earlier snapshots are replaced, not remembered: only event
+                # and decision ids must stay known.
+                db.execute(
+                    "INSERT INTO log_compacted (agent_id, entry_id) SELECT agent_id, entry_id "
+                    "FROM log WHERE agent_id = ? AND request <= ? AND kind != 'snapshot'",
+                    (agent_id, through),
+                )
+                db.execute(
+                    "DELETE FROM log WHERE agent_id = ? AND request <= ?", (agent_id, through)
+                )
+                # The snapshot takes the last removed seq: before every entry it
+                # does not cover, as the log is in arrival order.
+                db.execute(
+                    "INSERT INTO log (seq, agent_id, entry_id, kind, unit_id, instance_id, "
+                    "request, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (head, agent_id, snapshot.entry_id, snapshot.kind, snapshot.unit_id,
+                     snapshot.instance_id, snapshot.request, snapshot.body),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                _rollback(db)
+                raise
+            seen.update([snapshot.entry_id])
+            return removed
+
+    def iter_compacted(self, agent_id: str) -> Iterator[str]:
+        for _, entry_id in self._pages(
+            "SELECT rowid, entry_id FROM log_compacted WHERE agent_id = ? AND rowid > ? "
+            "ORDER BY rowid LIMIT 5000",
+            agent_id, 0,
+        ):
+            yield entry_id
+
+    def rewrite_log(self, agent_id: str, bodies: Mapping[str, str]) -> int:
+        if not bodies:
+            return 0
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                # One pass over the agent's log (no index on entry ids, see above).
+                db.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS rewrite (entry_id TEXT PRIMARY KEY, body TEXT)"
+                )
+                db.execute("DELETE FROM temp.rewrite")
+                db.executemany(
+                    "INSERT OR REPLACE INTO temp.rewrite VALUES (?, ?)", list(bodies.items())
+                )
+                cur = db.execute(
+                    "UPDATE log SET body = r.body FROM temp.rewrite AS r "
+                    "WHERE log.agent_id = ? AND log.entry_id = r.entry_id",
+                    (agent_id,),
+                )
+                count = cur.rowcount
+                db.execute("DELETE FROM temp.rewrite")
+                db.execute("COMMIT")
+            except BaseException:
+                _rollback(db)
+                raise
+            return count
+
+    # ------------------------------------------------------------------ backup
+
+    def backup(self, target: str | Path) -> int:
+        """Copy the store, as one consistent snapshot, into the new file ``target``.
+
+        The copy runs on a connection of its own through SQLite's online
+        backup API in one step: a read transaction, which in WAL mode never
+        blocks the hub's writer, so a running hub keeps serving (commits
+        land in the WAL meanwhile and are not in the copy). The copy is a
+        store file like the original: open it with ``sqlite:///<target>``.
+        Returns the number of pages copied.
+        """
+        path = path_from_url(self.url)
+        if path == ":memory:":
+            raise ValueError("an in-memory store has no file to back up")
+        out = Path(target)
+        if out.exists():
+            raise FileExistsError(f"{out} exists: a backup never overwrites a file")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        src = sqlite3.connect(path, isolation_level=None)
+        try:
+            src.execute("PRAGMA busy_timeout=10000")
+            dst = sqlite3.connect(out, isolation_level=None)
+            try:
+                src.backup(dst)
+                pages = int(dst.execute("PRAGMA page_count").fetchone()[0])
+                # The copy is served as a store later: WAL like the original.
+                dst.execute("PRAGMA journal_mode=WAL")
+            finally:
+                dst.close()
+        except BaseException:
+            out.unlink(missing_ok=True)
+            raise
+        finally:
+            src.close()
+        return pages
+
 
     def _pages(self, sql: str, agent_id: str, after: object) -> Iterator[tuple[Any, ...]]:
         # Rows in pages along their first column (``sql`` takes the agent and

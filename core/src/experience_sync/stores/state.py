@@ -30,9 +30,16 @@ class LogEntry:
     """One row of an agent's append-only log.
 
     :param entry_id: the event id (unique per agent); for a review decision
-        ``review:<review_id>``.
-    :param kind: ``event`` (body is the event JSON) or ``decision`` (body is
-        ``{"review_id", "accept", "timestamp"}``).
+        ``review:<review_id>``; for a snapshot ``snapshot:<cursor>``.
+    :param kind: ``event`` (body is the event JSON), ``decision`` (body is
+        ``{"review_id", "accept", "timestamp"}``) or ``snapshot`` (the state
+        at cursor ``request``, which replaced the log entries it covers: see
+        :mod:`experience_sync.hub.retention`).
+        ``forget`` is a tombstone (body ``{"forget_id", "timestamp",
+        "events"}``, id ``forget:<forget_id>``) and ``forgotten`` an entry a
+        forget redacted (body ``{"forgotten": forget_id}``): replay skips the
+        latter, and the former marks the cursor since which pulls get the
+        whole state (see :mod:`experience_sync.hub.forget`).
     :param body: the JSON text.
     :param unit_id: the batch or check-in id that carried it, if any.
     :param instance_id: the instance that sent it (or ``hub`` for decisions).
@@ -41,7 +48,7 @@ class LogEntry:
     """
 
     entry_id: str
-    kind: Literal["event", "decision"]
+    kind: Literal["event", "decision", "snapshot", "forget", "forgotten"]
     body: str
     unit_id: str | None
     instance_id: str
@@ -108,6 +115,10 @@ class ChangeSet:
         refuses the commit with :class:`~experience_sync.errors.StaleStateError`
         unless the agent is still at that version; a single-writer store
         ignores it.
+    :param seen: entry ids of compacted log entries to remember as logged
+        (replay or import copying a compacted log): a later commit or
+        :meth:`~experience_sync.interfaces.Store.seen_events` treats them as
+        already in the log.
     """
 
     cursor: int
@@ -117,7 +128,8 @@ class ChangeSet:
     units: list[tuple[str, MergeResult]] = field(default_factory=list)
     expect_version: int | None = None
     documents: list[SearchDoc] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         """Whether committing would change nothing."""
-        return not (self.log or self.rows or self.meta or self.units)
+        return not (self.log or self.rows or self.meta or self.units or self.seen)

@@ -21,12 +21,14 @@ the commit transaction and ranked by BM25 in SQL (see :mod:`.search_index`).
 Event-id uniqueness per agent is the log's unique index ``(agent_id,
 entry_id)``: a commit that would log an id twice fails whole with
 :class:`psycopg.errors.UniqueViolation`, whatever process wrote it first.
+A compaction moves the ids of the entries it removes into
+``xs_log_compacted``, which :meth:`PostgresStore.seen_events` reads too.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -77,6 +79,12 @@ CREATE TABLE IF NOT EXISTS xs_log (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS xs_log_entry ON xs_log (agent_id, entry_id);
 CREATE INDEX IF NOT EXISTS xs_log_agent ON xs_log (agent_id, seq);
+CREATE TABLE IF NOT EXISTS xs_log_compacted (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY,
+    agent_id TEXT COLLATE "C" NOT NULL,
+    entry_id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (agent_id, entry_id)
+);
 CREATE TABLE IF NOT EXISTS xs_units (
     agent_id TEXT COLLATE "C" NOT NULL,
     unit_id TEXT COLLATE "C" NOT NULL,
@@ -278,9 +286,12 @@ class PostgresStore(Store):
         if not event_ids:
             return set()
         with self._pool.connection() as conn:
+            ids = list(event_ids)
             cur = conn.execute(
-                "SELECT entry_id FROM xs_log WHERE agent_id = %s AND entry_id = ANY(%s)",
-                (agent_id, list(event_ids)),
+                "SELECT entry_id FROM xs_log WHERE agent_id = %s AND entry_id = ANY(%s) "
+                "UNION ALL SELECT entry_id FROM xs_log_compacted "
+                "WHERE agent_id = %s AND entry_id = ANY(%s)",
+                (agent_id, ids, agent_id, ids),
             )
             return {r[0] for r in cur}
 
@@ -364,6 +375,12 @@ class PostgresStore(Store):
                         "version = excluded.version, body = excluded.body",
                         [(agent_id, r.key, r.version, r.body) for r in rows],
                     )
+            if changes.seen:
+                cur.executemany(
+                    "INSERT INTO xs_log_compacted (agent_id, entry_id) VALUES (%s, %s) "
+                    "ON CONFLICT DO NOTHING",
+                    [(agent_id, i) for i in changes.seen],
+                )
             if changes.units:
                 cur.executemany(
                     "INSERT INTO xs_units (agent_id, unit_id, result) VALUES (%s, %s, %s) "
@@ -413,6 +430,71 @@ class PostgresStore(Store):
             0,
         ):
             yield LogEntry(entry_id, kind, body, unit_id, instance_id, request)
+
+    # ------------------------------------------------------------------ compaction
+
+    def compact(
+        self, agent_id: str, snapshot: LogEntry, expect_version: int | None = None
+    ) -> int:
+        through = snapshot.request
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            # The agent's row lock serializes this with every commit to it.
+            cur.execute(
+                "SELECT version FROM xs_agents WHERE agent_id = %s FOR UPDATE", (agent_id,)
+            )
+            row = cur.fetchone()
+            if row is None:
+                return 0
+            if expect_version is not None and int(row[0]) != expect_version:
+                raise StaleStateError(
+                    f"agent {agent_id!r} is at version {row[0]}, the snapshot was read at "
+                    f"{expect_version}: another process committed first"
+                )
+            cur.execute(
+                "SELECT MAX(seq), COUNT(*) FROM xs_log WHERE agent_id = %s AND request <= %s",
+                (agent_id, through),
+            )
+            head, removed = cur.fetchone() or (None, 0)
+            if head is None:
+                return 0
+            cur.execute(
+                "INSERT INTO xs_log_compacted (agent_id, entry_id) SELECT agent_id, entry_id "
+                "FROM xs_log WHERE agent_id = %s AND request <= %s AND kind <> 'snapshot' "
+                "ON CONFLICT DO NOTHING",
+                (agent_id, through),
+            )
+            cur.execute(
+                "DELETE FROM xs_log WHERE agent_id = %s AND request <= %s", (agent_id, through)
+            )
+            # The last removed seq: before every entry the snapshot does not cover.
+            cur.execute(
+                "INSERT INTO xs_log (seq, agent_id, entry_id, kind, unit_id, instance_id, "
+                "request, body) OVERRIDING SYSTEM VALUE "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (head, agent_id, snapshot.entry_id, snapshot.kind, snapshot.unit_id,
+                 snapshot.instance_id, snapshot.request, snapshot.body),
+            )
+            return int(removed)
+
+    def iter_compacted(self, agent_id: str) -> Iterator[str]:
+        for _, entry_id in self._pages(
+            "SELECT seq, entry_id FROM xs_log_compacted WHERE agent_id = %s AND seq > %s "
+            f"ORDER BY seq LIMIT {_PAGE}",
+            agent_id,
+            0,
+        ):
+            yield entry_id
+
+    def rewrite_log(self, agent_id: str, bodies: Mapping[str, str]) -> int:
+        if not bodies:
+            return 0
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute(
+                "UPDATE xs_log AS l SET body = r.body FROM unnest(%s::text[], %s::text[]) "
+                "AS r(entry_id, body) WHERE l.agent_id = %s AND l.entry_id = r.entry_id",
+                (list(bodies), list(bodies.values()), agent_id),
+            )
+            return cur.rowcount
 
     def reset_state(self, agent_id: str) -> None:
         with self._pool.connection() as conn, conn.transaction():

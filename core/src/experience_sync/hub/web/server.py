@@ -26,7 +26,12 @@ from urllib.parse import unquote_plus
 
 import uvicorn
 
-from experience_sync.config import MergeStrategyConfig, RecallConfig, is_loopback_host
+from experience_sync.config import (
+    MergeStrategyConfig,
+    RecallConfig,
+    RetentionConfig,
+    is_loopback_host,
+)
 from experience_sync.hub.web.app import Hub, HubLimits, create_app
 from experience_sync.hub.web.auth import Scope, create_token
 from experience_sync.plugins import ExperienceSyncPluginManager
@@ -329,6 +334,7 @@ def run_in_thread(
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
     recall: RecallConfig | None = None,
+    retention: RetentionConfig | None = None,
 ) -> Iterator[HubServer]:
     """A real hub on ``host`` (a free port by default), stopped and closed on exit.
 
@@ -340,6 +346,7 @@ def run_in_thread(
     :param limits: body size limits.
     :param ssl_certfile: with ``ssl_keyfile``, serve HTTPS/WSS.
     :param recall: how the search route ranks.
+    :param retention: retention and compaction on a schedule (the config's ``retention``).
     """
     tmp: str | None = None
     if store_url is None:
@@ -347,7 +354,8 @@ def run_in_thread(
         store_url = f"sqlite:///{Path(tmp) / 'hub.db'}"
     check_bind(host, auth)
     hub = Hub.open(
-        store_url, strategy=strategy, pm=pm, auth=auth, limits=limits, recall=recall
+        store_url, strategy=strategy, pm=pm, auth=auth, limits=limits, recall=recall,
+        retention=retention,
     )
     server = HubServer(hub, host, port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     try:
