@@ -9,8 +9,11 @@ merge into the same agent at once.
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
@@ -56,6 +59,25 @@ def open_store(url: str) -> Store:
         raise ValueError(f"{url!r} is not a store URL (e.g. sqlite:///./hub.db)")
     store: Store = get_plugin_manager().registry.create("stores", scheme, url)
     return store
+
+
+def store_open_error(url: str, exc: BaseException) -> str:
+    """One line saying which store file could not be opened, and why."""
+    from experience_sync.config import mask_url
+
+    cause = str(exc) or type(exc).__name__
+    path = Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+    if path is not None:
+        folder = path.parent
+        try:
+            if os.statvfs(folder).f_flag & os.ST_RDONLY:
+                cause += ": the file system is read-only"
+            elif not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+                cause += ": the file or its folder is not writable"
+        except OSError as err:
+            cause += f": {err.strerror or err}"
+        return f"cannot open the hub's store {path}: {cause}"
+    return f"cannot open the hub's store {mask_url(url)}: {cause}"
 
 
 def _strategy(config_file: str | None, **overrides: Any) -> MergeStrategyConfig:
@@ -138,16 +160,19 @@ def serve(
     recall = _guard(lambda: _recall(config_file))
     retention = _guard(lambda: _retention(config_file))
     tune_gc(gc_gen0)
-    hub = _guard(
-        lambda: Hub.open(
-            store_url, strategy=strategy, auth=not no_auth, limits=limits, recall=recall,
-            retention=retention,
+    try:
+        hub = _guard(
+            lambda: Hub.open(
+                store_url, strategy=strategy, auth=not no_auth, limits=limits, recall=recall,
+                retention=retention,
+            )
         )
-    )
+    except sqlite3.Error as exc:
+        _fail(store_open_error(store_url, exc))
     scheme = "https" if ssl_certfile else "http"
     click.echo(
         f"experience-sync hub on {scheme}://{host}:{port} store={mask_url(store_url)} "
-        f"auth={'off' if no_auth else 'on'}",
+        f"auth={'off' if no_auth else 'on'} strategy={strategy.conflict_resolution}",
         err=True,
     )
     run(
