@@ -83,3 +83,11 @@ def test_bench_semantic_pairs_with_a_local_model(tmp_path: Path) -> None:
     column = json.loads(rows.read_text())["columns"]["embedding 0.85"]
     assert column["guarded_merged"] == 0  # no negation, number, name or place merged
     assert column["right"]["labelled/paraphrase"] + column["right"]["held-out/paraphrase"] > 0
+
+
+def test_bench_maintenance_runs_every_step() -> None:
+    """Compaction, replay from the snapshot, export, import and backup, at 400 events."""
+    out = _run("bench_maintenance.py", "--events", "400")
+    for step in ("compact", "replay in place", "export", "import", "online backup"):
+        assert step in out
+    assert "entries replaced by the snapshot" in out and " 400" in out
