@@ -94,6 +94,12 @@ RETRY_ROWS = 500
 
 #: Counters kept in ``meta`` next to ``next_seq`` and ``lamport``.
 COUNTERS = ("recorded", "delivered", "filtered", "refused", "dead", "retries")
+#: Saves a counter that only grows (``filtered``, ``refused``): never lowered
+#: by a writer that read it earlier.
+_SAVE_GROWING = (
+    "INSERT INTO meta (key, value) VALUES (?, ?) "
+    "ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)"
+)
 
 
 @dataclass
@@ -328,30 +334,64 @@ class Outbox:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the outbox is closed")
+            refused: BaseException | None = None
             if self._unsaved and self.error is not None:
                 # group mode: the writer holds accepted rows it cannot commit
                 self.counters.bump("refused", reason=_reason(self.error))
-                raise _fresh(self.error)
-            if self._size >= self.config.max_events:
-                self._wait_for_room()
-            seq = self._next_seq
-            lamport = self._lamport + 1
-            values["sequence"] = seq
-            values["lamport"] = lamport
-            body = self._encode(values)  # may raise: nothing is taken yet
-            self._next_seq = seq + 1
-            self._lamport = lamport
-            self._size += 1
-            self._queued += 1
-            self.counters.values["recorded"] += 1
-            journal = self.journal
-            journaled = journal is not None and journal.append(
-                seq, lane, body, state_kind, state_key, self._watermark
-            )
-            self._queue.put((seq, lane, body, state_kind, state_key, journaled))
+                refused = _fresh(self.error)
+            elif self._size >= self.config.max_events:
+                try:
+                    self._wait_for_room()
+                except OutboxFullError as exc:
+                    refused = exc
+            if refused is None:
+                seq, journaled = self._take(lane, values, state_kind, state_key)
+        if refused is not None:
+            # Saved now, not at the next commit: a crash must not forget it.
+            self._save_counters()
+            raise refused
         if not journaled:  # sync mode, or the journal is full of uncommitted rows
             self._wait_committed(seq)
         return seq
+
+    def _take(
+        self, lane: str, values: dict[str, Any], state_kind: str | None, state_key: str
+    ) -> tuple[int, bool]:
+        """Number, encode, journal and queue one row; the caller holds ``self._lock``.
+
+        :returns: the row's sequence number, and whether the journal holds it.
+        """
+        seq = self._next_seq
+        lamport = self._lamport + 1
+        values["sequence"] = seq
+        values["lamport"] = lamport
+        body = self._encode(values)  # may raise: nothing is taken yet
+        self._next_seq = seq + 1
+        self._lamport = lamport
+        self._size += 1
+        self._queued += 1
+        self.counters.values["recorded"] += 1
+        journal = self.journal
+        journaled = journal is not None and journal.append(
+            seq, lane, body, state_kind, state_key, self._watermark
+        )
+        self._queue.put((seq, lane, body, state_kind, state_key, journaled))
+        return seq, journaled
+
+    def _save_counters(self, names: Sequence[str] = ("filtered", "refused")) -> None:
+        """Persist counters that change without a commit (refusals, filtered events).
+
+        They only grow, so the row keeps the larger of what is stored and what
+        is written: a commit that snapshotted them earlier cannot lower them.
+        A failure (a full disk) is logged; the next commit saves them again.
+        """
+        with self._lock:
+            values = [(n, self.counters.values.get(n, 0)) for n in names]
+        try:
+            with self._rlock:
+                self._rconn.executemany(_SAVE_GROWING, values)
+        except sqlite3.Error as exc:
+            log.warning("outbox %s: counters not saved (%s); the next commit saves them", self.path, exc)
 
     def _wait_committed(self, seq: int) -> None:
         """Wait for the commit of a row nothing else keeps; raise if it was given up."""
@@ -393,9 +433,14 @@ class Outbox:
         return self._watermark
 
     def count(self, name: str, reason: str | None = None, n: int = 1) -> None:
-        """Bump a counter (``filtered``, ``refused``, ``retries``) with a reason."""
+        """Bump a counter (``filtered``, ``refused``, ``retries``) with a reason.
+
+        ``filtered`` and ``refused`` are saved at once (a crash keeps them).
+        """
         with self._lock:
             self.counters.bump(name, n, reason=reason)
+        if name in ("filtered", "refused"):
+            self._save_counters((name,))
 
     def observe_lamport(self, value: int) -> None:
         """Advance the Lamport clock past a value seen elsewhere."""
@@ -547,9 +592,10 @@ class Outbox:
                 [p[:3] for p in batch],
             )
             self.state.apply([(p[3], p[4], p[2]) for p in batch if p[3] is not None])
-            meta = [("next_seq", next_seq), ("lamport", lamport), ("committed", committed)]
-            meta += [(k, values[k]) for k in ("recorded", "filtered", "refused")]
+            meta = [("next_seq", next_seq), ("lamport", lamport), ("committed", committed),
+                    ("recorded", values["recorded"])]
             conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
+            conn.executemany(_SAVE_GROWING, [(k, values[k]) for k in ("filtered", "refused")])
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
