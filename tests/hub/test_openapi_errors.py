@@ -20,6 +20,7 @@ from experience_sync.hub.web.server import HubServer
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 INGEST = {"400", "401", "403", "413", "415", "422", "503"}
+FORGET_ONE = {"401", "403", "404", "409", "422", "501"}
 #: Every operation of the hub and the error statuses it documents.
 EXPECTED: dict[tuple[str, str], set[str]] = {
     ("post", "/v1/agents/{agent_id}/events"): INGEST,
@@ -37,6 +38,13 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("get", "/v1/events"): {"401", "403"},
     ("get", "/metrics"): {"401"},
     ("get", "/healthz"): set(),
+    ("delete", "/v1/agents/{agent_id}/experiences"): {
+        "400", "401", "403", "409", "413", "415", "422", "501"},
+    ("delete", "/v1/agents/{agent_id}/memories/{memory_id}"): FORGET_ONE,
+    ("delete", "/v1/agents/{agent_id}/knowledge/{knowledge_id}"): FORGET_ONE,
+    ("delete", "/v1/agents/{agent_id}/skills/{skill_id}"): FORGET_ONE,
+    ("delete", "/v1/agents/{agent_id}/instances/{instance_id}"): FORGET_ONE,
+    ("get", "/v1/agents/{agent_id}/forgets"): {"401", "403", "422", "501"},
 }
 
 

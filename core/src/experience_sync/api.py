@@ -49,6 +49,7 @@ from experience_sync.errors import (
     StaleStateError,
     TransportError,
 )
+from experience_sync.forgetting import ForgetRecord, ForgetRequest, ForgetResult, redacted_body
 from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.interfaces import (
     ConflictResolver,
@@ -138,6 +139,9 @@ __all__ = [
     "ExperienceSyncManager",
     "ExperienceSyncPluginManager",
     "FloatArray",
+    "ForgetRecord",
+    "ForgetRequest",
+    "ForgetResult",
     "HubError",
     "IngestMeta",
     "InstanceStatus",
@@ -206,6 +210,7 @@ __all__ = [
     "new_id",
     "parse_retry_after",
     "query_terms",
+    "redacted_body",
     "render_hits",
     "run_search",
     "skill_reliability",

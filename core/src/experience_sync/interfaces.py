@@ -41,6 +41,7 @@ from experience_sync.units import UnitKind
 
 if TYPE_CHECKING:
     from experience_sync.config import ExperienceSyncConfig
+    from experience_sync.forgetting import ForgetRecord
     from experience_sync.recall.documents import SearchDoc
     from experience_sync.recall.models import SearchQuery, SearchResults
     from experience_sync.stores.state import ChangeSet, LogEntry, StoredAgent
@@ -420,7 +421,7 @@ class TokenRecord:
     token_hash: str
     agent_id: str
     instance_id: str
-    scope: Literal["write", "read", "review"]
+    scope: Literal["write", "read", "review", "admin"]
     created_at: datetime
     revoked: bool = False
 
@@ -571,6 +572,39 @@ class Store(abc.ABC):
         The log, applied units and instance statuses stay; a shared store
         advances the agent's write version, so other processes reload it.
         """
+
+    # forgetting (optional: a store without it answers forget requests with an error)
+
+    def forget(
+        self,
+        agent_id: str,
+        entry_ids: Sequence[str],
+        forget_id: str,
+        changes: ChangeSet,
+        record: ForgetRecord,
+    ) -> None:
+        """Forget log entries for good, in one transaction.
+
+        - rewrite each entry of ``entry_ids`` in place: kind ``forgotten``,
+          body :func:`~experience_sync.forgetting.redacted_body` of
+          ``forget_id`` (its id, position and request stay, so
+          :meth:`seen_events` still reports it and a resend is a duplicate);
+        - drop the agent's materialized state and search documents, as
+          :meth:`reset_state` does (instance statuses and applied units stay);
+        - commit ``changes`` as :meth:`commit` does (the tombstone entry and
+          the state rebuilt without the forgotten entries; a store that
+          several processes write checks ``changes.expect_version`` and
+          advances the version);
+        - append ``record`` to the audit trail (:meth:`forget_records`).
+
+        After the commit the store removes what is left of the text where
+        its storage keeps it (freed pages, old index segments, journal files).
+        """
+        raise NotImplementedError(f"store {self.name!r} cannot forget")
+
+    def forget_records(self, agent_id: str | None = None) -> list[ForgetRecord]:
+        """The audit trail of forgets, oldest first (of one agent, or of all)."""
+        raise NotImplementedError(f"store {self.name!r} cannot forget")
 
     # tokens
     @abc.abstractmethod

@@ -717,6 +717,11 @@ class AgentState(_Model):
     characteristics: dict[str, Characteristic] = Field(default_factory=dict)
     reviews: list[Review] = Field(default_factory=list)
     stats: EvolutionStats = Field(default_factory=EvolutionStats)
+    reset: bool = Field(
+        default=False,
+        description="The answer is the whole state and replaces what the caller holds: a "
+        "forget since the caller's cursor removed items (drop every item not listed).",
+    )
 
 
 class ObservabilityEvent(_Model):

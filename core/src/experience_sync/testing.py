@@ -40,13 +40,16 @@ except ImportError as exc:  # pragma: no cover - pytest is in every test environ
 
 from experience_sync.config import MergeStrategyConfig
 from experience_sync.errors import StaleStateError
+from experience_sync.forgetting import ForgetRecord, ForgetRequest, redacted_body
 from experience_sync.hookspecs import Register, hookimpl
 from experience_sync.hub.engine import MergeEngine, open_store
+from experience_sync.hub.forget import forget
 from experience_sync.hub.replay import replay
 from experience_sync.hub.web.server import HubServer, run_in_thread
 from experience_sync.interfaces import MockTransport, Store, TokenRecord
-from experience_sync.models import EventsRequest, ExperienceEvent, MergeResult
+from experience_sync.models import EventsRequest, ExperienceEvent, Memory, MergeResult
 from experience_sync.plugins import registered_plugin
+from experience_sync.recall.documents import SearchDoc, doc_of_memory
 from experience_sync.stores.state import ChangeSet, LogEntry, StoredRow
 
 __all__ = [
@@ -506,4 +509,79 @@ class StoreContract:
         assert [e.entry_id for e in replay_target.iter_log("a")] == [
             e.entry_id for e in store.iter_log("a")
         ]
+        assert MergeEngine(replay_target, MergeStrategyConfig()).state("a") == live
+
+    # ------------------------------------------------------------------ forgetting
+
+    @staticmethod
+    def _can_forget(store: Store) -> None:
+        if type(store).forget is Store.forget:
+            pytest.skip(f"store {store.name!r} does not implement forget (optional)")
+
+    def test_forget_rewrites_entries_in_place_and_replaces_the_state(self, store: Store) -> None:
+        """``forget`` redacts entries (ids kept), replaces state and documents, records the audit."""
+        self._can_forget(store)
+
+        def doc(key: str, text: str, cursor: int) -> SearchDoc:
+            at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+            return doc_of_memory(Memory(memory_id=key, content=text, normalized_hash=key,
+                                        created_at=at, updated_at=at, version=cursor))
+
+        store.commit("a", ChangeSet(
+            cursor=1, log=[_entry(1), _entry(2)], units=[("b1", MergeResult())],
+            rows={"memories": [StoredRow("m1", 1, '{"secret": 1}'), StoredRow("m2", 1, "{}")],
+                  "instances": [StoredRow("i1", 0, "{}")]},
+            documents=[doc("m1", "quarkwright lives here", 1), doc("m2", "tea is hot", 1)],
+        ))
+        tombstone = LogEntry("forget:f1", "forget", '{"forget_id": "f1"}', None, "hub", 2)
+        record = ForgetRecord(forget_id="f1", agent_id="a", selectors={"query": 1},
+                              events_forgotten=1)
+        store.forget("a", ["e1"], "f1", ChangeSet(
+            cursor=2, log=[tombstone], meta='{"stats": {}}',
+            rows={"memories": [StoredRow("m2", 1, "{}")]},
+            documents=[doc("m2", "tea is hot", 1)],
+            expect_version=store.agent_version("a"),
+        ), record)
+        log = list(store.iter_log("a"))
+        assert [(e.entry_id, e.kind) for e in log] == [
+            ("e1", "forgotten"), ("e2", "event"), ("forget:f1", "forget")
+        ]
+        assert log[0].body == redacted_body("f1") and log[0].request == 1
+        assert store.seen_events("a", ["e1", "e2", "forget:f1"]) == {"e1", "e2", "forget:f1"}
+        loaded = store.load_agent("a")
+        assert loaded.cursor == 2
+        assert [r.key for r in loaded.rows["memories"]] == ["m2"]
+        assert loaded.rows["instances"] == [StoredRow("i1", 0, "{}")]
+        assert store.applied_unit("a", "b1") is not None
+        if store.text_index:
+            assert store.search_text("a", "quarkwright", ["memory"], "all", 5) == []
+            assert [k for k, _ in store.search_text("a", "tea", ["memory"], "all", 5)] == [
+                ("memory", "m2")
+            ]
+            assert store.search_cursor("a") == 2
+        assert store.forget_records("a") == [record]
+        assert store.forget_records("b") == []
+        assert store.forget_records() == [record]
+
+    def test_engine_forget_then_replay_equals_the_live_state(
+        self, store: Store, replay_target: Store
+    ) -> None:
+        """After a forget, a resend is a duplicate and replay (in place or copied) gives the live state."""
+        self._can_forget(store)
+        engine = MergeEngine(store, MergeStrategyConfig())
+        words = ["tea", "cats", "rain", "maps", "jazz", "kites", "chess", "bread", "ferns"]
+        events = [_ev(i, f"{words[i]} {'Quarkwright said' if i % 3 == 0 else 'is'} {i}")
+                  for i in range(9)]
+        for i in range(0, 9, 3):
+            engine.ingest_events("a", EventsRequest(instance_id="i1", events=events[i : i + 3]))
+        result = forget(engine, "a", ForgetRequest(query="quarkwright"))
+        assert result.events_forgotten == 3 and result.removed["memories"] >= 1
+        live = engine.state("a")
+        assert "quarkwright" not in live.model_dump_json().lower()
+        again = engine.ingest_events("a", EventsRequest(instance_id="i1", events=events[:1]))
+        assert again.duplicate_event_ids == ["e0"]
+        assert engine.state("a") == live
+        assert engine.state("a", since=1).reset
+        assert replay(store, "a", MergeStrategyConfig()) == live
+        assert replay(store, "a", MergeStrategyConfig(), target=replay_target) == live
         assert MergeEngine(replay_target, MergeStrategyConfig()).state("a") == live

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import click
 
+from experience_sync.cli.forget import forget
 from experience_sync.errors import ConfigError, PluginError, TransportError
 from experience_sync.interfaces import Transport
 
@@ -142,5 +143,5 @@ def search(
         click.echo(f"{hit.score:.4f}  {hit.kind:<9}  {hit.text}  [{sources}]")
 
 
-#: The instance-side commands.
-COMMANDS = (pull, search)
+#: The instance-side commands (``forget`` reaches a hub over HTTP, or its store).
+COMMANDS = (pull, search, forget)

@@ -197,9 +197,10 @@ def token() -> None:
 @token.command("create")
 @click.option("--agent", required=True, help="Source agent the token may use.")
 @click.option("--instance", required=True, help="Instance the token stands for.")
-@click.option("--scope", type=click.Choice(["write", "review", "read"]), default="write",
+@click.option("--scope", type=click.Choice(["write", "review", "read", "admin"]), default="write",
               show_default=True,
-              help="write: send experiences; review: decide reviews (the console); read: look.")
+              help="write: send experiences; review: decide reviews (the console); "
+                   "admin: also forget experiences and read the forget audit; read: look.")
 @_store_option
 def token_create(agent: str, instance: str, scope: str, store_url: str) -> None:
     """Create a token and print it once (only its hash is stored)."""

@@ -37,6 +37,7 @@ from experience_sync.client.instance import (
 from experience_sync.client.paths import instance_dir
 from experience_sync.config import ConfigSection, ExperienceSyncConfig, load_config
 from experience_sync.errors import ConfigError, NotInitializedError
+from experience_sync.forgetting import ForgetRequest, event_matches
 from experience_sync.interfaces import SyncProtocol, Transport
 from experience_sync.models import (
     AgentState,
@@ -491,6 +492,23 @@ class ExperienceSyncManager:
     def dead_letters(self, instance_id: str) -> list[dict[str, Any]]:
         """Events the hub refused for good, with status and reason."""
         return self._get(instance_id).outbox.dead_rows()
+
+    def forget_unsent(
+        self, instance_id: str, request: ForgetRequest, timeout: float = 10.0
+    ) -> dict[str, int]:
+        """Purge what the instance holds locally that ``request`` selects (a data-deletion request).
+
+        Unsent outbox rows, dead letters and the local state a check-in would
+        send: those whose event matches ``request``'s ``event_ids``,
+        ``instance_ids``, ``subject`` or ``query`` (see
+        :mod:`experience_sync.forgetting`; item ids are the hub's and match
+        nothing here). Waits up to ``timeout`` for queued events to be
+        committed first. Returns how many rows went, by table. Forget at the
+        hub too: what was already sent is there.
+        """
+        outbox = self._get(instance_id).outbox
+        outbox.wait_durable(outbox.last_seq, timeout)
+        return outbox.purge(lambda event: event_matches(event, request))
 
     # ------------------------------------------------------------------ recall
 

@@ -692,6 +692,55 @@ class Outbox:
             self._room.notify_all()
         return len(rows)
 
+    def purge(self, match: Callable[[dict[str, Any]], bool]) -> dict[str, int]:
+        """Delete every unsent event, dead letter and local-state row whose event ``match`` es.
+
+        For a data-deletion request (see :mod:`experience_sync.forgetting`):
+        call it once what is queued is committed (``wait_durable``). Freed
+        space is zeroed and the WAL emptied, so the text leaves the file. A
+        row the worker is sending at that moment may still reach the hub
+        (forget it there). Returns how many rows went, by table.
+        """
+        tables = {
+            "outbox": "seq", "dead": "seq", "local_memories": "seq",
+            "local_skills": "name", "local_knowledge": "key", "local_characteristics": "key",
+        }
+        with self._rlock:
+            conn = self._rconn
+            doomed: dict[str, list[tuple[Any]]] = {}
+            lanes: dict[str, int] = {}
+            for table, key in tables.items():
+                extra = ", lane" if table == "outbox" else ""
+                doomed[table] = []
+                for row in conn.execute(f"SELECT {key}, body{extra} FROM {table}"):
+                    if match(orjson.loads(row[1])):
+                        doomed[table].append((row[0],))
+                        if table == "outbox":
+                            lanes[row[2]] = lanes.get(row[2], 0) + 1
+            conn.execute("PRAGMA secure_delete=ON")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for table, keys in doomed.items():
+                        conn.executemany(
+                            f"DELETE FROM {table} WHERE {tables[table]} = ?", keys
+                        )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    _rollback(conn)
+                    raise
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                conn.execute("PRAGMA secure_delete=OFF")
+        gone = len(doomed["outbox"])
+        if gone:
+            with self._lock:
+                for lane, n in lanes.items():
+                    self._pending[lane] = self._pending.get(lane, 0) - n
+                self._size -= gone
+                self._room.notify_all()
+        return {table: len(keys) for table, keys in doomed.items()}
+
     def dead_rows(self) -> list[dict[str, Any]]:
         """The dead-letter table: what the hub refused, with the reason."""
         with self._rlock:

@@ -10,6 +10,7 @@ hold had it always run that one.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 
 from experience_sync.config import MergeStrategyConfig
@@ -21,7 +22,7 @@ from experience_sync.models import AgentState, InstanceStatus, MergeResult
 from experience_sync.plugins import ExperienceSyncPluginManager
 from experience_sync.stores.state import ChangeSet, LogEntry
 
-__all__ = ["replay"]
+__all__ = ["apply_group", "replay"]
 
 # Replay commits every this many log entries (at a request boundary).
 _REPLAY_COMMIT_EVERY = 5000
@@ -55,6 +56,30 @@ def replay(
     return engine.state(agent_id)
 
 
+def apply_group(rt: AgentRuntime, group: Sequence[LogEntry]) -> None:
+    """Apply one request's log entries (they share ``request``) to ``rt``, as the live merge did.
+
+    Events merge, decisions decide again, a ``forget`` tombstone marks its
+    cursor and ``forgotten`` (redacted) entries are skipped: what they held
+    is gone, and the state is what the log without them gives.
+    """
+    ctx = MergeContext(cursor=group[0].request)
+    events = [e.event for e in group if e.kind == "event"]
+    if events:
+        rt.apply_events(ctx, events)
+    for e in group:
+        if e.kind == "decision":
+            body = json.loads(e.body)
+            rt.apply_decision(
+                ctx, body["review_id"], bool(body["accept"]),
+                datetime.fromisoformat(body["timestamp"]),
+            )
+        elif e.kind == "forget":
+            rt.forgotten_at = max(rt.forgotten_at, e.request)
+    rt.cursor = max(rt.cursor, ctx.cursor)
+    rt.finish()
+
+
 def _rebuild(engine: MergeEngine, agent_id: str, source: Store, copy: bool) -> None:
     """Rebuild the agent from ``source``'s log; ``copy``: into ``engine``'s (new) store.
 
@@ -79,19 +104,7 @@ def _rebuild(engine: MergeEngine, agent_id: str, source: Store, copy: bool) -> N
         def flush() -> None:
             if not group:
                 return
-            ctx = MergeContext(cursor=group[0].request)
-            events = [e.event for e in group if e.kind == "event"]
-            if events:
-                rt.apply_events(ctx, events)
-            for e in group:
-                if e.kind == "decision":
-                    body = json.loads(e.body)
-                    rt.apply_decision(
-                        ctx, body["review_id"], bool(body["accept"]),
-                        datetime.fromisoformat(body["timestamp"]),
-                    )
-            rt.cursor = max(rt.cursor, ctx.cursor)
-            rt.finish()
+            apply_group(rt, group)
             group.clear()
 
         for entry in source.iter_log(agent_id):

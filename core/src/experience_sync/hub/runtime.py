@@ -57,6 +57,9 @@ class AgentRuntime:
         self.instances_dirty: dict[str, None] = {}
         self.stats = EvolutionStats()
         self.cursor = 0
+        # The cursor of the last forget (its tombstone): a pull from before it
+        # gets the whole state, since a forget rewrote what came earlier.
+        self.forgotten_at = 0
         # The store's write version of the agent this state was loaded at or
         # last committed (only a store shared by several processes keeps one).
         self.version = 0
@@ -66,7 +69,9 @@ class AgentRuntime:
         self.cursor = stored.cursor
         self.version = stored.version
         if stored.meta:
-            self.stats = EvolutionStats.model_validate(json.loads(stored.meta)["stats"])
+            meta = json.loads(stored.meta)
+            self.stats = EvolutionStats.model_validate(meta["stats"])
+            self.forgotten_at = int(meta.get("forgotten_at", 0))
         rows = stored.rows
         self.memory.load(rows.get("memories", []))
         self.skills.load(rows.get("skills", []))
@@ -201,7 +206,12 @@ class AgentRuntime:
         self.instances_dirty.clear()
         documents = self.documents(rows)
         write_stats = bool(log) if stats is None else stats
-        meta = json.dumps({"stats": self.stats.model_dump(mode="json")}) if write_stats else None
+        meta = None
+        if write_stats:
+            fields: dict[str, object] = {"stats": self.stats.model_dump(mode="json")}
+            if self.forgotten_at:
+                fields["forgotten_at"] = self.forgotten_at
+            meta = json.dumps(fields)
         return ChangeSet(
             cursor=self.cursor,
             log=log,
@@ -229,9 +239,15 @@ class AgentRuntime:
     # ------------------------------------------------------------------ reads
 
     def state(self, since: int | None) -> AgentState:
-        """The whole state, or only what changed after ``since``."""
-        after = -1 if since is None else since
+        """The whole state, or only what changed after ``since``.
+
+        A ``since`` before the last forget gets the whole state with
+        ``reset`` set: the forget removed items the caller may hold.
+        """
+        reset = since is not None and since < self.forgotten_at
+        after = -1 if since is None or reset else since
         return AgentState.model_construct(
+            reset=reset,
             agent_id=self.agent_id,
             cursor=self.cursor,
             memories=[m for m in self.memory.memories.values() if m.version > after],

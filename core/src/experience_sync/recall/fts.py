@@ -210,6 +210,30 @@ class FtsIndex:
         self.conn.execute(f"DELETE FROM {table}")
         self.conn.execute("UPDATE recall_agents SET cursor = NULL WHERE agent_id = ?", (agent_id,))
 
+    def drop_merged(self, agent_id: str) -> list[DocKey]:
+        """Remove every document that is not local (a pull that replaces the whole state)."""
+        tables = self._tables(agent_id, create=False)
+        if tables is None:
+            return []
+        fts, table = tables
+        rows = self.conn.execute(
+            f"DELETE FROM {table} WHERE local = 0 RETURNING id, kind, key"
+        ).fetchall()
+        self.conn.executemany(f"DELETE FROM {fts} WHERE rowid = ?", [(r[0],) for r in rows])
+        return [(str(r[1]), str(r[2])) for r in rows]
+
+    def optimize(self, agent_id: str) -> None:
+        """Merge the agent's index segments into one, dropping deleted documents' terms.
+
+        FTS5 records a deletion as a marker in a new segment; the deleted
+        terms stay in the older segments until they are merged. A forget
+        runs this so that no trace of what it removed stays in the index.
+        """
+        tables = self._tables(agent_id, create=False)
+        if tables is not None:
+            fts = tables[0]
+            self.conn.execute(f"INSERT INTO {fts} ({fts}) VALUES ('optimize')")
+
     def set_cursor(self, agent_id: str, cursor: int) -> None:
         """Record the agent cursor the documents reflect."""
         self._tables(agent_id, create=True)

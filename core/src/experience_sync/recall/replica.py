@@ -167,8 +167,13 @@ class Replica:
             self._flush_local()
             docs = _documents(state)
             with self._lock:
+                if state.reset:
+                    # A forget at the hub since our cursor: the answer is the
+                    # whole state; what it does not list is gone, for good.
+                    self._conn.execute("PRAGMA secure_delete=ON")
                 self._conn.execute("BEGIN")
                 try:
+                    forgotten = self.index.drop_merged(self.agent_id) if state.reset else []
                     self.index.upsert(self.agent_id, docs, self._embed(docs))
                     dropped = self.index.drop_local(self.agent_id, below)
                     evicted = self.index.evict(self.agent_id, "memory", self.config.max_memories)
@@ -178,6 +183,12 @@ class Replica:
                     if self._conn.in_transaction:  # SQLITE_FULL has rolled back already
                         self._conn.execute("ROLLBACK")
                     raise
+                finally:
+                    if state.reset:
+                        self._conn.execute("PRAGMA secure_delete=OFF")
+                if state.reset:
+                    self._scrub()
+                    self._vectors = None  # rebuilt from the file on the next vector search
                 self._vectors_add(docs)
                 if self._vectors is not None:
                     self._vectors.remove([*dropped, *evicted])
@@ -190,9 +201,20 @@ class Replica:
                     data={
                         "since": since, "cursor": state.cursor, "changed": len(docs),
                         "local_dropped": len(dropped), "evicted": len(evicted),
+                        "reset": state.reset, "forgotten": len(forgotten),
                         "seconds": round(time.monotonic() - started, 4),
                     },
                 )
+
+    def _scrub(self) -> None:
+        # After a reset pull: merge the index's segments (deleted documents'
+        # terms leave with them) and empty the WAL of the old page images.
+        self._conn.execute("PRAGMA secure_delete=ON")
+        try:
+            self.index.optimize(self.agent_id)
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self._conn.execute("PRAGMA secure_delete=OFF")
 
     def wait_pulled(self, timeout: float) -> bool:
         """Wait until the replica holds at least one pull (the deploy)."""

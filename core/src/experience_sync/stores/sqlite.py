@@ -27,15 +27,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from experience_sync.forgetting import ForgetRecord, redacted_body
 from experience_sync.interfaces import Store, TokenRecord
 from experience_sync.models import MergeResult
 from experience_sync.recall.documents import SearchDoc
@@ -218,6 +220,14 @@ class SQLiteStore(Store):
         # The search index (FTS5) lives in the same file and is written in the
         # same transaction as the state it indexes.
         self._fts = FtsIndex(self._db)
+        # Freed cells are zeroed where that costs no extra I/O; a forget
+        # zeroes everything it frees (``secure_delete=ON`` while it runs).
+        self._db.execute("PRAGMA secure_delete=FAST")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS forgets (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "agent_id TEXT NOT NULL, forget_id TEXT NOT NULL, body TEXT NOT NULL)"
+        )
+        self._in_forget = False
 
     # ------------------------------------------------------------------ state
 
@@ -289,7 +299,8 @@ class SQLiteStore(Store):
                     raise sqlite3.IntegrityError(
                         f"UNIQUE constraint failed: log entry {repeated[0]!r} is already logged"
                     )
-            db.execute("BEGIN IMMEDIATE")
+            if not self._in_forget:  # a forget commits the rebuilt state in its own transaction
+                db.execute("BEGIN IMMEDIATE")
             try:
                 # The index is complete for a new (or just reset) agent; for
                 # one indexed before, only if it was complete already. An
@@ -359,7 +370,8 @@ class SQLiteStore(Store):
                     self._fts.upsert(agent_id, changes.documents)
                 if index_complete:
                     self._fts.set_cursor(agent_id, changes.cursor)
-                db.execute("COMMIT")
+                if not self._in_forget:
+                    db.execute("COMMIT")
             except BaseException:
                 _rollback(db)  # never hide the real error (a full disk) behind this one
                 raise
@@ -560,6 +572,67 @@ class SQLiteStore(Store):
                 _rollback(self._db)
                 raise
 
+    # ------------------------------------------------------------------ forgetting
+
+    def forget(
+        self,
+        agent_id: str,
+        entry_ids: Sequence[str],
+        forget_id: str,
+        changes: ChangeSet,
+        record: ForgetRecord,
+    ) -> None:
+        with self._lock:
+            db = self._db
+            db.execute("PRAGMA secure_delete=ON")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    # One pass over the agent's log (no index on entry ids, see above).
+                    for start in range(0, len(entry_ids), 20_000):
+                        chunk = json.dumps(list(entry_ids[start : start + 20_000]))
+                        db.execute(
+                            "UPDATE log SET kind = 'forgotten', body = ? WHERE agent_id = ? "
+                            "AND entry_id IN (SELECT value FROM json_each(?))",
+                            (redacted_body(forget_id), agent_id, chunk),
+                        )
+                    for table in TABLES:
+                        if table != "instances":
+                            db.execute(f"DELETE FROM {table} WHERE agent_id = ?", (agent_id,))
+                    db.execute(
+                        "UPDATE agents SET cursor = 0 WHERE agent_id = ?", (agent_id,)
+                    )
+                    self._fts.clear(agent_id)
+                    db.execute(
+                        "INSERT INTO forgets (agent_id, forget_id, body) VALUES (?, ?, ?)",
+                        (agent_id, forget_id, record.model_dump_json()),
+                    )
+                    self._in_forget = True
+                    try:
+                        self.commit(agent_id, changes)
+                    finally:
+                        self._in_forget = False
+                    db.execute("COMMIT")
+                except BaseException:
+                    _rollback(db)
+                    raise
+                # What is left of the text: the index's old segments (merged
+                # away, deleted entries dropped), then the WAL's page images.
+                self._fts.optimize(agent_id)
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                db.execute("PRAGMA secure_delete=FAST")
+
+    def forget_records(self, agent_id: str | None = None) -> list[ForgetRecord]:
+        with self._lock:
+            if agent_id is None:
+                rows = self._db.execute("SELECT body FROM forgets ORDER BY seq").fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT body FROM forgets WHERE agent_id = ? ORDER BY seq", (agent_id,)
+                ).fetchall()
+        return [ForgetRecord.model_validate_json(r[0]) for r in rows]
+
     # ------------------------------------------------------------------ tokens
 
     def put_token(self, record: TokenRecord) -> None:
@@ -607,6 +680,12 @@ class SQLiteStore(Store):
             self._db.close()
 
 
+# A scope this version does not know is read as write (the oldest tokens had none).
+_SCOPES: dict[str, Literal["write", "read", "review", "admin"]] = {
+    "write": "write", "read": "read", "review": "review", "admin": "admin",
+}
+
+
 def _token(row: tuple[str, str, str, str, str, str, int]) -> TokenRecord:
     token_id, token_hash, agent_id, instance_id, scope, created_at, revoked = row
     return TokenRecord(
@@ -614,7 +693,7 @@ def _token(row: tuple[str, str, str, str, str, str, int]) -> TokenRecord:
         token_hash=token_hash,
         agent_id=agent_id,
         instance_id=instance_id,
-        scope="read" if scope == "read" else "review" if scope == "review" else "write",
+        scope=_SCOPES.get(scope, "write"),
         created_at=datetime.fromisoformat(created_at),
         revoked=bool(revoked),
     )

@@ -27,10 +27,12 @@ A compaction moves the ids of the entries it removes into
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -38,6 +40,7 @@ from psycopg_pool import ConnectionPool
 from experience_sync.api import (
     TABLES,
     ChangeSet,
+    ForgetRecord,
     LogEntry,
     MergeResult,
     SearchDoc,
@@ -47,6 +50,7 @@ from experience_sync.api import (
     StoredRow,
     TokenRecord,
     mask_url,
+    redacted_body,
 )
 from experience_sync_postgres import search_index
 
@@ -101,6 +105,12 @@ CREATE TABLE IF NOT EXISTS xs_memories (
     normalized TEXT,
     body TEXT NOT NULL,
     PRIMARY KEY (agent_id, key)
+);
+CREATE TABLE IF NOT EXISTS xs_forgets (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    agent_id TEXT COLLATE "C" NOT NULL,
+    forget_id TEXT NOT NULL,
+    body TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS xs_tokens (
     token_id TEXT COLLATE "C" PRIMARY KEY,
@@ -237,6 +247,8 @@ class PostgresStore(Store):
             name="experience-sync",
         )
         self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        # A forget runs commit() on its own connection, inside its transaction.
+        self._outer = threading.local()
 
     # ------------------------------------------------------------------ state
 
@@ -307,7 +319,7 @@ class PostgresStore(Store):
         for table in changes.rows:
             if table not in TABLES:
                 raise ValueError(f"unknown state table {table!r}")
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
             # Lock the agent's row (created if new) for the whole transaction:
             # commits to one agent are serialized across every process, and
             # the version read here is the one this commit replaces.
@@ -534,6 +546,74 @@ class PostgresStore(Store):
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             search_index.reindex(cur, agent_id, documents, cursor)
 
+    # ------------------------------------------------------------------ forgetting
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        # The forget's connection while it commits (its transaction() nests
+        # as a savepoint), else one from the pool.
+        outer: psycopg.Connection[Any] | None = getattr(self._outer, "conn", None)
+        if outer is not None:
+            yield outer
+            return
+        with self._pool.connection() as conn:
+            yield conn
+
+    def forget(
+        self,
+        agent_id: str,
+        entry_ids: Sequence[str],
+        forget_id: str,
+        changes: ChangeSet,
+        record: ForgetRecord,
+    ) -> None:
+        with self._pool.connection() as conn:
+            with conn.transaction(), conn.cursor() as cur:
+                row = cur.execute(
+                    "SELECT version FROM xs_agents WHERE agent_id = %s FOR UPDATE", (agent_id,)
+                ).fetchone()
+                version = int(row[0]) if row else 0
+                if changes.expect_version is not None and version != changes.expect_version:
+                    raise StaleStateError(
+                        f"agent {agent_id!r} is at version {version}, the forget was planned "
+                        f"at {changes.expect_version}: another process committed first"
+                    )
+                cur.execute(
+                    "UPDATE xs_log SET kind = 'forgotten', body = %s "
+                    "WHERE agent_id = %s AND entry_id = ANY(%s)",
+                    (redacted_body(forget_id), agent_id, list(entry_ids)),
+                )
+                for table in TABLES:
+                    if table != "instances":
+                        cur.execute(f"DELETE FROM xs_{table} WHERE agent_id = %s", (agent_id,))
+                search_index.clear(cur, agent_id)
+                cur.execute("UPDATE xs_agents SET cursor = 0 WHERE agent_id = %s", (agent_id,))
+                cur.execute(
+                    "INSERT INTO xs_forgets (agent_id, forget_id, body) VALUES (%s, %s, %s)",
+                    (agent_id, forget_id, record.model_dump_json()),
+                )
+                self._outer.conn = conn
+                try:
+                    self.commit(agent_id, changes)
+                finally:
+                    self._outer.conn = None
+            # The rewritten rows' old versions are dead tuples: make their
+            # space reusable now (VACUUM FULL would rewrite the files; see
+            # docs/postgres.md).
+            for table in ("xs_log", "xs_search_docs", "xs_memories", "xs_knowledge",
+                          "xs_skills", "xs_characteristics", "xs_reviews"):
+                conn.execute(f"VACUUM {table}")
+
+    def forget_records(self, agent_id: str | None = None) -> list[ForgetRecord]:
+        with self._pool.connection() as conn:
+            if agent_id is None:
+                rows = conn.execute("SELECT body FROM xs_forgets ORDER BY seq").fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT body FROM xs_forgets WHERE agent_id = %s ORDER BY seq", (agent_id,)
+                ).fetchall()
+        return [ForgetRecord.model_validate_json(r[0]) for r in rows]
+
     # ------------------------------------------------------------------ tokens
 
     def put_token(self, record: TokenRecord) -> None:
@@ -584,6 +664,12 @@ class PostgresStore(Store):
         self._pool.close()
 
 
+# A scope this version does not know is read as write (the oldest tokens had none).
+_SCOPES: dict[str, Literal["write", "read", "review", "admin"]] = {
+    "write": "write", "read": "read", "review": "review", "admin": "admin",
+}
+
+
 def _token(row: tuple[Any, ...]) -> TokenRecord:
     token_id, token_hash, agent_id, instance_id, scope, created_at, revoked = row
     assert isinstance(created_at, datetime)
@@ -592,7 +678,7 @@ def _token(row: tuple[Any, ...]) -> TokenRecord:
         token_hash=token_hash,
         agent_id=agent_id,
         instance_id=instance_id,
-        scope="read" if scope == "read" else "review" if scope == "review" else "write",
+        scope=_SCOPES.get(scope, "write"),
         created_at=created_at.astimezone(timezone.utc),
         revoked=bool(revoked),
     )

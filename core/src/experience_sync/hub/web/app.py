@@ -33,6 +33,7 @@ from experience_sync.hub.metrics import CONTENT_TYPE
 from experience_sync.hub.service import Hub
 from experience_sync.hub.web.auth import AuthError, Principal, authorize_review
 from experience_sync.hub.web.console import mount_console
+from experience_sync.hub.web.forget_routes import forget_routes
 from experience_sync.hub.web.wire import (
     DEFAULT_PROTOCOL,
     LIST_ADAPTERS,
@@ -592,7 +593,7 @@ def create_app(hub: Hub) -> FastAPI:
     _errors(app, hub)
     deps = _deps(hub)
     for routes in (_ingest_routes, _read_routes, _search_routes, _review_routes,
-                   _observability_routes):
+                   _observability_routes, forget_routes):
         routes(app, deps)
     mount_console(app, hub)
     install_openapi(app)

@@ -8,8 +8,10 @@ does not leak usable tokens. Comparison is constant-time.
 
 A token is bound to one ``(agent_id, instance_id)`` pair with scope
 ``write`` (sending experiences, deciding reviews and reading), ``review``
-(deciding reviews and reading: an operator's token for the console) or
-``read``.
+(deciding reviews and reading: an operator's token for the console),
+``admin`` (what ``review`` may, plus forgetting and reading the forget audit
+trail; never sending experiences: ``experience-sync token create --scope
+admin``) or ``read``.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from experience_sync.interfaces import Store, TokenRecord
 from experience_sync.models import CheckIn, EventsRequest, ExperienceBatch, new_id, utcnow
 
 TOKEN_PREFIX = "xs"
-Scope = Literal["write", "read", "review"]
+Scope = Literal["write", "read", "review", "admin"]
 #: Every scope, for validation and the CLI.
-SCOPES: tuple[Scope, ...] = ("write", "review", "read")
+SCOPES: tuple[Scope, ...] = ("write", "review", "read", "admin")
 
 
 class AuthError(Exception):
@@ -194,8 +196,17 @@ class Authenticator:
 def authorize_review(principal: Principal, agent_id: str) -> None:
     """Allow deciding ``agent_id``'s reviews (a ``write`` or ``review`` token), or raise 403."""
     Authenticator.authorize_read(principal, agent_id)
-    if not principal.unrestricted and principal.scope not in ("write", "review"):
+    if not principal.unrestricted and principal.scope not in ("write", "review", "admin"):
         raise AuthError(403, "token has read scope; deciding a review needs a review or write token")
+
+
+def authorize_admin(principal: Principal, agent_id: str) -> None:
+    """Allow forgetting ``agent_id``'s experiences and reading its audit trail (admin scope), or 403."""
+    Authenticator.authorize_read(principal, agent_id)
+    if not principal.unrestricted and principal.scope != "admin":
+        raise AuthError(
+            403, f"token has {principal.scope} scope; forgetting needs an admin token"
+        )
 
 
 def _check_agents(

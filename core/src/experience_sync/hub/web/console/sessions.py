@@ -64,7 +64,7 @@ class ConsoleSession:
     @property
     def can_decide(self) -> bool:
         """Whether this session may accept or reject reviews (a review or write token, or no auth)."""
-        return self.principal.unrestricted or self.principal.scope in ("write", "review")
+        return self.principal.unrestricted or self.principal.scope in ("write", "review", "admin")
 
     def csrf_ok(self, value: str | None) -> bool:
         """Whether a submitted CSRF token is this session's (constant time)."""
