@@ -115,3 +115,14 @@ def test_demo_keep_leaves_the_hub_running() -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_demo_binds_the_host_and_port_it_is_given() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.2", 0))
+        port = s.getsockname()[1]
+    done = run_demo("--host", "127.0.0.2", "--port", str(port))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"hub on http://127.0.0.2:{port}" in done.stdout.replace("\n", "")

@@ -214,8 +214,15 @@ def _progress(console: Console, steps: int) -> Iterator[Any]:
 # --------------------------------------------------------------------------- the run
 
 
-def run_demo(console: Console, strategy: str, aggregation: str, keep: bool) -> int:
-    """Run the demo; returns the process exit code."""
+def run_demo(
+    console: Console, strategy: str, aggregation: str, keep: bool,
+    host: str = "127.0.0.1", port: int = 0,
+) -> int:
+    """Run the demo; returns the process exit code.
+
+    :param host: the address the demo's hub binds (loopback by default; it always uses tokens).
+    :param port: its port; ``0`` picks a free one.
+    """
     from experience_sync.client.manager import ExperienceSyncManager
     from experience_sync.config import MergeStrategyConfig
     from experience_sync.hub.web.server import run_in_thread
@@ -248,7 +255,9 @@ def run_demo(console: Console, strategy: str, aggregation: str, keep: bool) -> i
         )
         with _progress(console, 12) as step:
             step("starting the hub")
-            hub = stack.enter_context(run_in_thread(store_url, strategy=strategy_cfg))
+            hub = stack.enter_context(
+                run_in_thread(store_url, strategy=strategy_cfg, host=host, port=port)
+            )
             step("creating tokens", f"hub on {hub.url} (store {store_url}, strategy {strategy})")
             tokens = {p.instance_id: hub.create_token(AGENT, p.instance_id) for p in instances}
             read_token = hub.create_token(AGENT, "demo-reader", scope="read")
@@ -380,13 +389,16 @@ def _keep_running(console: Console, url: str, read_token: str) -> None:
     help="How instances' proficiencies combine (max, average, weighted, or a plugin's).",
 )
 @click.option("--keep", is_flag=True, help="Leave the hub running afterwards (Ctrl-C stops it).")
-def demo(strategy: str, aggregation: str, keep: bool) -> None:
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the demo's hub binds.")
+@click.option("--port", default=0, type=click.IntRange(0, 65535),
+              help="Port of the demo's hub (default: a free one).")
+def demo(strategy: str, aggregation: str, keep: bool, host: str, port: int) -> None:
     """Run a hub and three instances on a scripted workload, then show the merged agent."""
     import sys
 
     # Piped output gets room for the tables instead of rich's 80-column default.
     console = Console(width=None if sys.stdout.isatty() else 140)
-    code = run_demo(console, strategy, aggregation, keep)
+    code = run_demo(console, strategy, aggregation, keep, host=host, port=port)
     sys.exit(code)
 
 
