@@ -583,6 +583,36 @@ def test_invalid_bodies_are_422_naming_the_field(hub: Hub) -> None:
     assert hub.get("auth", "memories", params={"q": "valid memory for 422"})["total"] == 0  # nothing half applied
 
 
+def test_the_documented_bad_input_answers(hub: Hub) -> None:
+    # Errors: 405 with Allow, 415 for a body that is not declared JSON.
+    r = httpx.get(f"{hub.url}/v1/agents/auth/events", headers=hub.headers("auth"))
+    error(r, 405)
+    assert "POST" in r.headers["allow"]
+    body = json.dumps(events("i1", memory("i1", "content type check"))).encode()
+    error(hub.post("auth", "events", None, content=body, headers={"Content-Type": "text/plain"}), 415)
+    # Headers: a transport is a name.
+    error(hub.post("auth", "events", events("i1"), headers={"X-Experience-Sync-Transport": "web socket"}), 400)
+    # Field caps: a 422 at the field's dotted path; data null is one error at data.
+    tagged = memory("i1", "capped tags", tags=["t" * 201])
+    assert _locs(hub.post("auth", "events", events("i1", tagged))) == ["events.0.data.tags.0"]
+    big = characteristic("i1", "tone", "v" * 100_001, 0.5)
+    assert _locs(hub.post("auth", "events", events("i1", big))) == ["events.0.data.value"]
+    assert _locs(hub.post("auth", "events", events("i1", {**memory("i1", "x"), "data": None}))) == ["events.0.data"]
+    empty_key = {"instance_id": "i1", "checkin_id": "ck-key", "state": {"characteristics": {"": 1}}}
+    assert _locs(hub.post("auth", "checkins", empty_key)) == ["state.characteristics"]
+    # Cursors: beyond the agent's cursor is a 422 naming query.since.
+    head = hub.get("auth", "state")["cursor"]
+    r = httpx.get(f"{hub.url}/v1/agents/auth/state", params={"since": head + 1000}, headers=hub.headers("auth"))
+    assert _locs(r) == ["query.since"]
+    r = httpx.get(f"{hub.url}/v1/agents/auth/state", params={"since": 10**30}, headers=hub.headers("auth"))
+    assert _locs(r) == ["query.since"]
+    # Timestamps: another offset is answered in UTC with Z.
+    offset = {**memory("i1", "A memory dated in another time zone"), "timestamp": "2026-11-25T08:30:00+02:00"}
+    assert hub.post("auth", "events", events("i1", offset)).status_code == 200
+    [found] = hub.get("auth", "memories", params={"q": "another time zone"})["items"]
+    assert found["created_at"] == "2026-11-25T06:30:00Z"
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -875,6 +905,7 @@ def test_ws_bad_frames_get_error_acks_and_the_connection_stays_open(hub: Hub) ->
     good = {"id": "good", "kind": "events", "payload": events("i1", memory("i1", "Frames after errors still merge"))}
     bad: list[tuple[str, int]] = [
         ("this is not json", 400),
+        (json.dumps({"id": "m", "kind": "events", "payload": events("i1"), "metadata": {}}), 422),
         (json.dumps({"id": "k", "kind": "telepathy", "payload": {}}), 422),
         (json.dumps({"id": "p", "kind": "events", "payload": {"instance_id": "i1"}}), 422),
         (json.dumps({"id": "w", "kind": "events", "payload": events("i2", memory("i2", "wrong instance"))}), 403),
