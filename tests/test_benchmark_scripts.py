@@ -91,3 +91,10 @@ def test_bench_maintenance_runs_every_step() -> None:
     for step in ("compact", "replay in place", "export", "import", "online backup"):
         assert step in out
     assert "entries replaced by the snapshot" in out and " 400" in out
+
+
+def test_bench_forget_removes_the_name_from_the_file(tmp_path: Path) -> None:
+    out = _run("bench_forget.py", "--events", "400", "--dir", str(tmp_path))
+    figures: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    assert figures["forgotten"] == 4 and figures["dry_run_matches"]
+    assert figures["name_in_file"] is False and figures["forget_s"] > 0

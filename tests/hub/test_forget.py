@@ -404,3 +404,36 @@ def _has_column(conn: Any, table: str, column: str) -> bool:
         (table, column),
     ).fetchone()
     return row is not None
+
+
+def test_a_compacted_log_forgets_from_its_snapshot_too(
+    make_hub: Callable[..., HubServer], tmp_path: Path
+) -> None:
+    from experience_sync.hub.retention import compact
+
+    db = tmp_path / "hub.db"
+    hub = make_hub(store_url=f"sqlite:///{db}")
+    writers = {i: hub.create_token(AGENT, i) for i in ("i1", "i2")}
+    admin = hub.create_token(AGENT, "ops", "admin")
+    workload = _workload()
+    _send(hub, writers["i1"], "i1", workload["i1"])
+    assert compact(hub.engine, AGENT) == 4  # the name now lives in the snapshot's rows
+    _send(hub, writers["i2"], "i2", workload["i2"])
+    r = _forget(hub, admin, {"query": NAME})
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert result["snapshot_rewritten"] and result["events_forgotten"] == 2  # i2's, in the log
+    state = httpx.get(f"{hub.url}/v1/agents/{AGENT}/state", headers=auth(admin))
+    assert NEEDLE not in state.content.lower()
+    assert any("staging" in m["content"] for m in state.json()["memories"])
+    assert _search(hub, admin, "Quarkwright") == []
+    assert NEEDLE not in _file_bytes(db)
+    live = hub.engine.state(AGENT)
+    target = open_store(f"sqlite:///{tmp_path}/replayed.db")
+    try:
+        assert replay(hub.hub.store, AGENT, MergeStrategyConfig(), target=target) == live
+    finally:
+        target.close()
+    for instance, events in workload.items():  # compacted ids are still known too
+        again = _send(hub, writers[instance], instance, events)
+        assert len(again["duplicate_event_ids"]) == len(events)

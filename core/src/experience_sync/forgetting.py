@@ -112,6 +112,9 @@ class ForgetResult(_Model):
         description="Items gone from the state, by table: memories, skills, knowledge, "
         "characteristics, reviews.",
     )
+    snapshot_rewritten: bool = Field(
+        False, description="A compacted log's snapshot held some of it and was rewritten."
+    )
 
 
 class ForgetRecord(_Model):

@@ -582,6 +582,7 @@ class Store(abc.ABC):
         forget_id: str,
         changes: ChangeSet,
         record: ForgetRecord,
+        bodies: Mapping[str, str] | None = None,
     ) -> None:
         """Forget log entries for good, in one transaction.
 
@@ -595,6 +596,8 @@ class Store(abc.ABC):
           the state rebuilt without the forgotten entries; a store that
           several processes write checks ``changes.expect_version`` and
           advances the version);
+        - replace the bodies of the entries named in ``bodies`` (a compacted
+          log's snapshot, rewritten without the forgotten rows);
         - append ``record`` to the audit trail (:meth:`forget_records`).
 
         After the commit the store removes what is left of the text where

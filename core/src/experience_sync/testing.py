@@ -541,12 +541,13 @@ class StoreContract:
             rows={"memories": [StoredRow("m2", 1, "{}")]},
             documents=[doc("m2", "tea is hot", 1)],
             expect_version=store.agent_version("a"),
-        ), record)
+        ), record, {"e2": '{"rewritten": 2}'})
         log = list(store.iter_log("a"))
         assert [(e.entry_id, e.kind) for e in log] == [
             ("e1", "forgotten"), ("e2", "event"), ("forget:f1", "forget")
         ]
         assert log[0].body == redacted_body("f1") and log[0].request == 1
+        assert log[1].body == '{"rewritten": 2}' and log[1].request == 1
         assert store.seen_events("a", ["e1", "e2", "forget:f1"]) == {"e1", "e2", "forget:f1"}
         loaded = store.load_agent("a")
         assert loaded.cursor == 2

@@ -28,13 +28,20 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from experience_sync.forgetting import ForgetRecord, ForgetRequest, ForgetResult, event_matches
+from experience_sync.forgetting import (
+    ForgetRecord,
+    ForgetRequest,
+    ForgetResult,
+    event_matches,
+    event_text,
+)
 from experience_sync.hub.merge.knowledge import knowledge_key
 from experience_sync.hub.replay import apply_group
+from experience_sync.hub.retention import snapshot_agent, snapshot_body
 from experience_sync.hub.runtime import AgentRuntime
 from experience_sync.interfaces import Store
 from experience_sync.models import new_id, utcnow
-from experience_sync.stores.state import LogEntry
+from experience_sync.stores.state import LogEntry, StoredAgent, StoredRow
 from experience_sync.text import content_hash, normalize
 
 if TYPE_CHECKING:
@@ -43,7 +50,9 @@ if TYPE_CHECKING:
 __all__ = ["ForgetRefused", "Requester", "forget", "select_entries"]
 
 # Log entry kinds a forget knows how to rebuild from.
-_KNOWN_KINDS = frozenset({"event", "decision", "forget", "forgotten"})
+_KNOWN_KINDS = frozenset({"event", "decision", "forget", "forgotten", "snapshot"})
+# Keys of a state row's JSON that name the instances it came from.
+_SOURCE_KEYS = frozenset({"source_instances", "source_instance", "instance_id"})
 
 
 class ForgetRefused(Exception):
@@ -121,12 +130,81 @@ def select_entries(
     return selected
 
 
+def _sources(value: object) -> set[str]:
+    out: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if key in _SOURCE_KEYS:
+                    out.update(child if isinstance(child, list) else [child])
+                else:
+                    stack.append(child)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return {s for s in out if isinstance(s, str)}
+
+
+def _row_selected(table: str, row: StoredRow, request: ForgetRequest) -> bool:
+    """Whether a state row of a compaction snapshot falls under ``request``.
+
+    The events it was merged from are gone, so the row itself is judged: by
+    its id, by any text it holds (the whole row, superseded statements
+    included), by subject, and by its sources (all of them forgotten).
+    """
+    body = json.loads(row.body)
+    if table == "memories" and row.key in request.memory_ids:
+        return True
+    if table == "skills" and row.key in request.skill_ids:
+        return True
+    if table == "knowledge" and request.knowledge_ids:
+        ids = set(request.knowledge_ids) | {"id:" + k for k in request.knowledge_ids}
+        if row.key in ids or (isinstance(body, dict) and body.get("knowledge_id") in ids):
+            return True
+    text = event_text({"data": body, "context": row.key})
+    if request.query is not None and normalize(request.query) in text:
+        return True
+    if request.subject is not None:
+        wanted = normalize(request.subject)
+        if table == "characteristics" and normalize(row.key) == wanted:
+            return True
+        if table == "knowledge" and row.key == "subject:" + wanted:
+            return True
+        tags = body.get("tags") if isinstance(body, dict) else None
+        if table == "memories" and any(normalize(str(t)) == wanted for t in tags or ()):
+            return True
+    if request.event_ids and set(request.event_ids) & set(json.dumps(body).split('"')):
+        return True
+    if request.instance_ids:
+        sources = _sources(body)
+        if sources and sources <= set(request.instance_ids):
+            return True
+    return False
+
+
+def _forget_in_snapshot(entry: LogEntry, request: ForgetRequest) -> tuple[LogEntry, StoredAgent]:
+    """The snapshot entry without the rows ``request`` selects, and the state it holds."""
+    stored = snapshot_agent(entry)
+    for table, rows in stored.rows.items():
+        stored.rows[table] = [r for r in rows if not _row_selected(table, r, request)]
+    kept = LogEntry(entry.entry_id, "snapshot", snapshot_body(stored), entry.unit_id,
+                    entry.instance_id, entry.request)
+    return kept, stored
+
+
 def _rebuild(
-    engine: MergeEngine, agent_id: str, entries: Sequence[LogEntry], forgotten: set[str]
+    engine: MergeEngine, agent_id: str, entries: Sequence[LogEntry], forgotten: set[str],
+    snapshot: StoredAgent | None = None,
 ) -> AgentRuntime:
     fresh = AgentRuntime(agent_id, engine.strategy, engine.pm)
     group: list[LogEntry] = []
     for entry in entries:
+        if entry.kind == "snapshot":
+            # The head of a compacted log: its (filtered) state, as replay loads it.
+            assert snapshot is not None and not group
+            fresh.load(snapshot)
+            continue
         if group and entry.request != group[0].request:
             apply_group(fresh, group)
             group = []
@@ -157,9 +235,10 @@ def forget(
 ) -> ForgetResult:
     """Forget what ``request`` selects from ``agent_id``; returns after the store committed it.
 
-    Raises :class:`ForgetRefused` when the store cannot forget (501) or the
-    agent's log holds entries a forget cannot rebuild from (409: a
-    compaction snapshot).
+    On a compacted log the snapshot entry is rewritten without the state
+    rows the request selects (judged by the rows themselves: the events they
+    came from are gone). Raises :class:`ForgetRefused` when the store cannot
+    forget (501) or the log holds an entry kind it does not know (409).
     """
     store = engine.store
     if not _implements(store):
@@ -176,10 +255,17 @@ def forget(
                 "which a forget cannot rebuild from yet",
             )
         targets = select_entries(rt, entries, request)
-        fresh = _rebuild(engine, agent_id, entries, targets)
+        rewrites: dict[str, str] = {}
+        snapshot: StoredAgent | None = None
+        if entries and entries[0].kind == "snapshot":
+            kept, snapshot = _forget_in_snapshot(entries[0], request)
+            if kept.body != entries[0].body:
+                rewrites[kept.entry_id] = kept.body
+        fresh = _rebuild(engine, agent_id, entries, targets, snapshot)
         result = ForgetResult(
             forget_id=forget_id, agent_id=agent_id, dry_run=request.dry_run,
             cursor=rt.cursor, events_forgotten=len(targets), removed=_removed(rt, fresh),
+            snapshot_rewritten=bool(rewrites),
         )
         if request.dry_run:
             return result
@@ -191,6 +277,15 @@ def forget(
         apply_group(fresh, [tombstone])
         changes = fresh.changeset([tombstone], None, True)
         changes.expect_version = rt.version
+        if snapshot is not None:
+            # The snapshot's rows are loaded, not changed: write them too (the
+            # changed ones override them), with every item's search document.
+            for table, rows in snapshot.rows.items():
+                changed = {r.key for r in changes.rows.get(table, [])}
+                merged = [r for r in rows if r.key not in changed] + changes.rows.get(table, [])
+                if merged:
+                    changes.rows[table] = merged
+            changes.documents = fresh.documents()
         record = ForgetRecord(
             forget_id=forget_id, agent_id=agent_id, token_id=who.token_id,
             principal_instance=who.instance_id, principal_scope=who.scope,
@@ -198,7 +293,7 @@ def forget(
             events_forgotten=len(targets), removed=result.removed,
         )
         try:
-            store.forget(agent_id, sorted(targets), forget_id, changes, record)
+            store.forget(agent_id, sorted(targets), forget_id, changes, record, rewrites)
         finally:
             # The state was replaced (or the commit failed): load it again,
             # and drop the search vectors built from the old one.

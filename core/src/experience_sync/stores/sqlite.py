@@ -581,6 +581,7 @@ class SQLiteStore(Store):
         forget_id: str,
         changes: ChangeSet,
         record: ForgetRecord,
+        bodies: Mapping[str, str] | None = None,
     ) -> None:
         with self._lock:
             db = self._db
@@ -596,6 +597,10 @@ class SQLiteStore(Store):
                             "AND entry_id IN (SELECT value FROM json_each(?))",
                             (redacted_body(forget_id), agent_id, chunk),
                         )
+                    db.executemany(
+                        "UPDATE log SET body = ? WHERE agent_id = ? AND entry_id = ?",
+                        [(body, agent_id, entry_id) for entry_id, body in (bodies or {}).items()],
+                    )
                     for table in TABLES:
                         if table != "instances":
                             db.execute(f"DELETE FROM {table} WHERE agent_id = ?", (agent_id,))

@@ -566,6 +566,7 @@ class PostgresStore(Store):
         forget_id: str,
         changes: ChangeSet,
         record: ForgetRecord,
+        bodies: Mapping[str, str] | None = None,
     ) -> None:
         with self._pool.connection() as conn:
             with conn.transaction(), conn.cursor() as cur:
@@ -582,6 +583,10 @@ class PostgresStore(Store):
                     "UPDATE xs_log SET kind = 'forgotten', body = %s "
                     "WHERE agent_id = %s AND entry_id = ANY(%s)",
                     (redacted_body(forget_id), agent_id, list(entry_ids)),
+                )
+                cur.executemany(
+                    "UPDATE xs_log SET body = %s WHERE agent_id = %s AND entry_id = %s",
+                    [(body, agent_id, entry_id) for entry_id, body in (bodies or {}).items()],
                 )
                 for table in TABLES:
                     if table != "instances":

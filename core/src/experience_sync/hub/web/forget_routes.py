@@ -38,7 +38,7 @@ _DESCRIPTIONS = {
     "cannot forget).",
     404: "The memory, knowledge item, skill or instance the path names is not in the "
     "agent's state.",
-    409: "The agent's log was compacted (it holds a snapshot): forgetting needs the events.",
+    409: "The agent's log holds an entry kind this hub does not know (a newer version's).",
     413: "The body exceeds --max-body-bytes, or --max-decompressed-bytes once decoded.",
     415: "A Content-Encoding other than gzip, zstd or identity.",
     422: "The body does not match ForgetRequest (no selector, an empty query, too many "
