@@ -583,10 +583,16 @@ def test_keys_longer_than_an_index_entry_are_stored_and_updated(
     # A B-tree entry holds at most 2704 bytes: a long skill or knowledge id,
     # a long knowledge subject, or a 500-character characteristic key of an
     # agent with a 200-character id was a 500 on PostgreSQL (found by fuzzing).
+    # The wire caps ids at MAX_ID and names at MAX_NAME characters; at four
+    # bytes a character, the agent id and a key together still pass 2704.
+    from experience_sync.models import MAX_ID, MAX_NAME
+
     register_plugin(pg_plugin, name="postgres")
     rng = random.Random(7)
-    agent, skill_id, knowledge_id, key = _wide(rng, 200), _wide(rng, 3000), _wide(rng, 3000), _wide(rng, 500)
-    subject = " ".join(f"w{rng.randrange(10**9)}" for _ in range(1500))
+    agent, skill_id, knowledge_id, key = (
+        _wide(rng, MAX_ID), _wide(rng, MAX_ID), _wide(rng, MAX_ID), _wide(rng, MAX_NAME)
+    )
+    subject = " ".join(f"w{rng.randrange(10**9)}" for _ in range(1500))[:MAX_NAME].strip()
 
     def body(round_: int) -> dict[str, Any]:
         def event(kind: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -608,6 +614,10 @@ def test_keys_longer_than_an_index_entry_are_stored_and_updated(
             for round_ in (1, 2):
                 r = httpx.post(f"{url}/events", json=body(round_), timeout=30)
                 assert r.status_code == 200, r.text
+            over = body(3)
+            over["events"][0]["data"]["skill_id"] = skill_id + "x"
+            r = httpx.post(f"{url}/events", json=over, timeout=30)
+            assert r.status_code == 422 and r.json()["error"]["details"][0]["loc"] == "events.0.data.skill_id"
             hub.restart()  # the state below is the one loaded back from the store
             states.append(httpx.get(f"{url}/state", timeout=30).json())
     pg, sqlite = states
