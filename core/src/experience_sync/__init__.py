@@ -1,5 +1,8 @@
-"""experience-sync: capture experiences from deployed agent instances and merge
-them into a coordinating source agent."""
+"""experience-sync: share what deployed agent instances learn.
+
+It captures experiences from deployed agent instances and merges them into a
+coordinating source agent.
+"""
 
 from __future__ import annotations
 

@@ -78,6 +78,7 @@ class SyncRequest:
 
     @property
     def unit_id(self) -> str:
+        """The unit's idempotency id: the batch or check-in id, else the first event's id."""
         if isinstance(self.payload, ExperienceBatch):
             return self.payload.batch_id
         if isinstance(self.payload, CheckIn):
@@ -86,6 +87,7 @@ class SyncRequest:
 
     @property
     def event_count(self) -> int:
+        """How many events the unit carries."""
         return len(self.payload.events)
 
 
@@ -158,15 +160,18 @@ class MockTransport(Transport):
         self.closed = False
 
     def send(self, request: SyncRequest, *, timeout: float) -> MergeResult:
+        """Keep ``request`` in :attr:`requests` and return what ``handler`` makes of it."""
         self.requests.append(request)
         return self.handler(request)
 
     def fetch_state(self, since: int | None = None, *, timeout: float = 30.0) -> AgentState:
+        """What ``state_handler`` returns for ``since`` (without one, ``NotImplementedError``)."""
         if self.state_handler is None:
             return super().fetch_state(since, timeout=timeout)
         return self.state_handler(since)
 
     def close(self) -> None:
+        """Set :attr:`closed`."""
         self.closed = True
 
 

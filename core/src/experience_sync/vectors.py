@@ -42,6 +42,7 @@ class HashingEmbedder(Embedder):
         return feats
 
     def embed(self, texts: Sequence[str]) -> FloatArray:
+        """One L2-normalised ``dim``-wide row per text (all zeros for a text without tokens)."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             vec = out[row]
@@ -66,6 +67,7 @@ class NumpyIndex(VectorIndex):
         self._size = 0
 
     def add(self, ids: Sequence[int], vectors: FloatArray) -> None:
+        """Append the vectors under ``ids``, growing the matrix as needed."""
         vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         need = self._size + len(vectors)
         if need > len(self._vectors):
@@ -80,6 +82,11 @@ class NumpyIndex(VectorIndex):
         self._size = need
 
     def search(self, queries: FloatArray, k: int) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+        """The exact top ``k`` by inner product per query, best first.
+
+        Rows are padded with score ``-inf`` and id ``-1`` when fewer than ``k``
+        vectors are stored.
+        """
         queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
         n = len(queries)
         scores_out = np.full((n, k), -np.inf, dtype=np.float32)

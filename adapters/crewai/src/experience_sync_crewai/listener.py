@@ -63,8 +63,10 @@ class _Execution:
 
 
 class ExperienceSyncListener(BaseEventListener):
-    """Records task completions, agent executions, tool use, memory saves and
-    knowledge retrievals of CrewAI crews through an ``ExperienceSyncManager``.
+    """Records what CrewAI crews do through an ``ExperienceSyncManager``.
+
+    That is: task completions, agent executions, tool use, memory saves and
+    knowledge retrievals.
 
     :param manager: the ``ExperienceSyncManager`` to record through.
     :param instance_id: the instance to record for. When omitted it is taken

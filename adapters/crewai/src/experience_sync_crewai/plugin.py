@@ -14,6 +14,8 @@ from experience_sync_crewai.mapping import DEFAULT_PRIORITIES, EVENT_MAP, LEFT_O
 
 @hookimpl
 def experience_sync_register_commands(cli: click.Group) -> None:
+    """Add ``crewai-events``."""
+
     @cli.command("crewai-events")
     def crewai_events() -> None:
         """Show which CrewAI events the adapter records, as what."""

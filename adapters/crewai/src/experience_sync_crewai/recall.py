@@ -48,8 +48,11 @@ _SERVED_LIMIT = 256
 
 
 class _Served:
-    """The blocks handed to CrewAI lately (bounded), so the listener can tell
-    recalled text from retrieved documents and never send it back."""
+    """The blocks handed to CrewAI lately (bounded).
+
+    They let the listener tell recalled text from retrieved documents and never
+    send it back.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

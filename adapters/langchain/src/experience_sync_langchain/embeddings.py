@@ -115,6 +115,7 @@ class LangChainEmbeddingsPlugin:
 
     @hookimpl
     def experience_sync_register_embedders(self, register: Callable[..., None]) -> None:
+        """Register the embeddings under this plugin's name."""
         register(self.name, self.make_embedder)
 
 

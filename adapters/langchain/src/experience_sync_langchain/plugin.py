@@ -67,5 +67,6 @@ def _factory(target: str) -> Callable[[], Embeddings]:
 
 @hookimpl
 def experience_sync_register_embedders(register: Callable[..., None]) -> None:
+    """Register each embedder listed in ``EXPERIENCE_SYNC_LANGCHAIN_EMBEDDINGS``."""
     for name, target in parse_spec(os.environ.get(ENV_VAR, "")).items():
         register(name, LangChainEmbeddingsPlugin(name, _factory(target)).make_embedder)

@@ -1,5 +1,7 @@
-"""The mapping from LangChain callbacks to experience events, shared by the
-sync and async handlers of :mod:`experience_sync_langchain.callbacks`.
+"""The mapping from LangChain callbacks to experience events.
+
+It is shared by the sync and async handlers of
+:mod:`experience_sync_langchain.callbacks`.
 
 :class:`ExperienceSyncRecorder` keeps the runs in flight (keyed by ``run_id``,
 each knowing its top-level run) behind a lock, and hands experiences to the
@@ -194,10 +196,12 @@ class ExperienceSyncRecorder:
     tool_start = partialmethod(start, "tool")
 
     def tool_end(self, output: Any, run_id: UUID) -> None:
+        """End a tool run: a skill use that succeeded unless the output's status is error."""
         failed = getattr(output, "status", None) == "error"
         self._tool_done(run_id, success=not failed)
 
     def tool_error(self, error: BaseException, run_id: UUID) -> None:
+        """End a tool run as a failure."""
         self._tool_done(run_id, success=False)
 
     def _tool_done(self, run_id: UUID, *, success: bool) -> None:
@@ -228,6 +232,11 @@ class ExperienceSyncRecorder:
     chain_start = partialmethod(start, "chain")
 
     def chain_end(self, outputs: Any, run_id: UUID) -> None:
+        """End a chain run; a top-level one becomes a successful interaction.
+
+        That is with ``record_runs``; with ``remember_outputs`` its output text
+        is also kept as a memory.
+        """
         run, root = self._finish(run_id)
         if run is None or root is not run:
             return  # only top-level runs are interactions
@@ -241,6 +250,7 @@ class ExperienceSyncRecorder:
             self._remember_output(text, run.name, "langchain.run", run_id)
 
     def chain_error(self, error: BaseException, run_id: UUID) -> None:
+        """End a chain run; a top-level one becomes a failed interaction (``record_runs``)."""
         run, root = self._finish(run_id)
         if run is None or root is not run or not self.record_runs:
             return
@@ -268,6 +278,7 @@ class ExperienceSyncRecorder:
         )
 
     def agent_finish(self, finish: AgentFinish, run_id: UUID) -> None:
+        """Keep a legacy agent's final answer as a memory (with ``remember_outputs``)."""
         # Legacy AgentExecutor: the final answer arrives here rather than as a
         # chain output; it is kept only when outputs are to be remembered.
         if not self.remember_outputs:
@@ -297,6 +308,10 @@ class ExperienceSyncRecorder:
         self._finish(run_id)
 
     def retriever_end(self, documents: Sequence[Document], run_id: UUID) -> None:
+        """End a retriever run; with ``record_retrievals`` its documents become knowledge.
+
+        At most ``max_documents`` are recorded, empty ones skipped.
+        """
         run, _ = self._finish(run_id)
         if not self.record_retrievals:
             return
@@ -328,6 +343,12 @@ class ExperienceSyncRecorder:
         return content
 
     def custom_event(self, name: str, data: Any, run_id: UUID) -> None:
+        """Record an ``experience_sync.*`` custom event (others are ignored).
+
+        ``data`` is the content as a string, or a mapping of the recording
+        method's arguments; an event missing its content, name or key is
+        logged and dropped.
+        """
         if name not in CUSTOM_EVENTS:
             return
         kind = name.rsplit(".", 1)[1]

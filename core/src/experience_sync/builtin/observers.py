@@ -19,6 +19,7 @@ _WARN = {"sync.failed", "outbox.full", "hub.rejected"}
 
 @hookimpl
 def experience_sync_observe(event: ObservabilityEvent) -> None:
+    """Log ``event`` to ``experience_sync.events`` (at WARNING for failures, else DEBUG)."""
     level = logging.WARNING if event.type in _WARN else logging.DEBUG
     if not log.isEnabledFor(level):
         return

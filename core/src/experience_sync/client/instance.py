@@ -126,6 +126,7 @@ def memory_data(
 
 
 def json_default(obj: Any) -> Any:
+    """The JSON form of a pydantic model, for ``json.dumps(default=...)``; else ``TypeError``."""
     # Our models are already valid; dumping their __dict__ skips pydantic's serializer.
     if isinstance(obj, BaseModel):
         extra = obj.__pydantic_extra__
@@ -134,6 +135,7 @@ def json_default(obj: Any) -> Any:
 
 
 def new_event(**values: Any) -> ExperienceEvent:
+    """An :class:`ExperienceEvent` of already validated ``values``, not validated again."""
     # The parts were validated by their own models; building the envelope without
     # re-validation keeps recording cheap (pydantic's model_construct costs ~12 µs).
     event = _new_event(ExperienceEvent)
@@ -283,6 +285,7 @@ class Instance:
         )
 
     def emit(self, type: str, **fields: Any) -> None:
+        """Emit an observability event of ``type``, for this instance unless ``fields`` say."""
         fields.setdefault("agent_id", self.agent_id)
         fields.setdefault("instance_id", self.instance_id)
         self.pm.emit(type, **fields)
@@ -296,6 +299,12 @@ class Instance:
         return self._filters
 
     def record(self, event: ExperienceEvent) -> ExperienceEvent:
+        """Filter ``event``, route it to a protocol's lane and write it to the outbox.
+
+        Returns the event as written, stamped with this instance and agent. An
+        event a filter hook drops or fails on, or that no lane accepts, is not
+        written: it is counted, reported as ``sync.filtered`` and returned.
+        """
         original = event
         for impl in self._filter_impls():
             try:

@@ -156,6 +156,7 @@ class Counters:
     reasons: dict[str, int] = field(default_factory=dict)
 
     def bump(self, name: str, n: int = 1, reason: str | None = None) -> None:
+        """Add ``n`` to the counter ``name`` (and to ``name:reason`` with a reason)."""
         self.values[name] = self.values.get(name, 0) + n
         if reason:
             key = f"{name}:{reason}"

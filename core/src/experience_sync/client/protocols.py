@@ -72,14 +72,17 @@ class StreamingProtocol(_Periodic):
         self.threshold = cfg.priority_threshold
 
     def accepts(self, event: ExperienceEvent) -> bool:
+        """Whether the event's priority is at least ``priority_threshold``."""
         return event.priority >= self.threshold
 
     def due(self, now: float, pending: int) -> bool:
+        """Whether ``batch_size`` events wait, or the interval passed with any pending."""
         return pending >= self.batch_size or super().due(now, pending)
 
     def build_requests(
         self, items: Sequence[OutboxItem], context: ProtocolContext
     ) -> list[tuple[SyncRequest, list[int]]]:
+        """One ``events`` request per ``batch_size`` items."""
         out = []
         for chunk in _chunks(items, self.batch_size):
             payload = EventsRequest(
@@ -109,15 +112,18 @@ class LumpedProtocol(_Periodic):
         self.codec = cfg.codec
 
     def accepts(self, event: ExperienceEvent) -> bool:
+        """Every event."""
         return True
 
     @property
     def max_items(self) -> int:
+        """Four batches' worth: ``4 * max_batch_size``."""
         return self.max_batch_size * 4
 
     def build_requests(
         self, items: Sequence[OutboxItem], context: ProtocolContext
     ) -> list[tuple[SyncRequest, list[int]]]:
+        """One ``batch`` request per ``max_batch_size`` items, compressed with ``codec``."""
         out = []
         for chunk in _chunks(items, self.max_batch_size):
             events = [i.event for i in chunk]
@@ -160,25 +166,35 @@ class CheckInProtocol(SyncProtocol):
         return time.monotonic() + max(nxt - wall, 0.0)
 
     def accepts(self, event: ExperienceEvent) -> bool:
+        """Every event."""
         return True
 
     def due(self, now: float, pending: int) -> bool:
+        """Whether the scheduled time came, even with nothing pending."""
         return now >= self._next
 
     def next_due(self, now: float) -> float | None:
+        """The next time of the cron ``schedule``."""
         return self._next
 
     def shipped(self, now: float) -> None:
+        """Move on to the schedule's next time once the current one has come."""
         if now >= self._next:
             self._next = self._compute_next()
 
     @property
     def max_items(self) -> int:
+        """:data:`CHECKIN_CHUNK`."""
         return CHECKIN_CHUNK
 
     def build_requests(
         self, items: Sequence[OutboxItem], context: ProtocolContext
     ) -> list[tuple[SyncRequest, list[int]]]:
+        """One ``checkin`` request per :data:`CHECKIN_CHUNK` items (one if none are pending).
+
+        With ``include_full_state`` the first carries the full local state;
+        the others (or all, without it) carry the state's summary.
+        """
         out = []
         chunks = _chunks(items, CHECKIN_CHUNK) or [[]]
         uptime = max(time.monotonic() - context.started_at, 0.0)

@@ -496,7 +496,6 @@ class SQLiteStore(Store):
             src.close()
         return pages
 
-
     def _pages(self, sql: str, agent_id: str, after: object) -> Iterator[tuple[Any, ...]]:
         # Rows in pages along their first column (``sql`` takes the agent and
         # the last key seen): a long table never sits in memory at once, and

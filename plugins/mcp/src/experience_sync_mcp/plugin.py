@@ -27,16 +27,19 @@ def create_transport(config: ExperienceSyncConfig, agent_id: str) -> McpTranspor
 
 @hookimpl
 def experience_sync_register_transports(register: Register) -> None:
+    """Register ``mcp``."""
     register("mcp", create_transport)
 
 
 @hookimpl
 def experience_sync_register_config_sections(register: Register) -> None:
+    """Register ``transport.mcp`` (:class:`McpConfig`)."""
     register("transport.mcp", McpConfig)
 
 
 @hookimpl
 def experience_sync_register_hub_routes(app: Any, hub: Any) -> None:
+    """Mount the hub's ``/mcp`` endpoint (only with the mcp 1.x SDK; else log a warning)."""
     try:
         from experience_sync_mcp.server import mount
     except ImportError as exc:  # the 2.x SDK: instances can still use the transport

@@ -329,6 +329,12 @@ class McpEndpoint:
         return self._handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one HTTP request: authenticate its bearer token, then run it as MCP.
+
+        A token the hub refuses is answered with its error and reported as a
+        rejection; an accepted request carries its principal in the scope to
+        the tools. Other scopes (lifespan, WebSocket) are ignored.
+        """
         if scope["type"] != "http":
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}

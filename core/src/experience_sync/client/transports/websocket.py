@@ -131,6 +131,7 @@ class WebSocketTransport(Transport):
         )
 
     def send(self, request: SyncRequest, *, timeout: float) -> MergeResult:
+        """Send one unit as :meth:`send_many` does; raises the error it ended with."""
         result = self.send_many([request], timeout=timeout)[0]
         if isinstance(result, BaseException):
             raise result
@@ -139,6 +140,13 @@ class WebSocketTransport(Transport):
     def send_many(
         self, requests: Sequence[SyncRequest], *, timeout: float
     ) -> list[MergeResult | BaseException]:
+        """Send the units as frames, up to ``window`` unacknowledged at a time.
+
+        Returns one entry per request, in order: the hub's result or the
+        error. On a lost connection the unacknowledged frames are sent again,
+        in order, after a reconnect; once ``timeout`` passes, what is still
+        unacknowledged ends with a :class:`RetryableError`.
+        """
         backoff = Backoff(time.monotonic() + timeout, self.on_retry)
         results: list[MergeResult | BaseException | None] = [None] * len(requests)
         todo: deque[int] = deque(range(len(requests)))
@@ -200,11 +208,14 @@ class WebSocketTransport(Transport):
             self._drop()
 
     def fetch_state(self, since: int | None = None, *, timeout: float = 30.0) -> AgentState:
+        """``GET /v1/agents/{agent_id}/state`` on the hub's HTTP API (not over the socket)."""
         return self.http.fetch_state(since, timeout)
 
     def search(self, query: SearchQuery, *, timeout: float = 30.0) -> SearchResults:
+        """``POST /v1/agents/{agent_id}/search`` on the hub's HTTP API (not over the socket)."""
         return self.http.search(query, timeout)
 
     def close(self) -> None:
+        """Close the socket and the HTTP connection pool."""
         self._drop()
         self.http.close()

@@ -17,6 +17,7 @@ class MaxAggregation(SkillAggregator):
     name = "max"
 
     def aggregate(self, reports: Sequence[tuple[float, int]]) -> float:
+        """The highest proficiency (0.0 without reports)."""
         return max((p for p, _ in reports), default=0.0)
 
 
@@ -26,6 +27,7 @@ class AverageAggregation(SkillAggregator):
     name = "average"
 
     def aggregate(self, reports: Sequence[tuple[float, int]]) -> float:
+        """The mean proficiency (0.0 without reports)."""
         if not reports:
             return 0.0
         return sum(p for p, _ in reports) / len(reports)
@@ -37,6 +39,7 @@ class WeightedAggregation(SkillAggregator):
     name = "weighted"
 
     def aggregate(self, reports: Sequence[tuple[float, int]]) -> float:
+        """The invocation-weighted mean (negative counts as 0; plain mean if all are 0)."""
         total = sum(max(n, 0) for _, n in reports)
         if total == 0:
             return AverageAggregation().aggregate(reports)

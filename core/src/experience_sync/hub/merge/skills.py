@@ -62,10 +62,12 @@ class SkillReport:
 
     @property
     def order(self) -> tuple[datetime, int, str, str]:
+        """This report's place in the total order of :func:`order_key`."""
         return order_key(self.timestamp, self.lamport, self.instance_id, self.event_id)
 
     @classmethod
     def from_event(cls, ev: ExperienceEvent) -> SkillReport:
+        """The report a ``skill`` event carries."""
         data = ev.skill
         return cls(
             ev.source_instance,
@@ -82,6 +84,7 @@ class SkillReport:
         )
 
     def to_json(self) -> list[Any]:
+        """The report as a JSON list, as stored (read back by :meth:`from_json`)."""
         # Field by field: dataclasses.astuple deep-copies, and a skill's row
         # carries up to MAX_REPORTS reports on every write.
         return [
@@ -100,6 +103,7 @@ class SkillReport:
 
     @classmethod
     def from_json(cls, row: list[Any]) -> SkillReport:
+        """A report from its :meth:`to_json` list."""
         return cls(
             row[0], row[1], datetime.fromisoformat(row[2]), row[3], row[4], row[5], row[6],
             tuple(row[7]), datetime.fromisoformat(row[8]) if row[8] else None, row[9], row[10],

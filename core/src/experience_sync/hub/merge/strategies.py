@@ -20,6 +20,7 @@ class LatestWins(ConflictResolver):
     name = "latest_wins"
 
     def resolve(self, current: ContestedValue, incoming: ContestedValue) -> Resolution:
+        """Apply ``incoming`` if it is the later of the two, else keep ``current``."""
         if _order(incoming) > _order(current):
             return Resolution("apply", incoming.value, incoming.confidence)
         return Resolution("keep")
@@ -36,6 +37,7 @@ class WeightedMerge(ConflictResolver):
     name = "weighted_merge"
 
     def resolve(self, current: ContestedValue, incoming: ContestedValue) -> Resolution:
+        """The weighted merge of the two sides (``latest_wins`` if both weigh nothing)."""
         wc = max(current.confidence * current.trust, 0.0)
         wi = max(incoming.confidence * incoming.trust, 0.0)
         total = wc + wi
@@ -60,4 +62,5 @@ class ManualReview(ConflictResolver):
     name = "manual_review"
 
     def resolve(self, current: ContestedValue, incoming: ContestedValue) -> Resolution:
+        """Queue the conflict for review."""
         return Resolution("queue")

@@ -93,6 +93,7 @@ class TokenRedactingFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record's message and string arguments in place; always keep it."""
         if isinstance(record.args, tuple):
             record.args = tuple(
                 redact_query_strings(a) if isinstance(a, str) else a for a in record.args
@@ -112,6 +113,7 @@ class ClientFaultFilter(logging.Filter):
     """Logs a client's fault that uvicorn reports with a traceback as one line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Turn a client-fault record into a one-line warning in place; always keep it."""
         if record.exc_info and isinstance(record.msg, str) and record.msg.startswith(CLIENT_FAULT_MESSAGES):
             record.exc_info = None
             record.exc_text = None
