@@ -31,10 +31,7 @@ from experience_sync.text import (
     similarity_tokens,
 )
 
-WORDS = (
-    "user team service report cache worker database release customer invoice build deploy "
-    "dashboard cluster backup message ticket answer meeting office project review branch"
-).split()
+WORDS = ["user", "team", "service", "report", "cache", "worker", "database", "release", "customer", "invoice", "build", "deploy", "dashboard", "cluster", "backup", "message", "ticket", "answer", "meeting", "office", "project", "review", "branch"]
 GUARDED = ["every", "some", "always", "rarely", "must", "may", "required", "optional",
            "weeks", "months", "gb", "tb", "monday", "friday", "open", "closed", "include",
            "exclude", "is", "by", "the", "a", "we're", "it's"]

@@ -19,6 +19,7 @@ Usage::
 
     python benchmarks/bench_merge_outcomes.py
     python benchmarks/bench_merge_outcomes.py --explain   # the wrong pairs of the tuning set
+    python benchmarks/bench_merge_outcomes.py --embedder minilm   # similarity_method = "embedding"
 """
 
 from __future__ import annotations
@@ -64,10 +65,14 @@ def outcome_of(result: MergeResult) -> str:
     return "distinct"
 
 
-def run(strategy: str, pairs: Sequence[dict[str, Any]], tmp: Path) -> list[dict[str, Any]]:
+def run(
+    strategy: str, pairs: Sequence[dict[str, Any]], tmp: Path, embedder: str | None = None
+) -> list[dict[str, Any]]:
+    options: dict[str, Any] = {"conflict_resolution": strategy}
+    if embedder:
+        options.update(similarity_method="embedding", embedder=embedder)
     engine = MergeEngine(
-        open_store(f"sqlite:///{tmp}/{strategy}.db"),
-        MergeStrategyConfig(conflict_resolution=strategy),
+        open_store(f"sqlite:///{tmp}/{strategy}.db"), MergeStrategyConfig(**options)
     )
     rows = []
     try:
@@ -111,13 +116,16 @@ def figures(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--explain", action="store_true", help="list the tuning set's wrong pairs")
+    parser.add_argument("--embedder", help="an embedder name: similarity_method = embedding")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for set_name, path in SETS.items():
             pairs = load(path)
             per_category: dict[str, dict[str, int]] = {}
             for strategy in STRATEGIES:
-                rows = run(strategy, pairs, Path(tmp) / set_name.replace("-", ""))
+                where = Path(tmp) / set_name.replace("-", "")
+                where.mkdir(exist_ok=True)
+                rows = run(strategy, pairs, where, args.embedder)
                 f = figures(rows)
                 print(
                     f"{set_name:9} {strategy:14} pairs {f['pairs']:3}  P {f['precision']:.3f} "
