@@ -13,14 +13,8 @@ import sys
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from experience_sync.errors import ConfigError, PluginError
-
-console = Console()
-err_console = Console(stderr=True)
 
 
 @click.group()
@@ -39,14 +33,41 @@ def plugins_command(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title="experience-sync plugins")
-    for col in ("plugin", "distribution", "version", "hooks", "provides"):
+    columns = ("plugin", "distribution", "version", "hooks", "provides")
+    cells: list[tuple[str, ...]] = [
+        (
+            row["name"],
+            row["distribution"],
+            row["version"],
+            "\n".join(h.removeprefix("experience_sync_") for h in row["hooks"]),
+            "\n".join(f"{k}: {', '.join(v)}" for k, v in row["provides"].items()),
+        )
+        for row in rows
+    ]
+    _print_table("experience-sync plugins", columns, cells)
+
+
+def _print_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """A table with rich where it is installed (the hub extra), else as plain text."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # a client install: one block per row, every cell whole
+        click.echo(title)
+        for row in rows:
+            click.echo("")
+            for col, cell in zip(columns, row, strict=True):
+                lines = cell.splitlines() or [""]
+                click.echo(f"  {col + ':':<14}{lines[0]}")
+                for line in lines[1:]:
+                    click.echo(f"  {'':<14}{line}")
+        return
+    table = Table(title=title)
+    for col in columns:
         table.add_column(col, overflow="fold")  # never cut a name short
     for row in rows:
-        provides = "\n".join(f"{k}: {', '.join(v)}" for k, v in row["provides"].items())
-        hooks = "\n".join(h.removeprefix("experience_sync_") for h in row["hooks"])
-        table.add_row(row["name"], row["distribution"], row["version"], hooks, provides)
-    console.print(table)
+        table.add_row(*row)
+    Console().print(table)
 
 
 @cli.group("config")
@@ -71,7 +92,7 @@ def config_validate(path: str) -> None:
     from experience_sync.config import read_toml, validate_config
 
     _load_or_exit(lambda: validate_config(read_toml(path), source=path))
-    console.print(f"[green]ok[/green] {path}")
+    click.echo(f"{click.style('ok', fg='green')} {path}")
 
 
 @cli.command("schema")
@@ -92,9 +113,13 @@ def _load_or_exit(fn: Any) -> Any:
     try:
         return fn()
     except (ConfigError, PluginError) as exc:
-        # escape: messages quote user input, which must not be read as rich markup
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        _error("error:", str(exc))
         sys.exit(1)
+
+
+def _error(label: str, message: str) -> None:
+    """``label message`` on stderr, the label in red on a terminal; the message as given."""
+    click.echo(f"{click.style(label, fg='red')} {message}", err=True)
 
 
 def build_cli() -> click.Group:
@@ -116,6 +141,6 @@ def main() -> None:
     try:
         group = build_cli()
     except PluginError as exc:
-        err_console.print(f"[red]plugin error:[/red] {escape(str(exc))}", soft_wrap=True)
+        _error("plugin error:", str(exc))
         sys.exit(1)
     group()

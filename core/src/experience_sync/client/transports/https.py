@@ -22,7 +22,6 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import zstandard
 
 from experience_sync.client.retry import (
     Backoff,
@@ -33,6 +32,7 @@ from experience_sync.client.retry import (
 )
 from experience_sync.config import ExperienceSyncConfig
 from experience_sync.errors import ConfigError, RetryableError, TransportError
+from experience_sync.extras import ZSTD_INSTALL, missing
 from experience_sync.interfaces import SyncRequest, Transport
 from experience_sync.models import AgentState, MergeResult
 from experience_sync.recall.models import SearchQuery, SearchResults
@@ -59,6 +59,10 @@ def compress(body: bytes, codec: str) -> bytes:
     if codec == "gzip":
         return gzip.compress(body, compresslevel=6)
     if codec == "zstd":
+        # the zstd extra (or the hub extra): without it HttpsTransport refuses
+        # lumped.compression = "zstd" when it is created
+        import zstandard
+
         return zstandard.ZstdCompressor(level=3).compress(body)
     return body
 
@@ -151,6 +155,10 @@ class HttpsTransport(Transport):
             raise ConfigError(
                 [("transport.https.endpoint", "the https transport needs the hub's URL")]
             )
+        if config.lumped.codec == "zstd" and missing(("zstandard",)):
+            raise ConfigError(
+                [("lumped.compression", f"'zstd' needs the zstandard package: {ZSTD_INSTALL}")]
+            )
         self.timeout = cfg.timeout
         self.http = HttpClient(
             cfg.endpoint,
@@ -170,6 +178,10 @@ class HttpsTransport(Transport):
         self.http.on_retry = value
 
     def send(self, request: SyncRequest, *, timeout: float) -> MergeResult:
+        """POST the unit to its route, retrying until ``timeout``; a batch goes compressed.
+
+        The request's ``meta`` goes as ``X-Experience-Sync-*`` headers.
+        """
         body = request.payload.model_dump_json().encode()
         headers = {"Content-Type": "application/json"}
         if request.kind == "batch" and request.compression != "none":
@@ -202,10 +214,13 @@ class HttpsTransport(Transport):
         return out
 
     def fetch_state(self, since: int | None = None, *, timeout: float = 30.0) -> AgentState:
+        """``GET /v1/agents/{agent_id}/state``, with retries."""
         return self.http.fetch_state(since, timeout)
 
     def search(self, query: SearchQuery, *, timeout: float = 30.0) -> SearchResults:
+        """``POST /v1/agents/{agent_id}/search``, with retries."""
         return self.http.search(query, timeout)
 
     def close(self) -> None:
+        """Close the HTTP connection pool."""
         self.http.close()
