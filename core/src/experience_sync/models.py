@@ -361,16 +361,19 @@ class ExperienceEvent(_Model):
 
     @property
     def memory(self) -> MemoryData:
+        """The data of a ``memory`` event (an ``AssertionError`` for another type)."""
         assert isinstance(self.data, MemoryData)
         return self.data
 
     @property
     def skill(self) -> SkillData:
+        """The data of a ``skill`` event (an ``AssertionError`` for another type)."""
         assert isinstance(self.data, SkillData)
         return self.data
 
     @property
     def knowledge(self) -> KnowledgeData:
+        """The data of a ``knowledge`` event (an ``AssertionError`` for another type)."""
         assert isinstance(self.data, KnowledgeData)
         return self.data
 
@@ -451,6 +454,8 @@ class CheckIn(_Model):
 
 
 class ConflictCounts(_Model):
+    """A request's conflicts: all of them, those the strategy resolved, those queued for review."""
+
     total: int = 0
     resolved: int = 0
     queued: int = 0
@@ -595,12 +600,16 @@ class Memory(_Model):
 
 
 class LearningCurvePoint(_Model):
+    """A skill's aggregated proficiency after the report (``event``, its id) that changed it."""
+
     timestamp: Timestamp
     proficiency: Unit
     event: str
 
 
 class SkillUsage(_Model):
+    """A skill's use summed over the instances' latest reports."""
+
     total_invocations: int = 0
     success_rate: Unit = 0.0
     contexts: list[str] = Field(default_factory=list)
@@ -634,6 +643,8 @@ class Skill(_Model):
 
 
 class Verification(_Model):
+    """One instance's verification of a knowledge item: its latest report about it."""
+
     instance_id: str
     confidence: Unit
     event_id: str
@@ -683,6 +694,8 @@ class Review(_Model):
 
 
 class EvolutionStats(_Model):
+    """Counts of how the source agent evolved: requests merged, events, and what it holds."""
+
     total_syncs: int = 0
     total_events: int = 0
     interactions: int = 0

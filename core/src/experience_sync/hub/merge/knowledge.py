@@ -67,14 +67,17 @@ class KnowledgeReport:
 
     @property
     def order(self) -> tuple[datetime, int, str, str]:
+        """This report's place in the total order of :func:`order_key`."""
         return order_key(self.timestamp, self.lamport, self.instance_id, self.event_id)
 
     def to_json(self) -> list[Any]:
+        """The report as a JSON list, as stored (read back by :meth:`from_json`)."""
         return [self.instance_id, self.event_id, self.timestamp.isoformat(), self.lamport,
                 self.confidence]
 
     @classmethod
     def from_json(cls, row: list[Any]) -> KnowledgeReport:
+        """A report from its :meth:`to_json` list."""
         return cls(row[0], row[1], datetime.fromisoformat(row[2]), row[3], row[4])
 
 
