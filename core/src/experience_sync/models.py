@@ -651,6 +651,19 @@ class Verification(_Model):
     timestamp: Timestamp
 
 
+class KnowledgeAlternative(_Model):
+    """Another value reported for a knowledge item, kept while fewer instances verify it.
+
+    Its ``verifications`` are the instances whose latest report about the item
+    says this content; it replaces the item's content once more instances
+    verify it than verify the content (``docs/merging.md``, "Knowledge under dissent").
+    """
+
+    content: str
+    confidence: Unit = 0.0
+    verifications: dict[str, Verification] = Field(default_factory=dict)
+
+
 class KnowledgeItem(_Model):
     """A piece of knowledge, pending until verified by enough distinct instances."""
 
@@ -664,6 +677,8 @@ class KnowledgeItem(_Model):
     first_seen: Timestamp
     integrated_at: Timestamp | None = None
     version: int = 0
+    #: Dissenting values, most verified first: never integrated while they stand apart.
+    alternatives: list[KnowledgeAlternative] = Field(default_factory=list)
 
 
 class Characteristic(_Model):

@@ -222,6 +222,24 @@ class ConflictDesk:
             )
         return resolution
 
+    def settle(
+        self,
+        ctx: MergeContext,
+        kind: ConflictKind,
+        key: str,
+        action: Literal["apply", "keep"],
+        event: ExperienceEvent,
+        strategy: str = "evidence",
+    ) -> None:
+        """Count a conflict the evidence decided without the resolver (knowledge under dissent)."""
+        ctx.result.conflicts.total += 1
+        ctx.result.conflicts.resolved += 1
+        ctx.notices.append(
+            ("conflict.resolved", event.source_instance,
+             {"kind": kind, "key": key, "action": action, "strategy": strategy,
+              "event_id": event.event_id})
+        )
+
     def decide(self, ctx: MergeContext, review: Review, accept: bool, at: datetime) -> Review:
         """Close an open review (the caller applies its event when accepted)."""
         decided = review.model_copy(

@@ -14,6 +14,13 @@ reaches ``knowledge_verification_threshold`` with at least
 :data:`MIN_VERIFICATIONS` distinct instances; it then stays integrated. The
 fold makes status and confidence independent of arrival order.
 
+Under dissent (a report whose content differs from the item's), the evidence
+decides: each instance's latest report votes for one content, and the
+content with the most verifying instances is the item's; the others are kept
+as :class:`~experience_sync.models.KnowledgeAlternative` with their
+verifications. Only a tie goes to the conflict resolver (``docs/merging.md``,
+"Knowledge under dissent").
+
 Characteristics (key -> value) live here too: the same value again is a
 corroboration (the latest report's confidence counts), a different value is a
 conflict for the resolver.
@@ -22,7 +29,7 @@ conflict for the resolver.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +41,14 @@ from experience_sync.hub.merge.conflicts import (
     order_key,
     short_hash,
 )
-from experience_sync.models import Characteristic, ExperienceEvent, KnowledgeItem, Verification
+from experience_sync.interfaces import ContestedValue
+from experience_sync.models import (
+    Characteristic,
+    ExperienceEvent,
+    KnowledgeAlternative,
+    KnowledgeItem,
+    Verification,
+)
 from experience_sync.stores.state import StoredRow
 from experience_sync.text import content_hash, normalize
 
@@ -81,6 +95,37 @@ class KnowledgeReport:
         return cls(row[0], row[1], datetime.fromisoformat(row[2]), row[3], row[4])
 
 
+@dataclass
+class _Value:
+    """One content reported for an item, with the reports of the instances saying it."""
+
+    content: str
+    reports: list[KnowledgeReport] = field(default_factory=list)
+    # The integration time reached before a compaction (the standing value's).
+    floor: datetime | None = None
+
+    @property
+    def support(self) -> int:
+        """Distinct instances whose latest report says this content."""
+        return len({r.instance_id for r in self.reports})
+
+    def latest(self) -> dict[str, KnowledgeReport]:
+        out: dict[str, KnowledgeReport] = {}
+        for r in self.reports:
+            out[r.instance_id] = r
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"content": self.content, "reports": [r.to_json() for r in self.reports],
+                "floor": self.floor.isoformat() if self.floor else None}
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> _Value:
+        floor = body.get("floor")
+        return cls(body["content"], [KnowledgeReport.from_json(r) for r in body["reports"]],
+                   datetime.fromisoformat(floor) if floor else None)
+
+
 def knowledge_key(knowledge_id: str | None, subject: str | None, content: str) -> str:
     """The identity of a knowledge item: its id, else subject, else content."""
     if knowledge_id:
@@ -100,6 +145,13 @@ class KnowledgeIntegrator:
         # When an item's history was compacted: the integration time it had
         # reached, which the fold of the shorter history must not lose.
         self.floors: dict[str, datetime] = {}
+        # Dissenting contents per item (by fingerprint), and the content a
+        # reviewer accepted, which breaks a tie in its favour.
+        self.alternatives: dict[str, dict[str, _Value]] = {}
+        self.preferred: dict[str, str] = {}
+        # Per item and instance: the order of its latest report of a content it
+        # has left; its reports up to there are no votes.
+        self.since: dict[str, dict[str, tuple[datetime, int, str, str]]] = {}
         self.dirty: dict[str, None] = {}
         # Every id (given or derived) and normalized subject -> the item's key.
         self.by_id: dict[str, str] = {}
@@ -136,36 +188,145 @@ class KnowledgeIntegrator:
             ctx.result.knowledge_added += 1
             return
         item = self._identify(key, item, data.knowledge_id, data.subject)
-        if normalize(item.content) != normalize(data.content):
-            if not ctx.force:
-                latest = max(self.reports[key], key=lambda r: r.order)
-                current = desk.side(
-                    item.content, item.confidence, latest.timestamp, latest.lamport,
-                    latest.instance_id,
-                )
-                incoming = desk.side(
-                    data.content, data.confidence, ev.timestamp, ev.lamport, ev.source_instance
-                )
-                resolution = desk.resolve(ctx, "knowledge", key, current, incoming, ev)
-                if resolution.action != "apply" or resolution.value != data.content:
-                    return
-            # The other content wins: earlier verifications were of other words.
-            self._replace(ctx, key, ev, report, first_seen=item.first_seen)
+        self._weigh(ctx, key, item, ev, report, desk)
+
+    def _weigh(
+        self,
+        ctx: MergeContext,
+        key: str,
+        item: KnowledgeItem,
+        ev: ExperienceEvent,
+        report: KnowledgeReport,
+        desk: ConflictDesk,
+    ) -> None:
+        """Fold one report into the item's contents and let the evidence pick the standing one."""
+        data = ev.knowledge
+        mine, standing = _said(data.content), _said(item.content)
+        values = {standing: _Value(item.content, list(self.reports[key]), self.floors.get(key))}
+        for said, alt in self.alternatives.get(key, {}).items():
+            values[said] = _Value(alt.content, list(alt.reports), alt.floor)
+        inst = report.instance_id
+        since = self.since.setdefault(key, {})
+        later = [r.order for said, v in values.items() if said != mine
+                 for r in v.reports if r.instance_id == inst]
+        stale = bool(later) and max(later) > report.order
+        was_verifier = inst in {r.instance_id for r in values.get(mine, _Value("")).reports}
+        if stale:
+            # This instance has since said something else: an older statement, no vote,
+            # and what it said before that statement no longer counts either.
+            since[inst] = max(since.get(inst, report.order), report.order)
+        else:
+            for said, v in values.items():
+                if said != mine:  # an instance's latest report is its only vote
+                    moved = [r.order for r in v.reports if r.instance_id == inst]
+                    if moved:
+                        since[inst] = max([*moved, *([since[inst]] if inst in since else [])])
+                    v.reports = [r for r in v.reports if r.instance_id != inst]
+            target = values.setdefault(mine, _Value(data.content))
+            target.reports.append(report)
+            target.reports.sort(key=lambda r: r.order)
+        if inst in since:  # the result is the same whatever order the reports came in
+            barrier = since[inst]
+            for v in values.values():
+                v.reports = [r for r in v.reports if r.instance_id != inst or r.order > barrier]
+        vote = None if stale else mine
+        if ctx.force:
+            self.preferred[key] = mine
+        winner = self._choose(ctx, key, values, standing, vote, ev, desk)
+        if winner is None:
+            return  # queued for review: nothing applied until it is decided
+        for v in values.values():
+            if len(v.reports) > MAX_REPORTS:
+                self._compact(v, item.integrated_at if v is values[standing] else None)
+        chosen = values[winner]
+        before = item.status if winner == standing else "pending"
+        if winner != standing:
+            # Another content stands; the previous one is kept as an alternative.
+            item = item.model_copy(update={"content": chosen.content})
+        self.reports[key] = chosen.reports
+        if chosen.floor is not None:
+            self.floors[key] = chosen.floor
+        else:
+            self.floors.pop(key, None)
+        alternatives = {s: v for s, v in values.items() if s != winner and v.reports}
+        if not chosen.reports:  # pragma: no cover - a content with no vote never wins
             return
-        was_verifier = report.instance_id in item.verifications
-        reports = self.reports[key]
-        reports.append(report)
-        reports.sort(key=lambda r: r.order)
-        if len(reports) > MAX_REPORTS:
-            self._compact(key)
-            reports = self.reports[key]
-        before = item.status
-        self.items[key] = self._fold(item, reports, ctx.cursor, self.floors.get(key))
+        if alternatives:
+            self.alternatives[key] = alternatives
+        else:
+            self.alternatives.pop(key, None)
+        folded = self._fold(item, chosen.reports, ctx.cursor, chosen.floor)
+        self.items[key] = folded.model_copy(update={
+            "first_seen": min(folded.first_seen, ev.timestamp),
+            "alternatives": _alternatives(alternatives),
+        })
         self.dirty[key] = None
-        if not was_verifier:
+        if vote == winner and not was_verifier:
             ctx.result.knowledge_verified += 1
         if before != "integrated" and self.items[key].status == "integrated":
             ctx.result.knowledge_integrated += 1
+
+    def _choose(
+        self,
+        ctx: MergeContext,
+        key: str,
+        values: dict[str, _Value],
+        standing: str,
+        mine: str | None,
+        ev: ExperienceEvent,
+        desk: ConflictDesk,
+    ) -> str | None:
+        """The content that stands, by the evidence; ``None``: the report was queued for review.
+
+        The most verifying instances win. A tie goes to a reviewer's earlier
+        choice, else to the resolver, pairwise (``queue`` opens a review for a
+        report whose content ties with the standing one; it is not applied).
+        """
+        top = max(v.support for v in values.values())
+        tied = sorted(s for s, v in values.items() if v.support == top)
+        contested = mine is not None and mine != standing and not ctx.force
+        if len(tied) == 1:
+            winner = tied[0]
+            if contested:
+                desk.settle(ctx, "knowledge", key, "apply" if winner == mine else "keep", ev)
+            return winner
+        preferred = self.preferred.get(key)
+        if preferred in tied:
+            assert preferred is not None
+            if contested:
+                desk.settle(ctx, "knowledge", key, "apply" if preferred == mine else "keep", ev,
+                            strategy="review")
+            return preferred
+        best = standing if standing in tied else tied[0]
+        done = {best}
+        counted = False
+        if contested and mine in tied and standing in tied:
+            resolution = desk.resolve(ctx, "knowledge", key, self._side(desk, values[standing]),
+                                      self._side(desk, values[mine]), ev)
+            if resolution.action == "queue":
+                return None
+            if resolution.action == "apply" and _said(resolution.value) == mine:
+                best = mine
+            done, counted = {standing, mine or standing}, True
+        for said in tied:  # the rest of a tie of three or more, through the same resolver
+            if said in done:
+                continue
+            answer = desk.resolver.resolve(self._side(desk, values[best]),
+                                           self._side(desk, values[said]))
+            if answer.action == "apply" and _said(answer.value) == said:
+                best = said
+        if contested and not counted:
+            desk.settle(ctx, "knowledge", key, "apply" if best == mine else "keep", ev)
+        return best
+
+    @staticmethod
+    def _side(desk: ConflictDesk, value: _Value) -> ContestedValue:
+        """A content as one side of a tie: its combined confidence and its latest report."""
+        latest = value.latest()
+        last = max(latest.values(), key=lambda r: r.order)
+        confidence = combined_confidence([latest[i].confidence for i in sorted(latest)])
+        return desk.side(value.content, confidence, last.timestamp, last.lamport,
+                         last.instance_id)
 
     def _restates(
         self, key: str, item: KnowledgeItem, report: KnowledgeReport, said: str
@@ -248,24 +409,22 @@ class KnowledgeIntegrator:
         )
         self.reports[key] = [report]
         self.floors.pop(key, None)
+        self.alternatives.pop(key, None)
+        self.since.pop(key, None)
         self.items[key] = self._fold(item, [report], ctx.cursor)
         self.dirty[key] = None
         self._index(item)
 
-    def _compact(self, key: str) -> None:
+    @staticmethod
+    def _compact(value: _Value, integrated_at: datetime | None) -> None:
         """Keep only each instance's latest report (bounds repeated reports).
 
         The integration time reached so far is kept as a floor, so an
         integrated item stays integrated.
         """
-        item = self.items[key]
-        if item.integrated_at is not None:
-            floor = self.floors.get(key)
-            self.floors[key] = min(floor, item.integrated_at) if floor else item.integrated_at
-        latest: dict[str, KnowledgeReport] = {}
-        for r in self.reports[key]:
-            latest[r.instance_id] = r
-        self.reports[key] = sorted(latest.values(), key=lambda r: r.order)
+        if integrated_at is not None:
+            value.floor = min(value.floor, integrated_at) if value.floor else integrated_at
+        value.reports = sorted(value.latest().values(), key=lambda r: r.order)
 
     def _fold(
         self,
@@ -405,6 +564,18 @@ class KnowledgeIntegrator:
                 self.floors[item.key] = datetime.fromisoformat(body["floor"])
             if body.get("said"):
                 self.said[item.key] = body["said"]
+            if body.get("alternatives"):
+                self.alternatives[item.key] = {
+                    _said(v.content): v
+                    for v in (_Value.from_json(a) for a in body["alternatives"])
+                }
+            if body.get("preferred"):
+                self.preferred[item.key] = body["preferred"]
+            if body.get("since"):
+                self.since[item.key] = {
+                    i: (datetime.fromisoformat(o[0]), o[1], o[2], o[3])
+                    for i, o in body["since"].items()
+                }
         for row in characteristics:
             body = json.loads(row.body)
             ch = Characteristic.model_validate(body["item"])
@@ -418,12 +589,19 @@ class KnowledgeIntegrator:
         knowledge = []
         for key in self.dirty:
             item = self.items[key]
-            body = {
+            body: dict[str, Any] = {
                 "item": item.model_dump(mode="json"),
                 "reports": [r.to_json() for r in self.reports[key]],
                 "floor": self.floors[key].isoformat() if key in self.floors else None,
                 "said": self.said.get(key, {}),
             }
+            if key in self.alternatives:
+                body["alternatives"] = [v.to_json() for v in self.alternatives[key].values()]
+            if key in self.preferred:
+                body["preferred"] = self.preferred[key]
+            if self.since.get(key):
+                body["since"] = {i: [o[0].isoformat(), o[1], o[2], o[3]]
+                                 for i, o in self.since[key].items()}
             knowledge.append(StoredRow(key, item.version, json.dumps(body)))
         chars = []
         for key in self.char_dirty:
@@ -435,6 +613,24 @@ class KnowledgeIntegrator:
         self.dirty.clear()
         self.char_dirty.clear()
         return knowledge, chars
+
+
+def _alternatives(values: dict[str, _Value]) -> list[KnowledgeAlternative]:
+    """The public view of the dissenting contents: most verified first, then by content."""
+    out = []
+    for _, v in sorted(values.items(), key=lambda kv: (-kv[1].support, kv[0])):
+        latest = v.latest()
+        out.append(KnowledgeAlternative.model_construct(
+            content=v.content,
+            confidence=combined_confidence([latest[i].confidence for i in sorted(latest)]),
+            verifications={
+                i: Verification.model_construct(
+                    instance_id=i, confidence=latest[i].confidence,
+                    event_id=latest[i].event_id, timestamp=latest[i].timestamp)
+                for i in sorted(latest)
+            },
+        ))
+    return out
 
 
 def _said(value: Any) -> str:
