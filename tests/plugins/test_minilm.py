@@ -8,6 +8,9 @@ those packages they are skipped.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -223,3 +226,17 @@ def test_a_hub_configured_with_minilm_merges_paraphrases_the_lexical_path_keeps_
     for got in lexical:
         assert got["result"]["memories_added"] == 1 and got["result"]["memories_merged"] == 0
         assert len(got["memories"]) == 2
+
+
+def test_the_benchmark_script_measures_encoding_cache_and_hub() -> None:
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_embedder.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--memories", "30", "--rounds", "1", "--batch-sizes", "8,16",
+         "--per-request", "10"],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(figures["encode_memories_per_s"]) == {"8", "16"}
+    assert figures["cached_memories_per_s"] > 0 and figures["hub_memories_per_s"] > 0
+    assert figures["hub_memories_handled"] == 30  # every memory merged, added or in conflict
