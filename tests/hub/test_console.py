@@ -233,7 +233,8 @@ def test_deciding_needs_the_sessions_csrf_token(fleet: Fleet) -> None:
     b, csrf = _signed_in(fleet.hub, fleet.write)
     url = page(AGENT, f"reviews/{fleet.review_id}")
     assert b.post(url, data={"decision": "accept"}).status_code == 403
-    assert b.post(url, data={"decision": "accept", "csrf": csrf[:-1] + "A"}).status_code == 403
+    altered = csrf[:-1] + ("B" if csrf.endswith("A") else "A")  # one character changed
+    assert b.post(url, data={"decision": "accept", "csrf": altered}).status_code == 403
     _other, other_csrf = _signed_in(fleet.hub, fleet.write)  # another session's token is wrong here
     assert other_csrf != csrf
     assert b.post(url, data={"decision": "accept", "csrf": other_csrf}).status_code == 403
