@@ -224,6 +224,62 @@ def test_embeddings_computed_once_per_memory_and_reused_at_load(
     assert r.memories_merged == 1
 
 
+class SynonymEmbedder:
+    """An embedder that knows one synonym: ``likes`` and ``prefers`` share a dimension."""
+
+    @hookimpl
+    def experience_sync_register_embedders(self, register: Any) -> None:
+        import numpy as np
+
+        from experience_sync.api import Embedder
+
+        vocab = ["user", "prefers", "green", "tea", "bike", "car", "owns", "a", "the"]
+
+        class Synonyms(Embedder):
+            name = "synonyms"
+            dim = len(vocab) + 1
+
+            def embed(self, texts: Any) -> Any:
+                out = np.zeros((len(texts), self.dim), dtype=np.float32)
+                for row, text in enumerate(texts):
+                    for word in text.lower().replace(".", "").split():
+                        word = "prefers" if word == "likes" else word
+                        out[row, vocab.index(word) if word in vocab else -1] += 1.0
+                norms = np.linalg.norm(out, axis=1, keepdims=True)
+                return out / np.where(norms == 0, 1.0, norms)
+
+        register("synonyms", lambda config=None: Synonyms())
+
+
+def test_a_one_word_swap_merges_when_the_embedder_reads_the_words_as_synonyms(
+    make_engine: Callable[..., MergeEngine], register_plugin: Any
+) -> None:
+    register_plugin(SynonymEmbedder(), name="synonym-embedder")
+    engine = make_engine(similarity_method="embedding", embedder="synonyms",
+                         similarity_threshold=0.9)
+    r = send(engine, ev("e1", "memory", {"content": "The user prefers green tea"}))
+    r = send(engine, ev("e2", "memory", {"content": "the user likes green tea"}, instance="i2"),
+             instance="i2")
+    assert r.memories_merged == 1 and r.outcomes.duplicate == 1
+    # Another thing swapped for one word stays its own memory, although the
+    # embedder puts the two sentences close (both unknown words share a slot).
+    send(engine, ev("e3", "memory", {"content": "The user owns a bike"}))
+    r = send(engine, ev("e4", "memory", {"content": "The user owns a kayak"}))
+    assert r.outcomes.distinct == 1 and r.memories_merged == 0
+    contents = sorted(m.content for m in engine.state(AGENT).memories)
+    assert contents == ["The user owns a bike", "The user owns a kayak",
+                        "The user prefers green tea"]
+
+
+def test_a_one_word_swap_stays_distinct_on_the_jaccard_path(
+    make_engine: Callable[..., MergeEngine],
+) -> None:
+    engine = make_engine(similarity_threshold=0.5)
+    send(engine, ev("e1", "memory", {"content": "The user prefers green tea"}))
+    send(engine, ev("e2", "memory", {"content": "the user likes green tea"}))
+    assert len(engine.state(AGENT).memories) == 2
+
+
 # --------------------------------------------------------------------------- skills
 
 

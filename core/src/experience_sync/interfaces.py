@@ -344,6 +344,14 @@ class SimilarityMethod(abc.ABC):
         """Whether :meth:`add` and :meth:`best_match` need an embedding."""
         return False
 
+    def bind_embedder(self, embedder: Embedder) -> None:  # noqa: B027 - optional
+        """Be given the hub's embedder (called once, before the first :meth:`add`).
+
+        A method that :attr:`needs_embeddings` may embed more than the
+        memories it is handed: the built-in ``embedding`` method embeds the
+        one word two near memories swap, to tell a synonym from another thing.
+        """
+
 
 @dataclass
 class ContestedValue:

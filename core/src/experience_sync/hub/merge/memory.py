@@ -136,6 +136,8 @@ class MemoryMerger:
             )
             if self.similarity is not None and self.similarity.needs_embeddings:
                 self.embedder = pm.registry.create("embedders", strategy.embedder, strategy)
+                if self.embedder is not None:
+                    self.similarity.bind_embedder(self.embedder)
         self.memories: dict[str, Memory] = {}
         self.normalized: dict[str, str] = {}
         self.by_hash: dict[str, str] = {}
@@ -198,6 +200,8 @@ class MemoryMerger:
             plan.local = self.pm.registry.create(
                 "similarity_methods", self.strategy.similarity_method, self.strategy
             )
+            if plan.local is not None and self.embedder is not None:
+                plan.local.bind_embedder(self.embedder)
         return plan
 
     def _match(

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from experience_sync.interfaces import (
+    Embedder,
     FloatArray,
     MatchQuery,
     SimilarityMatch,
@@ -772,6 +773,43 @@ class EmbeddingSimilarity(SimilarityMethod):
         # raw text, and all-MiniLM-L6-v2 put a full-width or ligature variant of
         # a sentence at cosine 0.41-0.8 from it.
         self._by_tokens: dict[tuple[str, ...], list[int]] = {}
+        # The hub's embedder, for the one word two near memories swap
+        # (:meth:`bind_embedder`), and those words' vectors.
+        self._embedder: Embedder | None = None
+        self._word_vectors: dict[str, FloatArray] = {}
+
+    #: Cosine of the two swapped words' own vectors at or above which the
+    #: embedder is taken to say they mean the same ("prefers" / "likes"),
+    #: so a one-word swap the guards call ``word`` is a duplicate after all.
+    #: all-MiniLM-L6-v2 puts no word pair of the labelled sets this high
+    #: (synonyms such as learning / studying at 0.58, other things such as
+    #: cat / dog at 0.66, shorter / longer at 0.80), so with it a word swap
+    #: stays distinct; an embedder that places synonyms together merges them.
+    synonym_threshold: float = 0.9
+    _WORD_CACHE = 4096
+
+    def bind_embedder(self, embedder: Embedder) -> None:
+        """Use ``embedder`` to compare the one word two near memories swap."""
+        self._embedder = embedder
+
+    def _synonyms(self, a: Signature, b: Signature) -> bool:
+        """Whether the one word ``a`` and ``b`` swap means the same to the embedder."""
+        if self._embedder is None:
+            return False
+        only_a, only_b = a.tokens - b.tokens, b.tokens - a.tokens
+        if len(only_a) != 1 or len(only_b) != 1:
+            return False
+        words = (next(iter(only_a)), next(iter(only_b)))
+        cache = self._word_vectors
+        missing = [w for w in words if w not in cache]
+        if missing:
+            if len(cache) + len(missing) > self._WORD_CACHE:
+                cache.clear()
+            for word, vec in zip(missing, self._embedder.embed(missing), strict=True):
+                cache[word] = np.asarray(vec, dtype=np.float32)
+        va, vb = cache[words[0]], cache[words[1]]
+        norm = float(np.linalg.norm(va) * np.linalg.norm(vb))
+        return norm > 0 and float(va @ vb) / norm >= self.synonym_threshold
 
     @property
     def needs_embeddings(self) -> bool:
@@ -874,6 +912,11 @@ class EmbeddingSimilarity(SimilarityMethod):
                     continue
                 sig = stored(slot)
                 reason = contradiction(q, sig) if q is not None and sig is not None else None
+                if (
+                    reason == "word" and score >= self.threshold
+                    and q is not None and sig is not None and self._synonyms(q, sig)
+                ):
+                    reason = None
                 if reason is None:
                     if score >= self.threshold:
                         found = SimilarityMatch(ids[slot] or "", float(score))
