@@ -84,24 +84,33 @@ def test_demo_unknown_strategy_is_refused() -> None:
 
 def test_demo_keep_leaves_the_hub_running() -> None:
     with subprocess.Popen(
-        [SCRIPT, "demo", "--keep"],
+        [SCRIPT, "demo", "--keep", "--strategy", "manual_review"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     ) as proc:
         try:
-            url = token = None
+            url = token = reviewer = None
             assert proc.stdout is not None
             for line in proc.stdout:
                 if line.startswith("hub url: "):
                     url = line.split(": ", 1)[1].strip()
                 if line.startswith("read token: "):
                     token = line.split(": ", 1)[1].strip()
+                if line.startswith("review token: "):
+                    reviewer = line.split(": ", 1)[1].strip()
                     break
-            assert url and token, "the demo did not print the hub URL and a read token"
+            assert url and token and reviewer, "the demo did not print the hub URL and its tokens"
             headers = {"Authorization": f"Bearer {token}"}
             state = httpx.get(f"{url}/v1/agents/support-agent/state", headers=headers).json()
             assert len(state["memories"]) == 4
+            # the queued conflict: the read token may see it, only the review token decide it
+            (review,) = httpx.get(f"{url}/v1/agents/support-agent/reviews", headers=headers).json()
+            decide = f"{url}/v1/agents/support-agent/reviews/{review['review_id']}"
+            assert httpx.post(decide, headers=headers, json={"decision": "accept"}).status_code == 403
+            accepted = httpx.post(decide, json={"decision": "accept"},
+                                  headers={"Authorization": f"Bearer {reviewer}"})
+            assert accepted.status_code == 200, accepted.text
             # a read token cannot write
             denied = httpx.post(
                 f"{url}/v1/agents/support-agent/events",

@@ -299,7 +299,8 @@ def run_demo(
         )
         if keep:
             manager.shutdown(5.0)
-            _keep_running(console, hub.url, read_token)
+            review_token = hub.create_token(AGENT, "demo-reviewer", scope="review")
+            _keep_running(console, hub.url, read_token, review_token)
         return 0 if all_ok else 1
 
 
@@ -339,16 +340,18 @@ def read_hub(url: str, token: str) -> dict[str, Any]:
     return out
 
 
-def _keep_running(console: Console, url: str, read_token: str) -> None:
+def _keep_running(console: Console, url: str, read_token: str, review_token: str) -> None:
     console.print(
         "\n[bold]The hub keeps running.[/bold]\n"
         f"hub url: {url}\n"
         f"read token: {read_token}\n"
+        f"review token: {review_token}\n"
         f"  curl -H 'Authorization: Bearer {read_token}' {url}/v1/agents/{AGENT}/state\n"
         f"  curl -H 'Authorization: Bearer {read_token}' {url}/v1/agents/{AGENT}/memories\n"
         f"  curl -H 'Authorization: Bearer {read_token}' "
         f"'{url}/v1/agents/{AGENT}/search?q=portal+logout'\n"
-        f"  open {url}/console and sign in with the read token\n"
+        f"  open {url}/console and sign in with the read token to look, or the review token "
+        "to accept or reject queued conflicts too\n"
         f"  curl -H 'Authorization: Bearer {read_token}' {url}/metrics   # Prometheus\n"
         f"  open {url}/docs for the API\n"
         "Press Ctrl-C to stop it (its temporary store is then deleted).",
