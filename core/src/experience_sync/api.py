@@ -1,8 +1,8 @@
 """The stable surface for plugins and adapters: import from here, nothing else.
 
 Everything a third-party store, transport, protocol, similarity method,
-conflict resolver, skill aggregation, embedder, vector index, ranker,
-reranker or framework adapter needs is re-exported by this module (and, for
+conflict resolver, skill aggregation, embedder, vector index, merge judge,
+ranker, reranker or framework adapter needs is re-exported by this module (and, for
 tests, by :mod:`experience_sync.testing`). Names here keep their meaning and
 signature within a major version; a name leaves only after a release in
 which it warned. Every other module of ``experience_sync`` is internal and
@@ -71,6 +71,13 @@ from experience_sync.interfaces import (
     Transport,
     VectorIndex,
 )
+from experience_sync.merge_judges import (
+    MERGE_OUTCOMES,
+    JudgedPair,
+    MergeJudge,
+    RuleJudge,
+    Verdict,
+)
 from experience_sync.models import (
     SCHEMA_VERSION,
     AgentState,
@@ -87,6 +94,7 @@ from experience_sync.models import (
     KnowledgeItem,
     Memory,
     MemoryData,
+    MergeOutcome,
     MergeResult,
     ObservabilityEvent,
     Review,
@@ -113,6 +121,7 @@ from experience_sync.stores.state import TABLES, ChangeSet, LogEntry, StoredAgen
 
 __all__ = [
     "KINDS",
+    "MERGE_OUTCOMES",
     "SCHEMA_VERSION",
     "TABLES",
     "AgentState",
@@ -146,12 +155,15 @@ __all__ = [
     "IngestMeta",
     "InstanceStatus",
     "InteractionData",
+    "JudgedPair",
     "KnowledgeData",
     "KnowledgeItem",
     "LogEntry",
     "MatchQuery",
     "Memory",
     "MemoryData",
+    "MergeJudge",
+    "MergeOutcome",
     "MergeResult",
     "MergeStrategyConfig",
     "NotInitializedError",
@@ -174,6 +186,7 @@ __all__ = [
     "Resolution",
     "RetryableError",
     "Review",
+    "RuleJudge",
     "SearchDoc",
     "SearchHit",
     "SearchKind",
@@ -197,6 +210,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "VectorIndex",
+    "Verdict",
     "check_url",
     "clip",
     "error_message",

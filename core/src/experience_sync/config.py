@@ -270,6 +270,7 @@ _MERGE_PLUGIN_FIELDS = {
     "similarity_method": "similarity_methods",
     "embedder": "embedders",
     "vector_index": "vector_indexes",
+    "judge": "merge_judges",
 }
 
 
@@ -292,6 +293,22 @@ class MergeStrategyConfig(ConfigSection):
     skill_conflict_margin: float = Field(default=0.3, ge=0.0, le=1.0)
     instance_trust: dict[str, float] = Field(default_factory=dict)
     skill_aliases: dict[str, str] = Field(default_factory=dict)
+    #: The merge judge of near memory pairs (``rules``: the guards decide, no judge is asked).
+    judge: str = "rules"
+    #: ``[low, high]`` of the similarity score: the pairs a judge other than ``rules`` decides.
+    judge_zone: tuple[float, float] = (0.5, 1.0)
+    #: Seconds a judge may take over one pair before the rules decide it.
+    judge_timeout: float = Field(default=10.0, gt=0.0, le=3600.0)
+
+    @field_validator("judge_zone")
+    @classmethod
+    def _zone(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not (0.0 <= low <= 1.0 and 0.0 <= high <= 1.0):
+            raise ValueError(f"[low, high] must lie within 0..1, got [{low}, {high}]")
+        if low > high:
+            raise ValueError(f"low must not exceed high, got [{low}, {high}]")
+        return value
 
     @field_validator("skill_aliases")
     @classmethod

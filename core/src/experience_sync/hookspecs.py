@@ -121,6 +121,16 @@ def experience_sync_register_vector_indexes(register: Register) -> None:
 
 
 @hookspec
+def experience_sync_register_merge_judges(register: Register) -> None:
+    """Register merge judges that decide near memory pairs in the grey zone (``rules``, ...).
+
+    :param register: call ``register(name, factory)``; ``factory(config)`` is
+        called with the :class:`~experience_sync.config.MergeStrategyConfig`
+        and returns a :class:`~experience_sync.merge_judges.MergeJudge`.
+    """
+
+
+@hookspec
 def experience_sync_register_stores(register: Register) -> None:
     """Register hub stores, selected by the scheme of the store URL (``sqlite``, ...).
 
@@ -180,7 +190,7 @@ def experience_sync_observe(event: ObservabilityEvent) -> None:
     ``merge.knowledge``, and ``sync.retry``, ``sync.failed``,
     ``sync.filtered``, ``outbox.full``, ``hub.rejected``, ``review.queued``,
     ``review.decided``, ``recall.pull``, ``recall.error``, ``outbox.error``,
-    ``outbox.recovered`` (see
+    ``outbox.recovered``, ``merge.judged``, ``merge.judge_fallback`` (see
     ``docs/wire-protocol.md``, Observability). Implementations must be quick; an exception in one is logged and does not stop the others or the
     sync.
 

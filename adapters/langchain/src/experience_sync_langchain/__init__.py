@@ -5,6 +5,8 @@
   events through an ``ExperienceSyncManager``.
 * :func:`register_langchain_embeddings`: use any LangChain ``Embeddings`` as the
   hub's embedder for memory deduplication.
+* :func:`register_langchain_judge`: use any LangChain chat model as the hub's
+  merge judge of near memory pairs.
 * :class:`ExperienceSyncRetriever`: a retriever over what the fleet learned.
 * :class:`ExperienceSyncStore`: a LangGraph ``BaseStore`` shared by the fleet
   (needs the ``langgraph`` extra; imported on first use).
@@ -22,6 +24,14 @@ from experience_sync_langchain.embeddings import (
     LangChainEmbedder,
     register_langchain_embeddings,
     unregister_langchain_embeddings,
+)
+from experience_sync_langchain.judge import (
+    JUDGE_PAIR_PROMPT,
+    JUDGE_SYSTEM_PROMPT,
+    JudgeAnswer,
+    LangChainJudge,
+    register_langchain_judge,
+    unregister_langchain_judge,
 )
 from experience_sync_langchain.recorder import (
     CUSTOM_EVENTS,
@@ -46,12 +56,18 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CUSTOM_EVENTS",
     "DEFAULT_PRIORITIES",
+    "JUDGE_PAIR_PROMPT",
+    "JUDGE_SYSTEM_PROMPT",
     "AsyncExperienceSyncCallbackHandler",
     "ExperienceSyncCallbackHandler",
     "ExperienceSyncRecorder",
     "ExperienceSyncRetriever",
     "ExperienceSyncStore",
+    "JudgeAnswer",
     "LangChainEmbedder",
+    "LangChainJudge",
     "register_langchain_embeddings",
+    "register_langchain_judge",
     "unregister_langchain_embeddings",
+    "unregister_langchain_judge",
 ]

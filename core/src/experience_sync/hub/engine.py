@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 from experience_sync.config import MergeStrategyConfig, RecallConfig
 from experience_sync.errors import PluginError, StaleStateError
 from experience_sync.hub.merge.conflicts import MergeContext, Notice, short_hash
+from experience_sync.hub.merge.judging import JUDGEMENT_KIND, judgement_entry_id
 from experience_sync.hub.runtime import AgentRuntime
 from experience_sync.hub.search import HubSearch
 from experience_sync.interfaces import Store
@@ -164,6 +165,7 @@ class MergeEngine:
         registry.get("skill_aggregations", self.strategy.skill_aggregation)
         if self.strategy.memory_deduplication:
             registry.get("similarity_methods", self.strategy.similarity_method)
+            registry.get("merge_judges", self.strategy.judge)
         self._check_plugins()
         self._runtimes: dict[str, AgentRuntime] = {}
         self._locks: dict[str, threading.RLock] = {}
@@ -345,6 +347,13 @@ class MergeEngine:
             for ev in fresh
         ]
         rt.apply_events(ctx, fresh)
+        # The merge judge's decisions, logged with the request: replay reads
+        # them instead of asking a judge again.
+        log.extend(
+            LogEntry(judgement_entry_id(j.event_id), JUDGEMENT_KIND, j.body(), unit_id,
+                     instance_id, ctx.cursor)
+            for j in ctx.judgements.values()
+        )
         if fresh:
             rt.cursor = ctx.cursor
             rt.finish()

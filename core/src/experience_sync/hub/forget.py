@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["ForgetRefused", "Requester", "forget", "select_entries"]
 
 # Log entry kinds a forget knows how to rebuild from.
-_KNOWN_KINDS = frozenset({"event", "decision", "forget", "forgotten", "snapshot"})
+_KNOWN_KINDS = frozenset({"event", "decision", "forget", "forgotten", "snapshot", "judgement"})
 # Keys of a state row's JSON that name the instances it came from.
 _SOURCE_KEYS = frozenset({"source_instances", "source_instance", "instance_id"})
 
@@ -127,6 +127,18 @@ def select_entries(
             or normalize(str(data.get("name", ""))) in skill_names
         ):
             selected.add(entry.entry_id)
+    # A merge judge's decision goes with its event, and so does the event of
+    # a decision whose merged text the request selects.
+    needle = normalize(request.query) if request.query is not None else None
+    for entry in entries:
+        if entry.kind != "judgement":
+            continue
+        raw = json.loads(entry.body)
+        merged = raw.get("merged_text")
+        if raw.get("event_id") in selected or (
+            needle and isinstance(merged, str) and needle in normalize(merged)
+        ):
+            selected.update((entry.entry_id, str(raw.get("event_id"))))
     return selected
 
 

@@ -79,6 +79,18 @@ class HubMetrics:
             ["resolution"],
             registry=r,
         )
+        self.judge_decisions = Counter(
+            "experience_sync_hub_merge_judge_decisions",
+            "Memory pairs a merge judge decided, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.judge_fallbacks = Counter(
+            "experience_sync_hub_merge_judge_fallbacks",
+            "Merge judge calls the rules decided instead: error, timeout, invalid, overloaded.",
+            ["reason"],
+            registry=r,
+        )
         self.websocket_connections = Gauge(
             "experience_sync_hub_websocket_connections",
             "Open WebSocket connections.",
@@ -96,8 +108,12 @@ class HubMetrics:
         )
 
     def observe_event(self, event: ObservabilityEvent) -> None:
-        """Count one observability event."""
+        """Count one observability event (and the merge judge's, by outcome or reason)."""
         self.observability_events.labels(event.type).inc()
+        if event.type == "merge.judged":
+            self.judge_decisions.labels(str(event.data.get("outcome"))).inc()
+        elif event.type == "merge.judge_fallback":
+            self.judge_fallbacks.labels(str(event.data.get("reason"))).inc()
 
     def observe_result(self, kind: str, result: MergeResult) -> None:
         """Count what one ingested unit did."""

@@ -4,7 +4,9 @@ The ``experience-sync replay`` command runs :func:`replay`. Everything the
 merge derives comes from the logged events (their timestamps, never the wall
 clock), so replaying a log under the same merge configuration reproduces the
 live state exactly; under another configuration it gives what the hub would
-hold had it always run that one.
+hold had it always run that one. A merge judge is the exception: its
+decisions are read from the log (``judgement`` entries), whatever
+``merge_strategy.judge`` says, and no judge is ever called.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import datetime
 from experience_sync.config import MergeStrategyConfig
 from experience_sync.hub.engine import MergeEngine
 from experience_sync.hub.merge.conflicts import MergeContext
+from experience_sync.hub.merge.judging import JUDGEMENT_KIND, Judgement
 from experience_sync.hub.runtime import AgentRuntime
 from experience_sync.interfaces import Store
 from experience_sync.models import AgentState, InstanceStatus, MergeResult
@@ -51,6 +54,8 @@ def replay(
         source.reset_state(agent_id)
     elif agent_id in dest.agents():
         raise ValueError(f"the target store already holds agent {agent_id!r}")
+    # No judge is built, let alone asked: the log holds each of its decisions.
+    strategy = strategy.model_copy(update={"judge": "rules"})
     engine = MergeEngine(dest, strategy, pm, emit=False)
     _rebuild(engine, agent_id, source, copy=not in_place)
     return engine.state(agent_id)
@@ -59,11 +64,17 @@ def replay(
 def apply_group(rt: AgentRuntime, group: Sequence[LogEntry]) -> None:
     """Apply one request's log entries (they share ``request``) to ``rt``, as the live merge did.
 
-    Events merge, decisions decide again, a ``forget`` tombstone marks its
-    cursor and ``forgotten`` (redacted) entries are skipped: what they held
-    is gone, and the state is what the log without them gives.
+    Events merge, decisions decide again, a merge judge's logged
+    ``judgement`` decides its pair (no judge is asked), a ``forget``
+    tombstone marks its cursor and ``forgotten`` (redacted) entries are
+    skipped: what they held is gone, and the state is what the log without
+    them gives.
     """
-    ctx = MergeContext(cursor=group[0].request)
+    ctx = MergeContext(cursor=group[0].request, replay=True)
+    for e in group:
+        if e.kind == JUDGEMENT_KIND:
+            judgement = Judgement.from_body(e.body)
+            ctx.judgements[judgement.event_id] = judgement
     events = [e.event for e in group if e.kind == "event"]
     if events:
         rt.apply_events(ctx, events)

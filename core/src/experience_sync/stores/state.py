@@ -40,6 +40,11 @@ class LogEntry:
         forget redacted (body ``{"forgotten": forget_id}``): replay skips the
         latter, and the former marks the cursor since which pulls get the
         whole state (see :mod:`experience_sync.hub.forget`).
+        ``judgement`` is a merge judge's decision of one memory event (id
+        ``judge:<event_id>``, body ``{"event_id", "memory_id", "outcome",
+        "merged_text", "reason", "judge", "score"}``), logged with its
+        request; replay applies it instead of asking a judge (see
+        :mod:`experience_sync.hub.merge.judging`).
     :param body: the JSON text.
     :param unit_id: the batch or check-in id that carried it, if any.
     :param instance_id: the instance that sent it (or ``hub`` for decisions).
@@ -48,7 +53,7 @@ class LogEntry:
     """
 
     entry_id: str
-    kind: Literal["event", "decision", "snapshot", "forget", "forgotten"]
+    kind: Literal["event", "decision", "snapshot", "forget", "forgotten", "judgement"]
     body: str
     unit_id: str | None
     instance_id: str

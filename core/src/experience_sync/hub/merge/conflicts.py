@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from experience_sync.config import MergeStrategyConfig
 from experience_sync.interfaces import ConflictResolver, ContestedValue, Resolution
@@ -31,6 +31,9 @@ from experience_sync.models import (
 )
 from experience_sync.plugins import ExperienceSyncPluginManager
 from experience_sync.stores.state import StoredRow
+
+if TYPE_CHECKING:
+    from experience_sync.hub.merge.judging import Judgement
 
 ConflictKind = Literal["memory", "skill", "knowledge", "characteristic"]
 
@@ -142,6 +145,11 @@ class MergeContext:
     :param notices: observability events to emit after the commit.
     :param force: applying an accepted review: skip conflict detection.
     :param target: for an accepted memory review, the stored memory to supersede.
+    :param judgements: merge judge decisions by event id: those this request's
+        judge made (the engine logs them with it), or, on replay, those read
+        from the log.
+    :param replay: rebuilding from the log: no judge is asked; a logged
+        judgement decides its pair, the rules every other.
     """
 
     cursor: int
@@ -149,6 +157,8 @@ class MergeContext:
     notices: list[Notice] = field(default_factory=list)
     force: bool = False
     target: str | None = None
+    judgements: dict[str, Judgement] = field(default_factory=dict)
+    replay: bool = False
 
 
 class ConflictDesk:

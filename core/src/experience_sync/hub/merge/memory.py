@@ -6,6 +6,11 @@ stored match at or above its threshold). A match merges (field rules in
 ``docs/merging.md``); a near memory the method flags as a contradiction is a
 conflict for the resolver; anything else is added. With
 ``memory_deduplication = false`` every memory is added.
+
+A merge judge other than ``rules`` (``merge_strategy.judge``) decides the pairs
+its :class:`~experience_sync.hub.merge.judging.JudgeDesk` wants instead of the
+rules, and a pair found below the method's threshold but inside the judge
+zone; on replay, the logged judgement decides.
 """
 
 from __future__ import annotations
@@ -18,9 +23,17 @@ import numpy as np
 
 from experience_sync.config import MergeStrategyConfig
 from experience_sync.hub.merge.conflicts import ConflictDesk, MergeContext, is_reconciliation
+from experience_sync.hub.merge.judging import JudgeDesk, Judgement
 from experience_sync.hub.merge.similarity import outcome
 from experience_sync.interfaces import Embedder, FloatArray, SimilarityMatch, SimilarityMethod
-from experience_sync.models import ExperienceEvent, Memory, MemoryData, SupersededStatement
+from experience_sync.merge_judges import JudgedPair
+from experience_sync.models import (
+    ExperienceEvent,
+    Memory,
+    MemoryData,
+    MergeOutcome,
+    SupersededStatement,
+)
 from experience_sync.plugins import ExperienceSyncPluginManager
 from experience_sync.stores.state import StoredRow
 from experience_sync.text import content_hash, normalize
@@ -130,6 +143,7 @@ class MemoryMerger:
         self.dedup = strategy.memory_deduplication
         self.similarity: SimilarityMethod | None = None
         self.embedder: Embedder | None = None
+        self.judges: JudgeDesk | None = None
         if self.dedup:
             self.similarity = pm.registry.create(
                 "similarity_methods", strategy.similarity_method, strategy
@@ -138,6 +152,7 @@ class MemoryMerger:
                 self.embedder = pm.registry.create("embedders", strategy.embedder, strategy)
                 if self.embedder is not None:
                     self.similarity.bind_embedder(self.embedder)
+            self.judges = JudgeDesk(strategy, pm)
         self.memories: dict[str, Memory] = {}
         self.normalized: dict[str, str] = {}
         self.by_hash: dict[str, str] = {}
@@ -254,9 +269,29 @@ class MemoryMerger:
             if self.similarity is not None:
                 if embedding is None and self.embedder is not None:
                     embedding = self.embedder.embed([data.content])[0]
+                recorded = ctx.judgements.get(ev.event_id) if ctx.replay else None
+                if recorded is not None and recorded.memory_id in self.memories:
+                    # Replay: the logged decision, never the judge again.
+                    self._judged(ctx, ev, desk, recorded, norm, digest, embedding, plan)
+                    return
                 found = self._match(plan, ev.event_id, norm, embedding, data.content)
+                judging = self.judges is not None and self.judges.active and not ctx.replay
+                if judging and self.judges is not None and (found is None or found.memory_id not in self.memories):
+                    found = self.judges.probe(self.similarity, norm, embedding, data.content)
+                    if found is not None and found.memory_id in self.memories:
+                        # Below the threshold, in the zone: the rules add it unrelated.
+                        verdict = self._ask(ctx, ev, found, False, "distinct", None)
+                        if verdict is not None:
+                            self._judged(ctx, ev, desk, verdict, norm, digest, embedding, plan)
+                            return
+                    found = None
                 if found is not None and found.memory_id in self.memories:
                     kind = outcome(found.contradiction)
+                    if judging:
+                        verdict = self._ask(ctx, ev, found, True, kind, found.contradiction)
+                        if verdict is not None:
+                            self._judged(ctx, ev, desk, verdict, norm, digest, embedding, plan)
+                            return
                     if kind == "duplicate":
                         tally.outcome(ev.event_id, "duplicate", found.memory_id)
                         self._merge_into(ctx, ev, found.memory_id)
@@ -278,6 +313,74 @@ class MemoryMerger:
             tally.outcome(
                 ev.event_id, "distinct", mid, related, reason, listed=related is not None
             )
+
+    # ------------------------------------------------------------------ the merge judge
+
+    def _ask(
+        self, ctx: MergeContext, ev: ExperienceEvent, found: SimilarityMatch, near: bool,
+        kind: MergeOutcome, reason: str | None,
+    ) -> Judgement | None:
+        """The judge's decision of ``ev`` against ``found``, or ``None`` for the rules'."""
+        assert self.judges is not None and self.similarity is not None
+        pair = JudgedPair(
+            ev.memory.content, self.memories[found.memory_id].content, found.memory_id,
+            float(found.score), near, kind, reason, self.similarity.name,
+        )
+        if not self.judges.wants(pair):
+            return None
+        return self.judges.decide(ctx, ev.event_id, ev.source_instance, pair)
+
+    def _judged(
+        self,
+        ctx: MergeContext,
+        ev: ExperienceEvent,
+        desk: ConflictDesk,
+        verdict: Judgement,
+        norm: str,
+        digest: str,
+        embedding: FloatArray | None,
+        plan: RequestPlan,
+    ) -> None:
+        """Apply a judge's decision (made now, or read from the log on replay)."""
+        mid, reason = verdict.memory_id, f"judge:{verdict.judge}"
+        tally = ctx.result
+        if verdict.outcome == "duplicate":
+            tally.outcome(ev.event_id, "duplicate", mid, reason=reason)
+            merged = tally.memories_merged
+            self._merge_into(ctx, ev, mid)
+            if verdict.merged_text and tally.memories_merged > merged:
+                self._rewrite(ctx, mid, verdict.merged_text, plan)
+        elif verdict.outcome == "contradiction":
+            tally.outcome(ev.event_id, "contradiction", mid, reason=reason)
+            self._contradiction(ctx, ev, desk, mid, norm, digest, embedding, plan)
+        else:
+            added = self._add(ctx, ev, norm, digest, embedding, plan, mid)
+            tally.outcome(ev.event_id, "distinct", added, mid, reason)
+
+    def _rewrite(self, ctx: MergeContext, mid: str, text: str, plan: RequestPlan) -> None:
+        """Give a merged memory the text its judge proposed (indexes follow)."""
+        m = self.memories[mid]
+        norm = normalize(text)
+        digest = content_hash(norm)
+        if digest == m.normalized_hash:
+            return
+        if self.by_hash.get(m.normalized_hash) == mid:
+            del self.by_hash[m.normalized_hash]
+        self.by_hash.setdefault(digest, mid)
+        embedding = self.embedder.embed([text])[0] if self.embedder is not None else None
+        self.normalized[mid] = norm
+        if embedding is not None:
+            self.embeddings[mid] = np.asarray(embedding, dtype=np.float32)
+        if self.similarity is not None:
+            self.similarity.remove(mid)
+            self.similarity.add(mid, norm, embedding, text)
+        plan.stale = True
+        self.memories[mid] = m.model_copy(
+            update={"content": text, "normalized_hash": digest, "version": ctx.cursor}
+        )
+        self.dirty[mid] = None
+
+    # ------------------------------------------------------------------ adding
 
     def _add(
         self,
