@@ -336,3 +336,31 @@ def test_the_zone_and_timeout_load_from_a_file(judges: Judges, tmp_path: Path) -
                     "judge_timeout = 2.5\n")
     merge = load_config(path, environ={}, cwd=tmp_path).merge_strategy
     assert (merge.judge, merge.judge_zone, merge.judge_timeout) == ("scripted", (0.6, 0.9), 2.5)
+
+
+def test_a_forget_takes_the_judgement_with_its_memory(judges: Judges, tmp_path: Path) -> None:
+    """A log holding judgements can be forgotten from; the merged text goes too."""
+    from experience_sync.api import ForgetRequest
+    from experience_sync.hub.forget import forget
+
+    judges.answers[TEA_MORE] = Verdict("duplicate", "Every morning the user drinks green tea "
+                                       "with honey", "more detail")
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    with run_in_thread(url, strategy=strategy(judge="scripted"), auth=False) as hub, \
+            httpx.Client(base_url=hub.url, timeout=30) as client:
+        send(client, "a", "i1", "e1", TEA, 0)
+        send(client, "a", "i2", "e2", TEA_MORE, 1)
+        send(client, "a", "i1", "e3", UNRELATED, 2)
+        result = forget(hub.hub.engine, "a", ForgetRequest(query="honey"))
+        assert result.events_forgotten >= 1
+        left = list(active(client, "a").values())
+        # The first report stays, as the log without the forgotten one gives it.
+        assert sorted(left) == sorted([TEA, UNRELATED])
+    store = open_store(url)
+    try:
+        kinds = {e.entry_id: e.kind for e in store.iter_log("a")}
+        assert kinds["judge:e2"] == "forgotten" and kinds["e2"] == "forgotten"
+        rebuilt = replay(store, "a", MergeStrategyConfig())
+        assert sorted(m.content for m in rebuilt.memories) == sorted([TEA, UNRELATED])
+    finally:
+        store.close()
