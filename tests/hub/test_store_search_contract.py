@@ -283,6 +283,107 @@ def test_free_text_with_a_nul_is_indexed(make_engine: Callable[..., MergeEngine]
     assert [h.kind for h in engine.search(AGENT, SearchQuery(q="rota mondays")).hits] == ["memory"]
 
 
+def _ops_skills(system: str) -> list[ExperienceEvent]:
+    """Skills named after a system whose uses say the system's name, as tools' are."""
+    ident = system.replace(" ", "_")
+    uses = {
+        f"rotate_keys_{ident}": [f"Rotating leaked keys of the {system}"],
+        f"restart_{ident}": [f"Restarting the {system} after it hangs"],
+        f"scale_up_{ident}": [f"Scaling the {system} up before a traffic peak"],
+    }
+    return [
+        ev(f"s-{name}", "skill", {"name": name, "category": "ops",
+                                  "usage": {"invocations": 2, "successes": 2, "contexts": ctx}})
+        for name, ctx in uses.items()
+    ]
+
+
+def test_a_skill_name_does_not_outweigh_a_memory_that_says_the_words(
+    make_engine: Callable[..., MergeEngine],
+) -> None:
+    # A skill's name repeats the words its uses say: split at the underscores
+    # it counted them once more, and skills outranked the memory that answers
+    # (benchmarks/recall_data: "Payments API rate limit" found only skills).
+    engine = make_engine()
+    answer = "The loyalty program allows 120 requests a minute."
+    send(engine, ev("m1", "memory", {"content": answer}),
+         ev("m2", "memory", {"content": "Every Monday the billing service is offline."}),
+         ev("m3", "memory", {"content": "Invoices are emailed on the first business day."}))
+    send(engine, *_ops_skills("loyalty program"))
+    found = texts(engine, "Loyalty program rate limit", k=10)
+    assert found[0] == answer
+    assert len(found) == 4  # the skills still match, below the memory
+
+
+def test_an_identifier_is_found_by_its_name_and_by_its_words(
+    make_engine: Callable[..., MergeEngine],
+) -> None:
+    engine = make_engine()
+    teach(engine)  # the skill payments_api, used in no recorded context
+    assert hits(engine, "payments_api")[0] == ("skill", "payments_api")
+    assert ("skill", "payments_api") in hits(engine, "payments api", k=10)
+    send(engine, ev("m-id", "memory", {"content": "Set max_retries to 3 for the nightly job"}),
+         ev("m-words", "memory", {"content": "Retries of the export max out at five"}))
+    assert texts(engine, "max_retries")[0] == "Set max_retries to 3 for the nightly job"
+    assert set(texts(engine, "max retries", k=10)) >= {
+        "Set max_retries to 3 for the nightly job", "Retries of the export max out at five"}
+    # a hit shows the text as recorded, never the index's spelling of it
+    assert "paymentsapi" not in " ".join(texts(engine, "payments api", k=10))
+
+
+def _downgrade_index(store_url: str) -> None:
+    """Make the store's index look like one written by index version 1 (text indexed as is)."""
+    if store_url.startswith("sqlite"):
+        db = sqlite3.connect(store_url.removeprefix("sqlite:///"))
+        for (tag,) in db.execute("SELECT tag FROM recall_agents").fetchall():
+            fts = f"recall_fts_{tag}"
+            rows = db.execute(f"SELECT rowid, text, kind, status FROM {fts}").fetchall()
+            db.execute(f"DROP TABLE {fts}")
+            db.execute(f"CREATE VIRTUAL TABLE {fts} USING fts5(text, kind UNINDEXED, "
+                       "status UNINDEXED, tokenize='porter unicode61 remove_diacritics 2')")
+            db.executemany(f"INSERT INTO {fts} (rowid, text, kind, status) VALUES (?, ?, ?, ?)",
+                           rows)
+        db.execute("DROP TABLE recall_meta")
+        db.commit()
+        db.close()
+        return
+    import psycopg
+
+    with psycopg.connect(store_url, autocommit=True) as conn:
+        conn.execute("UPDATE xs_search_docs SET text = replace(text, 'paymentsapi', 'payments_api')")
+        conn.execute("DROP TABLE xs_search_meta")
+
+
+def test_an_index_of_an_older_version_is_rebuilt_on_open(
+    make_engine: Callable[..., MergeEngine], store_url: str
+) -> None:
+    first = make_engine()
+    teach(first)
+    send(first, *_ops_skills("loyalty program"))
+    queries = [*QUERIES, "payments_api", "loyalty program restart"]
+    before = {q: hits(first, q, k=20) for q in queries}
+    first.close()
+    _downgrade_index(store_url)
+    engine = make_engine()
+    count = ReindexCount(engine.store)
+    assert {q: hits(engine, q, k=20) for q in queries} == before
+    if store_url.startswith("sqlite"):
+        assert count.calls == []  # rebuilt from the texts it held, when the store opened
+        db = sqlite3.connect(store_url.removeprefix("sqlite:///"))
+        tag = db.execute("SELECT tag FROM recall_agents").fetchone()[0]
+        assert db.execute(f"SELECT terms FROM recall_fts_{tag} WHERE text = 'payments_api'"
+                          ).fetchall() == [("paymentsapi payments api",)]
+        db.close()
+    else:
+        assert count.calls == [len(LESSONS) + 4]  # reindexed when the hub loaded the agent
+    assert engine.store.search_cursor(AGENT) == engine.state(AGENT).cursor
+    engine.close()
+    again = make_engine()  # the upgrade runs once
+    count = ReindexCount(again.store)
+    assert hits(again, "payments_api", k=20) == before["payments_api"]
+    assert count.calls == []
+
+
 # --------------------------------------------------------------------------- several hubs
 
 

@@ -9,6 +9,7 @@ ids, hashes or instance names.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,8 @@ __all__ = [
     "doc_of_knowledge",
     "doc_of_memory",
     "doc_of_skill",
+    "identifier_terms",
+    "index_text",
     "matches",
     "skill_text",
 ]
@@ -93,6 +96,52 @@ class SearchDoc:
             ),
             rankers=rankers,
         )
+
+
+# A word joined by underscores (``rotate_keys_checkout_flow``, ``payments_api``):
+# what tool and skill names look like.
+_IDENTIFIER = re.compile(r"[^\W_]+(?:_+[^\W_]+)+")
+_PART = re.compile(r"[^\W_]+")
+
+
+def identifier_terms(word: str) -> list[str]:
+    """An identifier as text indexes see it: one fused token, then its parts.
+
+    ``payments_api`` gives ``["paymentsapi", "payments", "api"]``; a word
+    without an underscore between two word characters gives ``[word]``.
+    """
+    if not _IDENTIFIER.fullmatch(word):
+        return [word]
+    parts = _PART.findall(word)
+    return ["".join(parts), *parts]
+
+
+def index_text(text: str) -> str:
+    """The text a text index holds for a document whose text is ``text``.
+
+    An identifier is kept as one fused token (``rotatekeyscheckoutflow``),
+    which a query naming the identifier matches exactly (see
+    :func:`~experience_sync.recall.fts.query_terms`), followed by those of its
+    words that the rest of the text (or an earlier identifier) does not contain. So a skill named
+    ``rotate_keys_checkout_flow`` that was used for "Rotating leaked keys of
+    the checkout flow" holds *checkout* and *flow* once each, as its uses
+    say them, not once more for the name (a text index would otherwise split
+    the name at the underscores and count its words again, and a skill would
+    outrank a memory that says the same words once); a skill used in no
+    recorded context is still found by the words of its name. Everything
+    else is unchanged.
+    """
+    if "_" not in text:
+        return text
+    said = {w.casefold() for w in _PART.findall(_IDENTIFIER.sub(" ", text))}
+
+    def spell(match: re.Match[str]) -> str:
+        fused, *parts = identifier_terms(match.group(0))
+        missing = [p for p in dict.fromkeys(parts) if p.casefold() not in said]
+        said.update(p.casefold() for p in missing)  # once in the whole text
+        return " ".join([fused, *missing])
+
+    return _IDENTIFIER.sub(spell, text)
 
 
 def skill_text(name: str, category: str, contexts: list[str]) -> str:

@@ -9,8 +9,15 @@ state they index, so the index and the state never disagree after a crash.
 
 Text is tokenized by FTS5's ``porter unicode61`` tokenizer (Unicode word
 characters, case and diacritics folded, English Porter stemming: *payments*
-finds *payment*). A query is the OR of its words without English stop words,
-ranked by FTS5's ``bm25()``.
+finds *payment*). What is indexed is the document's text as
+:func:`~experience_sync.recall.documents.index_text` spells it (an identifier
+such as ``payments_api`` as one fused token plus those of its words the text
+does not already say); the text itself is kept beside it, unindexed, for the
+hits. A query is the OR of its words without English stop words (an
+identifier: its fused token and its words), ranked by FTS5's ``bm25()``.
+
+An index written by an older version (:data:`INDEX_VERSION`) is rebuilt from
+the texts it holds when it is opened, in one transaction.
 """
 
 from __future__ import annotations
@@ -21,9 +28,20 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 
-from .documents import DocKey, SearchDoc
+from .documents import DocKey, SearchDoc, identifier_terms, index_text
 
-__all__ = ["STOP_WORDS", "FtsIndex", "fts5_available", "match_expression", "query_terms"]
+__all__ = [
+    "INDEX_VERSION",
+    "STOP_WORDS",
+    "FtsIndex",
+    "fts5_available",
+    "match_expression",
+    "query_terms",
+]
+
+#: The layout of the index and the text it holds. 1: the document's text,
+#: indexed as is. 2: the text unindexed, and indexed as ``index_text`` spells it.
+INDEX_VERSION = 2
 
 #: Words a query drops before matching (they would match nearly every document).
 STOP_WORDS = frozenset(
@@ -48,8 +66,13 @@ def fts5_available(conn: sqlite3.Connection) -> bool:
 
 
 def query_terms(text: str) -> list[str]:
-    """The words of a query that take part in matching (stop words dropped unless all are)."""
-    words = [w.casefold() for w in _WORD.findall(text)]
+    """The words of a query that take part in matching (stop words dropped unless all are).
+
+    An identifier (``payments_api``) takes part as its fused token
+    (``paymentsapi``, as :func:`~experience_sync.recall.documents.index_text`
+    indexes it) and as its words.
+    """
+    words = [t for w in _WORD.findall(text) for t in identifier_terms(w.casefold())]
     kept = [w for w in words if w not in STOP_WORDS]
     return list(dict.fromkeys(kept or words))[:64]
 
@@ -80,7 +103,64 @@ class FtsIndex:
             "CREATE TABLE IF NOT EXISTS recall_agents ("
             " agent_id TEXT PRIMARY KEY, tag TEXT NOT NULL UNIQUE, cursor INTEGER)"
         )
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS recall_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
+        )
         self._tags: dict[str, str] = {}
+        self._upgrade()
+
+    def _version(self) -> int:
+        row = self.conn.execute(
+            "SELECT value FROM recall_meta WHERE name = 'index_version'"
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        # No version recorded: an index from before versions (1) if it holds agents.
+        return 1 if self.conn.execute("SELECT 1 FROM recall_agents LIMIT 1").fetchone() else 0
+
+    def _upgrade(self) -> None:
+        """Rebuild every agent's FTS5 table written by an older version, in one transaction."""
+        if self._version() >= INDEX_VERSION:
+            return
+        conn = self.conn
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self._version() < INDEX_VERSION:  # another process may have done it meanwhile
+                for (tag,) in conn.execute("SELECT tag FROM recall_agents").fetchall():
+                    fts = f"recall_fts_{tag}"
+                    exists = conn.execute(
+                        "SELECT 1 FROM sqlite_master WHERE name = ?", (fts,)
+                    ).fetchone()
+                    # Version 1 indexed (text, kind UNINDEXED, status UNINDEXED).
+                    rows = (
+                        conn.execute(f"SELECT rowid, text, kind, status FROM {fts}").fetchall()
+                        if exists else []
+                    )
+                    conn.execute(f"DROP TABLE IF EXISTS {fts}")
+                    self._create_fts(fts)
+                    conn.executemany(
+                        f"INSERT INTO {fts} (rowid, text, terms, kind, status) VALUES (?, ?, ?, ?, ?)",
+                        [(r[0], r[1], index_text(str(r[1])), r[2], r[3]) for r in rows],
+                    )
+                conn.execute(
+                    "INSERT OR REPLACE INTO recall_meta (name, value) VALUES ('index_version', ?)",
+                    (INDEX_VERSION,),
+                )
+            if own:
+                conn.execute("COMMIT")
+        except BaseException:
+            if own and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _create_fts(self, fts: str) -> None:
+        # ``text`` is what a hit shows; ``terms`` (``index_text`` of it) is what matches.
+        self.conn.execute(
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5("
+            f"text UNINDEXED, terms, kind UNINDEXED, status UNINDEXED, tokenize='{_TOKENIZE}')"
+        )
 
     # ------------------------------------------------------------------ tables
 
@@ -98,10 +178,7 @@ class FtsIndex:
                     "INSERT INTO recall_agents (agent_id, tag, cursor) VALUES (?, ?, NULL)",
                     (agent_id, tag),
                 )
-                self.conn.execute(
-                    f"CREATE VIRTUAL TABLE IF NOT EXISTS recall_fts_{tag} USING fts5("
-                    f"text, kind UNINDEXED, status UNINDEXED, tokenize='{_TOKENIZE}')"
-                )
+                self._create_fts(f"recall_fts_{tag}")
                 self.conn.execute(
                     f"CREATE TABLE IF NOT EXISTS recall_docs_{tag} ("
                     " id INTEGER PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL,"
@@ -155,7 +232,10 @@ class FtsIndex:
                 json.dumps(doc.tags), json.dumps(doc.instances), doc.verifications,
                 doc.updated, doc.body, int(doc.local), doc.seq, vector,
             ))
-            fts_rows.append((row_id, doc.text, doc.kind, "local" if doc.local else doc.status))
+            fts_rows.append((
+                row_id, doc.text, index_text(doc.text), doc.kind,
+                "local" if doc.local else doc.status,
+            ))
         if existing:
             conn.executemany(f"DELETE FROM {fts} WHERE rowid = ?", [(i,) for i in existing.values()])
         conn.executemany(
@@ -165,7 +245,8 @@ class FtsIndex:
             rows,
         )
         conn.executemany(
-            f"INSERT INTO {fts} (rowid, text, kind, status) VALUES (?, ?, ?, ?)", fts_rows
+            f"INSERT INTO {fts} (rowid, text, terms, kind, status) VALUES (?, ?, ?, ?, ?)",
+            fts_rows,
         )
 
     def _ids(self, table: str, keys: list[DocKey]) -> Iterator[tuple[DocKey, int]]:

@@ -30,6 +30,17 @@ lexeme's positions in the document and ``dl`` its number of distinct lexemes
 PostgreSQL's ``ts_rank_cd`` was not used: it has no inverse document
 frequency, so a short document holding the query's two commonest words beat
 the one holding all three.
+
+The ``text`` column holds what is indexed: the document's text as
+:func:`experience_sync.recall.documents.index_text` spells it, as the SQLite store's FTS5
+table indexes it (an identifier such as ``rotate_keys_checkout_flow`` as one
+fused token plus those of its words the text does not already say:
+PostgreSQL's parser, like FTS5's, splits it at the underscores, so a skill's
+name would otherwise count its words once more than its uses say them).
+Hits are built from the hub's live state, never from this column.
+``xs_search_meta`` records the index version (:data:`INDEX_VERSION`); a
+database indexed by an older version has its index cursors dropped when the
+store opens it, so a hub reindexes each agent when it next loads it.
 """
 
 from __future__ import annotations
@@ -40,8 +51,21 @@ from typing import Any
 import psycopg
 
 from experience_sync.api import KINDS, SearchDoc, query_terms
+from experience_sync.recall.documents import index_text
 
-__all__ = ["SEARCH_SCHEMA", "clear", "commit_documents", "cursor_of", "lexical", "reindex"]
+__all__ = [
+    "INDEX_VERSION",
+    "SEARCH_SCHEMA",
+    "clear",
+    "commit_documents",
+    "cursor_of",
+    "lexical",
+    "reindex",
+    "upgrade",
+]
+
+#: What the ``text`` column holds. 1: the document's text. 2: ``index_text`` of it.
+INDEX_VERSION = 2
 
 SEARCH_SCHEMA = """
 CREATE TABLE IF NOT EXISTS xs_search_docs (
@@ -61,6 +85,10 @@ CREATE TABLE IF NOT EXISTS xs_search_cursors (
     agent_id TEXT COLLATE "C" PRIMARY KEY,
     cursor BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS xs_search_meta (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    value BIGINT NOT NULL
+);
 """
 
 Cursor = psycopg.Cursor[Any]
@@ -72,11 +100,32 @@ _UPSERT = (
 )
 
 
+def upgrade(cur: Cursor) -> None:
+    """Bring an index written by an older version up to :data:`INDEX_VERSION`.
+
+    Its cursors are dropped, so each agent's index counts as incomplete and
+    the next hub to load the agent reindexes it (with this version's text).
+    Call inside the schema transaction, after :data:`SEARCH_SCHEMA`.
+    """
+    row = cur.execute("SELECT value FROM xs_search_meta WHERE name = 'index_version'").fetchone()
+    if row is not None and int(row[0]) >= INDEX_VERSION:
+        return
+    new = row is None and cur.execute("SELECT 1 FROM xs_search_cursors LIMIT 1").fetchone() is None
+    if not new:
+        cur.execute("DELETE FROM xs_search_cursors")
+    cur.execute(
+        "INSERT INTO xs_search_meta (name, value) VALUES ('index_version', %s) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        (INDEX_VERSION,),
+    )
+
+
 def _rows(agent_id: str, docs: Sequence[SearchDoc], cursor: int) -> list[tuple[Any, ...]]:
     # A text column cannot hold NUL, which free text may (ids and keys cannot);
     # no word has one, so a space indexes the same words.
     return [
-        (agent_id, d.kind, d.key, d.status, d.text.replace("\x00", " "), cursor) for d in docs
+        (agent_id, d.kind, d.key, d.status, index_text(d.text.replace("\x00", " ")), cursor)
+        for d in docs
     ]
 
 

@@ -183,6 +183,7 @@ def _create_schema(conn: psycopg.Connection[Any]) -> None:
         for statement in search_index.SEARCH_SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
+        search_index.upgrade(conn.cursor())
         for table in state_tables:
             # A database made by an earlier version has the primary key
             # (agent_id, key), which refuses long keys: key on seq instead.
