@@ -28,11 +28,9 @@ from experience_sync.api import (
     Embedder,
     ExperienceSyncPluginManager,
     FloatArray,
-    PluginError,
-    PluginInfo,
-    get_plugin_manager,
     hookimpl,
 )
+from experience_sync_langchain.registration import register_named, unregister_named
 
 #: What can be registered: an ``Embeddings`` object, or a zero-argument
 #: callable that makes one (called once, when the hub first needs it).
@@ -119,9 +117,6 @@ class LangChainEmbeddingsPlugin:
         register(self.name, self.make_embedder)
 
 
-_lock = threading.Lock()
-
-
 def register_langchain_embeddings(
     name: str,
     embeddings: EmbeddingsSource,
@@ -142,42 +137,17 @@ def register_langchain_embeddings(
         raise ValueError("an embedder name is required")
     if not isinstance(embeddings, Embeddings) and not callable(embeddings):
         raise TypeError("embeddings must be a LangChain Embeddings or a factory of one")
-    pm = plugin_manager or get_plugin_manager()
-    plugin_name = PLUGIN_PREFIX + name
-    with _lock:
-        if pm.get_plugin(plugin_name) is not None:
-            raise PluginError(
-                f"a LangChain embeddings is already registered as embedder {name!r}; "
-                "unregister_langchain_embeddings() it first"
-            )
-        pm.register(LangChainEmbeddingsPlugin(name, embeddings, dim), name=plugin_name)
-        pm.infos[plugin_name] = PluginInfo(
-            plugin_name, "experience-sync-langchain", _version(), False
-        )
-    try:
-        _ = pm.registry  # fail now on a clash, not when the hub starts
-    except Exception:
-        unregister_langchain_embeddings(name, plugin_manager=pm)
-        raise
-    return plugin_name
+    return register_named(
+        LangChainEmbeddingsPlugin(name, embeddings, dim),
+        PLUGIN_PREFIX + name,
+        f"a LangChain embeddings is already registered as embedder {name!r}; "
+        "unregister_langchain_embeddings() it first",
+        plugin_manager,
+    )
 
 
 def unregister_langchain_embeddings(
     name: str, *, plugin_manager: ExperienceSyncPluginManager | None = None
 ) -> None:
     """Remove an embedder registered with :func:`register_langchain_embeddings`."""
-    pm = plugin_manager or get_plugin_manager()
-    plugin_name = PLUGIN_PREFIX + name
-    with _lock:
-        if pm.get_plugin(plugin_name) is not None:
-            pm.unregister(name=plugin_name)
-        pm.infos.pop(plugin_name, None)
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("experience-sync-langchain")
-    except PackageNotFoundError:
-        return "0+unknown"
+    unregister_named(PLUGIN_PREFIX + name, plugin_manager)

@@ -40,12 +40,10 @@ from experience_sync.api import (
     ExperienceSyncPluginManager,
     JudgedPair,
     MergeJudge,
-    PluginError,
-    PluginInfo,
     Verdict,
-    get_plugin_manager,
     hookimpl,
 )
+from experience_sync_langchain.registration import register_named, unregister_named
 
 #: What can be registered: a chat model, or a zero-argument callable that
 #: makes one (called once, when the hub first needs it).
@@ -228,9 +226,6 @@ class LangChainJudgePlugin:
         register(self.name, self.make_judge)
 
 
-_lock = threading.Lock()
-
-
 def register_langchain_judge(
     name: str,
     model: ChatModelSource,
@@ -253,42 +248,17 @@ def register_langchain_judge(
         raise ValueError("a judge name is required")
     if not isinstance(model, BaseChatModel) and not callable(model):
         raise TypeError("model must be a LangChain BaseChatModel or a factory of one")
-    pm = plugin_manager or get_plugin_manager()
-    plugin_name = PLUGIN_PREFIX + name
-    with _lock:
-        if pm.get_plugin(plugin_name) is not None:
-            raise PluginError(
-                f"a LangChain chat model is already registered as merge judge {name!r}; "
-                "unregister_langchain_judge() it first"
-            )
-        pm.register(LangChainJudgePlugin(name, model, structured), name=plugin_name)
-        pm.infos[plugin_name] = PluginInfo(
-            plugin_name, "experience-sync-langchain", _version(), False
-        )
-    try:
-        _ = pm.registry  # fail now on a clash, not when the hub starts
-    except Exception:
-        unregister_langchain_judge(name, plugin_manager=pm)
-        raise
-    return plugin_name
+    return register_named(
+        LangChainJudgePlugin(name, model, structured),
+        PLUGIN_PREFIX + name,
+        f"a LangChain chat model is already registered as merge judge {name!r}; "
+        "unregister_langchain_judge() it first",
+        plugin_manager,
+    )
 
 
 def unregister_langchain_judge(
     name: str, *, plugin_manager: ExperienceSyncPluginManager | None = None
 ) -> None:
     """Remove a judge registered with :func:`register_langchain_judge`."""
-    pm = plugin_manager or get_plugin_manager()
-    plugin_name = PLUGIN_PREFIX + name
-    with _lock:
-        if pm.get_plugin(plugin_name) is not None:
-            pm.unregister(name=plugin_name)
-        pm.infos.pop(plugin_name, None)
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("experience-sync-langchain")
-    except PackageNotFoundError:
-        return "0+unknown"
+    unregister_named(PLUGIN_PREFIX + name, plugin_manager)
