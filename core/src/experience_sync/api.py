@@ -105,7 +105,7 @@ from experience_sync.models import (
     utcnow,
 )
 from experience_sync.plugins import ExperienceSyncPluginManager, PluginInfo, get_plugin_manager
-from experience_sync.recall.documents import DocKey, SearchDoc
+from experience_sync.recall.documents import DocKey, SearchDoc, index_text
 from experience_sync.recall.fts import query_terms
 from experience_sync.recall.models import (
     KINDS,
@@ -218,6 +218,7 @@ __all__ = [
     "fuse",
     "get_plugin_manager",
     "hookimpl",
+    "index_text",
     "is_retryable_status",
     "load_config",
     "mask_url",

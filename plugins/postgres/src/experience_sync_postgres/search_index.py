@@ -50,8 +50,7 @@ from typing import Any
 
 import psycopg
 
-from experience_sync.api import KINDS, SearchDoc, query_terms
-from experience_sync.recall.documents import index_text
+from experience_sync.api import KINDS, SearchDoc, index_text, query_terms
 
 __all__ = [
     "INDEX_VERSION",
