@@ -439,3 +439,228 @@ def test_a_restarted_server_keeps_its_sessions_and_one_event_observer(fleet: Fle
     fleet.hub.restart()
     assert b.get(page(AGENT, "fleet")).url.path == page(AGENT, "fleet")
     assert len(fleet.hub.hub.observers) == observers
+
+
+# ---------------------------------------------------------------------- forgetting (admin scope)
+
+NAME = "Zebulon Quarkwright"
+
+
+def _strict(r: httpx.Response) -> None:
+    """The page is an HTML page under the console's CSP with no inline script or style."""
+    assert "unsafe-inline" not in r.headers["content-security-policy"]
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    assert not re.search(r"<script(?![^>]*\bsrc=\"/console/static/)", r.text)
+    assert "style=" not in r.text and "<style" not in r.text
+
+
+def _count(html: str, name: str) -> int:
+    match = re.search(rf'data-count="{name}">(\d+)<', html)
+    assert match, (name, html)
+    return int(match.group(1))
+
+
+def _forget_form(html: str) -> dict[str, str]:
+    """The hidden fields of the page's (first) forget form."""
+    form = re.search(r'<form method="post" action="/console/agents/a1/forget".*?</form>', html, re.S)
+    assert form, html
+    return dict(re.findall(r'name="(\w+)" value="([^"]*)"', form.group(0)))
+
+
+def _state(fleet: Fleet) -> dict[str, Any]:
+    r = httpx.get(f"{fleet.hub.url}/v1/agents/{AGENT}/state", headers=auth(fleet.write))
+    assert r.status_code == 200, r.text
+    data: dict[str, Any] = r.json()
+    return data
+
+
+def _memory_id(fleet: Fleet, content: str) -> str:
+    return next(m["memory_id"] for m in _state(fleet)["memories"] if m["content"] == content)
+
+
+def _forgets(fleet: Fleet, admin: str) -> list[dict[str, Any]]:
+    r = httpx.get(f"{fleet.hub.url}/v1/agents/{AGENT}/forgets", headers=auth(admin))
+    assert r.status_code == 200, r.text
+    records: list[dict[str, Any]] = r.json()
+    return records
+
+
+def test_an_admin_forgets_a_memory_after_a_dry_run(fleet: Fleet) -> None:
+    admin = fleet.hub.create_token(AGENT, "dpo", "admin")
+    token_id = admin.split("_")[1]
+    b, _ = _signed_in(fleet.hub, admin)
+    text = fleet.memories[5]
+    mid = _memory_id(fleet, text)
+    one = b.get(page(AGENT, f"memories/{mid}"))
+    assert one.status_code == 200 and 'href="/console/agents/a1/forget"' in one.text  # the nav link
+    form = _forget_form(one.text)
+    assert form["kind"] == "memory" and form["value"] == mid and form["step"] == "preview"
+    _strict(one)
+    # the dry run: counts, and nothing removed yet
+    preview = b.post(page(AGENT, "forget"), data=form)
+    assert preview.status_code == 200, preview.text
+    _strict(preview)
+    assert _count(preview.text, "events") == 1 and _count(preview.text, "memories") == 1
+    assert _count(preview.text, "knowledge") == 0 and 'id="forget-confirm"' in preview.text
+    assert any(m["memory_id"] == mid for m in _state(fleet)["memories"])
+    assert _forgets(fleet, admin) == []
+    # confirmed: gone from the state, the console and search; the result page says how much, not what
+    confirm = _forget_form(preview.text)
+    assert confirm["step"] == "confirm" and confirm["value"] == mid
+    done = b.post(page(AGENT, "forget"), data=confirm)
+    assert done.status_code == 200 and re.fullmatch(r"/console/agents/a1/forget/\w+", done.url.path), done.url
+    _strict(done)
+    assert "Forgotten" in done.text and _count(done.text, "memories") == 1 and _count(done.text, "events") == 1
+    assert text not in done.text and 'href="/console/agents/a1/memories"' in done.text
+    assert all(m["content"] != text for m in _state(fleet)["memories"])
+    # (the rebuild numbers memories afresh, so the id may now name another memory)
+    assert text not in b.get(page(AGENT, f"memories/{mid}")).text
+    assert text not in b.get(page(AGENT, "memories?page=3")).text + b.get(page(AGENT, "memories?page=2")).text
+    word = text.split()[0]
+    hits = httpx.get(f"{fleet.hub.url}/v1/agents/{AGENT}/search", params={"q": word, "k": 100},
+                     headers=auth(fleet.read)).json()["hits"]
+    assert all(text not in h["text"] for h in hits)
+    assert text not in b.get(page(AGENT, "memories"), params={"q": word}).text
+    # the audit trail: the console user's principal, the selectors, the counts; no text
+    [record] = _forgets(fleet, admin)
+    assert record["token_id"] == token_id and record["principal_instance"] == "dpo"
+    assert record["principal_scope"] == "admin" and record["selectors"] == {"memory_ids": 1}
+    assert record["events_forgotten"] == 1 and record["removed"]["memories"] == 1
+    assert text not in str(record) and word not in str(record)
+    assert done.url.path.endswith(record["forget_id"])
+    trail = b.get(page(AGENT, "forget"))
+    _strict(trail)
+    assert f'data-forget="{record["forget_id"]}"' in trail.text and token_id in trail.text
+    assert "memory_ids: 1" in trail.text and text not in trail.text
+
+
+def test_read_review_and_write_sessions_see_no_forget_controls_and_get_403(fleet: Fleet) -> None:
+    admin = fleet.hub.create_token(AGENT, "dpo", "admin")
+    review = fleet.hub.create_token(AGENT, "operator", "review")
+    mid = _memory_id(fleet, fleet.memories[7])
+    skill_id = _state(fleet)["skills"][0]["skill_id"]
+    knowledge_id = _state(fleet)["knowledge"][0]["knowledge_id"]
+    # an admin's forget to ask the done page about
+    a, _ = _signed_in(fleet.hub, admin)
+    other = _memory_id(fleet, fleet.memories[8])
+    done = a.post(page(AGENT, "forget"), data={**_forget_form(a.get(page(AGENT, f"memories/{other}")).text), "step": "confirm"})
+    assert done.status_code == 200
+    for token in (fleet.read, review, fleet.write):
+        b, csrf = _signed_in(fleet.hub, token)
+        for name in (f"memories/{mid}", f"skills/{skill_id}", f"knowledge/{knowledge_id}", "fleet"):
+            r = b.get(page(AGENT, name))
+            assert r.status_code == 200, (name, r.text)
+            assert "/forget" not in r.text and "Forget" not in r.text, (token, name)
+        assert b.get(page(AGENT, "forget")).status_code == 403
+        assert b.get(done.url.path).status_code == 403
+        for kind, value in (("memory", mid), ("query", "tea"), ("skill", skill_id)):
+            for step in ("preview", "confirm"):
+                r = b.post(page(AGENT, "forget"), data={"csrf": csrf, "kind": kind, "value": value, "step": step})
+                assert r.status_code == 403 and "admin token" in r.text, r.text
+    assert any(m["memory_id"] == mid for m in _state(fleet)["memories"])
+    assert len(_forgets(fleet, admin)) == 1
+    # the admin's own session shows the controls on every item page
+    for name in (f"memories/{mid}", f"skills/{skill_id}", f"knowledge/{knowledge_id}"):
+        form = _forget_form(a.get(page(AGENT, name)).text)
+        assert form["value"] in (mid, skill_id, knowledge_id)
+
+
+def test_forgetting_needs_the_sessions_csrf_token(fleet: Fleet) -> None:
+    admin = fleet.hub.create_token(AGENT, "dpo", "admin")
+    b, csrf = _signed_in(fleet.hub, admin)
+    mid = _memory_id(fleet, fleet.memories[9])
+    fields = {"kind": "memory", "value": mid, "step": "confirm"}
+    assert b.post(page(AGENT, "forget"), data=fields).status_code == 403
+    altered = csrf[:-1] + ("B" if csrf.endswith("A") else "A")
+    assert b.post(page(AGENT, "forget"), data={**fields, "csrf": altered}).status_code == 403
+    _other, other_csrf = _signed_in(fleet.hub, admin)
+    r = b.post(page(AGENT, "forget"), data={**fields, "csrf": other_csrf})
+    assert r.status_code == 403 and "CSRF" in r.text
+    # no session at all: 401
+    assert httpx.post(f"{fleet.hub.url}{page(AGENT, 'forget')}", data={**fields, "csrf": csrf}).status_code == 401
+    assert any(m["memory_id"] == mid for m in _state(fleet)["memories"])
+    assert _forgets(fleet, admin) == []
+
+
+def test_an_admin_forgets_a_name_by_text_query_and_a_subject(fleet: Fleet) -> None:
+    admin = fleet.hub.create_token(AGENT, "dpo", "admin")
+    _send(fleet.hub, fleet.write, "i1", [
+        _event("i1", "memory", {"content": f"{NAME} prefers morning meetings"}, 90),
+        _event("i1", "memory", {"content": "zebulon QUARKWRIGHT's invoices go to london"}, 91),
+        _event("i1", "knowledge", {"content": "his phone is 415 555 0199", "subject": NAME, "confidence": 0.9}, 92),
+    ])
+    b, _ = _signed_in(fleet.hub, admin)
+    admin_page = b.get(page(AGENT, "forget"))
+    assert admin_page.status_code == 200 and 'id="forget-text"' in admin_page.text
+    assert "Nothing was forgotten" in admin_page.text
+    csrf = b.csrf(admin_page.text)
+    preview = b.post(page(AGENT, "forget"), data={"csrf": csrf, "kind": "query", "value": NAME, "step": "preview"})
+    assert preview.status_code == 200, preview.text
+    assert _count(preview.text, "events") == 3 and _count(preview.text, "memories") == 2
+    assert _count(preview.text, "knowledge") == 1
+    assert len([m for m in _state(fleet)["memories"] if "quarkwright" in m["content"].lower()]) == 2
+    done = b.post(page(AGENT, "forget"), data=_forget_form(preview.text))
+    assert done.status_code == 200 and "Forgotten" in done.text and "quarkwright" not in done.text.lower()
+    state = _state(fleet)
+    assert "quarkwright" not in str(state).lower() and "415 555" not in str(state)
+    hits = httpx.get(f"{fleet.hub.url}/v1/agents/{AGENT}/search", params={"q": "Quarkwright", "kinds": "memory,knowledge"},
+                     headers=auth(fleet.read)).json()["hits"]
+    assert hits == []
+    # nothing left to forget: the dry run says so and offers no confirm button
+    again = b.post(page(AGENT, "forget"), data={"csrf": csrf, "kind": "query", "value": "quarkwright", "step": "preview"})
+    assert 'id="nothing"' in again.text and 'id="forget-confirm"' not in again.text
+    # a subject: every report about it
+    by_subject = b.post(page(AGENT, "forget"), data={"csrf": csrf, "kind": "subject", "value": "boiling point", "step": "preview"})
+    assert _count(by_subject.text, "knowledge") == 1 and _count(by_subject.text, "events") == 2
+    b.post(page(AGENT, "forget"), data=_forget_form(by_subject.text))
+    assert all("boils" not in k["content"] for k in _state(fleet)["knowledge"])
+    records = _forgets(fleet, admin)
+    assert sorted(tuple(r["selectors"]) for r in records) == [("query",), ("subject",)]
+    assert "quarkwright" not in str(records).lower() and "boiling" not in str(records)
+    trail = b.get(page(AGENT, "forget")).text
+    assert trail.count("data-forget=") == 2 and "quarkwright" not in trail.lower()
+
+
+def test_forgetting_a_knowledge_item_and_a_skills_history_from_their_pages(fleet: Fleet) -> None:
+    admin = fleet.hub.create_token(AGENT, "dpo", "admin")
+    b, _ = _signed_in(fleet.hub, admin)
+    kn = b.get(page(AGENT, "knowledge")).text
+    link = re.search(r'href="(/console/agents/a1/knowledge/[^"]+)">Water boils', kn)
+    assert link, kn
+    item = b.get(link.group(1))
+    assert item.status_code == 200 and "Verifying instances" in item.text
+    preview = b.post(page(AGENT, "forget"), data=_forget_form(item.text))
+    assert _count(preview.text, "knowledge") == 1 and _count(preview.text, "events") == 2
+    done = b.post(page(AGENT, "forget"), data=_forget_form(preview.text))
+    assert 'href="/console/agents/a1/knowledge"' in done.text
+    assert "Water boils" not in b.get(page(AGENT, "knowledge")).text
+    assert b.get(link.group(1)).status_code == 404
+    skill_id = _state(fleet)["skills"][0]["skill_id"]
+    preview = b.post(page(AGENT, "forget"), data=_forget_form(b.get(page(AGENT, f"skills/{skill_id}")).text))
+    assert _count(preview.text, "skills") == 1 and _count(preview.text, "events") == 4
+    b.post(page(AGENT, "forget"), data=_forget_form(preview.text))
+    assert _state(fleet)["skills"] == []
+    assert sorted(tuple(r["selectors"]) for r in _forgets(fleet, admin)) == [("knowledge_ids",), ("skill_ids",)]
+
+
+def test_bad_forget_input_is_a_4xx_page(fleet: Fleet) -> None:
+    admin = fleet.hub.create_token(AGENT, "dpo", "admin")
+    b, csrf = _signed_in(fleet.hub, admin)
+    url = page(AGENT, "forget")
+    cases = [
+        ({"kind": "everything", "value": "x", "step": "preview"}, 422),
+        ({"kind": "query", "value": "x", "step": "maybe"}, 422),
+        ({"kind": "query", "value": "", "step": "preview"}, 422),
+        ({"kind": "query", "value": " !! ", "step": "preview"}, 422),
+        ({"kind": "query", "value": "x" * 2001, "step": "preview"}, 422),
+        ({"kind": "memory", "value": "nope", "step": "confirm"}, 404),
+        ({"kind": "skill", "value": "nope", "step": "preview"}, 404),
+    ]
+    for fields, status in cases:
+        r = b.post(url, data={**fields, "csrf": csrf})
+        assert r.status_code == status, (fields, r.status_code, r.text[:300])
+    assert b.post(page("a2", "forget"), data={"csrf": csrf, "kind": "query", "value": "x", "step": "preview"}).status_code == 403
+    assert b.get(page(AGENT, "forget/nope")).status_code == 404
+    assert b.get(page(AGENT, "forget?page=0")).status_code == 400
+    assert b.get(page(AGENT, "knowledge/nope")).status_code == 404
+    assert _forgets(fleet, admin) == []

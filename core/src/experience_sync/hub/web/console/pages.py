@@ -169,6 +169,19 @@ class Pages:
             "min_instances": views.MIN_VERIFYING_INSTANCES,
         }
 
+    def knowledge_item(self, agent_id: str, knowledge_id: str) -> Context:
+        """One knowledge item (by ``knowledge_id`` or ``key``): its evidence, alternatives and gap."""
+        found = next(
+            (k for k in self.engine.knowledge(agent_id) if knowledge_id in (k.knowledge_id, k.key)), None
+        )
+        if found is None:
+            raise LookupError(f"No knowledge item {knowledge_id!r} for agent {agent_id!r}.")
+        threshold = self.engine.strategy.knowledge_verification_threshold
+        return "knowledge_item.html", {
+            "nav": "knowledge", "item": found, "threshold": threshold,
+            "gap": views.knowledge_gap(found, threshold),
+        }
+
     def reviews(self, agent_id: str, status: str | None, page: str | None) -> Context:
         """The review queue (open by default), both sides of each conflict."""
         which = choice(status, ["open", "accepted", "rejected", "all"], "open", "status")

@@ -3,7 +3,8 @@
 Every page reads through the engine methods the JSON routes use
 (``instances``, ``memories``, ``search``, ``skills``, ``knowledge``,
 ``reviews``, ``decide_review``) in the thread pool, and renders a Jinja2
-template. Bad input is answered with an HTML 4xx page, never a 500.
+template. The forget pages (admin scope) are in
+:mod:`~experience_sync.hub.web.console.forgetting`. Bad input is answered with an HTML 4xx page, never a 500.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from experience_sync.hub.service import Hub
 from experience_sync.hub.web.auth import AuthError, Principal, hash_secret, split_token
 from experience_sync.hub.web.console import pages, views
+from experience_sync.hub.web.console.forgetting import forget_routes
 from experience_sync.hub.web.console.sessions import (
     MAX_SECONDS,
     PRESESSION_COOKIE,
@@ -174,14 +176,15 @@ class Console:
         agent_id: str | None,
         build: Callable[..., tuple[str, dict[str, Any]]],
         *args: Any,
+        authorize: Callable[[Principal, str], None] | None = None,
     ) -> Response:
-        """Authorize, build a page's context in the thread pool and render it."""
+        """Authorize (reading, or ``authorize``), build a page's context in the thread pool and render it."""
         session = await self.signed_in(request)
         if session is None:
             return self.redirect(f"{self.prefix}/signin", request)
         try:
             if agent_id is not None:
-                self.hub.auth.authorize_read(session.principal, agent_id)
+                (authorize or self.hub.auth.authorize_read)(session.principal, agent_id)
             template, context = await run_in_threadpool(build, *args)
         except AuthError as exc:
             return self.finish(request, self.error(exc.status, exc.message, session))
@@ -294,6 +297,10 @@ class Console:
             q = request.query_params
             return await self.page(request, agent_id, reads.knowledge, agent_id, q.get("status"), q.get("page"))
 
+        @r.get("/agents/{agent_id}/knowledge/{knowledge_id:path}")
+        async def knowledge_item(request: Request, agent_id: str, knowledge_id: str) -> Response:
+            return await self.page(request, agent_id, reads.knowledge_item, agent_id, knowledge_id)
+
         @r.get("/agents/{agent_id}/reviews")
         async def reviews(request: Request, agent_id: str) -> Response:
             q = request.query_params
@@ -370,6 +377,7 @@ class Console:
                 headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no"},
             )
 
+        forget_routes(self, r)
         return r
 
     def signin_page(self, request: Request, status: int = 200, message: str | None = None) -> Response:

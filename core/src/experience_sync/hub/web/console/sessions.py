@@ -66,6 +66,11 @@ class ConsoleSession:
         """Whether this session may accept or reject reviews (a review or write token, or no auth)."""
         return self.principal.unrestricted or self.principal.scope in ("write", "review", "admin")
 
+    @property
+    def can_forget(self) -> bool:
+        """Whether this session may forget and read the forget audit trail (an admin token, or no auth)."""
+        return self.principal.unrestricted or self.principal.scope == "admin"
+
     def csrf_ok(self, value: str | None) -> bool:
         """Whether a submitted CSRF token is this session's (constant time)."""
         return bool(value) and hmac.compare_digest(self.csrf, value or "")
