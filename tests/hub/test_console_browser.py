@@ -169,3 +169,38 @@ def test_a_forged_form_is_refused_and_a_stopped_hub_is_said_plainly(hub: HubServ
     hub.start()
     page.wait_for_selector("#offline[hidden]", state="attached", timeout=20_000)
     assert re.search(r"Fleet", page.inner_text("main"))
+
+
+def test_an_admin_forgets_a_memory_through_the_confirm_step(hub: HubServer, browser: Any, shots: Path) -> None:
+    write, _ = _seed(hub)
+    _send(hub, write, "i1", [_event("i1", "memory", {"content": "Zebulon Quarkwright's phone is 415 555 0199"}, 30)])
+    admin = hub.create_token(AGENT, "dpo", "admin")
+    violations: list[str] = []
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    _sign_in(page, hub, admin)
+    page.wait_for_selector("#fleet")
+    page.click("header.top >> text=Memories")
+    page.click("text=Zebulon Quarkwright's phone is 415 555 0199")
+    page.click("#forget-preview")
+    # the dry run: what would go, and nothing gone yet
+    page.wait_for_selector("#dry-run")
+    assert page.inner_text('#would-remove dd[data-count="memories"]') == "1"
+    assert page.inner_text('#would-remove dd[data-count="events"]') == "1"
+    page.screenshot(path=str(shots / "console-forget-confirm.png"), full_page=True)
+    state = httpx.get(f"{hub.url}/v1/agents/{AGENT}/state", headers=auth(write)).json()
+    assert any("Quarkwright" in m["content"] for m in state["memories"])
+    page.click("#forget-confirm")
+    page.wait_for_selector("#forgotten")
+    assert page.inner_text('#removed dd[data-count="memories"]') == "1"
+    assert "Quarkwright" not in page.inner_text("main")
+    page.screenshot(path=str(shots / "console-forget-done.png"), full_page=True)
+    page.click(f'main a[href="/console/agents/{AGENT}/memories"]')
+    page.wait_for_selector("form.search")
+    listing = page.inner_text("main")
+    assert "Quarkwright" not in listing and "The user prefers green tea in the morning" in listing
+    page.click("header.top >> text=Forget")
+    assert page.locator("#forgets tbody tr").count() == 1
+    assert "memory_ids: 1" in page.inner_text("#forgets") and "dpo" in page.inner_text("#forgets")
+    page.screenshot(path=str(shots / "console-forget-audit.png"), full_page=True)
+    assert violations == []
