@@ -282,3 +282,95 @@ def test_a_serving_hub_applies_retention_on_its_schedule(
     assert r.status_code == 200
     assert r.json()["cursor"] == live.cursor + 1
     hub.close()
+
+
+def _item(kind: str, instance: str, days_ago: float, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "event_id": new_id(),
+        "timestamp": (datetime.now(timezone.utc) - timedelta(days=days_ago)).isoformat(),
+        "source_instance": instance,
+        "event_type": kind,
+        "data": data,
+    }
+
+
+def test_retention_forgets_memories_and_pending_knowledge_past_their_age(
+    tmp_path: Path, make_hub: Callable[..., HubServer]
+) -> None:
+    """``retention.memories`` / ``pending_knowledge``: old items are forgotten, fresh ones kept.
+
+    A memory another instance reinforced recently is fresh; integrated
+    knowledge stays whatever its age; the text leaves the log, the search
+    index and the state, the audit trail names the retention scope, and
+    replay equals the live state.
+    """
+    source = f"sqlite:///{tmp_path / 'hub.db'}"
+    hub = make_hub(store_url=source)
+    old_text = "Carol from accounting prefers invoices by fax"
+    sends = {
+        "i1": [
+            _item("memory", "i1", 400, {"content": old_text}),
+            _item("memory", "i1", 400, {"content": "The staging cluster restarts every Sunday night"}),
+            _item("memory", "i1", 3, {"content": "The VPN needs a new certificate each quarter"}),
+            _item("knowledge", "i1", 200, {"subject": "fax line", "content": "The fax line is 555-0100",
+                                           "confidence": 0.9}),
+            _item("knowledge", "i1", 200, {"subject": "capital", "content": "Paris is the capital of France",
+                                           "confidence": 0.9}),
+        ],
+        "i2": [
+            # reinforces the Sunday restart memory: no longer old
+            _item("memory", "i2", 2, {"content": "The staging cluster restarts every Sunday night."}),
+            _item("knowledge", "i2", 150, {"subject": "capital", "content": "Paris is the capital of France",
+                                           "confidence": 0.9}),
+        ],
+    }
+    for instance, events in sends.items():
+        token = hub.create_token("a1", instance)
+        r = httpx.post(f"{hub.url}/v1/agents/a1/events",
+                       json={"instance_id": instance, "events": events}, headers=auth(token))
+        assert r.status_code == 200, r.text
+    hub.close()
+    before = _state(source)
+    assert len(before.memories) == 3
+    assert {k.subject: k.status for k in before.knowledge} == {"fax line": "pending",
+                                                               "capital": "integrated"}
+    config = tmp_path / "hub.toml"
+    config.write_text('[retention]\nmemories = "365d"\npending_knowledge = "90d"\n')
+    result = _cli("retention", "--store", source, "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["forgotten"] == {"a1": {"memories": 1, "knowledge": 1}}
+    after = _state(source)
+    assert sorted(m.content for m in after.memories) == [
+        "The VPN needs a new certificate each quarter",
+        "The staging cluster restarts every Sunday night",
+    ]
+    assert [k.subject for k in after.knowledge] == ["capital"]
+    store = open_store(source)
+    log = "\n".join(e.body for e in store.iter_log("a1"))
+    assert "Carol" not in log and "555-0100" not in log and "Sunday" in log
+    engine = MergeEngine(store, MergeStrategyConfig())
+    try:
+        from experience_sync.recall.models import SearchQuery
+
+        hits = engine.search("a1", SearchQuery(q="Carol invoices fax", knowledge_status="all"))
+        assert all("Carol" not in h.text and "fax" not in h.text for h in hits.hits)
+        (audit,) = engine.store.forget_records("a1")
+        assert audit.principal_scope == "retention" and "Carol" not in audit.model_dump_json()
+    finally:
+        engine.close()
+    assert replay(open_store(source), "a1", MergeStrategyConfig()) == after
+    # A second pass finds nothing more to forget.
+    again = _cli("retention", "--store", source, "--config", str(config))
+    assert json.loads(again.output)["forgotten"] == {}
+
+
+def test_retention_cli_overrides_and_refuses_a_bad_age(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'h.db'}"
+    bad = CliRunner().invoke(build_cli(), ["retention", "--store", store, "--memories", "a year"])
+    assert bad.exit_code == 1
+    assert "retention.memories" in bad.output and "not a duration" in bad.output
+    nothing = CliRunner().invoke(build_cli(), ["retention", "--store", store])
+    assert nothing.exit_code == 2 and "retention.memories" in nothing.output
+    ok = CliRunner().invoke(build_cli(), ["retention", "--store", store, "--pending-knowledge", "90d"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["forgotten"] == {}

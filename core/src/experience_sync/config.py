@@ -348,16 +348,21 @@ class RetentionConfig(ConfigSection):
 
     ``interactions``: an interaction event older than this (by its own
     timestamp; a duration such as ``"30d"``) loses its payload and context
-    in the log. ``compact``: each pass replaces every agent's log by a
+    in the log. ``memories``: a memory nothing reinforced for this long (its
+    ``updated_at``) is forgotten. ``pending_knowledge``: a pending knowledge
+    item no instance reported for this long is forgotten (integrated
+    knowledge stays). ``compact``: each pass replaces every agent's log by a
     snapshot of its state. ``interval``: how often ``serve`` runs a pass.
     See ``docs/retention.md``.
     """
 
     interactions: str | None = None
+    memories: str | None = None
+    pending_knowledge: str | None = None
     compact: bool = False
     interval: str = "1h"
 
-    @field_validator("interactions", "interval")
+    @field_validator("interactions", "memories", "pending_knowledge", "interval")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
         if value is not None:
@@ -368,6 +373,21 @@ class RetentionConfig(ConfigSection):
     def interactions_seconds(self) -> float | None:
         """``interactions`` in seconds (``None``: kept forever)."""
         return None if self.interactions is None else parse_duration(self.interactions)
+
+    @property
+    def memories_seconds(self) -> float | None:
+        """``memories`` in seconds (``None``: kept forever)."""
+        return None if self.memories is None else parse_duration(self.memories)
+
+    @property
+    def pending_knowledge_seconds(self) -> float | None:
+        """``pending_knowledge`` in seconds (``None``: kept forever)."""
+        return None if self.pending_knowledge is None else parse_duration(self.pending_knowledge)
+
+    @property
+    def expires_anything(self) -> bool:
+        """Whether some kind has a retention age."""
+        return any(v is not None for v in (self.interactions, self.memories, self.pending_knowledge))
 
     @property
     def interval_seconds(self) -> float:

@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from experience_sync.interfaces import Store
 
 
-def _retention_config(config_file: str | None, interactions: str | None) -> RetentionConfig:
+def _retention_config(config_file: str | None, **ages: str | None) -> RetentionConfig:
     from experience_sync.config import load_config
 
-    overrides = {"interactions": interactions} if interactions else {}
+    overrides = {key: age for key, age in ages.items() if age}
     return load_config(config_file, retention=overrides).retention
 
 
@@ -33,26 +33,39 @@ def _retention_config(config_file: str | None, interactions: str | None) -> Rete
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="TOML config whose [retention] table says what to expire.")
 @click.option("--interactions", help="Override retention.interactions (e.g. 30d).")
+@click.option("--memories", help="Override retention.memories (e.g. 365d).")
+@click.option("--pending-knowledge", "pending_knowledge",
+              help="Override retention.pending_knowledge (e.g. 90d).")
 @click.option("--compact", is_flag=True, help="Also compact every agent's log.")
 def retention(
-    store_url: str, config_file: str | None, interactions: str | None, compact: bool
+    store_url: str,
+    config_file: str | None,
+    interactions: str | None,
+    memories: str | None,
+    pending_knowledge: str | None,
+    compact: bool,
 ) -> None:
     """Apply the retention configuration once to every agent (run against a stopped hub)."""
     from experience_sync.hub.engine import MergeEngine
     from experience_sync.hub.retention import Maintenance
 
-    config = _guard(lambda: _retention_config(config_file, interactions))
+    config = _guard(lambda: _retention_config(
+        config_file, interactions=interactions, memories=memories,
+        pending_knowledge=pending_knowledge,
+    ))
     if compact:
         config = config.model_copy(update={"compact": True})
-    if not (config.interactions or config.compact):
-        _fail("nothing to do: set retention.interactions or pass --interactions/--compact", 2)
+    if not (config.expires_anything or config.compact):
+        _fail("nothing to do: set retention.interactions, retention.memories or "
+              "retention.pending_knowledge, or pass --interactions/--compact", 2)
     strategy = _guard(lambda: _strategy(config_file))
     engine = MergeEngine(_guard(lambda: open_store(store_url)), strategy, emit=False)
     try:
         report = Maintenance(engine, config).run_once()
     finally:
         engine.close()
-    _dump({"expired": report.expired, "compacted": report.compacted, "failed": report.failed})
+    _dump({"expired": report.expired, "forgotten": report.forgotten,
+           "compacted": report.compacted, "failed": report.failed})
     if report.failed:
         sys.exit(1)
 

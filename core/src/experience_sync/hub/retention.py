@@ -8,6 +8,12 @@ exact:
   ``retention.interactions`` (by its own timestamp) keeps its log entry (id,
   position, timestamp, sender) but loses its payload and context. Interactions
   are only counted in the state, so replay counts them the same.
+- :func:`expire_items` (retention by age of merged items): a memory nothing
+  reinforced for ``retention.memories`` and a pending knowledge item nobody
+  reported for ``retention.pending_knowledge`` are forgotten, through the same
+  :func:`~experience_sync.hub.forget.forget` an admin's request runs (the
+  events they came from are rewritten out of the log, the audit trail names
+  the retention scope).
 - :func:`compact`: the agent's materialized state becomes one ``snapshot``
   log entry that replaces every entry it covers (all of them, at the time of
   the compaction). The removed entries' ids stay known to the store, so an
@@ -30,6 +36,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from experience_sync.config import RetentionConfig
+from experience_sync.forgetting import ForgetRequest
 from experience_sync.models import EventContext, ExperienceEvent, InteractionData, utcnow
 from experience_sync.stores.state import TABLES, LogEntry, StoredAgent, StoredRow
 
@@ -43,6 +50,7 @@ __all__ = [
     "MaintenanceReport",
     "compact",
     "expire",
+    "expire_items",
     "snapshot_agent",
     "snapshot_body",
 ]
@@ -167,11 +175,56 @@ def expire(
         return engine.store.rewrite_log(agent_id, bodies)
 
 
+def expire_items(
+    engine: MergeEngine, agent_id: str, retention: RetentionConfig, now: datetime | None = None
+) -> dict[str, int]:
+    """Forget the agent's memories and pending knowledge older than their retention ages.
+
+    A memory's age is its ``updated_at`` (the newest event that added to it),
+    a pending knowledge item's the newest of its reports (``first_seen`` when
+    none is left). Returns what was removed (``{"memories": n, "knowledge":
+    n}``; empty when nothing was old enough or no age is configured).
+    """
+    from experience_sync.hub.forget import Requester, forget
+
+    mem_age, know_age = retention.memories_seconds, retention.pending_knowledge_seconds
+    if mem_age is None and know_age is None:
+        return {}
+    at = now or utcnow()
+    state = engine.state(agent_id)
+    memory_ids: list[str] = []
+    if mem_age is not None:
+        cutoff = at - timedelta(seconds=mem_age)
+        memory_ids = [m.memory_id for m in state.memories if m.updated_at < cutoff]
+    knowledge_ids: list[str] = []
+    if know_age is not None:
+        cutoff = at - timedelta(seconds=know_age)
+        for item in state.knowledge:
+            if item.status != "pending":
+                continue
+            newest = max((v.timestamp for v in item.verifications.values()), default=item.first_seen)
+            if newest < cutoff:
+                knowledge_ids.append(item.knowledge_id)
+    if not memory_ids and not knowledge_ids:
+        return {}
+    # One forget (one rebuild of the agent), however many items: the id cap
+    # of a request on the wire is for what one client may ask at once.
+    request = ForgetRequest.model_construct(memory_ids=memory_ids, knowledge_ids=knowledge_ids)
+    result = forget(engine, agent_id, request, Requester(scope="retention"))
+    removed = {k: result.removed.get(k, 0) for k in ("memories", "knowledge")}
+    return {k: v for k, v in removed.items() if v}
+
+
 @dataclass
 class MaintenanceReport:
-    """What one maintenance pass did, per agent: ``{agent_id: count}``."""
+    """What one maintenance pass did, per agent: ``{agent_id: count}``.
+
+    ``forgotten`` is per agent what retention of merged items removed
+    (``{"memories": n, "knowledge": n}``).
+    """
 
     expired: dict[str, int] = field(default_factory=dict)
+    forgotten: dict[str, dict[str, int]] = field(default_factory=dict)
     compacted: dict[str, int] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
 
@@ -192,10 +245,10 @@ class Maintenance:
     @property
     def active(self) -> bool:
         """Whether the configuration asks for anything."""
-        return self.config.interactions is not None or self.config.compact
+        return self.config.expires_anything or self.config.compact
 
     def run_once(self, now: datetime | None = None) -> MaintenanceReport:
-        """One pass over every agent: expire, then compact (if configured).
+        """One pass over every agent: expire, forget what aged out, then compact (if configured).
 
         An agent that fails is reported and logged; the others still run.
         """
@@ -207,6 +260,9 @@ class Maintenance:
                 expired = expire(self.engine, agent_id, self.config, now)
                 if expired:
                     report.expired[agent_id] = expired
+                forgotten = expire_items(self.engine, agent_id, self.config, now)
+                if forgotten:
+                    report.forgotten[agent_id] = forgotten
                 if self.config.compact:
                     removed = compact(self.engine, agent_id)
                     if removed:
@@ -224,10 +280,14 @@ class Maintenance:
         def loop() -> None:
             while not self._stop.wait(self.config.interval_seconds):
                 report = self.run_once()
-                if report.expired or report.compacted:
+                if report.expired or report.forgotten or report.compacted:
                     log.info(
-                        "retention: %d interaction(s) expired, %d log entries compacted",
-                        sum(report.expired.values()), sum(report.compacted.values()),
+                        "retention: %d interaction(s) expired, %d memories and %d pending "
+                        "knowledge item(s) forgotten, %d log entries compacted",
+                        sum(report.expired.values()),
+                        sum(f.get("memories", 0) for f in report.forgotten.values()),
+                        sum(f.get("knowledge", 0) for f in report.forgotten.values()),
+                        sum(report.compacted.values()),
                     )
 
         self._thread = threading.Thread(target=loop, name="xs-retention", daemon=True)
