@@ -460,9 +460,9 @@ def _count(html: str, name: str) -> int:
     return int(match.group(1))
 
 
-def _forget_form(html: str) -> dict[str, str]:
+def _forget_form(html: str, agent: str = AGENT) -> dict[str, str]:
     """The hidden fields of the page's (first) forget form."""
-    form = re.search(r'<form method="post" action="/console/agents/a1/forget".*?</form>', html, re.S)
+    form = re.search(rf'<form method="post" action="/console/agents/{agent}/forget".*?</form>', html, re.S)
     assert form, html
     return dict(re.findall(r'name="(\w+)" value="([^"]*)"', form.group(0)))
 
@@ -502,6 +502,7 @@ def test_an_admin_forgets_a_memory_after_a_dry_run(fleet: Fleet) -> None:
     _strict(preview)
     assert _count(preview.text, "events") == 1 and _count(preview.text, "memories") == 1
     assert _count(preview.text, "knowledge") == 0 and 'id="forget-confirm"' in preview.text
+    assert text in preview.text  # the confirm step names what it is about (still there)
     assert any(m["memory_id"] == mid for m in _state(fleet)["memories"])
     assert _forgets(fleet, admin) == []
     # confirmed: gone from the state, the console and search; the result page says how much, not what
@@ -664,3 +665,18 @@ def test_bad_forget_input_is_a_4xx_page(fleet: Fleet) -> None:
     assert b.get(page(AGENT, "forget?page=0")).status_code == 400
     assert b.get(page(AGENT, "knowledge/nope")).status_code == 404
     assert _forgets(fleet, admin) == []
+
+
+def test_a_no_auth_hub_lets_the_loopback_console_forget() -> None:
+    with run_in_thread(auth=False) as hub:
+        _send(hub, "", "i1", [_event("i1", "memory", {"content": f"{NAME} lives in Leeds"})], agent="open-agent")
+        b = Browser(hub.url)
+        admin_page = b.get(page("open-agent", "forget"))
+        assert admin_page.status_code == 200 and "Forget" in admin_page.text
+        preview = b.post(page("open-agent", "forget"), data={
+            "csrf": b.csrf(admin_page.text), "kind": "query", "value": "leeds", "step": "preview"})
+        assert _count(preview.text, "memories") == 1
+        done = b.post(page("open-agent", "forget"), data=_forget_form(preview.text, "open-agent"))
+        assert done.status_code == 200 and "Forgotten" in done.text
+        assert "no auth (loopback)" in b.get(page("open-agent", "forget")).text
+        assert "Leeds" not in b.get(page("open-agent", "memories")).text

@@ -61,14 +61,15 @@ def _records(console: Console, agent_id: str) -> list[ForgetRecord]:
     return sorted(records, key=lambda r: r.at, reverse=True)
 
 
-def _exists(console: Console, agent_id: str, kind: str, ident: str) -> bool:
-    # The check the DELETE item routes make before forgetting (404 otherwise).
+def _label(console: Console, agent_id: str, kind: str, ident: str) -> str | None:
+    # The check the DELETE item routes make before forgetting (404 when None),
+    # and what the confirm step names the item by (it is still there then).
     engine = console.hub.engine
     if kind == "memory":
-        return any(m.memory_id == ident for m in engine.state(agent_id).memories)
+        return next((m.content for m in engine.state(agent_id).memories if m.memory_id == ident), None)
     if kind == "knowledge":
-        return any(ident in (k.knowledge_id, k.key) for k in engine.knowledge(agent_id))
-    return any(s.skill_id == ident for s in engine.skills(agent_id))
+        return next((k.content for k in engine.knowledge(agent_id) if ident in (k.knowledge_id, k.key)), None)
+    return next((s.name for s in engine.skills(agent_id) if s.skill_id == ident), None)
 
 
 def _removed(counts: dict[str, int]) -> list[tuple[str, int]]:
@@ -134,8 +135,11 @@ def forget_routes(console: Console, r: APIRouter) -> None:
             })
         except ValidationError as exc:
             return console.error(422, f"{kind}: {exc.errors()[0]['msg']}", session)
-        if kind in _LISTS and not await run_in_threadpool(_exists, console, agent_id, kind, value):
-            return console.error(404, f"No {kind} {value!r} for agent {agent_id!r}.", session)
+        label = None
+        if kind in _LISTS:
+            label = await run_in_threadpool(_label, console, agent_id, kind, value)
+            if label is None:
+                return console.error(404, f"No {kind} {value!r} for agent {agent_id!r}.", session)
         who = Requester(session.principal.token_id, session.principal.instance_id,
                         session.principal.scope)
         try:
@@ -144,10 +148,11 @@ def forget_routes(console: Console, r: APIRouter) -> None:
             return console.error(exc.status, exc.message, session)
         if step == "confirm":
             return console.redirect(console.agent_url(agent_id, f"forget/{result.forget_id}"))
-        return confirm_page(session, agent_id, kind, value, result)
+        return confirm_page(session, agent_id, kind, value, label, result)
 
     def confirm_page(
-        session: ConsoleSession, agent_id: str, kind: str, value: str, result: ForgetResult
+        session: ConsoleSession, agent_id: str, kind: str, value: str, label: str | None,
+        result: ForgetResult,
     ) -> Response:
         if kind in _LISTS:
             back = console.agent_url(agent_id, f"{_LISTS[kind]}/{quote(value, safe='')}")
@@ -156,7 +161,7 @@ def forget_routes(console: Console, r: APIRouter) -> None:
         context = {
             "nav": _LISTS.get(kind, "forget"), "session": session,
             "agent_id": agent_id, "csrf": session.csrf, "kind": kind, "noun": _NOUNS[kind],
-            "value": value, "result": result, "removed": _removed(result.removed), "back": back,
+            "value": value, "label": label, "result": result, "removed": _removed(result.removed), "back": back,
             "partial": False,
         }
         return console.render("forget_confirm.html", context)
