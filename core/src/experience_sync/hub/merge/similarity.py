@@ -44,7 +44,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from itertools import repeat
+from itertools import compress, repeat
 from typing import Any
 
 import numpy as np
@@ -164,12 +164,15 @@ def _meridiem(toks: Sequence[str], numbers: frozenset[str]) -> set[str]:
 # A word made of one of these and a word of four letters or more may negate
 # that word: "dislikes" / "likes", "unavailable" / "available".
 _NEGATING_PREFIX_RE = re.compile(r"(dis|non|un|in|im)(.{4,})")
-_NEGATING_HEADS = frozenset({"di", "no", "un", "in", "im"})
+
+
+_NEGATING_STARTS = ("dis", "non", "un", "in", "im")
 
 
 def _prefixed(words: Sequence[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     out: list[tuple[str, tuple[str, ...]]] = []
-    for word in [w for w in words if w[:2] in _NEGATING_HEADS]:
+    # The words that start like a negating prefix, picked out in C.
+    for word in compress(words, map(str.startswith, words, repeat(_NEGATING_STARTS))):
         m = _NEGATING_PREFIX_RE.fullmatch(word)
         if m is not None:
             root = m.group(2)
@@ -300,8 +303,7 @@ _PARTICIPLES: dict[str, str] = {
 }
 
 
-@lru_cache(maxsize=65536)
-def _voice_stem(token: str) -> str:
+def _stem_of(token: str) -> str:
     base = _PARTICIPLES.get(token)
     if base is not None:
         return base
@@ -312,9 +314,29 @@ def _voice_stem(token: str) -> str:
     return token[:-1] if len(token) > 3 and token.endswith("e") else token
 
 
+# Every token's stem, once: a dict read by ``map`` in C costs a tenth of a
+# call per token (texts repeat their words). Cleared when it grows past
+# ``_STEMS_MAX``, so a stream of unique tokens cannot grow it without bound.
+_STEMS: dict[str, str] = {}
+_STEMS_MAX = 200_000
+
+
+def _voice_stem(token: str) -> str:
+    stem = _STEMS.get(token)
+    if stem is None:
+        if len(_STEMS) >= _STEMS_MAX:
+            _STEMS.clear()
+        stem = _STEMS[token] = _stem_of(token)
+    return stem
+
+
 def _voice(token_set: frozenset[str]) -> tuple[int, bool]:
     """The memory's voice key (see :attr:`Signature.voice`) and whether it reads as passive."""
-    content = {_voice_stem(t) for t in token_set if t not in _VOICE_IGNORED}
+    words = token_set.difference(_VOICE_IGNORED)
+    try:
+        content = set(map(_STEMS.__getitem__, words))
+    except KeyError:  # a token not seen before
+        content = set(map(_voice_stem, words))
     if len(content) < 3:
         return 0, False
     passive = "by" in token_set and not _BE.isdisjoint(token_set)
