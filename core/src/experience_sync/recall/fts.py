@@ -382,24 +382,16 @@ class FtsIndex:
             where.append("(kind != 'knowledge' OR status IN (?, 'local'))")
             params.append(knowledge_status)
         params.append(limit)
+        # The best ``limit`` matches first (FTS5 answers ORDER BY rank LIMIT
+        # without scoring into a sort of its own), then their keys, in one statement.
         rows = self.conn.execute(
-            f"SELECT rowid, rank FROM {fts} WHERE {' AND '.join(where)} ORDER BY rank LIMIT ?",
+            f"SELECT d.kind, d.key, m.rank FROM (SELECT rowid, rank FROM {fts} "
+            f"WHERE {' AND '.join(where)} ORDER BY rank LIMIT ?) AS m "
+            f"JOIN {table} AS d ON d.id = m.rowid ORDER BY m.rank",
             params,
         ).fetchall()
-        if not rows:
-            return []
-        keys = dict(self._keys(table, [int(r[0]) for r in rows]))
         # bm25() is lower-is-better and negative; report it as a positive score.
-        return [(keys[int(r[0])], -float(r[1])) for r in rows if int(r[0]) in keys]
-
-    def _keys(self, table: str, ids: list[int]) -> Iterator[tuple[int, DocKey]]:
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
-            for row in self.conn.execute(
-                f"SELECT id, kind, key FROM {table} WHERE id IN ({marks})", chunk
-            ):
-                yield int(row[0]), (str(row[1]), str(row[2]))
+        return [((str(kind), str(key)), -float(rank)) for kind, key, rank in rows]
 
     def docs(self, agent_id: str, keys: Iterable[DocKey]) -> dict[DocKey, SearchDoc]:
         """The stored documents of ``keys`` (missing ones left out), one query per kind."""

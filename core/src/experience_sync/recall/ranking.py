@@ -126,15 +126,23 @@ def run_search(
     limit = depth or max(50, 10 * query.k)
     rankings = {r.name: r.rank(corpus, query, limit) for r in rankers}
     fused = fuse(rankings, weights, rrf_k)
-    docs = corpus.docs([key for key, _, _ in fused])
     hits: list[SearchHit] = []
-    for key, score, names in fused:
-        doc = docs.get(key)
-        if doc is None or not matches(doc, query):
-            continue
-        hits.append(doc.hit(score, names, corpus.item(doc)))
-        if len(hits) >= query.k and not rerankers:
-            break
+    # Documents are read a chunk at a time, best first, until ``k`` hits pass
+    # the filters: most searches read ``k`` of the ~50-100 fused candidates.
+    # Rerankers see every candidate that passes.
+    start, chunk = 0, len(fused) if rerankers else query.k + 4
+    while start < len(fused) and (rerankers or len(hits) < query.k):
+        part = fused[start : start + chunk]
+        docs = corpus.docs([key for key, _, _ in part])
+        for key, score, names in part:
+            doc = docs.get(key)
+            if doc is None or not matches(doc, query):
+                continue
+            hits.append(doc.hit(score, names, corpus.item(doc)))
+            if len(hits) >= query.k and not rerankers:
+                break
+        start += len(part)
+        chunk *= 2
     for reranker in rerankers:
         hits = reranker.rerank(query, hits)
     return SearchResults(
