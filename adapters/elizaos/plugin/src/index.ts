@@ -3,8 +3,8 @@
  * (messages, action outcomes, evaluator findings, runs, new memories) to the
  * experience-sync ElizaOS bridge, which syncs them to the source agent, and
  * reads back what the fleet learned: the EXPERIENCE_SYNC_RECALL provider puts
- * the merged memories and integrated knowledge relevant to each incoming
- * message into the composed state.
+ * the merged memories, integrated knowledge and tool reliability relevant to
+ * each incoming message into the composed state.
  *
  * ```ts
  * import { experienceSyncPlugin } from "@experience-sync/elizaos-plugin";
@@ -55,6 +55,13 @@ export {
 
 /** First line of the block the recall provider puts into the prompt state. */
 export const DEFAULT_RECALL_HEADER = "Relevant things learned across the fleet:";
+/**
+ * What the provider recalls by default: merged memories, integrated knowledge
+ * and skills (a skill is one line on its fleet-wide success rate, so a tool
+ * that fails across the fleet is a lesson in the prompt, as with the CrewAI
+ * and LangGraph read paths).
+ */
+export const DEFAULT_RECALL_KINDS: readonly string[] = ["memory", "knowledge", "skill"];
 
 export interface ExperienceSyncPluginOptions {
   /** Bridge base URL. Setting: EXPERIENCE_SYNC_BRIDGE_URL (default http://127.0.0.1:7422). */
@@ -77,7 +84,7 @@ export interface ExperienceSyncPluginOptions {
   recall?: boolean;
   /** Hits the recall provider asks for (1-100). Setting: EXPERIENCE_SYNC_RECALL_K (default 5). */
   recallK?: number;
-  /** Kinds recalled. Setting: EXPERIENCE_SYNC_RECALL_KINDS (default "memory,knowledge"; "skill" adds tool reliability lines). */
+  /** Kinds recalled. Setting: EXPERIENCE_SYNC_RECALL_KINDS (default "memory,knowledge,skill": skills are tool reliability lines). */
   recallKinds?: string[];
   /** Recall request timeout in ms. Setting: EXPERIENCE_SYNC_RECALL_TIMEOUT_MS (default 2000). */
   recallTimeoutMs?: number;
@@ -172,7 +179,7 @@ export function createExperienceSyncPlugin(options: ExperienceSyncPluginOptions 
           bridgeUrl: forwarderOptions.bridgeUrl,
           secret,
           k: Math.min(Math.floor(options.recallK ?? numberSetting(runtime, "EXPERIENCE_SYNC_RECALL_K") ?? 5), 100),
-          kinds: options.recallKinds ?? listSetting(runtime, "EXPERIENCE_SYNC_RECALL_KINDS") ?? ["memory", "knowledge"],
+          kinds: options.recallKinds ?? listSetting(runtime, "EXPERIENCE_SYNC_RECALL_KINDS") ?? [...DEFAULT_RECALL_KINDS],
           timeoutMs: options.recallTimeoutMs ?? numberSetting(runtime, "EXPERIENCE_SYNC_RECALL_TIMEOUT_MS") ?? 2000,
           header: options.recallHeader ?? DEFAULT_RECALL_HEADER,
           maxChars: options.recallMaxChars ?? 4000,

@@ -142,7 +142,7 @@ export function createRecallProvider(
   return {
     name: RECALL_PROVIDER_NAME,
     description:
-      "What the agent's fleet learned (merged memories, integrated knowledge) that is relevant to the message",
+      "What the agent's fleet learned (merged memories, integrated knowledge, tool reliability) that is relevant to the message",
     stats,
     get: async (runtime: IAgentRuntime, message: Memory): Promise<ProviderResult> => {
       // composeState has no error handling of its own: this must never throw.

@@ -119,7 +119,7 @@ describe("recall provider in a real AgentRuntime", () => {
     assert.equal(asked.length, 1);
     assert.equal(asked[0].path, "/v1/elizaos/search");
     assert.equal(asked[0].auth, "Bearer s3cret");
-    assert.deepEqual(asked[0].body, { q: "is the payments API up on Sunday?", k: 5, kinds: ["memory", "knowledge"] });
+    assert.deepEqual(asked[0].body, { q: "is the payments API up on Sunday?", k: 5, kinds: ["memory", "knowledge", "skill"] });
     const expected = [
       "Relevant things learned across the fleet:",
       "- The payments API is down every Sunday night; retry on Monday",
