@@ -261,6 +261,24 @@ def test_crew_kickoff_is_merged_at_the_hub(
     assert manager.status("crew-1").recorded == 4
 
 
+def test_a_task_without_a_name_is_a_task_in_its_memory_never_its_id(
+    crewai: SimpleNamespace, connect: Callable[..., ExperienceSyncManager]
+) -> None:
+    # The memory's text is what recall shows other instances' models: a task
+    # id there is internal metadata in a prompt (issue 11's fleet scenario).
+    manager = connect("crew-unnamed")
+    llm = crewai.ScriptedLLM(["Thought: I now know the final answer\nFinal Answer: 2.1 million."])
+    agent = crewai.Agent(role="Researcher", goal="answer", backstory="careful", llm=llm)
+    task = crewai.Task(description="How many people live in Paris?", expected_output="a number",
+                       agent=agent)
+    with crewai.bus.scoped_handlers(), crewai.Listener(manager, instance_id="crew-unnamed"):
+        crewai.Crew(agents=[agent], tasks=[task]).kickoff()
+        assert crewai.bus.flush(timeout=10)
+    (memory,) = merged(manager, "crew-unnamed").memories
+    assert memory.content == "Researcher completed a task: 2.1 million."
+    assert str(task.id)[:8] not in memory.content
+
+
 def test_crew_runs_while_the_hub_is_down_and_syncs_when_it_returns(
     crewai: SimpleNamespace, hub: HubServer, connect: Callable[..., ExperienceSyncManager]
 ) -> None:

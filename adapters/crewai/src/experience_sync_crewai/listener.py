@@ -84,7 +84,7 @@ class ExperienceSyncListener(BaseEventListener):
     :param include_outputs: put task outputs in task memories (else only who
         completed which task).
     :param include_task_descriptions: name a task without a ``name`` by its
-        description (which carries interpolated inputs); else by its id.
+        description (which carries interpolated inputs); else it is "a task".
     :param record_tasks, record_agents, record_tools, record_memory_saves: switch
         each part of the mapping off.
     :param record_knowledge: also record what CrewAI's knowledge retrieval put
@@ -254,15 +254,17 @@ class ExperienceSyncListener(BaseEventListener):
             with self._lock:
                 self.recorded += 1
 
-    def _task_label(self, task: Any, task_id: str | None) -> str:
+    def _task_label(self, task: Any) -> str:
         name = getattr(task, "name", None) if task is not None else None
         if name:
             return f'task "{clip(str(name), 200)}"'
         description = getattr(task, "description", None) if task is not None else None
         if self.include_task_descriptions and description:
             return f'task "{clip(str(description), 200)}"'
-        tid = task_id or (str(getattr(task, "id", "")) if task is not None else "")
-        return f"task {tid[:8]}" if tid else "a task"
+        # Not the task's id: the label is in the memory's text, which recall
+        # shows other instances' models, and an id means nothing there (it
+        # stays in the memory's context as task_id).
+        return "a task"
 
     @staticmethod
     def _exec_key(agent: Any, task: Any) -> tuple[str, str]:
@@ -303,7 +305,7 @@ class ExperienceSyncListener(BaseEventListener):
             extra["tools_used"] = sorted(set(execution.tools))
             extra["tool_calls"] = len(execution.tools)
             extra["tool_failures"] = execution.failures
-        label = self._task_label(event.task, None)
+        label = self._task_label(event.task)
         verb = "finished" if error is None else "failed on"
         self._record(
             source, event, role, "record_interaction",
@@ -317,7 +319,7 @@ class ExperienceSyncListener(BaseEventListener):
         task = getattr(event, "task", None)
         output = event.output
         role = str(getattr(output, "agent", "") or getattr(event, "agent_role", "") or "agent")
-        label = self._task_label(task, getattr(event, "task_id", None))
+        label = self._task_label(task)
         content = f"{role} completed {label}"
         raw = getattr(output, "raw", None)
         if self.include_outputs and isinstance(raw, str) and raw.strip():
@@ -338,9 +340,9 @@ class ExperienceSyncListener(BaseEventListener):
         error_type = getattr(event, "error_type", None)
         self._record(
             source, event, role, "record_interaction",
-            summary=f"{role} failed {self._task_label(task, event.task_id)}",
+            summary=f"{role} failed {self._task_label(task)}",
             outcome="failed", priority=self.priorities["task_failed"],
-            framework="crewai", agent_role=role,
+            framework="crewai", agent_role=role, task_id=getattr(event, "task_id", None),
             error_type=getattr(error_type, "__name__", None),
         )
 
