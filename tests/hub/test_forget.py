@@ -437,3 +437,40 @@ def test_a_compacted_log_forgets_from_its_snapshot_too(
     for instance, events in workload.items():  # compacted ids are still known too
         again = _send(hub, writers[instance], instance, events)
         assert len(again["duplicate_event_ids"]) == len(events)
+
+
+def test_a_forget_leaves_every_other_memorys_id_as_it_was(tmp_path: Path) -> None:
+    """Memory ids are named after their adding event's place in its request.
+
+    Forgetting one memory of a request, or an event that merged into another
+    memory, must not hand its id to a memory after it: a saved link or an
+    instance's reference keeps naming the same memory.
+    """
+    store_url = f"sqlite:///{tmp_path / 'hub.db'}"
+    engine = MergeEngine(open_store(store_url), MergeStrategyConfig())
+    try:
+        from experience_sync.hub.forget import forget
+        from experience_sync.models import EventsRequest
+
+        texts = [
+            "The release train leaves every second Tuesday",
+            "the release train leaves every second tuesday.",  # merges into the first
+            "Invoices above ten thousand need the CFO's approval",
+            "The build cache lives on the shared NFS volume",
+            "Customers in Norway are billed in kroner",
+        ]
+        events = [_event("i1", "memory", {"content": t}) for t in texts]
+        engine.ingest_events(AGENT, EventsRequest.model_validate(
+            {"instance_id": "i1", "events": events}))
+        before = {m.content: m.memory_id for m in engine.state(AGENT).memories}
+        assert len(before) == 4
+        # Forget the duplicate's event, then a memory in the middle of the request.
+        forget(engine, AGENT, ForgetRequest(event_ids=[events[1]["event_id"]]))
+        middle = before[texts[2]]
+        forget(engine, AGENT, ForgetRequest(memory_ids=[middle]))
+        after = {m.content: m.memory_id for m in engine.state(AGENT).memories}
+        assert after == {t: i for t, i in before.items() if t != texts[2]}
+        assert middle not in after.values()
+        assert replay(open_store(store_url), AGENT, MergeStrategyConfig()) == engine.state(AGENT)
+    finally:
+        engine.close()

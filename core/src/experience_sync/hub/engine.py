@@ -346,6 +346,8 @@ class MergeEngine:
             LogEntry(ev.event_id, "event", ev.model_dump_json(), unit_id, instance_id, ctx.cursor)
             for ev in fresh
         ]
+        ctx.positions = {ev.event_id: i for i, ev in enumerate(fresh)}
+        ctx.position_base = len(fresh)
         rt.apply_events(ctx, fresh)
         # The merge judge's decisions, logged with the request: replay reads
         # them instead of asking a judge again.

@@ -71,6 +71,11 @@ def apply_group(rt: AgentRuntime, group: Sequence[LogEntry]) -> None:
     them gives.
     """
     ctx = MergeContext(cursor=group[0].request, replay=True)
+    # An event's place among the request's entries, as the live merge counted
+    # it: events first (a forgotten one keeps its place), judgements after.
+    places = [e for e in group if e.kind in ("event", "forgotten")]
+    ctx.positions = {e.entry_id: i for i, e in enumerate(places) if e.kind == "event"}
+    ctx.position_base = len(places)
     for e in group:
         if e.kind == JUDGEMENT_KIND:
             judgement = Judgement.from_body(e.body)

@@ -150,6 +150,11 @@ class MergeContext:
         from the log.
     :param replay: rebuilding from the log: no judge is asked; a logged
         judgement decides its pair, the rules every other.
+    :param positions: each event's place in its request's log entries (a
+        memory it adds is named after it: see
+        :func:`~experience_sync.hub.merge.memory.memory_id_for`).
+    :param position_base: how many entries those are (a memory added by an
+        event of no position, an accepted review's, is numbered after them).
     """
 
     cursor: int
@@ -159,6 +164,8 @@ class MergeContext:
     target: str | None = None
     judgements: dict[str, Judgement] = field(default_factory=dict)
     replay: bool = False
+    positions: dict[str, int] = field(default_factory=dict)
+    position_base: int = 0
 
 
 class ConflictDesk:

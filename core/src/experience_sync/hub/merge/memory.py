@@ -58,11 +58,15 @@ def noisy_or(a: float, b: float) -> float:
 
 
 def memory_id_for(cursor: int, n: int) -> str:
-    """The id of the ``n``-th memory added by the request committed as ``cursor``.
+    """The id of the memory the ``n``-th log entry of request ``cursor`` added.
 
-    Ids grow with the cursor, so new rows land at the end of the store's
-    index instead of all over it; replay repeats the same requests and so
-    gives the same ids.
+    ``n`` is the place of the adding event among its request's log entries
+    (forgotten ones included), not a count of the memories added before it:
+    when a forget rebuilds the agent, an event it forgot, or one that now
+    merges where it used to add, changes no other memory's id, and an id is
+    never given to another memory. Ids grow with the cursor, so new rows land
+    at the end of the store's index instead of all over it; replay repeats the
+    same requests and so gives the same ids.
     """
     return f"m{cursor:010x}{n:05x}"
 
@@ -393,7 +397,10 @@ class MemoryMerger:
         related_to: str | None = None,
     ) -> str:
         data = ev.memory
-        mid = memory_id_for(ctx.cursor, ctx.result.memories_added)
+        n = ctx.positions.get(ev.event_id)
+        if n is None:  # an accepted review's event: after the request's own entries
+            n = ctx.position_base + ctx.result.memories_added
+        mid = memory_id_for(ctx.cursor, n)
         memory = _construct(
             {
                 "memory_id": mid,
