@@ -269,8 +269,9 @@ def test_group_mode_keeps_what_it_accepted_and_refuses_new_events(tmp_path: Path
         assert not box.wait_durable(accepted[-1], timeout=0.2)
         _free_database(box)
         assert box.wait_durable(accepted[-1], timeout=30)  # retried, no restart
-        assert wait_until(lambda: box.error is None)
-        assert errors[0] is not None and errors[-1] is None
+        # The writer clears its error, then tells the observer: wait for both.
+        assert wait_until(lambda: box.error is None and errors[-1] is None)
+        assert errors[0] is not None
         seq = box.add("streaming", _event(100_001))
         assert box.wait_durable(seq, timeout=10)
         rows = [r.seq for r in box.read("streaming", 200_000)]

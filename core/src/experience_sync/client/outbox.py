@@ -524,10 +524,14 @@ class Outbox:
     def _failed_commit(
         self, batch: list[_Pending], err: OutboxWriteError, rest: list[_Pending]
     ) -> list[_Pending]:
-        """Give up the rows only the commit could keep; return what to retry."""
-        kept = [p for p in batch if p[5]]
-        dropped = [p for p in batch if not p[5]]
-        kept += rest
+        """Give up the rows only the commit could keep; return what to retry.
+
+        Those of ``rest`` too: a row the journal had no room for, taken in
+        while a retry waited, would otherwise wait behind every slice of the
+        retried rows, and its ``add`` with it, for as long as the disk is full.
+        """
+        kept = [p for p in batch if p[5]] + [p for p in rest if p[5]]
+        dropped = [p for p in batch if not p[5]] + [p for p in rest if not p[5]]
         log.error("%s (%d events kept for a retry, %d refused)", err, len(kept), len(dropped))
         with self._lock:
             self.error = err
@@ -543,7 +547,7 @@ class Outbox:
             for p in dropped:
                 self._given_up[p[0]] = err
             if dropped and not kept:  # nothing below them is outstanding any more
-                self._watermark = max(self._watermark, dropped[-1][0])
+                self._watermark = max(self._watermark, max(p[0] for p in dropped))
             self._durable.notify_all()
         self._report(err)
         return kept
