@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from crewai_sandbox import crewai_home
 
 from experience_sync.client.manager import ExperienceSyncManager
 from experience_sync.config import validate_config
@@ -31,13 +32,7 @@ AGENT = "research-agent"
 @pytest.fixture(scope="module")
 def crewai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     """CrewAI imported with a temporary HOME and no telemetry; test doubles built on it."""
-    home = tmp_path_factory.mktemp("crewai-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(home))
-        mp.setenv("CREWAI_DISABLE_TELEMETRY", "true")
-        mp.setenv("OTEL_SDK_DISABLED", "true")
-        mp.setenv("CREWAI_TRACING_ENABLED", "false")
-        mp.chdir(home)  # the kickoff database is named after the working directory
+    with crewai_home(tmp_path_factory) as home:
         from chromadb.api.types import EmbeddingFunction as ChromaEmbeddingFunction
         from crewai import Agent, Crew, Memory, Task
         from crewai.events import crewai_event_bus

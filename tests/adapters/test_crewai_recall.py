@@ -19,6 +19,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from crewai_sandbox import crewai_home
 
 from experience_sync.client.manager import ExperienceSyncManager
 from experience_sync.config import validate_config
@@ -33,13 +34,7 @@ TASK = "How many people live in Paris? Check the census API first."
 @pytest.fixture(scope="module")
 def crewai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     """CrewAI imported with a temporary HOME and no telemetry; an offline LLM that keeps prompts."""
-    home = tmp_path_factory.mktemp("crewai-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(home))
-        mp.setenv("CREWAI_DISABLE_TELEMETRY", "true")
-        mp.setenv("OTEL_SDK_DISABLED", "true")
-        mp.setenv("CREWAI_TRACING_ENABLED", "false")
-        mp.chdir(home)
+    with crewai_home(tmp_path_factory):
         from crewai import Agent, Crew, Memory, Task
         from crewai.events import crewai_event_bus
         from crewai.llms.base_llm import BaseLLM

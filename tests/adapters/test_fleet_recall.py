@@ -40,6 +40,7 @@ from typing import Any
 
 import httpx
 import pytest
+from crewai_sandbox import crewai_home
 from experience_sync_elizaos import BridgeServer, create_bridge_app, start_manager
 from experience_sync_langchain import ExperienceSyncCallbackHandler, ExperienceSyncStore
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -93,13 +94,7 @@ class ScriptedModel(GenericFakeChatModel):
 @pytest.fixture(scope="module")
 def crewai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     """CrewAI with a temporary HOME and no telemetry; an offline LLM that keeps its prompts."""
-    home = tmp_path_factory.mktemp("crewai-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(home))
-        mp.setenv("CREWAI_DISABLE_TELEMETRY", "true")
-        mp.setenv("OTEL_SDK_DISABLED", "true")
-        mp.setenv("CREWAI_TRACING_ENABLED", "false")
-        mp.chdir(home)
+    with crewai_home(tmp_path_factory):
         from crewai import Agent, Crew, Task
         from crewai.events import crewai_event_bus
         from crewai.llms.base_llm import BaseLLM
