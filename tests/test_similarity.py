@@ -572,3 +572,36 @@ def test_a_phone_number_is_its_digits_however_punctuated(variant: str) -> None:
 @pytest.mark.parametrize("text", ["open 9-5 on weekdays", "rooms 101-105", "on 2024-05-01"])
 def test_other_digit_groups_keep_their_boundaries(text: str) -> None:
     assert normalize(text) == normalize(text.replace("-", " "))
+
+
+def test_match_at_asks_another_threshold_without_changing_the_methods_own() -> None:
+    """What the merge judge calls for candidates below the method's threshold."""
+    from experience_sync.api import SimilarityMatch, SimilarityMethod
+    from experience_sync.hub.merge.similarity import JaccardSimilarity
+    from experience_sync.text import normalize
+
+    method = JaccardSimilarity()
+    stored = "the release train leaves every second tuesday from platform four"
+    method.add("m1", normalize(stored), None, stored)
+    near = "the release train leaves every tuesday"
+    assert method.match(normalize(near), None, near) is None
+    found = method.match_at(normalize(near), None, near, 0.5)
+    assert found is not None and found.memory_id == "m1" and 0.5 <= found.score < 0.8
+    assert method.threshold == 0.8
+
+    class Plain(SimilarityMethod):
+        """A third-party method with only the required methods: the default match_at."""
+
+        threshold = 0.9
+        seen: list[float] = []
+
+        def add(self, memory_id: str, normalized: str, embedding: object, text: str | None = None) -> None:
+            pass
+
+        def best_match(self, normalized: str, embedding: object, text: str | None = None) -> tuple[str, float] | None:
+            self.seen.append(self.threshold)
+            return ("m1", 0.6) if self.threshold <= 0.6 else None
+
+    plain = Plain()
+    assert plain.match_at("x", None, None, 0.5) == SimilarityMatch("m1", 0.6)
+    assert plain.seen == [0.5] and plain.threshold == 0.9

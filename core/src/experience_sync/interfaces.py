@@ -321,6 +321,28 @@ class SimilarityMethod(abc.ABC):
         found = self.best_match(normalized, embedding, text)
         return None if found is None else SimilarityMatch(found[0], found[1])
 
+    def match_at(
+        self,
+        normalized: str,
+        embedding: FloatArray | None,
+        text: str | None,
+        threshold: float,
+    ) -> SimilarityMatch | None:
+        """:meth:`match` against ``threshold`` instead of :attr:`threshold`.
+
+        The merge judge asks for candidates down to its zone's low end, below
+        the method's own threshold. The default sets :attr:`threshold` for the
+        one call (the hub holds the agent's lock around every use of a
+        method), which is right for a method that reads it on each match;
+        override it when the threshold is baked into an index.
+        """
+        saved = self.threshold
+        self.threshold = threshold
+        try:
+            return self.match(normalized, embedding, text)
+        finally:
+            self.threshold = saved
+
     def match_many(self, queries: Sequence[MatchQuery]) -> list[SimilarityMatch | None]:
         """:meth:`match` for each query, against the stored memories only.
 

@@ -125,16 +125,9 @@ class JudgeDesk:
 
         ``None`` when the zone starts at or above the method's threshold.
         """
-        saved = method.threshold
-        if self.low >= saved:
+        if self.low >= method.threshold:
             return None
-        # The methods read their threshold on each match: lowered for this one
-        # query (under the agent's lock, which every use of the method holds).
-        method.threshold = self.low
-        try:
-            return method.match(norm, embedding, text)
-        finally:
-            method.threshold = saved
+        return method.match_at(norm, embedding, text, self.low)
 
     def wants(self, pair: JudgedPair) -> bool:
         """Whether ``pair`` goes to the judge.

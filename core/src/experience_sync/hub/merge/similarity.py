@@ -663,7 +663,9 @@ class JaccardSimilarity(SimilarityMethod):
         lens = list(map(len, map(self._postings.get, words, repeat(_NO_POSTINGS))))
         return [words[i] for i in sorted(range(len(words)), key=lens.__getitem__) if lens[i]]
 
-    def _candidates(self, ordered: Sequence[str], n: int, into: set[int]) -> None:
+    def _candidates(
+        self, ordered: Sequence[str], n: int, into: set[int], threshold: float
+    ) -> None:
         """Every stored memory that can reach the threshold with a query of ``n`` tokens (exact).
 
         ``ordered`` holds the query's tokens that some stored memory has,
@@ -674,7 +676,7 @@ class JaccardSimilarity(SimilarityMethod):
         ``1 + extra``. The extra probes are cheap (rare words) and the hit
         count prunes most memories that share one rare word by chance.
         """
-        need = math.ceil(self.threshold * n - 1e-9)
+        need = math.ceil(threshold * n - 1e-9)
         if n == 0 or need > len(ordered):
             return
         extra = min(2, max(need - 1, 0))
@@ -699,6 +701,16 @@ class JaccardSimilarity(SimilarityMethod):
         self, normalized: str, embedding: FloatArray | None = None, text: str | None = None
     ) -> SimilarityMatch | None:
         """The best duplicate at or above threshold, else the best contradiction."""
+        return self.match_at(normalized, embedding, text, self.threshold)
+
+    def match_at(
+        self,
+        normalized: str,
+        embedding: FloatArray | None,
+        text: str | None,
+        threshold: float,
+    ) -> SimilarityMatch | None:
+        """:meth:`match` against ``threshold`` instead of the method's own."""
         parsed = _parse(normalized, text)
         q = self._mem.query(parsed)
         voiced = self._mem.voice_match(q)
@@ -712,10 +724,10 @@ class JaccardSimilarity(SimilarityMethod):
         unguarded, names = parsed.unguarded, q.names
         plain = [t for t in ordered if t in unguarded and t not in names]
         if len(plain) < len(ordered):
-            self._candidates(ordered, len(q.words), candidates)
+            self._candidates(ordered, len(q.words), candidates, threshold)
         # With no guarded word, the plain probe covers the first: its ``n`` is
         # no larger, so it probes a longer run of the same tokens.
-        self._candidates(plain, len(plain), candidates)
+        self._candidates(plain, len(plain), candidates, threshold)
         best: tuple[float, int] | None = None
         best_conflict: tuple[float, int, str] | None = None
         stored = self._mem.stored
@@ -728,11 +740,11 @@ class JaccardSimilarity(SimilarityMethod):
             score = inter / (q_len + len(sig.words) - inter) if q_len or sig.words else 1.0
             reason = contradiction(q, sig)
             if reason is None:
-                if score >= self.threshold and (best is None or (score, -slot) > (best[0], -best[1])):
+                if score >= threshold and (best is None or (score, -slot) > (best[0], -best[1])):
                     best = (score, slot)
                 continue
             cscore = max(score, contradiction_score(q, sig))
-            if cscore >= self.threshold and (
+            if cscore >= threshold and (
                 best_conflict is None or (cscore, -slot) > (best_conflict[0], -best_conflict[1])
             ):
                 best_conflict = (cscore, slot, reason)
@@ -902,8 +914,23 @@ class EmbeddingSimilarity(SimilarityMethod):
         """The best duplicate at or above threshold, else the best contradiction."""
         return self.match_many([(normalized, embedding, text)])[0]
 
+    def match_at(
+        self,
+        normalized: str,
+        embedding: FloatArray | None,
+        text: str | None,
+        threshold: float,
+    ) -> SimilarityMatch | None:
+        """:meth:`match` against ``threshold`` instead of the method's own."""
+        return self._match_many([(normalized, embedding, text)], threshold)[0]
+
     def match_many(self, queries: Sequence[MatchQuery]) -> list[SimilarityMatch | None]:
         """Match a batch with one index search (much faster than one by one)."""
+        return self._match_many(queries, self.threshold)
+
+    def _match_many(
+        self, queries: Sequence[MatchQuery], threshold: float
+    ) -> list[SimilarityMatch | None]:
         if not queries:
             return []
         rows = self._rows([emb for _, emb, _ in queries])
@@ -935,18 +962,18 @@ class EmbeddingSimilarity(SimilarityMethod):
                 sig = stored(slot)
                 reason = contradiction(q, sig) if q is not None and sig is not None else None
                 if (
-                    reason == "word" and score >= self.threshold
+                    reason == "word" and score >= threshold
                     and q is not None and sig is not None and self._synonyms(q, sig)
                 ):
                     reason = None
                 if reason is None:
-                    if score >= self.threshold:
+                    if score >= threshold:
                         found = SimilarityMatch(ids[slot] or "", float(score))
                         break
                     continue
                 assert q is not None and sig is not None
                 if conflict is None and (
-                    score >= self.threshold
+                    score >= threshold
                     or contradiction_score(q, sig) >= self.lexical_threshold
                 ):
                     conflict = SimilarityMatch(ids[slot] or "", float(score), reason)
