@@ -644,6 +644,28 @@ def test_forgetting_a_knowledge_item_and_a_skills_history_from_their_pages(fleet
     assert sorted(tuple(r["selectors"]) for r in _forgets(fleet, admin)) == [("knowledge_ids",), ("skill_ids",)]
 
 
+def test_an_admin_forgets_everything_one_instance_sent(fleet: Fleet) -> None:
+    """The wire's instance forget, from the Forget page: dry run, confirm, audit."""
+    admin = fleet.hub.create_token(AGENT, "dpo", "admin")
+    b, csrf = _signed_in(fleet.hub, admin)
+    assert 'value="instance"' in b.get(page(AGENT, "forget")).text
+    url = page(AGENT, "forget")
+    missing = b.post(url, data={"csrf": csrf, "kind": "instance", "value": "i9", "step": "preview"})
+    assert missing.status_code == 404 and "i9" in missing.text
+    preview = b.post(url, data={"csrf": csrf, "kind": "instance", "value": "i2", "step": "preview"})
+    assert preview.status_code == 200, preview.text
+    assert _count(preview.text, "events") == 3 and _count(preview.text, "reviews") == 1
+    assert "everything instance i2 sent" in preview.text
+    done = b.post(url, data=_forget_form(preview.text))
+    assert done.status_code == 200 and "Forgotten" in done.text
+    state = _state(fleet)
+    assert all("i2" not in m["source_instances"] for m in state["memories"])
+    assert all("i2" not in k["verifications"] for k in state["knowledge"])
+    assert len(state["memories"]) == 60 and state["reviews"] == []
+    (record,) = _forgets(fleet, admin)
+    assert record["selectors"] == {"instance_ids": 1} and record["instance_ids"] == ["i2"]
+
+
 def test_bad_forget_input_is_a_4xx_page(fleet: Fleet) -> None:
     admin = fleet.hub.create_token(AGENT, "dpo", "admin")
     b, csrf = _signed_in(fleet.hub, admin)

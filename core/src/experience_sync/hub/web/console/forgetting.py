@@ -42,11 +42,12 @@ FORGET_KINDS = {
     "skill": "skill_ids",
     "query": "query",
     "subject": "subject",
+    "instance": "instance_ids",
 }
 # Where each item kind is listed, and its page (the list's URL + "/" + id).
 _LISTS = {"memory": "memories", "knowledge": "knowledge", "skill": "skills"}
 _NOUNS = {"memory": "memory", "knowledge": "knowledge item", "skill": "skill's history",
-          "query": "text", "subject": "subject"}
+          "query": "text", "subject": "subject", "instance": "instance's experiences"}
 #: The order the removed counts are shown in.
 REMOVED_ORDER = ("memories", "knowledge", "skills", "characteristics", "reviews")
 _CSRF_MESSAGE = "CSRF token missing or wrong: reload the page and try again."
@@ -69,6 +70,9 @@ def _label(console: Console, agent_id: str, kind: str, ident: str) -> str | None
         return next((m.content for m in engine.state(agent_id).memories if m.memory_id == ident), None)
     if kind == "knowledge":
         return next((k.content for k in engine.knowledge(agent_id) if ident in (k.knowledge_id, k.key)), None)
+    if kind == "instance":
+        known = {s.instance_id for s in engine.instances(agent_id)}
+        return f"everything instance {ident} sent" if ident in known else None
     return next((s.name for s in engine.skills(agent_id) if s.skill_id == ident), None)
 
 
@@ -136,7 +140,7 @@ def forget_routes(console: Console, r: APIRouter) -> None:
         except ValidationError as exc:
             return console.error(422, f"{kind}: {exc.errors()[0]['msg']}", session)
         label = None
-        if kind in _LISTS:
+        if kind in _LISTS or kind == "instance":
             label = await run_in_threadpool(_label, console, agent_id, kind, value)
             if label is None:
                 return console.error(404, f"No {kind} {value!r} for agent {agent_id!r}.", session)
