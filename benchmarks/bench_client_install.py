@@ -34,8 +34,14 @@ TOOLS = {"pip", "setuptools", "wheel", "_distutils_hack", "distutils-precedence.
 INSTALLS = {"client": "", "hub": "[hub]"}
 
 
-def local_index_env() -> dict[str, str]:
-    """pip's environment for an offline install from the local (file://) indexes."""
+def local_index_env() -> dict[str, str] | None:
+    """pip's environment for an offline install from the machine's local index.
+
+    The local (``file://``) indexes and find-links folders pip is configured
+    with here; the network index is left out, and so are this process's pip,
+    virtualenv, Python and experience-sync settings. ``None`` when there are
+    no local indexes. ``tests/test_client_install.py`` installs with it too.
+    """
     listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"],
                             capture_output=True, text=True, check=False).stdout
     indexes: list[str] = []
@@ -48,10 +54,11 @@ def local_index_env() -> dict[str, str]:
         elif key.endswith(("find-links", "find_links")):
             links += [v for v in values if Path(v).is_dir() and v not in links]
     if not indexes:
-        sys.exit("no local package index configured for pip: cannot install offline")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
+        return None
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PIP_", "EXPERIENCE_SYNC_", "VIRTUAL_ENV", "PYTHON"))}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_INDEX_URL=indexes[0],
-               PIP_DISABLE_PIP_VERSION_CHECK="1")
+               PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
     if indexes[1:]:
         env["PIP_EXTRA_INDEX_URL"] = " ".join(indexes[1:])
     if links:
@@ -120,6 +127,8 @@ def main() -> None:
                         help="measure only this install (repeatable)")
     args = parser.parse_args()
     env = local_index_env()
+    if env is None:
+        sys.exit("no local package index configured for pip: cannot install offline")
     results = {}
     with tempfile.TemporaryDirectory(prefix="xs-client-install-") as tmp:
         for name in args.only or list(INSTALLS):

@@ -15,7 +15,6 @@ as a step of its own (README, "Run the tests").
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,10 @@ import pytest
 
 from experience_sync.hub.web.server import HubServer, run_in_thread
 
+# The offline pip environment the client-install benchmark builds its venvs with.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_client_install import local_index_env
+
 pytestmark = pytest.mark.client_install
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,36 +39,6 @@ ROOT = Path(__file__).resolve().parents[1]
 HUB_ONLY = ("fastapi", "starlette", "uvicorn", "jinja2", "prometheus_client",
             "zstandard", "rich", "pygments", "scipy", "datasketch")
 HINT = "pip install 'experience-sync[hub]'"
-
-
-def local_index_env() -> dict[str, str] | None:
-    """pip's environment for an offline install from the machine's local index.
-
-    The local (``file://``) indexes and find-links folders pip is configured
-    with here; the network index is left out. None when there are none.
-    """
-    listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"],
-                            capture_output=True, text=True, check=False).stdout
-    indexes: list[str] = []
-    links: list[str] = []
-    for line in listed.splitlines():
-        key, _, value = line.partition("=")
-        values = value.strip().strip("'\"").split()
-        if key.endswith(("index-url", "index_url")):
-            indexes += [v for v in values if v.startswith("file:") and v not in indexes]
-        elif key.endswith(("find-links", "find_links")):
-            links += [v for v in values if Path(v).is_dir() and v not in links]
-    if not indexes:
-        return None
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PIP_", "EXPERIENCE_SYNC_", "VIRTUAL_ENV", "PYTHON"))}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_INDEX_URL=indexes[0],
-               PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
-    if indexes[1:]:
-        env["PIP_EXTRA_INDEX_URL"] = " ".join(indexes[1:])
-    if links:
-        env["PIP_FIND_LINKS"] = " ".join(links)
-    return env
 
 
 @dataclass
