@@ -34,6 +34,8 @@ from typing import Any
 
 os.environ.setdefault("EXPERIENCE_SYNC_DISABLE_PLUGIN_AUTOLOAD", "1")
 
+from bench_ingest import text
+
 from experience_sync import ExperienceSyncConfig, ExperienceSyncManager
 from experience_sync.interfaces import MockTransport, SyncRequest
 from experience_sync.models import MergeResult
@@ -125,8 +127,9 @@ def bench_throughput(n: int, data_dir: Path) -> float:
 HUB_PROCESS = r"""
 import json, os, sys, time
 os.environ.setdefault("EXPERIENCE_SYNC_DISABLE_PLUGIN_AUTOLOAD", "1")
-from experience_sync.hub.web.server import run_in_thread
+from experience_sync.hub.web.server import run_in_thread, tune_gc
 
+tune_gc()  # what `experience-sync serve` sets for its process
 with run_in_thread() as server:
     store = server.hub.store
     committed = {}
@@ -147,10 +150,12 @@ with run_in_thread() as server:
 
 
 def probe_text(rng: random.Random, i: int) -> str:
-    """A varied sentence over a 5,000-word vocabulary: memories differ in more than
-    a number, and not all in the same few words (which would make every memory a
-    near-duplicate candidate of every other for the hub's dedup)."""
-    return f"case {i}: " + " ".join(f"w{rng.randrange(5000)}" for _ in range(10))
+    """A distinct memory of about 110 bytes, Zipf-distributed words as in natural
+    text (bench_ingest's generator). Earlier runs used ``case {i}: w123 ...``,
+    which the guards read as numbers and codes: every memory then differed from
+    every other only in its numbers, so each new one was a contradiction of
+    all the stored ones, which no real stream looks like."""
+    return text(rng, 110)
 
 
 def bench_latency(transport: str, interval_ms: int, batch_size: int, seconds: float,

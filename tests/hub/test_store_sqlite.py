@@ -5,6 +5,7 @@ store is in ``test_store_contract.py``."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -102,3 +103,66 @@ def test_seen_ids_check_both_halves_of_the_digest(monkeypatch: pytest.MonkeyPatc
     assert seen.seen(["x", "y", "z"]) == {"x", "z"}
     seen.update(["y"])
     assert seen.seen(["y"]) == {"y"}
+
+
+def test_commits_leave_checkpoints_to_the_background_thread(tmp_path: Path) -> None:
+    """The store's own thread checkpoints the log shortly after commits land
+    (50 small commits stay far below the committing connection's automatic
+    checkpoint, SQLite's 1,000 pages by default and raised to a backstop)."""
+    path = tmp_path / "hub.db"
+    s = SQLiteStore(f"sqlite:///{path}")
+    try:
+        checkpointer = s.checkpointer
+        assert checkpointer is not None
+        before = checkpointer.checkpoints
+        for i in range(50):
+            s.commit("a", ChangeSet(log=[entry(i, request=i + 1)], cursor=i + 1))
+        deadline = time.monotonic() + 10
+        while checkpointer.checkpoints == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert checkpointer.checkpoints > before
+        # Commits landing while it ran are copied by the next one.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            last = checkpointer.last
+            if last is not None and last[1] > 0 and last[1] == last[2]:
+                break
+            time.sleep(0.05)
+        assert last is not None and last[0] == 0 and last[1] > 0 and last[1] == last[2]
+        assert s.load_agent("a").cursor == 50
+    finally:
+        s.close()
+    assert not s.checkpointer
+    # The store closed last: its connection checkpointed and removed the log.
+    assert not (tmp_path / "hub.db-wal").exists()
+    reopened = SQLiteStore(f"sqlite:///{path}")
+    try:
+        assert reopened.load_agent("a").cursor == 50
+    finally:
+        reopened.close()
+
+
+def test_an_idle_store_is_not_checkpointed_again(tmp_path: Path) -> None:
+    s = SQLiteStore(f"sqlite:///{tmp_path}/hub.db")
+    try:
+        checkpointer = s.checkpointer
+        assert checkpointer is not None
+        s.commit("a", ChangeSet(log=[entry(1)], cursor=1))
+        deadline = time.monotonic() + 10
+        while checkpointer.checkpoints == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        done = checkpointer.checkpoints
+        time.sleep(5 * checkpointer.interval)
+        assert checkpointer.checkpoints == done
+    finally:
+        s.close()
+
+
+def test_an_in_memory_store_has_no_checkpointer() -> None:
+    s = SQLiteStore("sqlite:///:memory:")
+    try:
+        assert s.checkpointer is None
+        s.commit("a", ChangeSet(log=[entry(1)], cursor=1))
+        assert s.load_agent("a").cursor == 1
+    finally:
+        s.close()

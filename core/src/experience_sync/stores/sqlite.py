@@ -43,6 +43,7 @@ from experience_sync.models import MergeResult
 from experience_sync.recall.documents import SearchDoc
 from experience_sync.recall.fts import FtsIndex
 from experience_sync.stores.state import TABLES, ChangeSet, LogEntry, StoredAgent, StoredRow
+from experience_sync.stores.wal import BACKSTOP_PAGES, WalCheckpointer
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS agents (
@@ -209,6 +210,11 @@ class SQLiteStore(Store):
         self._db.execute("PRAGMA busy_timeout=10000")
         # Index pages of the log and state tables stay hot between commits.
         self._db.execute("PRAGMA cache_size=-65536")
+        # Checkpoints run on a thread of their own, not in a commit (stores/wal.py).
+        self._checkpointer: WalCheckpointer | None = None
+        if path != ":memory:":
+            self._db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+            self._checkpointer = WalCheckpointer(path)
         # Every statement is CREATE ... IF NOT EXISTS: safe to run on each open.
         tables = "".join(_STATE_TABLE.format(name=t) for t in TABLES if t != "memories")
         self._db.executescript(_SCHEMA + tables)
@@ -228,6 +234,11 @@ class SQLiteStore(Store):
             "agent_id TEXT NOT NULL, forget_id TEXT NOT NULL, body TEXT NOT NULL)"
         )
         self._in_forget = False
+
+    @property
+    def checkpointer(self) -> WalCheckpointer | None:
+        """The thread that checkpoints the store's WAL (``None`` in memory, or closed)."""
+        return self._checkpointer
 
     # ------------------------------------------------------------------ state
 
@@ -378,6 +389,8 @@ class SQLiteStore(Store):
             if seen is not None:
                 seen.add_digests(digests)
                 seen.update(changes.seen)
+            if self._checkpointer is not None:
+                self._checkpointer.committed()
 
     # ------------------------------------------------------------------ compaction
 
@@ -681,6 +694,11 @@ class SQLiteStore(Store):
 
     def close(self) -> None:
         with self._lock:
+            if self._checkpointer is not None:
+                # First, so that the store's own connection closes last and
+                # checkpoints what is left.
+                self._checkpointer.close()
+                self._checkpointer = None
             self._db.close()
 
 
