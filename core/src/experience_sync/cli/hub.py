@@ -120,6 +120,9 @@ def _dump(obj: Any) -> None:
               help="HTTP units one agent may have merging or waiting (503 with Retry-After beyond; default 64).")
 @click.option("--gc-gen0", type=click.IntRange(min=0), default=None,
               help="Allocations between young garbage collections (default 10000; 0 keeps Python's 700).")
+@click.option("--max-loaded-memories", type=click.IntRange(min=1), default=None,
+              help="Memories kept loaded across agents; beyond it the least recently used agents "
+                   "are unloaded and loaded again at their next request (default: no bound).")
 @click.option("--log-level", default="info", show_default=True)
 @click.option("--no-access-log", is_flag=True, help="Do not log each request.")
 def serve(
@@ -134,6 +137,7 @@ def serve(
     max_decompressed_bytes: int | None,
     max_pending: int | None,
     gc_gen0: int | None,
+    max_loaded_memories: int | None,
     log_level: str,
     no_access_log: bool,
 ) -> None:
@@ -164,7 +168,7 @@ def serve(
         hub = _guard(
             lambda: Hub.open(
                 store_url, strategy=strategy, auth=not no_auth, limits=limits, recall=recall,
-                retention=retention,
+                retention=retention, max_loaded_memories=max_loaded_memories,
             )
         )
     except sqlite3.Error as exc:

@@ -29,9 +29,11 @@ so the request is merged again on the reloaded state. A single-writer store
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -73,6 +75,8 @@ __all__ = ["IngestMeta", "MergeEngine", "open_store"]
 _STALE_RETRIES = 16
 
 _T = TypeVar("_T")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -150,8 +154,15 @@ class MergeEngine:
         *,
         emit: bool = True,
         recall: RecallConfig | None = None,
+        max_loaded_memories: int | None = None,
     ) -> None:
+        if max_loaded_memories is not None and max_loaded_memories < 1:
+            raise ValueError(f"max_loaded_memories must be at least 1, not {max_loaded_memories}")
         self.store = store
+        #: The most memories kept loaded across agents (``None``: no bound).
+        #: Beyond it the least recently used agents are unloaded; each is
+        #: loaded from the store again at its next request.
+        self.max_loaded_memories = max_loaded_memories
         self.strategy = strategy or MergeStrategyConfig()
         self.pm = pm or get_plugin_manager()
         self.emit = emit
@@ -167,7 +178,8 @@ class MergeEngine:
             registry.get("similarity_methods", self.strategy.similarity_method)
             registry.get("merge_judges", self.strategy.judge)
         self._check_plugins()
-        self._runtimes: dict[str, AgentRuntime] = {}
+        # Loaded agents, least recently used first (changed under ``_guard``).
+        self._runtimes: OrderedDict[str, AgentRuntime] = OrderedDict()
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
 
@@ -198,6 +210,10 @@ class MergeEngine:
     def _runtime(self, agent_id: str) -> AgentRuntime:
         # Called with the agent's lock held.
         rt = self._runtimes.get(agent_id)
+        if rt is not None and self.max_loaded_memories is not None:
+            with self._guard:
+                if agent_id in self._runtimes:
+                    self._runtimes.move_to_end(agent_id)
         if rt is not None:
             # A shared store: another process may have committed since.
             version = self.store.agent_version(agent_id)
@@ -207,8 +223,50 @@ class MergeEngine:
             rt = AgentRuntime(agent_id, self.strategy, self.pm)
             rt.load(self.store.load_agent(agent_id))
             self.recall.loaded(rt)
-            self._runtimes[agent_id] = rt
+            with self._guard:
+                self._runtimes[agent_id] = rt
+                self._runtimes.move_to_end(agent_id)
+            if self.max_loaded_memories is not None:
+                self._unload_beyond(self.max_loaded_memories, keep=agent_id)
         return rt
+
+    @property
+    def loaded_memories(self) -> int:
+        """Memories of the agents loaded now (what :attr:`max_loaded_memories` bounds)."""
+        return sum(len(rt.memory.memories) for rt in list(self._runtimes.values()))
+
+    def loaded_agents(self) -> list[str]:
+        """The agents loaded now, least recently used first."""
+        with self._guard:
+            return list(self._runtimes)
+
+    def _unload_beyond(self, limit: int, keep: str) -> None:
+        """Unload least recently used agents until at most ``limit`` memories stay loaded.
+
+        ``keep`` (the agent being served) stays even if it alone is larger;
+        an agent another thread is merging now is skipped (it is recent anyway).
+        """
+        with self._guard:
+            sizes = [(a, len(rt.memory.memories)) for a, rt in self._runtimes.items()]
+        total = sum(n for _, n in sizes)
+        for agent_id, n in sizes:
+            if total <= limit:
+                return
+            if agent_id == keep:
+                continue
+            lock = self._lock(agent_id)
+            if not lock.acquire(blocking=False):
+                continue
+            try:
+                with self._guard:
+                    dropped = self._runtimes.pop(agent_id, None)
+                if dropped is not None:
+                    self.recall.forget(agent_id)
+                    total -= n
+                    log.info("unloaded agent %s (%d memories) to stay within %d loaded",
+                             agent_id, n, limit)
+            finally:
+                lock.release()
 
     def _commit(self, agent_id: str, changes: ChangeSet) -> None:
         rt = self._runtimes.get(agent_id)
@@ -224,6 +282,8 @@ class MergeEngine:
         if rt is not None:
             rt.version += 1
         self.recall.committed(agent_id, changes)
+        if self.max_loaded_memories is not None:
+            self._unload_beyond(self.max_loaded_memories, keep=agent_id)
 
     def _under_lock(self, agent_id: str, work: Callable[[AgentRuntime], _T]) -> _T:
         """Run ``work`` on the agent's state under its lock, again after a lost commit race.

@@ -101,6 +101,7 @@ class Hub:
         limits: HubLimits | None = None,
         recall: RecallConfig | None = None,
         retention: RetentionConfig | None = None,
+        max_loaded_memories: int | None = None,
     ) -> Hub:
         """A hub over the store at ``store_url`` (``sqlite:///path/hub.db``).
 
@@ -108,13 +109,18 @@ class Hub:
         :param retention: the config's ``retention`` section: when it asks for
             anything, a background thread applies it every ``interval``
             (stopped by :meth:`close`).
+        :param max_loaded_memories: keep at most this many memories loaded
+            across agents, unloading the least recently used agents beyond it
+            (:attr:`MergeEngine.max_loaded_memories`; ``None``: no bound).
         """
         from experience_sync.hub.engine import MergeEngine, open_store
         from experience_sync.hub.retention import Maintenance
 
         pm = pm or get_plugin_manager()
         store = open_store(store_url, pm=pm)
-        engine = MergeEngine(store, strategy, pm=pm, recall=recall)
+        engine = MergeEngine(
+            store, strategy, pm=pm, recall=recall, max_loaded_memories=max_loaded_memories
+        )
         hub = cls(engine, store, Authenticator(store, enabled=auth), pm, limits)
         if retention is not None:
             hub.maintenance = Maintenance(engine, retention)
@@ -282,9 +288,19 @@ class Hub:
 
     def warm(self) -> None:
         """Load every known agent's state now, so no client's first request pays for it."""
-        for agent_id in self.engine.agents():
+        engine = self.engine
+        warmed: list[str] = []
+        for agent_id in engine.agents():
             if self._closed:
                 return
+            capped = engine.max_loaded_memories is not None
+            if capped and warmed and not set(warmed) <= set(engine.loaded_agents()):
+                # The bound unloaded an agent warmed here: loading more
+                # would only unload what was just loaded.
+                log.info("warm-up stopped after %d agents (--max-loaded-memories %s)",
+                         len(warmed), engine.max_loaded_memories)
+                return
+            warmed.append(agent_id)
             try:
                 self.engine.instances(agent_id)
             except Exception:  # a failed warm-up is retried by the first request
