@@ -16,6 +16,16 @@ does not already say); the text itself is kept beside it, unindexed, for the
 hits. A query is the OR of its words without English stop words (an
 identifier: its fused token and its words), ranked by FTS5's ``bm25()``.
 
+The FTS5 table is contentless (``content=''``): it holds the index of the
+terms and nothing else, and the document's text, kind and status live once,
+in its row of the documents table (a query's filters join it). A contentless
+table removes a document's terms when given the terms it indexed, which are
+``index_text`` of the stored text. A document written again with the text it
+already has (a memory reinforced by another instance) changes only its row
+of the documents table: its terms stay as they are. Index pages are 8,000
+bytes (``pgsz``; FTS5's default is 4,050): a commit writes and merges half
+as many segment rows.
+
 An index written by an older version (:data:`INDEX_VERSION`) is rebuilt from
 the texts it holds when it is opened, in one transaction.
 """
@@ -41,7 +51,9 @@ __all__ = [
 
 #: The layout of the index and the text it holds. 1: the document's text,
 #: indexed as is. 2: the text unindexed, and indexed as ``index_text`` spells it.
-INDEX_VERSION = 2
+#: 3: a contentless FTS5 table of ``index_text``; the text, kind and status in
+#: the documents table.
+INDEX_VERSION = 3
 
 #: Words a query drops before matching (they would match nearly every document).
 STOP_WORDS = frozenset(
@@ -53,6 +65,8 @@ STOP_WORDS = STOP_WORDS - {"down", "not", "no", "off", "out", "up", "nor", "only
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _TOKENIZE = "porter unicode61 remove_diacritics 2"
+#: FTS5 index page size in bytes (FTS5's default is 4,050).
+_PAGE_SIZE = 8000
 
 
 def fts5_available(conn: sqlite3.Connection) -> bool:
@@ -129,21 +143,7 @@ class FtsIndex:
         try:
             if self._version() < INDEX_VERSION:  # another process may have done it meanwhile
                 for (tag,) in conn.execute("SELECT tag FROM recall_agents").fetchall():
-                    fts = f"recall_fts_{tag}"
-                    exists = conn.execute(
-                        "SELECT 1 FROM sqlite_master WHERE name = ?", (fts,)
-                    ).fetchone()
-                    # Version 1 indexed (text, kind UNINDEXED, status UNINDEXED).
-                    rows = (
-                        conn.execute(f"SELECT rowid, text, kind, status FROM {fts}").fetchall()
-                        if exists else []
-                    )
-                    conn.execute(f"DROP TABLE IF EXISTS {fts}")
-                    self._create_fts(fts)
-                    conn.executemany(
-                        f"INSERT INTO {fts} (rowid, text, terms, kind, status) VALUES (?, ?, ?, ?, ?)",
-                        [(r[0], r[1], index_text(str(r[1])), r[2], r[3]) for r in rows],
-                    )
+                    self._upgrade_agent(f"recall_fts_{tag}", f"recall_docs_{tag}")
                 conn.execute(
                     "INSERT OR REPLACE INTO recall_meta (name, value) VALUES ('index_version', ?)",
                     (INDEX_VERSION,),
@@ -155,11 +155,50 @@ class FtsIndex:
                 conn.execute("ROLLBACK")
             raise
 
+    def _upgrade_agent(self, fts: str, table: str) -> None:
+        conn = self.conn
+        self._create_docs(table)
+        columns = {str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")}
+        if "text" not in columns:
+            # Versions 1 and 2 kept the text in the FTS5 table (its column ``text``).
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN text TEXT NOT NULL DEFAULT ''")
+            exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (fts,)).fetchone()
+            if exists:
+                conn.executemany(
+                    f"UPDATE {table} SET text = ? WHERE id = ?",
+                    conn.execute(f"SELECT text, rowid FROM {fts}").fetchall(),
+                )
+        conn.execute(f"DROP TABLE IF EXISTS {fts}")
+        self._create_fts(fts)
+        conn.executemany(
+            f"INSERT INTO {fts} (rowid, terms) VALUES (?, ?)",
+            [(r[0], index_text(str(r[1]))) for r in conn.execute(f"SELECT id, text FROM {table}")],
+        )
+
     def _create_fts(self, fts: str) -> None:
-        # ``text`` is what a hit shows; ``terms`` (``index_text`` of it) is what matches.
+        # Only the terms (``index_text`` of the text); the text is the documents table's.
         self.conn.execute(
             f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5("
-            f"text UNINDEXED, terms, kind UNINDEXED, status UNINDEXED, tokenize='{_TOKENIZE}')"
+            f"terms, content='', tokenize='{_TOKENIZE}')"
+        )
+        self.conn.execute(f"INSERT INTO {fts} ({fts}, rank) VALUES ('pgsz', {_PAGE_SIZE})")
+
+    def _create_docs(self, table: str) -> None:
+        self.conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} ("
+            " id INTEGER PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL,"
+            " status TEXT NOT NULL, confidence REAL NOT NULL, tags TEXT NOT NULL,"
+            " instances TEXT NOT NULL, verifications INTEGER NOT NULL,"
+            " updated TEXT NOT NULL, body TEXT NOT NULL, local INTEGER NOT NULL,"
+            " seq INTEGER NOT NULL, embedding BLOB, text TEXT NOT NULL DEFAULT '',"
+            " UNIQUE (kind, key))"
+        )
+
+    def _remove_terms(self, fts: str, rows: Iterable[tuple[int, str]]) -> None:
+        """Remove documents' terms, given their ids and stored texts (a contentless table's delete)."""
+        self.conn.executemany(
+            f"INSERT INTO {fts} ({fts}, rowid, terms) VALUES ('delete', ?, ?)",
+            [(row_id, index_text(text)) for row_id, text in rows],
         )
 
     # ------------------------------------------------------------------ tables
@@ -179,14 +218,7 @@ class FtsIndex:
                     (agent_id, tag),
                 )
                 self._create_fts(f"recall_fts_{tag}")
-                self.conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS recall_docs_{tag} ("
-                    " id INTEGER PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL,"
-                    " status TEXT NOT NULL, confidence REAL NOT NULL, tags TEXT NOT NULL,"
-                    " instances TEXT NOT NULL, verifications INTEGER NOT NULL,"
-                    " updated TEXT NOT NULL, body TEXT NOT NULL, local INTEGER NOT NULL,"
-                    " seq INTEGER NOT NULL, embedding BLOB, UNIQUE (kind, key))"
-                )
+                self._create_docs(f"recall_docs_{tag}")
             else:
                 tag = str(row[0])
             self._tags[agent_id] = tag
@@ -204,7 +236,8 @@ class FtsIndex:
 
         Written in a few statements per call, whatever the number of
         documents: existing rows are found in one query, then updated and
-        new rows inserted with ``executemany``.
+        new rows inserted with ``executemany``. A document whose text is the
+        one stored keeps its terms: only its row of fields is updated.
         """
         tables = self._tables(agent_id, create=True)
         assert tables is not None
@@ -216,40 +249,53 @@ class FtsIndex:
             return
         conn = self.conn
         existing = dict(self._ids(table, list(latest)))
-        rows = []
-        fts_rows = []
+        new_rows = []
+        updates = []
+        stale: list[tuple[int, str]] = []  # (id, the stored text) of documents whose text changed
+        terms = []
         next_id = None
         for key, doc in latest.items():
-            row_id = existing.get(key)
-            if row_id is None:
+            vector = embeddings.get(key) if embeddings else None
+            fields = (
+                doc.status, float(doc.confidence), json.dumps(doc.tags),
+                json.dumps(doc.instances), doc.verifications, doc.updated, doc.body,
+                int(doc.local), doc.seq, vector, doc.text,
+            )
+            found = existing.get(key)
+            if found is None:
                 if next_id is None:
                     (top,) = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()
                     next_id = int(top) + 1
                 row_id, next_id = next_id, next_id + 1
-            vector = embeddings.get(key) if embeddings else None
-            rows.append((
-                row_id, doc.kind, doc.key, doc.status, float(doc.confidence),
-                json.dumps(doc.tags), json.dumps(doc.instances), doc.verifications,
-                doc.updated, doc.body, int(doc.local), doc.seq, vector,
-            ))
-            fts_rows.append((
-                row_id, doc.text, index_text(doc.text), doc.kind,
-                "local" if doc.local else doc.status,
-            ))
-        if existing:
-            conn.executemany(f"DELETE FROM {fts} WHERE rowid = ?", [(i,) for i in existing.values()])
-        conn.executemany(
-            f"INSERT OR REPLACE INTO {table} (id, kind, key, status, confidence, tags, instances,"
-            " verifications, updated, body, local, seq, embedding)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        conn.executemany(
-            f"INSERT INTO {fts} (rowid, text, terms, kind, status) VALUES (?, ?, ?, ?, ?)",
-            fts_rows,
-        )
+                new_rows.append((row_id, doc.kind, doc.key, *fields))
+                terms.append((row_id, index_text(doc.text)))
+                continue
+            row_id, stored_text = found
+            updates.append((*fields, row_id))
+            if stored_text != doc.text:
+                stale.append(found)
+                terms.append((row_id, index_text(doc.text)))
+        if stale:
+            self._remove_terms(fts, stale)
+        if updates:
+            conn.executemany(
+                f"UPDATE {table} SET status = ?, confidence = ?, tags = ?, instances = ?,"
+                " verifications = ?, updated = ?, body = ?, local = ?, seq = ?, embedding = ?,"
+                " text = ? WHERE id = ?",
+                updates,
+            )
+        if new_rows:
+            conn.executemany(
+                f"INSERT INTO {table} (id, kind, key, status, confidence, tags, instances,"
+                " verifications, updated, body, local, seq, embedding, text)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                new_rows,
+            )
+        if terms:
+            conn.executemany(f"INSERT INTO {fts} (rowid, terms) VALUES (?, ?)", terms)
 
-    def _ids(self, table: str, keys: list[DocKey]) -> Iterator[tuple[DocKey, int]]:
+    def _ids(self, table: str, keys: list[DocKey]) -> Iterator[tuple[DocKey, tuple[int, str]]]:
+        """``((kind, key), (id, text))`` of the stored ones of ``keys``."""
         # Per kind, keys in chunks: ``kind = ? AND key IN (...)`` walks the
         # (kind, key) index.
         by_kind: dict[str, list[str]] = {}
@@ -260,10 +306,10 @@ class FtsIndex:
                 chunk = names[start : start + 500]
                 marks = ", ".join("?" * len(chunk))
                 for row in self.conn.execute(
-                    f"SELECT key, id FROM {table} WHERE kind = ? AND key IN ({marks})",
+                    f"SELECT key, id, text FROM {table} WHERE kind = ? AND key IN ({marks})",
                     [kind, *chunk],
                 ):
-                    yield (kind, str(row[0])), int(row[1])
+                    yield (kind, str(row[0])), (int(row[1]), str(row[2]))
 
     def delete(self, agent_id: str, keys: Iterable[DocKey]) -> int:
         """Remove documents; returns how many there were."""
@@ -274,10 +320,10 @@ class FtsIndex:
         removed = 0
         for kind, key in keys:
             row = self.conn.execute(
-                f"DELETE FROM {table} WHERE kind = ? AND key = ? RETURNING id", (kind, key)
+                f"DELETE FROM {table} WHERE kind = ? AND key = ? RETURNING id, text", (kind, key)
             ).fetchone()
             if row is not None:
-                self.conn.execute(f"DELETE FROM {fts} WHERE rowid = ?", (row[0],))
+                self._remove_terms(fts, [(int(row[0]), str(row[1]))])
                 removed += 1
         return removed
 
@@ -287,7 +333,7 @@ class FtsIndex:
         if tables is None:
             return
         fts, table = tables
-        self.conn.execute(f"DELETE FROM {fts}")
+        self.conn.execute(f"INSERT INTO {fts} ({fts}) VALUES ('delete-all')")
         self.conn.execute(f"DELETE FROM {table}")
         self.conn.execute("UPDATE recall_agents SET cursor = NULL WHERE agent_id = ?", (agent_id,))
 
@@ -298,9 +344,9 @@ class FtsIndex:
             return []
         fts, table = tables
         rows = self.conn.execute(
-            f"DELETE FROM {table} WHERE local = 0 RETURNING id, kind, key"
+            f"DELETE FROM {table} WHERE local = 0 RETURNING id, kind, key, text"
         ).fetchall()
-        self.conn.executemany(f"DELETE FROM {fts} WHERE rowid = ?", [(r[0],) for r in rows])
+        self._remove_terms(fts, [(int(r[0]), str(r[3])) for r in rows])
         return [(str(r[1]), str(r[2])) for r in rows]
 
     def optimize(self, agent_id: str) -> None:
@@ -336,10 +382,10 @@ class FtsIndex:
             return []
         fts, table = tables
         rows = self.conn.execute(
-            f"DELETE FROM {table} WHERE local = 1 AND seq < ? RETURNING id, kind, key",
+            f"DELETE FROM {table} WHERE local = 1 AND seq < ? RETURNING id, kind, key, text",
             (before_seq,),
         ).fetchall()
-        self.conn.executemany(f"DELETE FROM {fts} WHERE rowid = ?", [(r[0],) for r in rows])
+        self._remove_terms(fts, [(int(r[0]), str(r[3])) for r in rows])
         return [(str(r[1]), str(r[2])) for r in rows]
 
     def evict(self, agent_id: str, kind: str, keep: int) -> list[DocKey]:
@@ -351,10 +397,10 @@ class FtsIndex:
         rows = self.conn.execute(
             f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table}"
             " WHERE kind = ? AND local = 0 ORDER BY updated DESC LIMIT -1 OFFSET ?)"
-            " RETURNING id, kind, key",
+            " RETURNING id, kind, key, text",
             (kind, max(0, keep)),
         ).fetchall()
-        self.conn.executemany(f"DELETE FROM {fts} WHERE rowid = ?", [(r[0],) for r in rows])
+        self._remove_terms(fts, [(int(r[0]), str(r[3])) for r in rows])
         return [(str(r[1]), str(r[2])) for r in rows]
 
     # ------------------------------------------------------------------ reads
@@ -373,23 +419,33 @@ class FtsIndex:
         if tables is None or expression is None or limit <= 0:
             return []
         fts, table = tables
-        where = [f"{fts} MATCH ?"]
+        where = []
         params: list[object] = [expression]
         if set(kinds) != {"memory", "knowledge", "skill"}:
-            where.append("kind IN (" + ", ".join("?" * len(kinds)) + ")")
+            where.append("d.kind IN (" + ", ".join("?" * len(kinds)) + ")")
             params.extend(kinds)
         if "knowledge" in kinds and knowledge_status != "all":
-            where.append("(kind != 'knowledge' OR status IN (?, 'local'))")
+            # A local document (recorded here, not merged yet) passes as the replica shows it.
+            where.append("(d.kind != 'knowledge' OR d.local = 1 OR d.status = ?)")
             params.append(knowledge_status)
         params.append(limit)
-        # The best ``limit`` matches first (FTS5 answers ORDER BY rank LIMIT
-        # without scoring into a sort of its own), then their keys, in one statement.
-        rows = self.conn.execute(
-            f"SELECT d.kind, d.key, m.rank FROM (SELECT rowid, rank FROM {fts} "
-            f"WHERE {' AND '.join(where)} ORDER BY rank LIMIT ?) AS m "
-            f"JOIN {table} AS d ON d.id = m.rowid ORDER BY m.rank",
-            params,
-        ).fetchall()
+        if not where:
+            # The best ``limit`` matches first (FTS5 answers ORDER BY rank LIMIT
+            # without scoring into a sort of its own), then their keys, in one statement.
+            sql = (
+                f"SELECT d.kind, d.key, m.rank FROM (SELECT rowid, rank FROM {fts} "
+                f"WHERE {fts} MATCH ? ORDER BY rank LIMIT ?) AS m "
+                f"JOIN {table} AS d ON d.id = m.rowid ORDER BY m.rank"
+            )
+        else:
+            # The filters are the documents table's: each match in rank order is
+            # looked up by id until ``limit`` pass.
+            sql = (
+                f"SELECT d.kind, d.key, {fts}.rank FROM {fts} JOIN {table} AS d "
+                f"ON d.id = {fts}.rowid WHERE {fts} MATCH ? AND {' AND '.join(where)} "
+                f"ORDER BY {fts}.rank LIMIT ?"
+            )
+        rows = self.conn.execute(sql, params).fetchall()
         # bm25() is lower-is-better and negative; report it as a positive score.
         return [((str(kind), str(key)), -float(rank)) for kind, key, rank in rows]
 
@@ -398,7 +454,7 @@ class FtsIndex:
         tables = self._tables(agent_id, create=False)
         if tables is None:
             return {}
-        fts, table = tables
+        _, table = tables
         by_kind: dict[str, list[str]] = {}
         for kind, key in keys:
             by_kind.setdefault(kind, []).append(key)
@@ -409,9 +465,8 @@ class FtsIndex:
                 marks = ", ".join("?" * len(chunk))
                 for row in self.conn.execute(
                     f"SELECT d.key, d.status, d.confidence, d.tags, d.instances,"
-                    f" d.verifications, d.updated, d.body, d.local, d.seq, f.text"
-                    f" FROM {table} d JOIN {fts} f ON f.rowid = d.id"
-                    f" WHERE d.kind = ? AND d.key IN ({marks})",
+                    f" d.verifications, d.updated, d.body, d.local, d.seq, d.text"
+                    f" FROM {table} d WHERE d.kind = ? AND d.key IN ({marks})",
                     [kind, *chunk],
                 ):
                     key = str(row[0])
