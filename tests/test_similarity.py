@@ -355,6 +355,71 @@ def test_jaccard_compacts_after_many_removals() -> None:
     assert sim.best_match(normalize(texts[1400]), None) == ("m1400", 1.0)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_jaccard_after_removals_answers_as_an_index_built_afresh(seed: int) -> None:
+    """Whatever was removed, and whenever postings were compacted, the index
+    answers every query (duplicates and contradictions, with their scores and
+    reasons) as an index built from the surviving memories alone: what a hub
+    restarted at that moment loads. Texts with numbers make contradictions;
+    lower case only, so no name is learned from a removed memory."""
+    rng = random.Random(seed)
+    words = ["refunds", "take", "days", "orders", "ship", "within", "hours", "the", "team",
+             "meets", "at", "on", "cache", "expires", "after", "minutes", "tickets", "close"]
+
+    def text() -> str:
+        picked = rng.sample(words, rng.randint(3, 6))
+        picked.insert(rng.randrange(len(picked) + 1), str(rng.randint(1, 9)))
+        return " ".join(picked)
+
+    live = JaccardSimilarity()
+    alive: dict[str, str] = {}
+    order: list[str] = []
+    for i in range(1500):
+        memory_id = f"m{i}"
+        t = normalize(text())
+        live.add(memory_id, t, None, t)
+        alive[memory_id] = t
+        order.append(memory_id)
+        # Most new memories replace an older one, as a superseding stream does.
+        if rng.random() < 0.8 and len(alive) > 1:
+            gone = rng.choice(order[:-1])
+            if gone in alive:
+                live.remove(gone)
+                del alive[gone]
+    fresh = JaccardSimilarity()
+    for memory_id in order:
+        if memory_id in alive:
+            fresh.add(memory_id, alive[memory_id], None, alive[memory_id])
+    assert len(live) == len(fresh) == len(alive)
+    found = 0
+    for _ in range(300):
+        q = normalize(text())
+        a, b = live.match(q, None, q), fresh.match(q, None, q)
+        assert a == b, (q, a, b)
+        found += a is not None
+    assert found > 100  # the queries do meet stored memories
+
+
+def test_jaccard_superseding_stream_keeps_postings_near_the_alive_count() -> None:
+    """Each new memory replacing the last one on the same words: the words'
+    postings are compacted as they are probed instead of growing with every
+    memory ever stored."""
+    sim = JaccardSimilarity()
+    previous = None
+    for i in range(3000):
+        t = normalize(f"the nightly export finished after {i} minutes")
+        sim.match(t, None, t)
+        sim.add(f"m{i}", t, None, t)
+        if previous is not None:
+            sim.remove(previous)
+        previous = f"m{i}"
+    assert len(sim) == 1
+    # The words a match probes (the rarest: here all tie, so the first in
+    # sorted order) stay short; the others wait for the periodic compaction.
+    assert len(sim._postings["after"]) <= 4
+    assert max(len(p) for p in sim._postings.values()) <= 1100
+
+
 def assert_kept_apart(method: str, stored: str, incoming: str, reason: str) -> None:
     """``incoming`` is no duplicate of ``stored``; with jaccard, a conflict for ``reason``."""
     from experience_sync.vectors import HashingEmbedder

@@ -620,6 +620,8 @@ class JaccardSimilarity(SimilarityMethod):
         # posting (36 bytes instead of 8; a 1M-memory store has 12M postings).
         self._postings: dict[str, array[int]] = {}
         self._removed = 0
+        # Removed slots still in each word's postings (see _live).
+        self._dead: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._mem.slots)
@@ -645,8 +647,15 @@ class JaccardSimilarity(SimilarityMethod):
 
     def remove(self, memory_id: str) -> None:
         """Forget a stored memory; its postings are skipped, then compacted."""
-        if self._mem.drop(memory_id) is None:
+        slot = self._mem.slots.get(memory_id)
+        if slot is None:
             return
+        sig = self._mem.sigs[slot]
+        self._mem.drop(memory_id)
+        if sig is not None:
+            dead = self._dead
+            for tok in sig.words:
+                dead[tok] = dead.get(tok, 0) + 1
         self._removed += 1
         if self._removed > 1024 and self._removed * 4 > len(self._mem.ids):
             alive = self._mem.ids
@@ -655,12 +664,36 @@ class JaccardSimilarity(SimilarityMethod):
                 if (kept := array("q", (s for s in lst if alive[s] is not None)))
             }
             self._removed = 0
+            self._dead = {}
+
+    def _live(self, tok: str) -> array[int]:
+        """A word's postings, compacted first when removed slots are half of them.
+
+        A stream where each new memory replaces an older one on the same
+        words (every one a contradiction that supersedes the last) would
+        otherwise probe ever longer lists of removed slots: one posting list
+        is compacted when probed, at most once per as many removals as it
+        keeps, so the cost stays proportional to the memories alive.
+        """
+        lst = self._postings[tok]
+        dead = self._dead.get(tok)
+        if dead and dead * 2 >= len(lst):
+            alive = self._mem.ids
+            lst = self._postings[tok] = array("q", (s for s in lst if alive[s] is not None))
+            del self._dead[tok]
+        return lst
 
     def _by_rarity(self, words: Sequence[str]) -> list[str]:
         """``words`` (sorted) that some stored memory has, rarest first."""
         # Ties keep the words' sorted order: set order varies between
-        # processes, and a replay must find the same candidates.
+        # processes, and a replay must find the same candidates. Rarity is
+        # the number of stored memories holding the word, removed ones left
+        # out: the same order whenever postings are compacted, and the same
+        # as in an index loaded afresh from the store.
         lens = list(map(len, map(self._postings.get, words, repeat(_NO_POSTINGS))))
+        dead = self._dead
+        if dead:
+            lens = [n - dead.get(w, 0) for n, w in zip(lens, words)]
         return [words[i] for i in sorted(range(len(words)), key=lens.__getitem__) if lens[i]]
 
     def _candidates(
@@ -681,15 +714,15 @@ class JaccardSimilarity(SimilarityMethod):
             return
         extra = min(2, max(need - 1, 0))
         probed = ordered[: len(ordered) - need + 1 + extra]
-        postings = self._postings
+        live = self._live if self._dead else self._postings.__getitem__
         if extra == 0 or len(probed) <= extra:
             for tok in probed:
-                into.update(postings[tok])
+                into.update(live(tok))
             return
         # Counted by numpy: at 100k stored the probes bring hundreds of
         # slots. Sorted, a slot held ``floor`` times fills a run that long.
         joined = array("q")
-        deque(map(joined.extend, map(postings.__getitem__, probed)), maxlen=0)
+        deque(map(joined.extend, map(live, probed)), maxlen=0)
         hits = np.frombuffer(joined, dtype=np.int64)
         hits.sort()
         floor = 1 + extra
