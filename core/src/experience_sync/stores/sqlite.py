@@ -80,6 +80,7 @@ CREATE TABLE IF NOT EXISTS memories (
     embedding BLOB,
     normalized TEXT,
     body TEXT NOT NULL,
+    parsed BLOB,
     PRIMARY KEY (agent_id, key)
 );
 CREATE TABLE IF NOT EXISTS tokens (
@@ -223,6 +224,8 @@ class SQLiteStore(Store):
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(memories)")}
         if "normalized" not in columns:  # a store created before the column existed
             self._db.execute("ALTER TABLE memories ADD COLUMN normalized TEXT")
+        if "parsed" not in columns:  # a store created before the column existed
+            self._db.execute("ALTER TABLE memories ADD COLUMN parsed BLOB")
         # The search index (FTS5) lives in the same file and is written in the
         # same transaction as the state it indexes.
         self._fts = FtsIndex(self._db)
@@ -251,7 +254,7 @@ class SQLiteStore(Store):
             for table in TABLES:
                 if table == "memories":
                     cur = self._db.execute(
-                        "SELECT key, version, body, content_hash, embedding, normalized "
+                        "SELECT key, version, body, content_hash, embedding, normalized, parsed "
                         "FROM memories WHERE agent_id = ? ORDER BY rowid",
                         (agent_id,),
                     )
@@ -264,6 +267,28 @@ class SQLiteStore(Store):
                     )
                     out.rows[table] = [StoredRow(k, v, b) for k, v, b in cur]
             return out
+
+    def save_parsed(self, agent_id: str, parsed: dict[str, bytes]) -> None:
+        """Keep the parses a load had to make (:attr:`StoredRow.parsed`), by memory id.
+
+        A cache of what the text gives: no version or cursor changes, and a
+        memory changed or gone since is left alone (its row is checked again
+        at the next load).
+        """
+        if not parsed:
+            return
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "UPDATE memories SET parsed = ? WHERE agent_id = ? AND key = ?",
+                    [(blob, agent_id, key) for key, blob in parsed.items()],
+                )
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def agents(self) -> list[str]:
         with self._lock:
@@ -341,14 +366,15 @@ class SQLiteStore(Store):
                     if table == "memories":
                         db.executemany(
                             "INSERT INTO memories (agent_id, key, version, content_hash, "
-                            "embedding, normalized, body) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                            "embedding, normalized, body, parsed) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                             "ON CONFLICT (agent_id, key) DO UPDATE SET "
                             "version = excluded.version, content_hash = excluded.content_hash, "
                             "embedding = excluded.embedding, normalized = excluded.normalized, "
-                            "body = excluded.body",
+                            "body = excluded.body, "
+                            "parsed = COALESCE(excluded.parsed, memories.parsed)",
                             [
                                 (agent_id, r.key, r.version, r.content_hash, r.embedding,
-                                 r.normalized, r.body)
+                                 r.normalized, r.body, r.parsed)
                                 for r in rows
                             ],
                         )

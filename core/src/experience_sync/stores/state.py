@@ -76,6 +76,12 @@ class StoredRow:
     :param embedding: memories only: the float32 vector bytes, if any.
     :param normalized: memories only: the normalized text (saves normalizing
         every memory again when the agent is loaded).
+    :param parsed: memories only: what the similarity method read from the
+        text (``experience_sync.hub.merge.similarity.dump_parsed``; saves
+        reading every memory again when the agent is loaded). Optional for a
+        store: one that does not keep it loads ``None`` (the text is read
+        again). On a write, ``None`` means unchanged: a store keeping it
+        leaves the stored value (which the loader checks against the text).
     """
 
     key: str
@@ -84,6 +90,7 @@ class StoredRow:
     content_hash: str | None = None
     embedding: bytes | None = None
     normalized: str | None = None
+    parsed: bytes | None = None
 
 
 @dataclass

@@ -15,16 +15,24 @@ zone; on replay, the logged judgement decides.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 
 from experience_sync.config import MergeStrategyConfig
 from experience_sync.hub.merge.conflicts import ConflictDesk, MergeContext, is_reconciliation
 from experience_sync.hub.merge.judging import JudgeDesk, Judgement
-from experience_sync.hub.merge.similarity import outcome
+from experience_sync.hub.merge.similarity import (
+    EmbeddingSimilarity,
+    JaccardSimilarity,
+    dump_parsed,
+    outcome,
+)
 from experience_sync.interfaces import Embedder, FloatArray, SimilarityMatch, SimilarityMethod
 from experience_sync.merge_judges import JudgedPair
 from experience_sync.models import (
@@ -33,6 +41,7 @@ from experience_sync.models import (
     MemoryData,
     MergeOutcome,
     SupersededStatement,
+    _as_utc,
 )
 from experience_sync.plugins import ExperienceSyncPluginManager
 from experience_sync.stores.state import StoredRow
@@ -80,6 +89,41 @@ def _construct(values: dict[str, Any]) -> Memory:
     object.__setattr__(memory, "__pydantic_extra__", None)
     object.__setattr__(memory, "__pydantic_private__", None)
     return memory
+
+
+_MEMORY_FIELDS = frozenset(Memory.model_fields)
+_intern = sys.intern
+_fromiso = datetime.fromisoformat
+
+
+def _stored_memory(body: str) -> Memory:
+    """A memory from a row the hub wrote (``Memory.model_dump_json``).
+
+    The hub's own rows are trusted: read with orjson and built without
+    validation, which ``Memory.model_validate_json`` would spend most of its
+    time on; the strings most memories share (type, tags, instances) are
+    interned. A row of another shape (a statement it superseded, a field
+    missing or unknown) is validated.
+    """
+    d = orjson.loads(body)
+    if type(d) is dict and d.keys() == _MEMORY_FIELDS and not d["superseded"]:
+        try:
+            d["memory_type"] = _intern(d["memory_type"])
+            d["tags"] = list(map(_intern, d["tags"]))
+            d["source_instances"] = list(map(_intern, d["source_instances"]))
+            d["importance"] = float(d["importance"])
+            d["confidence"] = float(d["confidence"])
+            d["created_at"] = _as_utc(_fromiso(d["created_at"]))
+            d["updated_at"] = _as_utc(_fromiso(d["updated_at"]))
+        except (TypeError, ValueError):
+            pass  # not the hub's usual shape: validated below
+        else:
+            d["superseded"] = _NONE_SUPERSEDED
+            return _construct(d)
+    m = Memory.model_validate_json(body)
+    if not m.superseded:
+        m.__dict__["superseded"] = _NONE_SUPERSEDED
+    return m
 
 
 #: Fewest memories in one request for which matching in a batch pays off.
@@ -163,6 +207,12 @@ class MemoryMerger:
         self.embeddings: dict[str, FloatArray] = {}
         # Insertion-ordered, so rows are written (and later loaded) in creation order.
         self.dirty: dict[str, None] = {}
+        # The built-in methods read a stored parse back at load (similarity.load_parsed).
+        self._stores_parses = type(self.similarity) in (JaccardSimilarity, EmbeddingSimilarity)
+        # Memories whose text changed since the last take_rows (their parse is written).
+        self.reparsed: set[str] = set()
+        # Parses a load made again, for the store (take_parsed).
+        self.parsed: dict[str, bytes] = {}
 
     # ------------------------------------------------------------------ per request
 
@@ -378,6 +428,8 @@ class MemoryMerger:
         if self.similarity is not None:
             self.similarity.remove(mid)
             self.similarity.add(mid, norm, embedding, text)
+            if self._stores_parses:
+                self.reparsed.add(mid)
         plan.stale = True
         self.memories[mid] = m.model_copy(
             update={"content": text, "normalized_hash": digest, "version": ctx.cursor}
@@ -427,6 +479,8 @@ class MemoryMerger:
             self.embeddings[mid] = embedding
         if self.similarity is not None:
             self.similarity.add(mid, norm, embedding, data.content)
+            if self._stores_parses:
+                self.reparsed.add(mid)
         if plan.local is not None:
             plan.local.add(mid, norm, embedding, data.content)
             plan.local_added += 1
@@ -537,6 +591,8 @@ class MemoryMerger:
         if self.similarity is not None:
             self.similarity.remove(mid)
             self.similarity.add(mid, norm, embedding, data.content)
+            if self._stores_parses:
+                self.reparsed.add(mid)
         # Stored matches found before this change may be out of date.
         plan.stale = True
         # The replaced statement, as the resolver saw it: its latest report.
@@ -573,12 +629,16 @@ class MemoryMerger:
     # ------------------------------------------------------------------ persistence
 
     def load(self, rows: list[StoredRow]) -> None:
-        """Restore memories and rebuild the indexes from stored vectors (none recomputed)."""
+        """Restore memories and rebuild the indexes from stored vectors (none recomputed).
+
+        The similarity index is rebuilt from each memory's stored parse when
+        the method can use it (the built-in ones, see
+        :func:`~experience_sync.hub.merge.similarity.load_parsed`); the parses
+        it had to make again are left in :attr:`parsed` for the store.
+        """
         batch: list[tuple[str, str, FloatArray | None, str | None]] = []
         for row in rows:
-            m = Memory.model_validate_json(row.body)
-            if not m.superseded:
-                m.__dict__["superseded"] = _NONE_SUPERSEDED
+            m = _stored_memory(row.body)
             mid = m.memory_id
             norm = row.normalized if row.normalized is not None else normalize(m.content)
             self.memories[mid] = m
@@ -599,14 +659,30 @@ class MemoryMerger:
                         self.embeddings[mid] = np.asarray(vec_new, dtype=np.float32)
                         self.dirty[mid] = None
                         batch[i] = (mid, norm, self.embeddings[mid], text)
-            self.similarity.add_many(batch)
+            add_stored = getattr(self.similarity, "add_stored", None)
+            if add_stored is not None and self._stores_parses:
+                self.parsed.update(add_stored(batch, [row.parsed for row in rows]))
+            else:
+                self.similarity.add_many(batch)
+
+    def take_parsed(self) -> dict[str, bytes]:
+        """The parses the last :meth:`load` made again, by memory id (then forgotten)."""
+        out, self.parsed = self.parsed, {}
+        return out
 
     def take_rows(self) -> list[StoredRow]:
-        """Rows of the memories changed since the last call."""
+        """Rows of the memories changed since the last call.
+
+        A memory whose text changed carries its new parse (the similarity
+        method read the text just now, so it costs no second reading); the
+        others carry none, which a store reads as unchanged.
+        """
         rows = []
+        reparsed = self.reparsed
         for mid in self.dirty:
             m = self.memories[mid]
             vec = self.embeddings.get(mid)
+            norm = self.normalized[mid]
             rows.append(
                 StoredRow(
                     mid,
@@ -614,8 +690,10 @@ class MemoryMerger:
                     m.model_dump_json(),
                     m.normalized_hash,
                     vec.astype(np.float32).tobytes() if vec is not None else None,
-                    self.normalized[mid],
+                    norm,
+                    dump_parsed(norm, m.content) if mid in reparsed else None,
                 )
             )
         self.dirty.clear()
+        reparsed.clear()
         return rows

@@ -36,18 +36,22 @@ where the sentence does not force a capital, see
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import sys
+import zlib
 from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import compress, repeat
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from experience_sync.interfaces import (
     Embedder,
@@ -340,13 +344,27 @@ def _voice(token_set: frozenset[str]) -> tuple[int, bool]:
     if len(content) < 3:
         return 0, False
     passive = "by" in token_set and not _BE.isdisjoint(token_set)
-    return hash(tuple(sorted(content))), passive
+    return _voice_key(sorted(content)), passive
+
+
+def _voice_key(stems: list[str]) -> int:
+    # A digest rather than hash(): str hashes change from process to process,
+    # and a stored parse (dump_parsed) keeps the key. Never 0 (no key).
+    digest = hashlib.blake2b(orjson.dumps(stems), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True) or 1
 
 
 def _signature(parsed: _Parsed, known_lowercase: frozenset[str] | set[str]) -> Signature:
-    plain = parsed.plain
-    if parsed.initial:
-        extra = resolve_initial_names(parsed.initial, known_lowercase)
+    return _resolved(parsed.plain, parsed.initial, known_lowercase)
+
+
+def _resolved(
+    plain: Signature,
+    initial: tuple[tuple[str, ...], ...],
+    known_lowercase: frozenset[str] | set[str],
+) -> Signature:
+    if initial:
+        extra = resolve_initial_names(initial, known_lowercase)
         if extra:
             return replace(plain, names=plain.names.union(*extra))
     return plain
@@ -357,6 +375,125 @@ def make_signature(
 ) -> Signature:
     """The :class:`Signature` of a memory; names need the original ``text``."""
     return _signature(_parse(normalized, text), known_lowercase)
+
+
+# ---------------------------------------------------------------------- stored parses
+#
+# Reading a memory's text (_parse) is most of what loading an agent costs. What
+# it gives depends on the text alone, so the hub stores it with the memory
+# (:func:`dump_parsed`) and a load reads it back (:func:`load_parsed`) instead
+# of reading the text again. The parts that depend on the other memories (the
+# names resolved against the vocabulary) are still worked out at load, in
+# store order, as before. A stored parse is used only if it was made by the
+# same code and word lists (:func:`parse_version`) from the same text (a
+# CRC-32 of it); otherwise the text is parsed again.
+
+_PARSE_FIELDS = 17
+
+
+@lru_cache(maxsize=1)
+def parse_version() -> str:
+    """A digest of what :func:`_parse` depends on: this module, ``text.py`` and the word lists."""
+    from experience_sync import text as text_module
+
+    h = hashlib.blake2b(digest_size=8)
+    try:
+        here = Path(__file__)
+        text_path = Path(text_module.__file__ or "")
+        for path in (here, text_path, *sorted((text_path.parent / "data").iterdir())):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    except OSError:  # sources not readable (a zipped install): never trust a stored parse
+        return ""
+    return h.hexdigest()
+
+
+def _crc(text: str) -> int:
+    return zlib.crc32(text.encode("utf-8", "surrogatepass"))
+
+
+def _sorted(values: frozenset[str]) -> list[str]:
+    return sorted(values) if values else []
+
+
+def dump_parsed(normalized: str, text: str) -> bytes | None:
+    """What reading ``text`` (normalized: ``normalized``) gives, as a stored parse (JSON)."""
+    version = parse_version()
+    if not version:
+        return None
+    return _dump(_parse(normalized, text), text, version)
+
+
+def _dump(parsed: _Parsed, text: str, version: str) -> bytes:
+    sig = parsed.plain
+    token_set = parsed.token_set
+    return orjson.dumps([
+        version,
+        _crc(text),
+        sig.words,
+        sig.negations,
+        _sorted(sig.names),
+        _sorted(sig.numbers),
+        _sorted(sig.codes),
+        sig.prefixed,
+        _sorted(sig.quantifiers),
+        _sorted(sig.modals),
+        _sorted(sig.units),
+        _sorted(sig.dates),
+        sig.voice,
+        sig.passive,
+        _sorted(sig.antonymic),
+        parsed.initial,
+        # Most often the text's lower-case words are its tokens: not repeated.
+        None if parsed.lowercase == token_set else _sorted(parsed.lowercase),
+    ])
+
+
+def _strings(values: list[str]) -> frozenset[str]:
+    return frozenset(map(sys.intern, values)) if values else _EMPTY
+
+
+#: A stored parse read back: the plain signature, the sentence-initial words
+#: that may be names, and the words written in lower case.
+StoredParse = tuple[Signature, tuple[tuple[str, ...], ...], "frozenset[str] | tuple[str, ...]"]
+
+
+def load_parsed(blob: bytes | str, text: str) -> StoredParse | None:
+    """A stored parse of ``text`` (:func:`dump_parsed`), or ``None`` if it cannot be used."""
+    try:
+        v = orjson.loads(blob)
+    except orjson.JSONDecodeError:
+        return None
+    if (
+        type(v) is not list
+        or len(v) != _PARSE_FIELDS
+        or v[0] != parse_version()
+        or not v[0]
+        or v[1] != _crc(text)
+    ):
+        return None
+    intern = sys.intern
+    words = tuple(map(intern, v[2]))
+    (_, _, _, negations, names, numbers, codes, prefixed, quantifiers, modals, units, dates,
+     voice, passive, antonymic, initial, lowercase) = v
+    sig = Signature(
+        words,
+        negations,
+        _strings(names) if names else _EMPTY,
+        _strings(numbers) if numbers else _EMPTY,
+        frozenset(codes) if codes else _EMPTY,
+        tuple((intern(w), tuple(roots)) for w, roots in prefixed) if prefixed else (),
+        _strings(quantifiers) if quantifiers else _EMPTY,
+        _strings(modals) if modals else _EMPTY,
+        _strings(units) if units else _EMPTY,
+        _strings(dates) if dates else _EMPTY,
+        voice,
+        passive,
+        _strings(antonymic) if antonymic else _EMPTY,
+    )
+    groups = tuple(tuple(map(intern, group)) for group in initial) if initial else ()
+    # The words themselves when the text's lower-case words are its tokens.
+    return sig, groups, words if lowercase is None else _strings(lowercase)
 
 
 def contradiction(a: Signature, b: Signature) -> str | None:
@@ -575,6 +712,30 @@ class _Memories:
             self.lowercase.update(parsed.lowercase)
             if parsed.plain.names:
                 self.names.update(parsed.plain.names)
+        return self._slot(memory_id, sig)
+
+    def load(
+        self, memory_id: str, normalized: str, text: str | None, blob: bytes | str | None
+    ) -> tuple[Signature, int, bytes | None]:
+        """:meth:`signature` and :meth:`put` of a stored memory, from its stored parse if usable.
+
+        Returns the signature, the slot and, when the text had to be read
+        again, its parse to store (:func:`dump_parsed`).
+        """
+        stored = load_parsed(blob, text) if blob is not None and text is not None else None
+        if stored is None:
+            sig = self.signature(normalized, text)
+            slot = self.put(memory_id, sig, text, normalized)
+            return sig, slot, dump_parsed(normalized, text) if text is not None else None
+        plain, initial, lowercase = stored
+        # What signature() and put() do, with the parse read back.
+        sig = self._known_names(_resolved(plain, initial, self.lowercase))
+        self.lowercase.update(lowercase)
+        if plain.names:
+            self.names.update(plain.names)
+        return sig, self._slot(memory_id, sig), None
+
+    def _slot(self, memory_id: str, sig: Signature | None) -> int:
         slot = len(self.ids)
         self.ids.append(memory_id)
         self.sigs.append(sig)
@@ -644,6 +805,32 @@ class JaccardSimilarity(SimilarityMethod):
                 postings[tok] = array("q")
         # One C loop appends the slot to each word's postings.
         deque(map(array.append, map(postings.__getitem__, sig.words), repeat(slot)), maxlen=0)
+
+    def add_stored(
+        self,
+        items: Sequence[tuple[str, str, FloatArray | None, str | None]],
+        parsed: Sequence[bytes | str | None],
+    ) -> dict[str, bytes]:
+        """:meth:`add_many` of stored memories, each with its stored parse (or ``None``).
+
+        The same index as :meth:`add_many` builds, reading a memory's text
+        only when its stored parse cannot be used (see :func:`load_parsed`).
+        Returns the parses made anew, by memory id, for the store to keep.
+        """
+        fresh: dict[str, bytes] = {}
+        mem, postings = self._mem, self._postings
+        for (memory_id, normalized, _, text), blob in zip(items, parsed, strict=True):
+            if memory_id in mem.slots:
+                self.remove(memory_id)
+                postings = self._postings  # compacted, maybe
+            sig, slot, made = mem.load(memory_id, normalized, text, blob)
+            if made is not None:
+                fresh[memory_id] = made
+            for tok in sig.words:
+                if tok not in postings:
+                    postings[tok] = array("q")
+            deque(map(array.append, map(postings.__getitem__, sig.words), repeat(slot)), maxlen=0)
+        return fresh
 
     def remove(self, memory_id: str) -> None:
         """Forget a stored memory; its postings are skipped, then compacted."""
@@ -925,6 +1112,30 @@ class EmbeddingSimilarity(SimilarityMethod):
             self._by_tokens.setdefault(sig.words, []).append(slot)
             slots.append(slot)
         self._index.add(slots, rows)
+
+    def add_stored(
+        self,
+        items: Sequence[tuple[str, str, FloatArray | None, str | None]],
+        parsed: Sequence[bytes | str | None],
+    ) -> dict[str, bytes]:
+        """:meth:`add_many` of stored memories with their stored parses (see :class:`JaccardSimilarity`)."""
+        fresh: dict[str, bytes] = {}
+        if not items:
+            return fresh
+        rows = self._rows([emb for _, _, emb, _ in items])
+        if self._index is None:
+            self._index = self._factory(rows.shape[1])
+        slots = []
+        for (memory_id, normalized, _, text), blob in zip(items, parsed, strict=True):
+            if memory_id in self._mem.slots:
+                self.remove(memory_id)
+            sig, slot, made = self._mem.load(memory_id, normalized, text, blob)
+            if made is not None:
+                fresh[memory_id] = made
+            self._by_tokens.setdefault(sig.words, []).append(slot)
+            slots.append(slot)
+        self._index.add(slots, rows)
+        return fresh
 
     def remove(self, memory_id: str) -> None:
         """Forget a memory: its vector stays in the index but is never returned."""

@@ -1,0 +1,211 @@
+"""Loading an agent from stored parses gives the state reading every text again gives.
+
+A memory row keeps what the similarity method read from its text
+(``StoredRow.parsed``, ``similarity.dump_parsed``); a hub start reads it back
+instead of parsing every memory again, and builds memories from the rows it
+wrote without validating them. Whatever path a load takes, the loaded
+memories, the similarity index and every later merge decision must be those
+of the old load (``Memory.model_validate_json`` and ``_parse`` of each row).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from experience_sync.config import MergeStrategyConfig
+from experience_sync.hub.engine import MergeEngine, open_store
+from experience_sync.hub.merge import similarity
+from experience_sync.hub.merge.memory import MemoryMerger
+from experience_sync.models import EventsRequest, Memory
+from experience_sync.plugins import get_plugin_manager
+from experience_sync.stores.state import StoredRow
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def _pairs() -> list[dict[str, Any]]:
+    out = []
+    for name in ("dedup_pairs.jsonl", "dedup_pairs_holdout.jsonl"):
+        out += [json.loads(line) for line in (DATA / name).read_text().splitlines() if line.strip()]
+    return out
+
+
+def _request(texts: list[str], instance: str, start: int) -> EventsRequest:
+    events = [
+        {
+            "event_id": f"{instance}-{start + i:06d}",
+            "timestamp": (T0 + timedelta(seconds=start + i)).isoformat(),
+            "source_instance": instance,
+            "event_type": "memory",
+            "priority": 0.7,
+            "data": {"content": t, "tags": ["t", instance], "importance": 0.5 + (i % 5) / 10},
+        }
+        for i, t in enumerate(texts)
+    ]
+    return EventsRequest.model_validate({"instance_id": instance, "events": events})
+
+
+def _index_state(merger: MemoryMerger) -> dict[str, Any]:
+    sim = merger.similarity
+    assert isinstance(sim, similarity.JaccardSimilarity)
+    mem = sim._mem
+    return {
+        "ids": list(mem.ids),
+        "slots": dict(mem.slots),
+        "sigs": list(mem.sigs),
+        "lowercase": set(mem.lowercase),
+        "names": set(mem.names),
+        "voices": {k: list(v) for k, v in mem.voices.items()},
+        "postings": {k: list(v) for k, v in sim._postings.items()},
+    }
+
+
+def _old_load(rows: list[StoredRow]) -> MemoryMerger:
+    """What a load did before stored parses: validate each row, read each text again."""
+    merger = MemoryMerger(MergeStrategyConfig(), get_plugin_manager())
+    assert merger.similarity is not None
+    batch = []
+    for row in rows:
+        m = Memory.model_validate_json(row.body)
+        merger.memories[m.memory_id] = m
+        merger.normalized[m.memory_id] = row.normalized or ""
+        merger.by_hash.setdefault(m.normalized_hash, m.memory_id)
+        batch.append((m.memory_id, row.normalized or "", None, m.content))
+    similarity._parse.cache_clear()
+    for item in batch:
+        merger.similarity.add(*item)
+    return merger
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> tuple[str, list[str]]:
+    """A store of memories from the labelled pairs (names, numbers, negations, case), and texts to merge after."""
+    pairs = _pairs()
+    rng = random.Random(5)
+    rng.shuffle(pairs)
+    first = [p["a"] for p in pairs] + [p["b"] for p in pairs[: len(pairs) // 2]]
+    later = [p["b"] for p in pairs[len(pairs) // 2 :]] + [p["a"].upper() for p in pairs[:40]]
+    url = f"sqlite:///{tmp_path}/hub.db"
+    engine = MergeEngine(open_store(url), MergeStrategyConfig())
+    for n, start in enumerate(range(0, len(first), 50)):
+        engine.ingest_events("a", _request(first[start : start + 50], f"i{n % 3}", start))
+    engine.close()
+    return url, later
+
+
+def _rows(url: str) -> list[StoredRow]:
+    store = open_store(url)
+    try:
+        return store.load_agent("a").rows["memories"]
+    finally:
+        store.close()
+
+
+def test_every_memory_row_carries_its_parse(built: tuple[str, list[str]]) -> None:
+    url, _ = built
+    rows = _rows(url)
+    assert rows and all(r.parsed is not None for r in rows)
+    for r in rows:
+        m = Memory.model_validate_json(r.body)
+        back = similarity.load_parsed(r.parsed or b"", m.content)
+        assert back is not None
+        parsed = similarity._parse.__wrapped__(r.normalized or "", m.content)
+        plain, initial, lowercase = back
+        assert plain == parsed.plain
+        assert initial == parsed.initial
+        assert frozenset(lowercase) == parsed.lowercase
+
+
+def _compare_loads(url: str, later: list[str], tmp_path: Path) -> None:
+    rows = _rows(url)
+    old = _old_load(rows)
+    engine = MergeEngine(open_store(url), MergeStrategyConfig())
+    engine.preload(["a"])
+    new = engine._runtimes["a"].memory
+    # The same memories, in the same order, equal field for field.
+    assert list(new.memories) == list(old.memories)
+    for mid, m in old.memories.items():
+        assert new.memories[mid] == m
+        assert new.memories[mid].model_dump_json() == m.model_dump_json()
+    assert new.normalized == old.normalized and new.by_hash == old.by_hash
+    assert _index_state(new) == _index_state(old)
+    # The same decisions for what comes next: the old load's state merges the
+    # same events in a copy of the store.
+    copy = tmp_path / "copy.db"
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    again = MergeEngine(open_store(f"sqlite:///{copy}"), MergeStrategyConfig())
+    again.preload(["a"])
+    rt = again._runtimes["a"]
+    rt.memory.memories, rt.memory.normalized, rt.memory.by_hash = old.memories, old.normalized, old.by_hash
+    rt.memory.similarity = old.similarity
+    for start in range(0, len(later), 40):
+        request = _request(later[start : start + 40], "late", 100_000 + start)
+        a = engine.ingest_events("a", request)
+        b = again.ingest_events("a", request)
+        assert a.model_dump(exclude={"duration_ms"}) == b.model_dump(exclude={"duration_ms"})
+    assert a.memories_merged or a.conflicts_detected or a.memories_added
+    assert engine.state("a", None).memories == again.state("a", None).memories
+    engine.close()
+    again.close()
+
+
+def test_load_from_stored_parses_equals_the_old_load(
+    built: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    url, later = built
+    _compare_loads(url, later, tmp_path)
+
+
+def test_a_store_without_parses_loads_the_same_and_keeps_them(
+    built: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    # A store written before the column existed (or a parse of other code,
+    # or of another text): the texts are read again, and the parses stored.
+    url, later = built
+    path = url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:
+        keys = [k for (k,) in db.execute("SELECT key FROM memories ORDER BY rowid")]
+        db.execute("UPDATE memories SET parsed = NULL WHERE rowid % 3 = 0")
+        db.execute(
+            "UPDATE memories SET parsed = CAST(replace(CAST(parsed AS TEXT), ?, 'other') AS BLOB) "
+            "WHERE rowid % 3 = 1",
+            (similarity.parse_version(),),
+        )
+        # Another memory's parse: its CRC does not match this text.
+        db.execute(
+            "UPDATE memories SET parsed = (SELECT parsed FROM memories m2 WHERE m2.key = ?) "
+            "WHERE key = ?",
+            (keys[0], keys[1]),
+        )
+    _compare_loads(url, later, tmp_path)
+    rows = _rows(url)
+    assert all(
+        similarity.load_parsed(r.parsed or b"", Memory.model_validate_json(r.body).content)
+        for r in rows
+    )
+
+
+def test_a_row_of_another_shape_is_validated() -> None:
+    m = Memory(
+        memory_id="m1", content="x", normalized_hash="h", created_at=T0, updated_at=T0,
+        superseded=[{"content": "y", "instance_id": "i", "event_id": "e", "timestamp": T0}],
+    )
+    from experience_sync.hub.merge.memory import _stored_memory
+
+    assert _stored_memory(m.model_dump_json()) == m
+    plain = m.model_copy(update={"superseded": []})
+    assert _stored_memory(plain.model_dump_json()) == plain
+    odd = json.loads(plain.model_dump_json())
+    odd["created_at"] = "2026-01-01T02:00:00+02:00"
+    assert _stored_memory(json.dumps(odd)).created_at == T0
+    with pytest.raises(ValueError):
+        _stored_memory(json.dumps({**odd, "extra": 1}))
