@@ -98,3 +98,14 @@ def test_bench_forget_removes_the_name_from_the_file(tmp_path: Path) -> None:
     figures: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     assert figures["forgotten"] == 4 and figures["dry_run_matches"]
     assert figures["name_in_file"] is False and figures["forget_s"] > 0
+
+
+def test_bench_restart_times_the_first_answers_of_a_restarted_serve(tmp_path: Path) -> None:
+    store = tmp_path / "hub.db"
+    out = _run("bench_restart.py", "--store", str(store), "--build", "300", "--runs", "1")
+    assert "built" in out and "300 memories of agent 'bench'" in out
+    figures: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    assert set(figures) == {"search", "state", "write"}
+    for (run,) in figures.values():
+        assert 0 < run["first_s"] <= run["loaded_s"]
+        assert run["rss_kb"] > 0
