@@ -880,7 +880,7 @@ class JaccardSimilarity(SimilarityMethod):
         lens = list(map(len, map(self._postings.get, words, repeat(_NO_POSTINGS))))
         dead = self._dead
         if dead:
-            lens = [n - dead.get(w, 0) for n, w in zip(lens, words)]
+            lens = [n - dead.get(w, 0) for n, w in zip(lens, words, strict=True)]
         return [words[i] for i in sorted(range(len(words)), key=lens.__getitem__) if lens[i]]
 
     def _candidates(
