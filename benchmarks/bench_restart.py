@@ -4,7 +4,9 @@ What it does, ``--runs`` times for each kind of first request:
 
 1. starts ``experience-sync serve --store sqlite:///<store>`` (a new process,
    the command a user runs) on a free loopback port;
-2. polls ``GET /healthz`` until the hub answers: that is "ready";
+2. polls ``GET /healthz`` until the hub answers: that is "ready" (it
+   listens; ``GET /readyz`` answers 200 later, once the warm-up loaded the
+   stored agents, and that time is printed too);
 3. sends one first request for the agent the store holds and times its
    answer from "ready": ``search`` (``GET .../search?q=``), ``state``
    (``GET .../memories?limit=10``) or ``write`` (``POST .../events`` with one
@@ -116,6 +118,10 @@ def first_answer(store: Path, kind: str, secret: str) -> dict[str, float]:
             t_answer = time.monotonic()
             if r.status_code >= 400:
                 raise RuntimeError(f"{kind}: {r.status_code} {r.text[:300]}")
+            # The warm-up's end, as a load balancer's readiness check sees it.
+            while client.get("/readyz").status_code != 200:
+                time.sleep(0.01)
+            t_warm = time.monotonic()
             # Loaded for sure once a write answered; then the resident memory.
             client.post(f"/v1/agents/{AGENT}/events", headers=headers,
                         json={"instance_id": "restart-bench", "events": [memory_event()]})
@@ -125,7 +131,7 @@ def first_answer(store: Path, kind: str, secret: str) -> dict[str, float]:
         proc.terminate()
         proc.wait(60)
     return {"ready_s": t_ready - t_start, "first_s": t_answer - t_ready,
-            "loaded_s": t_loaded - t_ready, "rss_kb": rss}
+            "readyz_s": t_warm - t_ready, "loaded_s": t_loaded - t_ready, "rss_kb": rss}
 
 
 def empty_rss() -> int:
@@ -177,7 +183,8 @@ def main(argv: list[str] | None = None) -> None:
             r = first_answer(args.store, kind, secret)
             results.setdefault(kind, []).append(r)
             print(f"{kind:6s} ready {r['ready_s']:.2f} s after start; first answer "
-                  f"{r['first_s']:.3f} s after ready; agent loaded {r['loaded_s']:.1f} s after ready; "
+                  f"{r['first_s']:.3f} s after ready; /readyz 200 after {r['readyz_s']:.1f} s; "
+                  f"agent loaded {r['loaded_s']:.1f} s after ready; "
                   f"RSS {r['rss_kb'] / 1024:.0f} MiB", flush=True)
     print("\nmedians:")
     for kind, rs in results.items():

@@ -242,6 +242,26 @@ def test_metrics_are_open_on_a_no_auth_hub(make_hub: Any) -> None:
     assert "experience_sync_hub_requests_total" in r.text
 
 
+def test_readyz_answers_503_while_the_warm_up_loads_agents(hub: HubServer) -> None:
+    token = hub.create_token("a1", "i1")
+    # A hub nobody warms is ready at once.
+    ready = httpx.get(f"{hub.url}/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    r = httpx.post(f"{hub.url}/v1/agents/a1/events", json=events_body("i1", 3), headers=auth(token))
+    assert r.status_code == 200, r.text
+    # ``serve`` announces its warm-up before it listens: not ready until it ends.
+    hub.hub.expect_warm()
+    loading = httpx.get(f"{hub.url}/readyz")
+    assert loading.status_code == 503 and loading.headers["retry-after"] == "1"
+    assert loading.json()["error"]["message"] == "the hub is loading its agents (1 loaded)"
+    assert httpx.get(f"{hub.url}/healthz").status_code == 200  # alive all along
+    hub.hub.warm()
+    done = httpx.get(f"{hub.url}/readyz")
+    assert done.status_code == 200
+    assert done.json() == {"status": "ready", "agents_loaded": 1, "memories_loaded": 3}
+    assert "/readyz" in httpx.get(f"{hub.url}/openapi.json").json()["paths"]
+
+
 def test_healthz_openapi_and_unknown_routes(hub: HubServer) -> None:
     assert httpx.get(f"{hub.url}/healthz").json() == {"status": "ok", "auth": True}
     spec = httpx.get(f"{hub.url}/openapi.json").json()

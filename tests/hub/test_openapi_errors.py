@@ -38,6 +38,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("get", "/v1/events"): {"401", "403"},
     ("get", "/metrics"): {"401"},
     ("get", "/healthz"): set(),
+    ("get", "/readyz"): {"503"},
     ("delete", "/v1/agents/{agent_id}/experiences"): {
         "400", "401", "403", "409", "413", "415", "422", "501"},
     ("delete", "/v1/agents/{agent_id}/memories/{memory_id}"): FORGET_ONE,

@@ -89,6 +89,9 @@ class Hub:
         self._closed = False
         #: Retention and compaction on a schedule (see :meth:`open`'s ``retention``).
         self.maintenance: Maintenance | None = None
+        #: The agent :meth:`warm` is loading (``None`` when it is not running).
+        self.warming: str | None = None
+        self._warm_pending = False
 
     @classmethod
     def open(
@@ -286,8 +289,24 @@ class Hub:
             data={"status": status, "reason": reason, "endpoint": where},
         )
 
+    def expect_warm(self) -> None:
+        """A :meth:`warm` will run (``serve`` starts it on a thread): not ready until it ends."""
+        self._warm_pending = True
+
+    @property
+    def ready(self) -> bool:
+        """Whether no warm-up is expected or running (``GET /readyz``)."""
+        return not self._warm_pending and self.warming is None
+
     def warm(self) -> None:
         """Load every known agent's state now, so no client's first request pays for it."""
+        try:
+            self._warm()
+        finally:
+            self.warming = None
+            self._warm_pending = False
+
+    def _warm(self) -> None:
         engine = self.engine
         warmed: list[str] = []
         for agent_id in engine.agents():
@@ -301,6 +320,7 @@ class Hub:
                          len(warmed), engine.max_loaded_memories)
                 return
             warmed.append(agent_id)
+            self.warming = agent_id
             try:
                 self.engine.instances(agent_id)
             except Exception:  # a failed warm-up is retried by the first request

@@ -46,6 +46,7 @@ from experience_sync.hub.web.wire import (
     HubLimits,
     Kind,
     MemoryPage,
+    Readiness,
     ReviewDecision,
     backlog_header,
     bearer_token,
@@ -574,6 +575,26 @@ def _observability_routes(app: FastAPI, deps: _Deps) -> None:
     async def healthz() -> Health:
         """Liveness: the hub answers."""
         return Health(auth=hub.auth.enabled)
+
+    @app.get("/readyz", response_model=Readiness, tags=["observability"],
+             responses=error_responses(503, notes={503: "The start-up warm-up is loading agents."}))
+    async def readyz() -> Readiness:
+        """Readiness: 200 once the start-up warm-up has loaded the stored agents, 503 until then.
+
+        A request for an agent still loading waits for its load; a load
+        balancer can send traffic to another hub until this answers 200.
+        """
+        engine = hub.engine
+        if not hub.ready:
+            loading = f", loading agent {hub.warming!r}" if hub.warming else ""
+            raise HubError(
+                503,
+                f"the hub is loading its agents ({len(engine.loaded_agents())} loaded{loading})",
+                headers={"Retry-After": "1"},
+            )
+        return Readiness(
+            agents_loaded=len(engine.loaded_agents()), memories_loaded=engine.loaded_memories
+        )
 
 
 

@@ -212,6 +212,7 @@ def tune_gc(gen0: int | None = None) -> None:
 def serve(hub: Hub, host: str = "127.0.0.1", port: int = 8787, **options: Any) -> None:
     """Serve ``hub`` in the foreground until interrupted, then close it."""
     config = uvicorn_config(hub, host, port, **options)
+    hub.expect_warm()
     threading.Thread(target=hub.warm, name="hub-warm-up", daemon=True).start()
     try:
         uvicorn.Server(config).run()

@@ -149,6 +149,16 @@ class Health(BaseModel):
     auth: bool = True
 
 
+class Readiness(BaseModel):
+    """Body of ``GET /readyz`` once the start-up warm-up has loaded the stored agents."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["ready"] = "ready"
+    agents_loaded: int = Field(ge=0, description="Agents in memory now.")
+    memories_loaded: int = Field(ge=0, description="Their memories.")
+
+
 LIST_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {
     t: TypeAdapter(list[t]) for t in (Skill, KnowledgeItem, InstanceStatus, Review)  # type: ignore[valid-type]
 }
