@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -130,7 +131,10 @@ os.environ.setdefault("EXPERIENCE_SYNC_DISABLE_PLUGIN_AUTOLOAD", "1")
 from experience_sync.hub.web.server import run_in_thread, tune_gc
 
 tune_gc()  # what `experience-sync serve` sets for its process
-with run_in_thread() as server:
+store_url = sys.argv[1] if len(sys.argv) > 1 else None
+agent = sys.argv[2] if len(sys.argv) > 2 else "agent"
+with run_in_thread(store_url) as server:
+    server.hub.warm()  # as `serve` does, before any instance sends
     store = server.hub.store
     committed = {}
     original = store.commit
@@ -142,7 +146,7 @@ with run_in_thread() as server:
             committed[entry.entry_id] = now
 
     store.commit = commit
-    token = server.create_token("agent", "lat")
+    token = server.create_token(agent, "lat")
     print(json.dumps({"url": server.url, "ws_url": server.ws_url, "token": token}), flush=True)
     sys.stdin.readline()
     print(json.dumps(committed), flush=True)
@@ -159,10 +163,19 @@ def probe_text(rng: random.Random, i: int) -> str:
 
 
 def bench_latency(transport: str, interval_ms: int, batch_size: int, seconds: float,
-                  rate: int, data_dir: Path) -> dict[str, float]:
-    """Record at ``rate``/s; latency = hub commit time - record time (hub in its own process)."""
-    proc = subprocess.Popen([sys.executable, "-c", HUB_PROCESS], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+                  rate: int, data_dir: Path, hub_store: Path | None = None,
+                  agent: str = "agent") -> dict[str, float]:
+    """Record at ``rate``/s; latency = hub commit time - record time (hub in its own process).
+
+    ``hub_store``: a hub store file to copy and serve (its agent ``agent``
+    loaded before the run), instead of an empty one.
+    """
+    cmd = [sys.executable, "-c", HUB_PROCESS]
+    if hub_store is not None:
+        copy = data_dir.with_name(data_dir.name + "-hub.db")
+        shutil.copyfile(hub_store, copy)
+        cmd += [f"sqlite:///{copy}", agent]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdin is not None and proc.stdout is not None
     try:
         hub = json.loads(proc.stdout.readline())
@@ -173,7 +186,7 @@ def bench_latency(transport: str, interval_ms: int, batch_size: int, seconds: fl
             "streaming": {"interval_ms": interval_ms, "batch_size": batch_size},
         })
         m = ExperienceSyncManager(cfg, data_dir=data_dir)
-        m.initialize_sync("lat", "streaming", agent_id="agent")
+        m.initialize_sync("lat", "streaming", agent_id=agent)
         recorded: dict[str, float] = {}
         rng = random.Random(7)
         total = int(seconds * rate)
@@ -198,40 +211,57 @@ def bench_latency(transport: str, interval_ms: int, batch_size: int, seconds: fl
             "delivered": len(lat), "recorded": len(recorded)}
 
 
+def before_latency(base: Path, n: int) -> None:
+    """The instance-side figures: record cost and sustained durable events/s."""
+    print("\n== record cost on the caller's thread (µs), interleaved with OTel spans ==")
+    for label, protocol in (("streaming, worker shipping", "streaming"),
+                            ("lumped, worker idle", "lumped")):
+        r = bench_record(n, base / protocol, protocol)
+        rec, span = r["record"], r["span"]
+        print(f"record ({label}){'':{30 - len(label)}s} p50 {rec['p50']:6.2f}  "
+              f"p99 {rec['p99']:7.2f}  mean {rec['mean']:6.2f}")
+        if span is None:
+            print("opentelemetry-sdk not installed: span cost not measured")
+            continue
+        print(f"{'  OTel span, same run':39s} p50 {span['p50']:6.2f}  p99 {span['p99']:7.2f}"
+              f"  mean {span['mean']:6.2f}   record/span p50 = {rec['p50'] / span['p50']:.2f}")
+    print("\n== sustained durable events/s (group commit, synchronous=FULL) ==")
+    rate = bench_throughput(n, base / "tput")
+    print(f"{rate:,.0f} events/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer events, shorter runs")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only the streaming latency rows")
+    parser.add_argument("--hub-store", type=Path, default=None,
+                        help="serve a copy of this hub store (its agent 'bench', e.g. bench_load.py's "
+                             "100k-memory store) for the latency rows, instead of an empty one")
+    parser.add_argument("--intervals", default="100:10000,500:10,500:10000",
+                        help="interval_ms:batch_size pairs of the latency rows")
     args = parser.parse_args()
+    agent = "bench" if args.hub_store else "agent"
+    pairs = [tuple(int(x) for x in p.split(":")) for p in args.intervals.split(",")]
     n = 20_000 if args.quick else 100_000
     secs = 3.0 if args.quick else 10.0
     print(f"python {platform.python_version()} on {platform.machine()}, "
           f"{os.cpu_count()} cpus, {platform.system()}")
     with tempfile.TemporaryDirectory(prefix="xs-bench-") as tmp:
         base = Path(tmp)
-        print("\n== record cost on the caller's thread (µs), interleaved with OTel spans ==")
-        for label, protocol in (("streaming, worker shipping", "streaming"),
-                                ("lumped, worker idle", "lumped")):
-            r = bench_record(n, base / protocol, protocol)
-            rec, span = r["record"], r["span"]
-            print(f"record ({label}){'':{30 - len(label)}s} p50 {rec['p50']:6.2f}  "
-                  f"p99 {rec['p99']:7.2f}  mean {rec['mean']:6.2f}")
-            if span is None:
-                print("opentelemetry-sdk not installed: span cost not measured")
-                continue
-            print(f"{'  OTel span, same run':39s} p50 {span['p50']:6.2f}  p99 {span['p99']:7.2f}"
-                  f"  mean {span['mean']:6.2f}   record/span p50 = {rec['p50'] / span['p50']:.2f}")
-        print("\n== sustained durable events/s (group commit, synchronous=FULL) ==")
-        rate = bench_throughput(n, base / "tput")
-        print(f"{rate:,.0f} events/s")
-        print("\n== streaming end-to-end latency at 1,000 events/s (record -> hub commit, ms) ==")
+        if not args.latency_only:
+            before_latency(base, n)
+        where = f"hub serving a copy of {args.hub_store}" if args.hub_store else "empty hub store"
+        print(f"\n== streaming end-to-end latency at 1,000 events/s (record -> hub commit, ms; {where}) ==")
         for transport in ("https", "websocket"):
-            for interval_ms, batch_size in ((100, 10_000), (500, 10), (500, 10_000)):
+            for interval_ms, batch_size in pairs:
                 r = bench_latency(transport, interval_ms, batch_size, secs, 1000,
-                                  base / f"lat-{transport}-{interval_ms}")
+                                  base / f"lat-{transport}-{interval_ms}-{batch_size}",
+                                  args.hub_store, agent)
                 print(f"{transport:9s} interval_ms={interval_ms:<4d} batch_size={batch_size:<6d}"
                       f" p50 {r['p50']:7.1f}  p99 {r['p99']:7.1f}  max {r['max']:7.1f}"
                       f"  (target p99 <= {interval_ms + 50}; {r['rate']:.0f} ev/s, "
-                      f"{r['delivered']}/{r['recorded']} delivered)")
+                      f"{r['delivered']}/{r['recorded']} delivered)", flush=True)
     sys.stdout.flush()
     # The worker threads are gone; nothing else to wait for.
     assert threading.active_count() >= 1

@@ -109,3 +109,16 @@ def test_bench_restart_times_the_first_answers_of_a_restarted_serve(tmp_path: Pa
     for (run,) in figures.values():
         assert 0 < run["first_s"] <= run["loaded_s"]
         assert run["rss_kb"] > 0
+
+
+def test_bench_client_latency_rows_against_a_stored_agent(tmp_path: Path) -> None:
+    store = tmp_path / "hub.db"
+    _run("bench_restart.py", "--store", str(store), "--build", "200", "--runs", "1",
+         "--kinds", "write")
+    out = _run("bench_client.py", "--quick", "--latency-only", "--intervals", "100:10000",
+               "--hub-store", str(store))
+    assert f"hub serving a copy of {store}" in out
+    rows = [line for line in out.splitlines() if "interval_ms=100" in line]
+    assert len(rows) == 2  # https and websocket
+    for row in rows:
+        assert "3000/3000 delivered" in row, row
