@@ -11,7 +11,12 @@ For each it prints the distributions installed (pip, setuptools and wheel left
 out), the size of site-packages (the same left out), and ``import
 experience_sync`` time: the median over ``--runs`` fresh interpreters of
 ``python -X importtime``'s cumulative figure for the package, and of the wall
-time of ``python -c "import experience_sync"``. The last line is JSON::
+time of ``python -c "import experience_sync"``. Then the wall time (median,
+interpreter included) of README's client imports (``from experience_sync
+import ExperienceSyncManager, load_config`` and ``from experience_sync.api
+import render_hits``), alone and followed by the example's next line,
+``load_config()``; ``-X importtime`` cannot tell these apart, since the
+package's lazy names load through ``importlib``. The last line is JSON::
 
     .venv/bin/python benchmarks/bench_client_install.py [--runs 15] [--only client]
 """
@@ -32,6 +37,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = {"pip", "setuptools", "wheel", "_distutils_hack", "distutils-precedence.pth"}
 INSTALLS = {"client": "", "hub": "[hub]"}
+#: README.md's client example: its imports, and its first call.
+README_IMPORTS = ("from experience_sync import ExperienceSyncManager, load_config\n"
+                  "from experience_sync.api import render_hits")
+README_LOAD = README_IMPORTS + "\nload_config()"
 
 
 def local_index_env() -> dict[str, str] | None:
@@ -74,6 +83,12 @@ def tree_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
 
 
+def wall_ms(py: str, code: str, env: dict[str, str], cwd: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run([py, "-c", code], check=True, env=env, cwd=cwd)
+    return (time.perf_counter() - started) * 1000
+
+
 def measure(name: str, extra: str, base: Path, env: dict[str, str], runs: int) -> dict[str, object]:
     source = base / "core"
     if not source.exists():  # a copy, so the build never writes into the work tree
@@ -93,21 +108,26 @@ def measure(name: str, extra: str, base: Path, env: dict[str, str], runs: int) -
     size = sum(tree_size(p) if p.is_dir() else p.stat().st_size for p in site.iterdir()
                if not any(p.name.lower().startswith(t) for t in TOOLS))
     run_env = {**env, "EXPERIENCE_SYNC_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    subprocess.run([py, "-c", "import experience_sync"], check=True, env=run_env)  # byte-compile
-    cumulative, wall = [], []
+    cwd = base / f"{name}-cwd"  # no experience-sync.toml or pyproject.toml to read
+    cwd.mkdir(exist_ok=True)
+    # byte-compile everything the figures load
+    subprocess.run([py, "-c", README_LOAD], check=True, env=run_env, cwd=cwd)
+    cumulative, wall, readme, readme_load = [], [], [], []
     for _ in range(runs):
         proc = subprocess.run([py, "-X", "importtime", "-c", "import experience_sync"],
-                              capture_output=True, text=True, check=True, env=run_env)
+                              capture_output=True, text=True, check=True, env=run_env, cwd=cwd)
         for line in proc.stderr.splitlines():
             parts = [p.strip() for p in line.removeprefix("import time:").split("|")]
             if len(parts) == 3 and parts[2] == "experience_sync":
                 cumulative.append(int(parts[1]) / 1000)
-        started = time.perf_counter()
-        subprocess.run([py, "-c", "import experience_sync"], check=True, env=run_env)
-        wall.append((time.perf_counter() - started) * 1000)
-    modules = subprocess.run(
-        [py, "-c", "import sys, experience_sync; print(len(sys.modules))"],
-        capture_output=True, text=True, check=True, env=run_env).stdout.strip()
+        wall.append(wall_ms(py, "import experience_sync", run_env, cwd))
+        readme.append(wall_ms(py, README_IMPORTS, run_env, cwd))
+        readme_load.append(wall_ms(py, README_LOAD, run_env, cwd))
+
+    def module_count(code: str) -> int:
+        return int(subprocess.run(
+            [py, "-c", f"{code}\nimport sys\nprint(len(sys.modules))"],
+            capture_output=True, text=True, check=True, env=run_env, cwd=cwd).stdout.strip())
     return {
         "install": f"pip install ./core{extra}",
         "packages": len(dists),
@@ -116,7 +136,10 @@ def measure(name: str, extra: str, base: Path, env: dict[str, str], runs: int) -
         "install_s": round(install_s, 1),
         "import_ms_cumulative_median": round(statistics.median(cumulative), 1),
         "import_ms_wall_median": round(statistics.median(wall), 1),
-        "modules_after_import": int(modules),
+        "modules_after_import": module_count("import experience_sync"),
+        "readme_imports_ms_wall_median": round(statistics.median(readme), 1),
+        "modules_after_readme_imports": module_count(README_IMPORTS),
+        "readme_imports_load_config_ms_wall_median": round(statistics.median(readme_load), 1),
     }
 
 
@@ -139,6 +162,9 @@ def main() -> None:
                   f"{r['import_ms_cumulative_median']:6.1f} ms (importtime, median of "
                   f"{args.runs}), {r['import_ms_wall_median']:6.1f} ms wall with the interpreter, "
                   f"{r['modules_after_import']} modules; installed in {r['install_s']} s")
+            print(f"       README's client imports {r['readme_imports_ms_wall_median']:6.1f} ms "
+                  f"wall ({r['modules_after_readme_imports']} modules), then load_config(): "
+                  f"{r['readme_imports_load_config_ms_wall_median']:6.1f} ms wall")
             print(f"       {', '.join(r['distributions'])}")  # type: ignore[arg-type]
     print(json.dumps(results))
 

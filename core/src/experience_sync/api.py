@@ -15,109 +15,110 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from experience_sync.client.manager import ExperienceSyncManager
-from experience_sync.client.recording import SuccessRates, clip, fit_kwargs
-from experience_sync.client.retry import (
-    Backoff,
-    OnRetry,
-    error_message,
-    is_retryable_status,
-    parse_retry_after,
-    status_error,
-)
-from experience_sync.client.status import SyncStatus
-from experience_sync.config import (
-    ConfigSection,
-    ExperienceSyncConfig,
-    MergeStrategyConfig,
-    RecallConfig,
-    check_url,
-    load_config,
-    mask_url,
-    validate_config,
-)
-from experience_sync.errors import (
-    ConfigError,
-    DiskFullError,
-    ExperienceSyncError,
-    NotInitializedError,
-    OutboxFullError,
-    OutboxWriteError,
-    PluginError,
-    RejectedError,
-    RetryableError,
-    StaleStateError,
-    TransportError,
-)
-from experience_sync.forgetting import ForgetRecord, ForgetRequest, ForgetResult, redacted_body
-from experience_sync.hookspecs import Register, hookimpl
-from experience_sync.interfaces import (
-    ConflictResolver,
-    ContestedValue,
-    Embedder,
-    FloatArray,
-    MatchQuery,
-    OutboxItem,
-    ProtocolContext,
-    RequestKind,
-    Resolution,
-    SimilarityMatch,
-    SimilarityMethod,
-    SkillAggregator,
-    Store,
-    SyncProtocol,
-    SyncRequest,
-    TokenRecord,
-    Transport,
-    VectorIndex,
-)
-from experience_sync.merge_judges import (
-    MERGE_OUTCOMES,
-    JudgedPair,
-    MergeJudge,
-    RuleJudge,
-    Verdict,
-)
-from experience_sync.models import (
-    SCHEMA_VERSION,
-    AgentState,
-    Characteristic,
-    CharacteristicData,
-    CheckIn,
-    EventContext,
-    EventsRequest,
-    ExperienceBatch,
-    ExperienceEvent,
-    InstanceStatus,
-    InteractionData,
-    KnowledgeData,
-    KnowledgeItem,
-    Memory,
-    MemoryData,
-    MergeOutcome,
-    MergeResult,
-    ObservabilityEvent,
-    Review,
-    Skill,
-    SkillData,
-    SkillUsageReport,
-    new_id,
-    utcnow,
-)
-from experience_sync.plugins import ExperienceSyncPluginManager, PluginInfo, get_plugin_manager
-from experience_sync.recall.documents import DocKey, SearchDoc, index_text
-from experience_sync.recall.fts import query_terms
-from experience_sync.recall.models import (
-    KINDS,
-    Provenance,
-    SearchHit,
-    SearchKind,
-    SearchQuery,
-    SearchResults,
-)
-from experience_sync.recall.ranking import Corpus, Ranker, Reranker, fuse, run_search
-from experience_sync.recall.render import render_hits, skill_reliability
-from experience_sync.stores.state import TABLES, ChangeSet, LogEntry, StoredAgent, StoredRow
+if TYPE_CHECKING:
+    from experience_sync.client.manager import ExperienceSyncManager
+    from experience_sync.client.recording import SuccessRates, clip, fit_kwargs
+    from experience_sync.client.retry import (
+        Backoff,
+        OnRetry,
+        error_message,
+        is_retryable_status,
+        parse_retry_after,
+        status_error,
+    )
+    from experience_sync.client.status import SyncStatus
+    from experience_sync.config import (
+        ConfigSection,
+        ExperienceSyncConfig,
+        MergeStrategyConfig,
+        RecallConfig,
+        check_url,
+        load_config,
+        mask_url,
+        validate_config,
+    )
+    from experience_sync.errors import (
+        ConfigError,
+        DiskFullError,
+        ExperienceSyncError,
+        NotInitializedError,
+        OutboxFullError,
+        OutboxWriteError,
+        PluginError,
+        RejectedError,
+        RetryableError,
+        StaleStateError,
+        TransportError,
+    )
+    from experience_sync.forgetting import ForgetRecord, ForgetRequest, ForgetResult, redacted_body
+    from experience_sync.hookspecs import Register, hookimpl
+    from experience_sync.interfaces import (
+        ConflictResolver,
+        ContestedValue,
+        Embedder,
+        FloatArray,
+        MatchQuery,
+        OutboxItem,
+        ProtocolContext,
+        RequestKind,
+        Resolution,
+        SimilarityMatch,
+        SimilarityMethod,
+        SkillAggregator,
+        Store,
+        SyncProtocol,
+        SyncRequest,
+        TokenRecord,
+        Transport,
+        VectorIndex,
+    )
+    from experience_sync.merge_judges import (
+        MERGE_OUTCOMES,
+        JudgedPair,
+        MergeJudge,
+        RuleJudge,
+        Verdict,
+    )
+    from experience_sync.models import (
+        SCHEMA_VERSION,
+        AgentState,
+        Characteristic,
+        CharacteristicData,
+        CheckIn,
+        EventContext,
+        EventsRequest,
+        ExperienceBatch,
+        ExperienceEvent,
+        InstanceStatus,
+        InteractionData,
+        KnowledgeData,
+        KnowledgeItem,
+        Memory,
+        MemoryData,
+        MergeOutcome,
+        MergeResult,
+        ObservabilityEvent,
+        Review,
+        Skill,
+        SkillData,
+        SkillUsageReport,
+        new_id,
+        utcnow,
+    )
+    from experience_sync.plugins import ExperienceSyncPluginManager, PluginInfo, get_plugin_manager
+    from experience_sync.recall.documents import DocKey, SearchDoc, index_text
+    from experience_sync.recall.fts import query_terms
+    from experience_sync.recall.models import (
+        KINDS,
+        Provenance,
+        SearchHit,
+        SearchKind,
+        SearchQuery,
+        SearchResults,
+    )
+    from experience_sync.recall.ranking import Corpus, Ranker, Reranker, fuse, run_search
+    from experience_sync.recall.render import render_hits, skill_reliability
+    from experience_sync.stores.state import TABLES, ChangeSet, LogEntry, StoredAgent, StoredRow
 
 __all__ = [
     "KINDS",
@@ -234,9 +235,60 @@ __all__ = [
     "validate_config",
 ]
 
-# The hub-side names a hub plugin (the MCP server, a route) needs. They are
-# loaded on first use: the hub's wire module imports FastAPI, which an
-# instance importing this module should not pay for.
+# Every name loads on first use (PEP 562) and is then kept in this module:
+# ``from experience_sync.api import render_hits`` loads the renderer alone,
+# not the outbox, the models, numpy or the plugin manager.
+_MODULES: dict[str, tuple[str, ...]] = {
+    "experience_sync.client.manager": ("ExperienceSyncManager",),
+    "experience_sync.client.recording": ("SuccessRates", "clip", "fit_kwargs"),
+    "experience_sync.client.retry": (
+        "Backoff", "OnRetry", "error_message", "is_retryable_status", "parse_retry_after",
+        "status_error",
+    ),
+    "experience_sync.client.status": ("SyncStatus",),
+    "experience_sync.config": (
+        "ConfigSection", "ExperienceSyncConfig", "MergeStrategyConfig", "RecallConfig", "check_url",
+        "load_config", "mask_url", "validate_config",
+    ),
+    "experience_sync.errors": (
+        "ConfigError", "DiskFullError", "ExperienceSyncError", "NotInitializedError",
+        "OutboxFullError", "OutboxWriteError", "PluginError", "RejectedError", "RetryableError",
+        "StaleStateError", "TransportError",
+    ),
+    "experience_sync.forgetting": (
+        "ForgetRecord", "ForgetRequest", "ForgetResult", "redacted_body",
+    ),
+    "experience_sync.hookspecs": ("Register", "hookimpl"),
+    "experience_sync.interfaces": (
+        "ConflictResolver", "ContestedValue", "Embedder", "FloatArray", "MatchQuery", "OutboxItem",
+        "ProtocolContext", "RequestKind", "Resolution", "SimilarityMatch", "SimilarityMethod",
+        "SkillAggregator", "Store", "SyncProtocol", "SyncRequest", "TokenRecord", "Transport",
+        "VectorIndex",
+    ),
+    "experience_sync.merge_judges": (
+        "MERGE_OUTCOMES", "JudgedPair", "MergeJudge", "RuleJudge", "Verdict",
+    ),
+    "experience_sync.models": (
+        "SCHEMA_VERSION", "AgentState", "Characteristic", "CharacteristicData", "CheckIn",
+        "EventContext", "EventsRequest", "ExperienceBatch", "ExperienceEvent", "InstanceStatus",
+        "InteractionData", "KnowledgeData", "KnowledgeItem", "Memory", "MemoryData", "MergeOutcome",
+        "MergeResult", "ObservabilityEvent", "Review", "Skill", "SkillData", "SkillUsageReport",
+        "new_id", "utcnow",
+    ),
+    "experience_sync.plugins": ("ExperienceSyncPluginManager", "PluginInfo", "get_plugin_manager"),
+    "experience_sync.recall.documents": ("DocKey", "SearchDoc", "index_text"),
+    "experience_sync.recall.fts": ("query_terms",),
+    "experience_sync.recall.models": (
+        "KINDS", "Provenance", "SearchHit", "SearchKind", "SearchQuery", "SearchResults",
+    ),
+    "experience_sync.recall.ranking": ("Corpus", "Ranker", "Reranker", "fuse", "run_search"),
+    "experience_sync.recall.render": ("render_hits", "skill_reliability"),
+    "experience_sync.stores.state": ("TABLES", "ChangeSet", "LogEntry", "StoredAgent", "StoredRow"),
+}
+_NAMES = {name: module for module, names in _MODULES.items() for name in names}
+
+# The hub-side names a hub plugin (the MCP server, a route) needs. The hub's
+# wire module imports FastAPI, which a client install does not have.
 if TYPE_CHECKING:
     from experience_sync.hub.engine import IngestMeta
     from experience_sync.hub.web.auth import AuthError, Principal
@@ -251,7 +303,12 @@ _HUB_NAMES = {
 
 
 def __getattr__(name: str) -> Any:
-    """Load a hub-side name (``HubError``, ``AuthError``, ``Principal``, ``IngestMeta``)."""
+    """Load a name of ``__all__`` on first use (a hub-side one says if the hub extra lacks)."""
+    module = _NAMES.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
     module = _HUB_NAMES.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -268,3 +325,7 @@ def __getattr__(name: str) -> Any:
     value = getattr(imported, name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -130,7 +130,9 @@ class ConfigSection(BaseModel):
     :func:`~experience_sync.client.manager.with_endpoint` give.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # defer_build: a section's validator is built when it first validates (in
+    # load_config), not when this module is imported.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
 
     #: URL fields whose credentials (userinfo password, token query) are masked in reprs.
     _url_fields: ClassVar[tuple[str, ...]] = ()
@@ -196,7 +198,7 @@ class TransportConfig(ConfigSection):
     registers through ``experience_sync_register_config_sections``.
     """
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, defer_build=True)
 
     type: str = "https"
     https: HttpsConfig = Field(default_factory=HttpsConfig)
@@ -447,7 +449,7 @@ class ExperienceSyncConfig(ConfigSection):
     registered and read with :meth:`section`.
     """
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, defer_build=True)
 
     enabled: bool = True
     default_protocol: str = "streaming"

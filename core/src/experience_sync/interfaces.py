@@ -26,9 +26,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import numpy.typing as npt
-
 from experience_sync.models import (
     AgentState,
     CheckIn,
@@ -40,13 +37,18 @@ from experience_sync.models import (
 from experience_sync.units import UnitKind
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from experience_sync.config import ExperienceSyncConfig
     from experience_sync.forgetting import ForgetRecord
     from experience_sync.recall.documents import SearchDoc
     from experience_sync.recall.models import SearchQuery, SearchResults
     from experience_sync.stores.state import ChangeSet, LogEntry, StoredAgent
 
-FloatArray = npt.NDArray[np.float32]
+    FloatArray = npt.NDArray[np.float32]
+    #: One new memory to match: ``(normalized, embedding, original_text)``.
+    MatchQuery = tuple[str, FloatArray | None, str | None]
 
 #: ``on_retry(attempt, delay, reason, status)``: how a transport reports a retry.
 OnRetry = Callable[[int, float, str, "int | None"], None]
@@ -275,10 +277,6 @@ class SimilarityMatch:
     def is_duplicate(self) -> bool:
         """Whether the new memory duplicates the stored one."""
         return self.contradiction is None
-
-
-#: One new memory to match: ``(normalized, embedding, original_text)``.
-MatchQuery = tuple[str, FloatArray | None, str | None]
 
 
 class SimilarityMethod(abc.ABC):
@@ -663,3 +661,22 @@ class Store(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release the storage."""
+
+
+def __getattr__(name: str) -> Any:
+    """``FloatArray`` and ``MatchQuery``, the aliases that need numpy, made on first use.
+
+    ``FloatArray`` is ``numpy.typing.NDArray[numpy.float32]``; ``MatchQuery``
+    is ``tuple[str, FloatArray | None, str | None]``. Importing the interfaces
+    (a transport, a protocol) does not load numpy.
+    """
+    if name not in ("FloatArray", "MatchQuery"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import numpy
+    import numpy.typing
+
+    float_array = numpy.typing.NDArray[numpy.float32]
+    globals().update(
+        FloatArray=float_array, MatchQuery=tuple[str, float_array | None, str | None]
+    )
+    return globals()[name]

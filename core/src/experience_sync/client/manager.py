@@ -13,9 +13,9 @@ the hub (idempotent event, batch and check-in ids).
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
+import importlib
 import os
 import threading
 import time
@@ -23,40 +23,82 @@ import weakref
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
-
-from experience_sync.client.instance import (
-    Instance,
-    empty_context,
-    event_ids,
-    memory_data,
-    new_event,
-)
-from experience_sync.client.paths import instance_dir
-from experience_sync.config import ConfigSection, ExperienceSyncConfig, load_config
 from experience_sync.errors import ConfigError, NotInitializedError
-from experience_sync.forgetting import ForgetRequest, event_matches
-from experience_sync.interfaces import SyncProtocol, Transport
-from experience_sync.models import (
-    AgentState,
-    CharacteristicData,
-    EventContext,
-    ExperienceEvent,
-    InteractionData,
-    KnowledgeData,
-    SkillData,
-    SkillUsageReport,
-)
-from experience_sync.plugins import ExperienceSyncPluginManager, get_plugin_manager
-from experience_sync.recall.models import SearchHit, SearchQuery
 
 from .status import SyncStatus
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
+
+    from experience_sync.client.instance import (
+        Instance,
+        empty_context,
+        event_ids,
+        memory_data,
+        new_event,
+    )
+    from experience_sync.client.paths import instance_dir
+    from experience_sync.config import ConfigSection, ExperienceSyncConfig, load_config
+    from experience_sync.forgetting import ForgetRequest, event_matches
+    from experience_sync.interfaces import SyncProtocol, Transport
+    from experience_sync.models import (
+        AgentState,
+        CharacteristicData,
+        EventContext,
+        ExperienceEvent,
+        InteractionData,
+        KnowledgeData,
+        SkillData,
+        SkillUsageReport,
+    )
+    from experience_sync.plugins import ExperienceSyncPluginManager, get_plugin_manager
+    from experience_sync.recall.models import SearchHit, SearchQuery
 
 __all__ = ["ExperienceSyncManager", "SyncStatus"]
 
 _MAX_SKILL_CONTEXTS = 20
+
+#: What the manager's methods use, by module. They load when the first manager
+#: is created (or :func:`with_endpoint` or :func:`protocol_names` is called),
+#: not when this module is imported: the outbox, the worker, the pydantic
+#: models, numpy (through the replica) and the plugin manager. Once loaded
+#: they are plain globals of this module, so recording looks nothing up.
+_RUNTIME: dict[str, tuple[str, ...]] = {
+    "pydantic": ("ValidationError",),
+    "experience_sync.client.instance": (
+        "Instance", "empty_context", "event_ids", "memory_data", "new_event",
+    ),
+    "experience_sync.client.paths": ("instance_dir",),
+    "experience_sync.config": ("ConfigSection", "load_config"),
+    "experience_sync.forgetting": ("event_matches",),
+    "experience_sync.interfaces": ("SyncProtocol",),
+    "experience_sync.models": (
+        "CharacteristicData", "EventContext", "ExperienceEvent", "InteractionData",
+        "KnowledgeData", "SkillData", "SkillUsageReport",
+    ),
+    "experience_sync.plugins": ("get_plugin_manager",),
+    "experience_sync.recall.models": ("SearchQuery",),
+}
+_loaded = False
+_load_lock = threading.Lock()
+
+
+def _load() -> None:
+    """Bind the names of :data:`_RUNTIME` in this module, once per process."""
+    global _loaded
+    if _loaded:
+        return
+    with _load_lock:
+        if _loaded:
+            return
+        bound: dict[str, Any] = {}
+        for module_name, names in _RUNTIME.items():
+            module = importlib.import_module(module_name)
+            bound.update((name, getattr(module, name)) for name in names)
+        globals().update(bound)
+        _loaded = True
 
 
 def _context(context: EventContext | Mapping[str, Any] | None) -> EventContext:
@@ -85,6 +127,7 @@ def with_endpoint(config: ExperienceSyncConfig, endpoint: str) -> ExperienceSync
     transport section present (``transport.mcp.server``). The same
     validation as in a config file applies (plain http only to loopback).
     """
+    _load()
     cfg = config.model_copy(deep=True)
     scheme = endpoint.split(":", 1)[0].lower()
     try:
@@ -117,6 +160,7 @@ def protocol_names(
     configuration, ordered by the classes' ``rank`` (ties by name): built-in
     and third-party protocols alike.
     """
+    _load()
     if isinstance(protocol, str):
         return [protocol]
     if protocol is not None:
@@ -159,6 +203,7 @@ class ExperienceSyncManager:
         plugin_manager: ExperienceSyncPluginManager | None = None,
         data_dir: str | Path | None = None,
     ) -> None:
+        _load()
         self.config = config
         self.pm = plugin_manager
         self.data_dir = data_dir
@@ -455,10 +500,14 @@ class ExperienceSyncManager:
 
     async def aflush(self, instance_id: str | None = None, timeout: float = 10.0) -> bool:
         """:meth:`flush` for async code (runs in a thread)."""
+        import asyncio
+
         return await asyncio.to_thread(self.flush, instance_id, timeout)
 
     async def ashutdown(self, timeout: float = 10.0) -> bool:
         """:meth:`shutdown` for async code (runs in a thread)."""
+        import asyncio
+
         return await asyncio.to_thread(self.shutdown, timeout)
 
     # ------------------------------------------------------------------ inspection

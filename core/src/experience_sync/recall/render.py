@@ -8,9 +8,10 @@ across the fleet. Ids, hashes, instance names, versions and scores stay out.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .models import SearchHit
+if TYPE_CHECKING:
+    from .models import SearchHit
 
 __all__ = ["render_hits", "skill_reliability"]
 
