@@ -99,6 +99,32 @@ def match_expression(text: str) -> str | None:
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
 
 
+# ``json.dumps`` of the lists documents repeat (a memory's tags, its
+# instances): most documents share a few, and dumping one costs more than
+# finding it. Cleared when it grows past ``_LISTS_MAX`` distinct lists.
+_LISTS: dict[tuple[str, ...], str] = {}
+_LISTS_MAX = 4096
+
+
+def _json_list(values: list[str]) -> str:
+    """``json.dumps(values)``, remembered for the lists seen before."""
+    key = tuple(values)
+    try:
+        return _LISTS[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable item: never remembered
+        return json.dumps(values)
+    text = json.dumps(values)
+    # Only lists of strings: a string equals no other kind of value, so a
+    # list found here dumps as the one stored (``[1]`` would find ``[True]``).
+    if all(type(v) is str for v in key):
+        if len(_LISTS) >= _LISTS_MAX:
+            _LISTS.clear()
+        _LISTS[key] = text
+    return text
+
+
 def _tag(agent_id: str) -> str:
     return hashlib.sha256(agent_id.encode()).hexdigest()[:16]
 
@@ -257,8 +283,8 @@ class FtsIndex:
         for key, doc in latest.items():
             vector = embeddings.get(key) if embeddings else None
             fields = (
-                doc.status, float(doc.confidence), json.dumps(doc.tags),
-                json.dumps(doc.instances), doc.verifications, doc.updated, doc.body,
+                doc.status, float(doc.confidence), _json_list(doc.tags),
+                _json_list(doc.instances), doc.verifications, doc.updated, doc.body,
                 int(doc.local), doc.seq, vector, doc.text,
             )
             found = existing.get(key)

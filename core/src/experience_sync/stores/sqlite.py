@@ -205,6 +205,8 @@ class SQLiteStore(Store):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._seen: dict[str, SeenIds] = {}
+        # Digests of the ids the last seen_events asked about (see commit).
+        self._digests: dict[str, bytes] = {}
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -311,7 +313,11 @@ class SQLiteStore(Store):
 
     def seen_events(self, agent_id: str, event_ids: Sequence[str]) -> set[str]:
         with self._lock:
-            return self._seen_ids(agent_id).seen(list(event_ids))
+            ids = list(event_ids)
+            digests = list(map(_digest, ids))
+            # The engine commits these ids next: their digests serve again there.
+            self._digests = dict(zip(ids, digests, strict=True))
+            return self._seen_ids(agent_id).seen(ids, digests)
 
     def applied_unit(self, agent_id: str, unit_id: str) -> MergeResult | None:
         with self._lock:
@@ -327,7 +333,8 @@ class SQLiteStore(Store):
             seen = self._seen_ids(agent_id) if changes.log or changes.seen else None
             if seen is not None:
                 ids = [e.entry_id for e in changes.log]
-                digests = [_digest(i) for i in ids]
+                known, self._digests = self._digests, {}
+                digests = [known.get(i) or _digest(i) for i in ids]
                 again = seen.seen(ids, digests)
                 if again or len(set(ids)) < len(ids):
                     # What a unique index would say: the log holds each event once.

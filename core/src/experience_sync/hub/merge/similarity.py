@@ -707,12 +707,19 @@ class _Memories:
         return replace(sig, names=sig.names | extra)
 
     def put(self, memory_id: str, sig: Signature | None, text: str | None, normalized: str) -> int:
-        if text is not None:
-            parsed = _parse(normalized, text)
+        return self.put_parsed(memory_id, sig, _parse(normalized, text) if text is not None else None)
+
+    def put_parsed(self, memory_id: str, sig: Signature | None, parsed: _Parsed | None) -> int:
+        """:meth:`put` with the text's parse at hand (``None``: no text, nothing learned)."""
+        if parsed is not None:
             self.lowercase.update(parsed.lowercase)
             if parsed.plain.names:
                 self.names.update(parsed.plain.names)
         return self._slot(memory_id, sig)
+
+    def vocabulary(self) -> tuple[int, int]:
+        """A stamp of the vocabulary: it only grows, so equal sizes mean the same words."""
+        return len(self.lowercase), len(self.names)
 
     def load(
         self, memory_id: str, normalized: str, text: str | None, blob: bytes | str | None
@@ -783,9 +790,23 @@ class JaccardSimilarity(SimilarityMethod):
         self._removed = 0
         # Removed slots still in each word's postings (see _live).
         self._dead: dict[str, int] = {}
+        # The last query's parse, vocabulary stamp and signature: a new memory
+        # is matched, then added with the same signature (see add).
+        self._last_query: tuple[_Parsed, tuple[int, int], Signature] | None = None
 
     def __len__(self) -> int:
         return len(self._mem.slots)
+
+    def _query(self, parsed: _Parsed) -> Signature:
+        """``self._mem.query(parsed)``, kept for the :meth:`add` that follows a match."""
+        mem = self._mem
+        stamp = mem.vocabulary()
+        last = self._last_query
+        if last is not None and last[0] is parsed and last[1] == stamp:
+            return last[2]
+        q = mem.query(parsed)
+        self._last_query = (parsed, stamp, q)
+        return q
 
     def add(
         self,
@@ -795,10 +816,13 @@ class JaccardSimilarity(SimilarityMethod):
         text: str | None = None,
     ) -> None:
         """Index a stored memory (a repeated id replaces the earlier one)."""
-        if memory_id in self._mem.slots:
+        mem = self._mem
+        if memory_id in mem.slots:
             self.remove(memory_id)
-        sig = self._mem.signature(normalized, text)
-        slot = self._mem.put(memory_id, sig, text, normalized)
+        parsed = _parse(normalized, text)
+        # The signature the match just made, when the vocabulary is unchanged since.
+        sig = self._query(parsed)
+        slot = mem.put_parsed(memory_id, sig, parsed if text is not None else None)
         postings = self._postings
         for tok in sig.words:
             if tok not in postings:
@@ -932,7 +956,7 @@ class JaccardSimilarity(SimilarityMethod):
     ) -> SimilarityMatch | None:
         """:meth:`match` against ``threshold`` instead of the method's own."""
         parsed = _parse(normalized, text)
-        q = self._mem.query(parsed)
+        q = self._query(parsed)
         voiced = self._mem.voice_match(q)
         if voiced is not None:
             return SimilarityMatch(self._mem.ids[voiced] or "", 1.0)
