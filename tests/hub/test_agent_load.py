@@ -63,7 +63,7 @@ def _index_state(merger: MemoryMerger) -> dict[str, Any]:
         "sigs": list(mem.sigs),
         "lowercase": set(mem.lowercase),
         "names": set(mem.names),
-        "voices": {k: list(v) for k, v in mem.voices.items()},
+        "voices": {k: [v] if isinstance(v, int) else list(v) for k, v in mem.voices.items()},
         "postings": {k: list(v) for k, v in sim._postings.items()},
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,7 +30,7 @@ def test_json_list_never_mixes_values_that_compare_equal() -> None:
         assert fts._json_list(values) == json.dumps(values)  # type: ignore[arg-type]
 
 
-_SENTENCE = st.lists(st.sampled_from(_WORDS + ["manages", "billing", "Queens", "in", "Brooklyn."]),
+_SENTENCE = st.lists(st.sampled_from([*_WORDS, "manages", "billing", "Queens", "in", "Brooklyn."]),
                      min_size=1, max_size=8).map(" ".join)
 
 
@@ -73,3 +74,41 @@ def test_commit_rechecks_ids_whatever_seen_events_asked(tmp_path: object) -> Non
         assert store.seen_events("a", ["e1", "e2", "e3", "e4"]) == {"e1", "e2", "e3"}
     finally:
         store.close()
+
+
+def test_memories_share_one_fields_set_that_nothing_changes() -> None:
+    from experience_sync.hub.merge.memory import _ALL_FIELDS_SET, _construct
+    from experience_sync.models import Memory
+
+    at = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    m = Memory(memory_id="m1", content="The cache restarts nightly.", normalized_hash="h",
+               created_at=at, updated_at=at)
+    a, b = _construct(dict(m.__dict__)), _construct(dict(m.__dict__))
+    assert a.model_fields_set is b.model_fields_set is _ALL_FIELDS_SET
+    assert a.model_dump_json() == m.model_dump_json()
+    assert a.model_dump_json(exclude_unset=True) == m.model_dump_json()
+    copied = a.model_copy(update={"content": "other"})
+    a.importance = 0.25  # pydantic adds the name, which the set holds already
+    assert copied.model_fields_set is not _ALL_FIELDS_SET
+    assert set(Memory.model_fields) == _ALL_FIELDS_SET
+    partial = _construct({"memory_id": "m2", "content": "x"})
+    assert partial.model_fields_set == {"memory_id", "content"}
+
+
+def test_voice_slots_one_or_many_match_and_drop_as_a_list_would() -> None:
+    method = JaccardSimilarity()
+    passive = "The cache is restarted by the worker."
+    active = "The worker restarts the cache."
+    for mid in ("p1", "p2", "p3"):
+        method.add(mid, normalize(passive), None, passive)
+    assert method.match(normalize(active), None, active).memory_id == "p1"  # type: ignore[union-attr]
+    method.remove("p1")
+    assert method.match(normalize(active), None, active).memory_id == "p2"  # type: ignore[union-attr]
+    method.remove("p2")
+    method.remove("p3")
+    assert method.match(normalize(active), None, active) is None
+    assert method._mem.voices == {}
+    method.add("p4", normalize(passive), None, passive)
+    assert method.match(normalize(active), None, active).memory_id == "p4"  # type: ignore[union-attr]
+    method.remove("p4")
+    assert method._mem.voices == {}

@@ -684,7 +684,10 @@ class _Memories:
         self.lowercase: set[str] = set()
         self.names: set[str] = set()
         # Slots by voice key (Signature.voice), for the active/passive rule.
-        self.voices: dict[int, list[int]] = {}
+        # A key most often has one slot: kept as the int, a list only for two
+        # or more (one list a memory would be one more object for the
+        # garbage collector to visit).
+        self.voices: dict[int, int | list[int]] = {}
 
     def signature(self, normalized: str, text: str | None) -> Signature:
         return self.query(_parse(normalized, text))
@@ -748,7 +751,13 @@ class _Memories:
         self.sigs.append(sig)
         self.slots[memory_id] = slot
         if sig is not None and sig.voice:
-            self.voices.setdefault(sig.voice, []).append(slot)
+            same = self.voices.get(sig.voice)
+            if same is None:
+                self.voices[sig.voice] = slot
+            elif isinstance(same, int):
+                self.voices[sig.voice] = [same, slot]
+            else:
+                same.append(slot)
         return slot
 
     def drop(self, memory_id: str) -> int | None:
@@ -756,11 +765,15 @@ class _Memories:
         if slot is not None:
             sig = self.sigs[slot]
             if sig is not None and sig.voice:
-                same = self.voices.get(sig.voice, [])
-                if slot in same:
-                    same.remove(slot)
-                if not same:
-                    self.voices.pop(sig.voice, None)
+                same = self.voices.get(sig.voice)
+                if isinstance(same, int):
+                    if same == slot:
+                        del self.voices[sig.voice]
+                elif same is not None:
+                    if slot in same:
+                        same.remove(slot)
+                    if not same:
+                        del self.voices[sig.voice]
             self.ids[slot] = None
             self.sigs[slot] = None
         return slot
@@ -769,7 +782,10 @@ class _Memories:
         """A stored memory saying what ``q`` says in the other voice, that no guard objects to."""
         if not q.voice:
             return None
-        for slot in self.voices.get(q.voice, ()):
+        same = self.voices.get(q.voice)
+        if same is None:
+            return None
+        for slot in (same,) if isinstance(same, int) else same:
             sig = self.stored(slot)
             if sig is not None and sig.passive != q.passive and contradiction(q, sig) is None:
                 return slot
