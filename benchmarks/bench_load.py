@@ -11,11 +11,15 @@ What it does:
    (:meth:`MergeEngine.preload`), timing wall clock and process CPU of the
    whole load and of its parts (reading the rows, filling the runtime, the
    recall index's check), and the resident memory it added (``VmRSS`` after
-   the load and a full collection, minus before);
+   the load and a full collection, minus before) and at its peak (``VmHWM``,
+   the most the process held at once, minus before);
 3. prints each run and the medians.
 
-``--profile`` runs one load under cProfile instead and prints the top
-functions. Figures go in docs/benchmarks.md ("Agent load at restart").
+``--stale`` loads, in each run, a copy of the store whose memory rows have
+lost their stored parses (``memories.parsed`` set to NULL): the first load
+after an upgrade that changed the parse code, which reads every text again
+and stores the new parses. ``--profile`` runs one load under cProfile instead
+and prints the top functions. Figures go in docs/benchmarks.md ("Agent load at restart").
 """
 
 from __future__ import annotations
@@ -36,13 +40,25 @@ os.environ.setdefault("EXPERIENCE_SYNC_DISABLE_PLUGIN_AUTOLOAD", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def rss_kb() -> int:
-    """This process's resident set, in KiB (Linux ``/proc/self/status``)."""
+def rss_kb(field: str = "VmRSS") -> int:
+    """This process's resident set (``VmHWM``: its peak), in KiB (Linux ``/proc/self/status``)."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def stale_copy(path: Path) -> Path:
+    """A copy of the store at ``path`` whose memory rows have no stored parse."""
+    import sqlite3
+
+    copy = path.with_name(path.name + ".stale.db")
+    copy.unlink(missing_ok=True)
+    with sqlite3.connect(path) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+        dst.execute("UPDATE memories SET parsed = NULL")
+    return copy
 
 
 def build(path: Path, memories: int) -> float:
@@ -93,6 +109,7 @@ def load_once(path: Path) -> dict[str, Any]:
     engine.instances("bench")
     first = time.perf_counter() - t0
     AgentRuntime.load = original  # type: ignore[method-assign]
+    peak = rss_kb("VmHWM")
     gc.collect()
     after = rss_kb()
     n = len(engine._runtimes["bench"].memory.memories)
@@ -105,6 +122,8 @@ def load_once(path: Path) -> dict[str, Any]:
         **{f"{k}_cpu_s": v[1] for k, v in parts.items()},
         "rss_added_mb": (after - before) / 1024,
         "rss_bytes_per_memory": (after - before) * 1024 / max(n, 1),
+        "peak_added_mb": (peak - before) / 1024,
+        "peak_bytes_per_memory": (peak - before) * 1024 / max(n, 1),
     }
 
 
@@ -129,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--store", default="/tmp/xs-bench-load-100k.db", help="the store (built if missing)")
     parser.add_argument("--memories", type=int, default=100_000, help="memories of the agent to build")
     parser.add_argument("--runs", type=int, default=5, help="loads, each in a fresh process")
+    parser.add_argument("--stale", action="store_true", help="load copies without stored parses")
     parser.add_argument("--profile", action="store_true", help="one load under cProfile")
     parser.add_argument("--top", type=int, default=40, help="functions the profile prints")
     parser.add_argument("--once", action="store_true", help=argparse.SUPPRESS)  # a child run
@@ -148,18 +168,25 @@ def main(argv: list[str] | None = None) -> None:
         return
     runs = []
     for _ in range(args.runs):
-        out = subprocess.run([sys.executable, __file__, "--once", "--store", str(path)],
-                             check=True, capture_output=True, text=True).stdout
+        target = stale_copy(path) if args.stale else path
+        try:
+            out = subprocess.run([sys.executable, __file__, "--once", "--store", str(target)],
+                                 check=True, capture_output=True, text=True).stdout
+        finally:
+            if target != path:
+                for extra in ("", "-wal", "-shm"):
+                    Path(str(target) + extra).unlink(missing_ok=True)
         r = json.loads(out.strip().splitlines()[-1])
         runs.append(r)
         print(f"loaded {r['memories']} memories: {r['wall_s']:.2f}s wall, {r['cpu_s']:.2f}s CPU "
               f"(read {r['read_cpu_s']:.2f}, runtime {r['runtime_cpu_s']:.2f}, recall {r['recall_cpu_s']:.2f} CPU); "
               f"first request {r['first_request_s'] * 1000:.1f} ms; RSS +{r['rss_added_mb']:.0f} MB "
-              f"({r['rss_bytes_per_memory']:,.0f} B a memory)", flush=True)
+              f"({r['rss_bytes_per_memory']:,.0f} B a memory), peak +{r['peak_added_mb']:.0f} MB "
+              f"({r['peak_bytes_per_memory']:,.0f} B a memory)", flush=True)
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     print(f"median of {len(runs)}: {med['wall_s']:.2f}s wall, {med['cpu_s']:.2f}s CPU (read {med['read_cpu_s']:.2f}, "
           f"runtime {med['runtime_cpu_s']:.2f}, recall {med['recall_cpu_s']:.2f}); "
-          f"RSS {med['rss_bytes_per_memory']:,.0f} B a memory")
+          f"RSS {med['rss_bytes_per_memory']:,.0f} B a memory, peak {med['peak_bytes_per_memory']:,.0f} B a memory")
     print(json.dumps({"median": med, "runs": runs}))
 
 

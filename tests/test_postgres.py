@@ -650,3 +650,25 @@ def test_a_database_keyed_by_the_earlier_primary_key_takes_long_keys(postgres_ur
     finally:
         store.close()
     PostgresStore(postgres_url).close()  # opening it again changes nothing
+
+
+def test_a_database_made_before_memory_rows_kept_parses_gets_the_column(postgres_url: str) -> None:
+    # xs_memories without its parsed column, as an earlier version made it.
+    PostgresStore(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE xs_memories DROP COLUMN parsed")
+        conn.execute(
+            "INSERT INTO xs_memories (agent_id, key, version, normalized, body) "
+            "VALUES ('a1', 'm1', 1, 'likes tea', '{}')"
+        )
+    store = PostgresStore(postgres_url)
+    try:
+        assert store.load_agent("a1").rows["memories"] == [
+            StoredRow("m1", 1, "{}", None, None, "likes tea")
+        ]
+        store.save_parsed("a1", {"m1": b"p1"})
+        store.commit("a1", ChangeSet(cursor=2, rows={"memories": [StoredRow("m1", 2, "{}")]}))
+        assert store.load_agent("a1").rows["memories"][0].parsed == b"p1"
+    finally:
+        store.close()
+    PostgresStore(postgres_url).close()  # opening it again changes nothing

@@ -25,7 +25,7 @@ from experience_sync.hub.merge import similarity
 from experience_sync.hub.merge.memory import MemoryMerger
 from experience_sync.models import EventsRequest, Memory
 from experience_sync.plugins import get_plugin_manager
-from experience_sync.stores.state import StoredRow
+from experience_sync.stores.state import ChangeSet, StoredRow
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -209,3 +209,72 @@ def test_a_row_of_another_shape_is_validated() -> None:
     assert _stored_memory(json.dumps(odd)).created_at == T0
     with pytest.raises(ValueError):
         _stored_memory(json.dumps({**odd, "extra": 1}))
+
+
+def test_a_load_in_small_chunks_and_batches_is_the_same(
+    built: tuple[str, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rows are read, freed and their new parses stored a chunk at a time:
+    # chunk and batch edges change nothing.
+    from experience_sync.hub.merge import memory as memory_module
+
+    url, later = built
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+        db.execute("UPDATE memories SET parsed = NULL WHERE rowid % 2 = 0")
+    monkeypatch.setattr(memory_module, "LOAD_CHUNK", 7)
+    monkeypatch.setattr(memory_module, "SAVE_PARSED_BATCH", 5)
+    _compare_loads(url, later, tmp_path)
+    assert all(r.parsed is not None for r in _rows(url))
+
+
+def test_a_consumed_load_empties_the_rows_it_read(built: tuple[str, list[str]]) -> None:
+    url, _ = built
+    rows = _rows(url)
+    keys = [r.key for r in rows]
+    merger = MemoryMerger(MergeStrategyConfig(), get_plugin_manager())
+    merger.load(rows, consume=True)
+    assert rows == [] and list(merger.memories) == keys
+    kept = _rows(url)
+    merger = MemoryMerger(MergeStrategyConfig(), get_plugin_manager())
+    merger.load(kept)
+    assert [r.key for r in kept] == keys
+
+
+def test_a_postgresql_load_reads_and_keeps_the_parses(
+    built: tuple[str, list[str]], postgres_url: str
+) -> None:
+    # The same agent in PostgreSQL: a third of its rows without a parse, a
+    # third with one of other code. Its load equals the old load, and stores
+    # the parses it made, which the next load reads back.
+    from experience_sync_postgres import PostgresStore
+
+    url, _ = built
+    rows = _rows(url)
+    version = similarity.parse_version()
+    for i, r in enumerate(rows):
+        if i % 3 == 0:
+            r.parsed = None
+        elif i % 3 == 1 and r.parsed is not None:
+            r.parsed = r.parsed.replace(version.encode(), b"other")
+    store = PostgresStore(postgres_url)
+    try:
+        store.commit("a", ChangeSet(cursor=1, rows={"memories": rows}))
+        old = _old_load(_rows(url))
+        engine = MergeEngine(store, MergeStrategyConfig())
+        engine.preload(["a"])
+        new = engine._runtimes["a"].memory
+        assert list(new.memories) == list(old.memories)
+        assert new.memories == old.memories
+        assert _index_state(new) == _index_state(old)
+        stored = store.load_agent("a").rows["memories"]
+        assert all(
+            similarity.load_parsed(r.parsed or b"", Memory.model_validate_json(r.body).content)
+            for r in stored
+        )
+        saved: list[int] = []
+        store.save_parsed = lambda agent_id, parsed: saved.append(len(parsed))  # type: ignore[method-assign]
+        again = MergeEngine(store, MergeStrategyConfig())
+        again.preload(["a"])
+        assert saved == [] and _index_state(again._runtimes["a"].memory) == _index_state(old)
+    finally:
+        store.close()

@@ -530,6 +530,25 @@ class Store(abc.ABC):
         """
         return None
 
+    # stored parses (optional: without them every text is read again at load)
+
+    #: Whether memory rows keep their parse
+    #: (:attr:`~experience_sync.stores.state.StoredRow.parsed`). Then
+    #: :meth:`commit` writes a row's ``parsed`` when it has one and keeps the
+    #: stored one when it has ``None``, :meth:`load_agent` returns it, and
+    #: :meth:`save_parsed` fills it in. Otherwise the engine makes no parses
+    #: for the store.
+    keeps_parsed: bool = False
+
+    def save_parsed(self, agent_id: str, parsed: Mapping[str, bytes]) -> None:  # noqa: B027
+        """Keep the parses a load made again (memory id -> ``StoredRow.parsed``).
+
+        A cache, not a change: no cursor or write version moves, and a memory
+        no longer stored is skipped (a parse of another text is only a miss:
+        the loader checks each against its text). Called only when
+        :attr:`keeps_parsed`, a batch at a time while the agent loads.
+        """
+
     @abc.abstractmethod
     def iter_log(self, agent_id: str) -> Iterator[LogEntry]:
         """The agent's log entries in arrival order."""

@@ -25,11 +25,13 @@ with an :class:`ImportError` saying so.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 try:
     import pytest
@@ -288,6 +290,53 @@ class StoreContract:
             )
         assert store.seen_events("a", ["e1"]) == set()
 
+    def test_memory_rows_keep_their_parse(self, store: Store) -> None:
+        """With ``keeps_parsed``: a row's parse loads with it, save_parsed fills it, a commit without one keeps it."""
+        rows = [
+            StoredRow("m1", 1, "{}", "h1", None, "likes tea", b"p1"),
+            StoredRow("m2", 1, "{}", "h2", None, "likes cats"),
+        ]
+        store.commit("a", ChangeSet(cursor=1, log=[_entry(1)], rows={"memories": rows}))
+        loaded = store.load_agent("a").rows["memories"]
+        if not store.keeps_parsed:
+            # Not kept: a row loads without its parse (or with the committed
+            # one), and the engine never asks the store to save any.
+            assert [dataclasses.replace(r, parsed=None) for r in loaded] == [
+                dataclasses.replace(r, parsed=None) for r in rows
+            ]
+            assert loaded[0].parsed in (None, b"p1") and loaded[1].parsed is None
+            return
+        assert loaded == rows
+        version = store.agent_version("a")
+        # A cache: only the named rows of that agent change, no version moves.
+        store.save_parsed("a", {"m2": b"p2", "gone": b"p3"})
+        store.save_parsed("b", {"m1": b"another agent's"})
+        store.save_parsed("a", {})
+        assert store.agent_version("a") == version
+        assert store.load_agent("a").rows["memories"] == [
+            StoredRow("m1", 1, "{}", "h1", None, "likes tea", b"p1"),
+            StoredRow("m2", 1, "{}", "h2", None, "likes cats", b"p2"),
+        ]
+        assert store.load_agent("b").rows["memories"] == []
+        # A later commit: without a parse (the text did not change) the stored
+        # one stays; with one (a new text) it replaces it.
+        store.commit(
+            "a",
+            ChangeSet(
+                cursor=2,
+                rows={
+                    "memories": [
+                        StoredRow("m1", 2, '{"v": 2}', "h1", None, "likes tea"),
+                        StoredRow("m2", 2, '{"v": 2}', "h3", None, "likes dogs", b"p4"),
+                    ]
+                },
+            ),
+        )
+        assert store.load_agent("a").rows["memories"] == [
+            StoredRow("m1", 2, '{"v": 2}', "h1", None, "likes tea", b"p1"),
+            StoredRow("m2", 2, '{"v": 2}', "h3", None, "likes dogs", b"p4"),
+        ]
+
     def test_iter_log_pages_through_long_logs(self, store: Store) -> None:
         """Long logs read back whole; ``seen_events`` takes thousands of ids."""
         store.commit("a", ChangeSet(cursor=1, log=[_entry(i) for i in range(4500)]))
@@ -486,6 +535,59 @@ class StoreContract:
             assert engine.state("a") == before
             assert store.seen_events("a", ["e2", "e3"]) == set()
             engine.close()
+
+    def test_engine_load_stores_the_parses_it_made(
+        self, store: Store, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Rows without parses load as those with them do; a store that keeps them gets them."""
+        import experience_sync.hub.merge.memory as memory_module
+        from experience_sync.hub.merge.similarity import load_parsed
+
+        engine = MergeEngine(store, MergeStrategyConfig())
+        texts = [
+            f"Fact {i}: Alice keeps {i % 7} cats in {'Paris' if i % 2 else 'Oslo'}"
+            for i in range(23)
+        ]
+        for start in range(0, len(texts), 5):
+            events = [_ev(start + i, t) for i, t in enumerate(texts[start : start + 5])]
+            engine.ingest_events("a", EventsRequest(instance_id="i1", events=events))
+        rows = store.load_agent("a").rows["memories"]
+        # The same rows for agent "b", without their parses.
+        store.commit(
+            "b",
+            ChangeSet(
+                cursor=1,
+                rows={"memories": [dataclasses.replace(r, parsed=None) for r in rows]},
+            ),
+        )
+        # Small chunks and batches: the load reads and saves in several.
+        monkeypatch.setattr(memory_module, "LOAD_CHUNK", 4)
+        monkeypatch.setattr(memory_module, "SAVE_PARSED_BATCH", 3)
+        saved: list[int] = []
+        save = store.save_parsed
+
+        def counting(agent_id: str, parsed: Any) -> None:
+            saved.append(len(parsed))
+            save(agent_id, parsed)
+
+        monkeypatch.setattr(store, "save_parsed", counting)
+        fresh = MergeEngine(store, MergeStrategyConfig())
+        fresh.preload(["a", "b"])
+        a, b = fresh._runtimes["a"].memory, fresh._runtimes["b"].memory
+        assert list(b.memories) == list(a.memories) == [r.key for r in rows]
+        assert b.memories == a.memories
+        reloaded = store.load_agent("b").rows["memories"]
+        if not store.keeps_parsed:
+            assert saved == []
+            return
+        assert sum(saved) == len(rows) and max(saved) < 3 + 4  # a batch, and a chunk
+        for row in reloaded:
+            assert row.parsed is not None
+            assert load_parsed(row.parsed, Memory.model_validate_json(row.body).content)
+        # Loaded again, every parse is read back: none is saved.
+        saved.clear()
+        MergeEngine(store, MergeStrategyConfig()).preload(["b"])
+        assert saved == []
 
     def test_replay_in_place_and_into_another_store(
         self, store: Store, replay_target: Store

@@ -280,8 +280,14 @@ class MergeEngine:
         if rt is None:
             rt = AgentRuntime(agent_id, self.strategy, self.pm)
             with _collector_paused:
-                rt.load(self.store.load_agent(agent_id))
-            self._save_parsed(agent_id, rt)
+                # The rows are freed as the memories are built, and the
+                # parses made again are stored a batch at a time: a load
+                # holds about what the loaded agent does.
+                rt.load(
+                    self.store.load_agent(agent_id),
+                    consume=True,
+                    parsed_sink=self._parsed_sink(agent_id),
+                )
             _release_freed_memory()
             self.recall.loaded(rt)
             with self._guard:
@@ -329,18 +335,30 @@ class MergeEngine:
             finally:
                 lock.release()
 
-    def _save_parsed(self, agent_id: str, rt: AgentRuntime) -> None:
-        # The parses the load made again (rows stored before the store kept
-        # them, or by other code or word lists): kept, so the next load reads
-        # them back. A store without the column has no save_parsed.
-        parsed = rt.memory.take_parsed()
-        save = getattr(self.store, "save_parsed", None)
-        if not parsed or save is None:
-            return
-        try:
-            save(agent_id, parsed)
-        except Exception:  # a cache: the next load parses again
-            log.warning("storing the parses of agent %s failed", agent_id, exc_info=True)
+    def _parsed_sink(self, agent_id: str) -> Callable[[dict[str, bytes]], None] | None:
+        """Where a load of ``agent_id`` stores the parses it made again (``None``: nowhere).
+
+        Rows stored before the store kept parses, or by other code or word
+        lists: kept, so the next load reads them back. A store that does not
+        keep them (:attr:`Store.keeps_parsed`) is not asked, and the load
+        makes none.
+        """
+        if not self.store.keeps_parsed:
+            return None
+        store = self.store
+        failed = False
+
+        def save(parsed: dict[str, bytes]) -> None:
+            nonlocal failed
+            if failed:
+                return
+            try:
+                store.save_parsed(agent_id, parsed)
+            except Exception:  # a cache: the next load parses again
+                failed = True
+                log.warning("storing the parses of agent %s failed", agent_id, exc_info=True)
+
+        return save
 
     def _commit(self, agent_id: str, changes: ChangeSet) -> None:
         rt = self._runtimes.get(agent_id)

@@ -11,7 +11,7 @@ operational instance statuses, and turns what changed into a
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from experience_sync.config import MergeStrategyConfig
@@ -64,8 +64,18 @@ class AgentRuntime:
         # last committed (only a store shared by several processes keeps one).
         self.version = 0
 
-    def load(self, stored: StoredAgent) -> None:
-        """Fill from stored rows (similarity indexes are rebuilt from stored vectors)."""
+    def load(
+        self,
+        stored: StoredAgent,
+        *,
+        consume: bool = False,
+        parsed_sink: Callable[[dict[str, bytes]], None] | None = None,
+    ) -> None:
+        """Fill from stored rows (similarity indexes are rebuilt from stored vectors).
+
+        ``consume`` and ``parsed_sink``: see :meth:`MemoryMerger.load` (with
+        ``consume``, ``stored`` is left without its memory rows).
+        """
         self.cursor = stored.cursor
         self.version = stored.version
         if stored.meta:
@@ -73,7 +83,7 @@ class AgentRuntime:
             self.stats = EvolutionStats.model_validate(meta["stats"])
             self.forgotten_at = int(meta.get("forgotten_at", 0))
         rows = stored.rows
-        self.memory.load(rows.get("memories", []))
+        self.memory.load(rows.get("memories", []), consume=consume, parsed_sink=parsed_sink)
         self.skills.load(rows.get("skills", []))
         self.knowledge.load(rows.get("knowledge", []), rows.get("characteristics", []))
         self.desk.load(rows.get("reviews", []))

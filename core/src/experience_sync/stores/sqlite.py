@@ -197,6 +197,8 @@ class SQLiteStore(Store):
 
     name = "sqlite"
     text_index = True
+    #: Memory rows keep their parse (``memories.parsed``).
+    keeps_parsed = True
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -270,12 +272,12 @@ class SQLiteStore(Store):
                     out.rows[table] = [StoredRow(k, v, b) for k, v, b in cur]
             return out
 
-    def save_parsed(self, agent_id: str, parsed: dict[str, bytes]) -> None:
+    def save_parsed(self, agent_id: str, parsed: Mapping[str, bytes]) -> None:
         """Keep the parses a load had to make (:attr:`StoredRow.parsed`), by memory id.
 
         A cache of what the text gives: no version or cursor changes, and a
-        memory changed or gone since is left alone (its row is checked again
-        at the next load).
+        memory gone since is skipped (one changed since is checked against its
+        text at the next load).
         """
         if not parsed:
             return

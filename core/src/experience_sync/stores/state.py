@@ -79,9 +79,10 @@ class StoredRow:
     :param parsed: memories only: what the similarity method read from the
         text (``experience_sync.hub.merge.similarity.dump_parsed``; saves
         reading every memory again when the agent is loaded). Optional for a
-        store: one that does not keep it loads ``None`` (the text is read
-        again). On a write, ``None`` means unchanged: a store keeping it
-        leaves the stored value (which the loader checks against the text).
+        store (:attr:`~experience_sync.interfaces.Store.keeps_parsed`): one
+        that does not keep it loads ``None`` (the text is read again). On a
+        write, ``None`` means unchanged: a store keeping it leaves the stored
+        value (which the loader checks against the text).
     """
 
     key: str

@@ -60,7 +60,7 @@ __all__ = ["DEFAULT_POOL_SIZE", "PostgresStore"]
 DEFAULT_POOL_SIZE = 10
 #: Seconds to wait for the server when the store opens, and for a free connection.
 CONNECT_TIMEOUT = 10.0
-# Rows per page of iter_log / iter_units.
+# Rows per page of iter_log / iter_units, and per fetch of load_agent's memories.
 _PAGE = 2000
 # Keys compare byte-wise (COLLATE "C"), as in SQLite, so pages and orders do
 # not depend on the database's locale.
@@ -104,6 +104,7 @@ CREATE TABLE IF NOT EXISTS xs_memories (
     embedding BYTEA,
     normalized TEXT,
     body TEXT NOT NULL,
+    parsed BYTEA,
     PRIMARY KEY (agent_id, key)
 );
 CREATE TABLE IF NOT EXISTS xs_forgets (
@@ -184,6 +185,16 @@ def _create_schema(conn: psycopg.Connection[Any]) -> None:
             if statement.strip():
                 conn.execute(statement)
         search_index.upgrade(conn.cursor())
+        # A database made before memory rows kept their parse (StoredRow.parsed):
+        # the column is added empty (no table rewrite), and each agent's first
+        # load fills it. Looked up first: ALTER TABLE would lock the table
+        # against every other hub even when there is nothing to add.
+        has_parsed = conn.execute(
+            "SELECT 1 FROM pg_attribute WHERE attrelid = 'xs_memories'::regclass "
+            "AND attname = 'parsed' AND NOT attisdropped"
+        ).fetchone()
+        if has_parsed is None:
+            conn.execute("ALTER TABLE xs_memories ADD COLUMN parsed BYTEA")
         for table in state_tables:
             # A database made by an earlier version has the primary key
             # (agent_id, key), which refuses long keys: key on seq instead.
@@ -221,6 +232,8 @@ class PostgresStore(Store):
     name = "postgresql"
     #: Search documents live in ``xs_search_docs`` (see :mod:`.search_index`).
     text_index = True
+    #: Memory rows keep their parse (``xs_memories.parsed``).
+    keeps_parsed = True
 
     def __init__(self, url: str, pool_size: int | None = None) -> None:
         self.url = url
@@ -263,15 +276,27 @@ class PostgresStore(Store):
             out = StoredAgent(cursor=row[0], meta=row[1], version=row[2]) if row else StoredAgent()
             for table in TABLES:
                 if table == "memories":
-                    cur = conn.execute(
-                        "SELECT key, version, body, content_hash, embedding, normalized "
-                        "FROM xs_memories WHERE agent_id = %s ORDER BY seq",
-                        (agent_id,),
-                    )
-                    out.rows[table] = [
-                        StoredRow(k, v, b, h, bytes(e) if e is not None else None, n)
-                        for k, v, b, h, e, n in cur
-                    ]
+                    # A server-side cursor, a page at a time: the client never
+                    # holds the whole result as well as the rows made from it.
+                    with conn.cursor(name="xs_load_memories") as pages:
+                        pages.itersize = _PAGE
+                        pages.execute(
+                            "SELECT key, version, body, content_hash, embedding, normalized, "
+                            "parsed FROM xs_memories WHERE agent_id = %s ORDER BY seq",
+                            (agent_id,),
+                        )
+                        out.rows[table] = [
+                            StoredRow(
+                                k,
+                                v,
+                                b,
+                                h,
+                                bytes(e) if e is not None else None,
+                                n,
+                                bytes(p) if p is not None else None,
+                            )
+                            for k, v, b, h, e, n, p in pages
+                        ]
                 else:
                     cur = conn.execute(
                         f"SELECT key, version, body FROM xs_{table} WHERE agent_id = %s "
@@ -280,6 +305,33 @@ class PostgresStore(Store):
                     )
                     out.rows[table] = [StoredRow(k, v, b) for k, v, b in cur]
             return out
+
+    def save_parsed(self, agent_id: str, parsed: Mapping[str, bytes]) -> None:
+        """Keep the parses a load had to make (``xs_memories.parsed``), by memory id.
+
+        A cache of what the text gives: the agent's version does not move (no
+        other hub need reload), and a memory gone since is skipped. One
+        another hub rewrote since may get the parse of its old text, which the
+        next load finds does not match and makes again. Each page holds the
+        agent's row lock, as a commit does, so the two never lock memory rows
+        in opposite orders (a deadlock); a commit waits a page at most.
+        """
+        if not parsed:
+            return
+        keys = list(parsed)
+        with self._pool.connection() as conn:
+            for start in range(0, len(keys), _PAGE):
+                page = keys[start : start + _PAGE]
+                with conn.transaction():
+                    conn.execute(
+                        "SELECT 1 FROM xs_agents WHERE agent_id = %s FOR UPDATE", (agent_id,)
+                    )
+                    conn.execute(
+                        "UPDATE xs_memories AS m SET parsed = r.parsed "
+                        "FROM unnest(%s::text[], %s::bytea[]) AS r(key, parsed) "
+                        "WHERE m.agent_id = %s AND m.key = r.key",
+                        (page, [parsed[k] for k in page], agent_id),
+                    )
 
     def agents(self) -> list[str]:
         # Every commit writes the agent's row, so the log holds no other agent.
@@ -362,11 +414,14 @@ class PostgresStore(Store):
                 if table == "memories":
                     cur.executemany(
                         "INSERT INTO xs_memories (agent_id, key, version, content_hash, "
-                        "embedding, normalized, body) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                        "embedding, normalized, body, parsed) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
                         "ON CONFLICT (agent_id, key) DO UPDATE SET "
                         "version = excluded.version, content_hash = excluded.content_hash, "
                         "embedding = excluded.embedding, normalized = excluded.normalized, "
-                        "body = excluded.body",
+                        "body = excluded.body, "
+                        # No parse: the row's text did not change, its parse stays.
+                        "parsed = COALESCE(excluded.parsed, xs_memories.parsed)",
                         [
                             (
                                 agent_id,
@@ -376,6 +431,7 @@ class PostgresStore(Store):
                                 r.embedding,
                                 r.normalized,
                                 r.body,
+                                r.parsed,
                             )
                             for r in rows
                         ],

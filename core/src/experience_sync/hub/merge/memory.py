@@ -16,7 +16,7 @@ zone; on replay, the logged judgement decides.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -140,6 +140,11 @@ def _stored_memory(body: str) -> Memory:
 #: Fewest memories in one request for which matching in a batch pays off.
 _BATCH_MATCH_MIN = 8
 
+#: Stored rows a load turns into memories and index entries at a time.
+LOAD_CHUNK = 4096
+#: Parses made again that a load hands its ``parsed_sink`` at once.
+SAVE_PARSED_BATCH = 10_000
+
 
 def _batches(method: SimilarityMethod) -> bool:
     # Only a method with a batch search of its own (one vector search for the
@@ -222,8 +227,6 @@ class MemoryMerger:
         self._stores_parses = type(self.similarity) in (JaccardSimilarity, EmbeddingSimilarity)
         # Memories whose text changed since the last take_rows (their parse is written).
         self.reparsed: set[str] = set()
-        # Parses a load made again, for the store (take_parsed).
-        self.parsed: dict[str, bytes] = {}
 
     # ------------------------------------------------------------------ per request
 
@@ -639,14 +642,73 @@ class MemoryMerger:
 
     # ------------------------------------------------------------------ persistence
 
-    def load(self, rows: list[StoredRow]) -> None:
+    def load(
+        self,
+        rows: list[StoredRow],
+        *,
+        consume: bool = False,
+        parsed_sink: Callable[[dict[str, bytes]], None] | None = None,
+    ) -> None:
         """Restore memories and rebuild the indexes from stored vectors (none recomputed).
 
         The similarity index is rebuilt from each memory's stored parse when
         the method can use it (the built-in ones, see
-        :func:`~experience_sync.hub.merge.similarity.load_parsed`); the parses
-        it had to make again are left in :attr:`parsed` for the store.
+        :func:`~experience_sync.hub.merge.similarity.load_parsed`). The rows
+        are read :data:`LOAD_CHUNK` at a time, so a large agent never holds
+        all its rows, all their new parses and all its memories at once:
+
+        - ``consume``: ``rows`` is emptied as it is read (its rows are freed
+          once their memories are built; the caller must not need them);
+        - ``parsed_sink``: receives the parses the load had to make again (a
+          row without one, or with one of other code or another text), by
+          memory id, :data:`SAVE_PARSED_BATCH` at a time; without it none are
+          made.
         """
+        sim = self.similarity
+        add_stored = getattr(sim, "add_stored", None) if self._stores_parses else None
+        dump = parsed_sink is not None
+        # The Jaccard index is built a chunk at a time. Another method gets all
+        # the memories in one call, as before (the embedding index grows its
+        # matrix to what one add asks for, not to the next power of two).
+        in_parts = add_stored is not None and isinstance(sim, JaccardSimilarity)
+        whole: list[tuple[str, str, FloatArray | None, str | None]] = []
+        whole_parsed: list[bytes | str | None] = []
+        fresh: dict[str, bytes] = {}
+        if consume:
+            rows.reverse()  # popped from the end: store order
+        start = 0
+        while rows if consume else start < len(rows):
+            if consume:
+                chunk = [rows.pop() for _ in range(min(LOAD_CHUNK, len(rows)))]
+            else:
+                chunk = rows[start : start + LOAD_CHUNK]
+                start += LOAD_CHUNK
+            batch = self._load_rows(chunk)
+            if sim is None:
+                continue
+            if add_stored is not None and in_parts:
+                fresh.update(add_stored(batch, [row.parsed for row in chunk], dump))
+                if parsed_sink is not None and len(fresh) >= SAVE_PARSED_BATCH:
+                    parsed_sink(fresh)
+                    fresh = {}
+                continue
+            whole += batch
+            if add_stored is not None:
+                whole_parsed += [row.parsed for row in chunk]
+        if sim is not None and whole:
+            if add_stored is not None:
+                fresh.update(add_stored(whole, whole_parsed, dump))
+            else:
+                sim.add_many(whole)
+        if parsed_sink is not None and fresh:
+            ids = list(fresh)
+            for at in range(0, len(ids), SAVE_PARSED_BATCH):
+                parsed_sink({mid: fresh[mid] for mid in ids[at : at + SAVE_PARSED_BATCH]})
+
+    def _load_rows(
+        self, rows: list[StoredRow]
+    ) -> list[tuple[str, str, FloatArray | None, str | None]]:
+        """Restore the memories of ``rows``; their similarity items, vectors computed if missing."""
         batch: list[tuple[str, str, FloatArray | None, str | None]] = []
         for row in rows:
             m = _stored_memory(row.body)
@@ -660,26 +722,16 @@ class MemoryMerger:
                 vec = np.frombuffer(row.embedding, dtype=np.float32).copy()
                 self.embeddings[mid] = vec
             batch.append((mid, norm, vec, m.content))
-        if self.similarity is not None and batch:
-            if self.embedder is not None:
-                missing = [i for i, item in enumerate(batch) if item[2] is None]
-                if missing:  # stored before embeddings were configured
-                    vectors = self.embedder.embed([batch[i][3] or "" for i in missing])
-                    for i, vec_new in zip(missing, vectors, strict=True):
-                        mid, norm, _, text = batch[i]
-                        self.embeddings[mid] = np.asarray(vec_new, dtype=np.float32)
-                        self.dirty[mid] = None
-                        batch[i] = (mid, norm, self.embeddings[mid], text)
-            add_stored = getattr(self.similarity, "add_stored", None)
-            if add_stored is not None and self._stores_parses:
-                self.parsed.update(add_stored(batch, [row.parsed for row in rows]))
-            else:
-                self.similarity.add_many(batch)
-
-    def take_parsed(self) -> dict[str, bytes]:
-        """The parses the last :meth:`load` made again, by memory id (then forgotten)."""
-        out, self.parsed = self.parsed, {}
-        return out
+        if self.similarity is not None and self.embedder is not None and batch:
+            missing = [i for i, item in enumerate(batch) if item[2] is None]
+            if missing:  # stored before embeddings were configured
+                vectors = self.embedder.embed([batch[i][3] or "" for i in missing])
+                for i, vec_new in zip(missing, vectors, strict=True):
+                    mid, norm, _, text = batch[i]
+                    self.embeddings[mid] = np.asarray(vec_new, dtype=np.float32)
+                    self.dirty[mid] = None
+                    batch[i] = (mid, norm, self.embeddings[mid], text)
+        return batch
 
     def take_rows(self) -> list[StoredRow]:
         """Rows of the memories changed since the last call.

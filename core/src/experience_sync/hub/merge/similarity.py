@@ -427,7 +427,7 @@ def dump_parsed(normalized: str, text: str) -> bytes | None:
 def _dump(parsed: _Parsed, text: str, version: str) -> bytes:
     sig = parsed.plain
     token_set = parsed.token_set
-    return orjson.dumps([
+    blob = orjson.dumps([
         version,
         _crc(text),
         sig.words,
@@ -447,6 +447,10 @@ def _dump(parsed: _Parsed, text: str, version: str) -> bytes:
         # Most often the text's lower-case words are its tokens: not repeated.
         None if parsed.lowercase == token_set else _sorted(parsed.lowercase),
     ])
+    # orjson's bytes keep the buffer it wrote into (4 KiB or more for a parse
+    # of about 400 bytes): a copy of the exact size is what a load holds until
+    # the store has the parse.
+    return memoryview(blob).tobytes()
 
 
 def _strings(values: list[str]) -> frozenset[str]:
@@ -725,18 +729,24 @@ class _Memories:
         return len(self.lowercase), len(self.names)
 
     def load(
-        self, memory_id: str, normalized: str, text: str | None, blob: bytes | str | None
+        self,
+        memory_id: str,
+        normalized: str,
+        text: str | None,
+        blob: bytes | str | None,
+        dump: bool = True,
     ) -> tuple[Signature, int, bytes | None]:
         """:meth:`signature` and :meth:`put` of a stored memory, from its stored parse if usable.
 
         Returns the signature, the slot and, when the text had to be read
-        again, its parse to store (:func:`dump_parsed`).
+        again (and ``dump``), its parse to store (:func:`dump_parsed`).
         """
         stored = load_parsed(blob, text) if blob is not None and text is not None else None
         if stored is None:
             sig = self.signature(normalized, text)
             slot = self.put(memory_id, sig, text, normalized)
-            return sig, slot, dump_parsed(normalized, text) if text is not None else None
+            made = dump_parsed(normalized, text) if dump and text is not None else None
+            return sig, slot, made
         plain, initial, lowercase = stored
         # What signature() and put() do, with the parse read back.
         sig = self._known_names(_resolved(plain, initial, self.lowercase))
@@ -850,12 +860,15 @@ class JaccardSimilarity(SimilarityMethod):
         self,
         items: Sequence[tuple[str, str, FloatArray | None, str | None]],
         parsed: Sequence[bytes | str | None],
+        dump: bool = True,
     ) -> dict[str, bytes]:
         """:meth:`add_many` of stored memories, each with its stored parse (or ``None``).
 
         The same index as :meth:`add_many` builds, reading a memory's text
         only when its stored parse cannot be used (see :func:`load_parsed`).
-        Returns the parses made anew, by memory id, for the store to keep.
+        Returns the parses made anew, by memory id, for the store to keep
+        (none without ``dump``). Calls on consecutive parts of the memories
+        build the index one call on all of them builds.
         """
         fresh: dict[str, bytes] = {}
         mem, postings = self._mem, self._postings
@@ -863,7 +876,7 @@ class JaccardSimilarity(SimilarityMethod):
             if memory_id in mem.slots:
                 self.remove(memory_id)
                 postings = self._postings  # compacted, maybe
-            sig, slot, made = mem.load(memory_id, normalized, text, blob)
+            sig, slot, made = mem.load(memory_id, normalized, text, blob, dump)
             if made is not None:
                 fresh[memory_id] = made
             for tok in sig.words:
@@ -1157,6 +1170,7 @@ class EmbeddingSimilarity(SimilarityMethod):
         self,
         items: Sequence[tuple[str, str, FloatArray | None, str | None]],
         parsed: Sequence[bytes | str | None],
+        dump: bool = True,
     ) -> dict[str, bytes]:
         """:meth:`add_many` of stored memories with their stored parses (see :class:`JaccardSimilarity`)."""
         fresh: dict[str, bytes] = {}
@@ -1169,7 +1183,7 @@ class EmbeddingSimilarity(SimilarityMethod):
         for (memory_id, normalized, _, text), blob in zip(items, parsed, strict=True):
             if memory_id in self._mem.slots:
                 self.remove(memory_id)
-            sig, slot, made = self._mem.load(memory_id, normalized, text, blob)
+            sig, slot, made = self._mem.load(memory_id, normalized, text, blob, dump)
             if made is not None:
                 fresh[memory_id] = made
             self._by_tokens.setdefault(sig.words, []).append(slot)
