@@ -84,6 +84,8 @@ class AgentRuntime:
             self.forgotten_at = int(meta.get("forgotten_at", 0))
         rows = stored.rows
         self.memory.load(rows.get("memories", []), consume=consume, parsed_sink=parsed_sink)
+        top = max((m.version for m in self.memory.memories.values()), default=0)
+        self.memory.track_changes_after(max(stored.cursor, top))
         self.skills.load(rows.get("skills", []))
         self.knowledge.load(rows.get("knowledge", []), rows.get("characteristics", []))
         self.desk.load(rows.get("reviews", []))
@@ -256,11 +258,14 @@ class AgentRuntime:
         """
         reset = since is not None and since < self.forgotten_at
         after = -1 if since is None or reset else since
+        memories = self.memory.changed_after(after) if after >= 0 else None
+        if memories is None:
+            memories = [m for m in self.memory.memories.values() if m.version > after]
         return AgentState.model_construct(
             reset=reset,
             agent_id=self.agent_id,
             cursor=self.cursor,
-            memories=[m for m in self.memory.memories.values() if m.version > after],
+            memories=memories,
             skills=[s for s in self.skills.skills.values() if s.version > after],
             knowledge=[k for k in self.knowledge.items.values() if k.version > after],
             characteristics={

@@ -227,6 +227,13 @@ class MemoryMerger:
         self._stores_parses = type(self.similarity) in (JaccardSimilarity, EmbeddingSimilarity)
         # Memories whose text changed since the last take_rows (their parse is written).
         self.reparsed: set[str] = set()
+        # What changed after a cursor without a scan of every memory (a pull):
+        # memory ids by when take_rows last wrote them, oldest first, each with
+        # the highest version written up to then; complete for cursors from
+        # _complete_after on (None: not tracked, state scans).
+        self._written: dict[str, int] = {}
+        self._written_top = 0
+        self._complete_after: int | None = None
 
     # ------------------------------------------------------------------ per request
 
@@ -759,4 +766,39 @@ class MemoryMerger:
             )
         self.dirty.clear()
         reparsed.clear()
+        if self._complete_after is not None and rows:
+            top = self._written_top = max(self._written_top, max(r.version for r in rows))
+            written = self._written
+            for r in rows:
+                written.pop(r.key, None)
+                written[r.key] = top
+            if len(written) > max(4096, len(self.memories) // 4):
+                # Most memories changed since: a scan costs as much. Track anew.
+                written.clear()
+                self._complete_after = top
         return rows
+
+    def track_changes_after(self, cursor: int) -> None:
+        """Every memory has a version <= ``cursor``: track what changes after it."""
+        self._written.clear()
+        self._written_top = cursor
+        self._complete_after = cursor
+
+    def changed_after(self, after: int) -> list[Memory] | None:
+        """The memories whose version is above ``after`` (in the order the hub last wrote them).
+
+        ``None`` when what changed that far back is not tracked (the caller
+        scans every memory instead). Costs what changed, not what is stored.
+        """
+        if self._complete_after is None or after < self._complete_after:
+            return None
+        out = []
+        memories = self.memories
+        for mid, stamp in reversed(self._written.items()):
+            if stamp <= after:
+                break
+            m = memories.get(mid)
+            if m is not None and m.version > after:
+                out.append(m)
+        out.reverse()
+        return out
