@@ -132,3 +132,28 @@ def test_serve_refuses_a_bound_below_one() -> None:
     result = CliRunner().invoke(build_cli(), ["serve", "--max-loaded-memories", "0"])
     assert result.exit_code == 2
     assert "--max-loaded-memories" in result.output
+
+
+def test_what_a_load_built_is_frozen_until_an_agent_is_unloaded(tmp_path: Path) -> None:
+    """A loaded agent's objects leave the collector's generations (gc.freeze),
+    so no collection after the load walks them; unloading an agent puts them
+    back, so that cycles among what it held can be collected."""
+    import gc
+
+    path = tmp_path / "hub.db"
+    writer = engine_at(path, None)
+    for agent in ("a", "b"):
+        writer.ingest_events(agent, memories(agent, 0, 10))
+    writer.close()
+    gc.unfreeze()
+    engine = engine_at(path, 15)
+    try:
+        assert len(engine.state("a").memories) == 10  # loads "a"
+        assert gc.get_freeze_count() > 0
+        assert len(engine.state("b").memories) == 10  # loads "b", unloads "a"
+        assert engine.loaded_agents() == ["b"]
+        # "b"'s load froze again, then unloading "a" unfroze everything.
+        assert gc.get_freeze_count() == 0
+    finally:
+        engine.close()
+        gc.unfreeze()
