@@ -38,7 +38,6 @@ import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -49,6 +48,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_ingest import text
+from bench_recall import _workdir
 
 from experience_sync.recall.documents import SearchDoc
 from experience_sync.recall.fts import INDEX_VERSION, FtsIndex
@@ -202,14 +202,9 @@ def main(argv: list[str] | None = None) -> int:
           f"median of {args.runs} runs", flush=True)
     figures: dict[str, Any] = {"index_version": INDEX_VERSION, "requests": args.requests,
                                "batch": args.batch, "runs": args.runs, "sizes": {}}
-    workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-recall-write-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
+    with _workdir(args.dir) as workdir:
         for n in sizes:
             figures["sizes"][n] = measure(workdir, n, args.requests, args.batch, args.runs)
-    finally:
-        if not args.dir:
-            shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     print(json.dumps(figures))

@@ -122,3 +122,13 @@ def test_bench_client_latency_rows_against_a_stored_agent(tmp_path: Path) -> Non
     assert len(rows) == 2  # https and websocket
     for row in rows:
         assert "3000/3000 delivered" in row, row
+
+
+def test_bench_recall_write_times_new_and_reinforced_documents(tmp_path: Path) -> None:
+    out = _run("bench_recall_write.py", "--quick", "--dir", str(tmp_path))
+    figures: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    (size,) = figures["sizes"].values()
+    for case in ("new", "reinforced"):
+        assert size[case]["total_us"] > 0
+    # A memory reinforced with the text it has adds nothing to the index.
+    assert size["reinforced"]["bytes_per_event"] == 0

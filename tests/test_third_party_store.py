@@ -209,3 +209,26 @@ def test_a_hub_serves_on_the_third_party_store(
         assert [m["content"] for m in state["memories"]] == ["Likes green tea"]
         found = httpx.get(f"{hub.url}/v1/agents/a1/search", params={"q": "green tea"}).json()
         assert [h["text"] for h in found["hits"]] == ["Likes green tea"]
+
+
+def test_a_store_that_keeps_no_parses_gets_none_with_its_rows(
+    storage_name: str, register_plugin: Callable[..., str]
+) -> None:
+    """``keeps_parsed`` false: the hub does not read a memory's text into a
+    parse only for the store to drop it."""
+    register_plugin(DictStorePlugin(), name="dict-store")
+    url = f"dict://{storage_name}"
+    assert not DictStore(url).keeps_parsed
+    events = [
+        ExperienceEvent.model_validate(
+            {"source_instance": "i1", "event_type": "memory", "data": {"content": text}}
+        )
+        for text in ("Likes green tea", "Works from Lisbon on Fridays")
+    ]
+    body = EventsRequest(instance_id="i1", events=events).model_dump(mode="json")
+    with run_in_thread(url, auth=False) as hub:
+        r = httpx.post(f"{hub.url}/v1/agents/a1/events", json=body)
+        assert r.status_code == 200 and r.json()["memories_added"] == 2
+    rows = list(DictStore(url).storage.rows[("a1", "memories")].values())
+    assert len(rows) == 2
+    assert [row.parsed for row in rows] == [None, None]

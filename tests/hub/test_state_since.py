@@ -47,32 +47,31 @@ def check_every_cursor(engine: MergeEngine, cursors: list[int]) -> None:
         assert len(got) == len({m.memory_id for m in got})
 
 
+def ingest_and_check(
+    url: str, rng: random.Random, requests: int, first: int, cursors: list[int]
+) -> int:
+    """``requests`` random requests on a new engine, then every cursor checked; the next event number."""
+    engine = MergeEngine(open_store(url), MergeStrategyConfig())
+    try:
+        for _ in range(requests):
+            size = rng.randint(1, 12)
+            cursors.append(engine.ingest_events(AGENT, request(rng, first, size)).cursor)
+            first += size
+        check_every_cursor(engine, cursors)
+    finally:
+        engine.close()
+    return first
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_a_pull_gets_what_changed_after_its_cursor(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     url = f"sqlite:///{tmp_path}/hub.db"
-    engine = MergeEngine(open_store(url), MergeStrategyConfig())
     cursors = [0]
-    n = 0
-    try:
-        for _ in range(40):
-            size = rng.randint(1, 12)
-            cursors.append(engine.ingest_events(AGENT, request(rng, n, size)).cursor)
-            n += size
-        check_every_cursor(engine, cursors)
-    finally:
-        engine.close()
+    n = ingest_and_check(url, rng, 40, 0, cursors)
     # A restarted hub: pulls from before its load are answered by a scan,
     # later ones from what changed since.
-    engine = MergeEngine(open_store(url), MergeStrategyConfig())
-    try:
-        for _ in range(20):
-            size = rng.randint(1, 12)
-            cursors.append(engine.ingest_events(AGENT, request(rng, n, size)).cursor)
-            n += size
-        check_every_cursor(engine, cursors)
-    finally:
-        engine.close()
+    ingest_and_check(url, rng, 20, n, cursors)
 
 
 def test_pulls_stay_exact_once_most_memories_changed(tmp_path: Path) -> None:

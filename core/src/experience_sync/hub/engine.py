@@ -289,6 +289,8 @@ class MergeEngine:
                 rt = None
         if rt is None:
             rt = AgentRuntime(agent_id, self.strategy, self.pm)
+            if not self.store.keeps_parsed:
+                rt.memory.make_no_parses()
             with _collector_paused:
                 # The rows are freed as the memories are built, and the
                 # parses made again are stored a batch at a time: a load

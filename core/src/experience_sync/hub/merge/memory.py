@@ -649,6 +649,10 @@ class MemoryMerger:
 
     # ------------------------------------------------------------------ persistence
 
+    def make_no_parses(self) -> None:
+        """The store keeps no parses (``Store.keeps_parsed`` false): write none with the rows."""
+        self._stores_parses = False
+
     def load(
         self,
         rows: list[StoredRow],

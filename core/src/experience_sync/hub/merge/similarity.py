@@ -849,12 +849,16 @@ class JaccardSimilarity(SimilarityMethod):
         # The signature the match just made, when the vocabulary is unchanged since.
         sig = self._query(parsed)
         slot = mem.put_parsed(memory_id, sig, parsed if text is not None else None)
+        self._post(slot, sig.words)
+
+    def _post(self, slot: int, words: Sequence[str]) -> None:
+        """Append ``slot`` to the postings of each of ``words``."""
         postings = self._postings
-        for tok in sig.words:
+        for tok in words:
             if tok not in postings:
                 postings[tok] = array("q")
         # One C loop appends the slot to each word's postings.
-        deque(map(array.append, map(postings.__getitem__, sig.words), repeat(slot)), maxlen=0)
+        deque(map(array.append, map(postings.__getitem__, words), repeat(slot)), maxlen=0)
 
     def add_stored(
         self,
@@ -871,18 +875,14 @@ class JaccardSimilarity(SimilarityMethod):
         build the index one call on all of them builds.
         """
         fresh: dict[str, bytes] = {}
-        mem, postings = self._mem, self._postings
+        mem = self._mem
         for (memory_id, normalized, _, text), blob in zip(items, parsed, strict=True):
             if memory_id in mem.slots:
                 self.remove(memory_id)
-                postings = self._postings  # compacted, maybe
             sig, slot, made = mem.load(memory_id, normalized, text, blob, dump)
             if made is not None:
                 fresh[memory_id] = made
-            for tok in sig.words:
-                if tok not in postings:
-                    postings[tok] = array("q")
-            deque(map(array.append, map(postings.__getitem__, sig.words), repeat(slot)), maxlen=0)
+            self._post(slot, sig.words)
         return fresh
 
     def remove(self, memory_id: str) -> None:
