@@ -300,6 +300,8 @@ def test_normalization_forms() -> None:
     assert normalize("bil\u200bling caf\u00e9") == normalize("billing cafe\u0301")
     assert normalize("Don\u2019t") == "dont"
     assert normalize("at 3pm") == normalize("at 3 PM") == "at 3 pm"
+    # An identifier is one word: letters and digits alternate more than once.
+    assert normalize("Build 3F2A9B1C on k8s, 10kg") == "build 3f2a9b1c on k8s 10 kg"
     assert name_tokens("Alice moved to London.") == {"alice", "london"}
     assert name_tokens("Restart the worker in Dublin.") == {"dublin"}
     assert name_tokens("THE USER LIVES IN PARIS") == set()
@@ -670,3 +672,15 @@ def test_match_at_asks_another_threshold_without_changing_the_methods_own() -> N
     plain = Plain()
     assert plain.match_at("x", None, None, 0.5) == SimilarityMatch("m1", 0.6)
     assert plain.seen == [0.5] and plain.threshold == 0.9
+
+
+def test_unrelated_identifiers_are_neither_duplicates_nor_contradictions() -> None:
+    # Texts of random hexadecimal ids share no word: nothing matches them.
+    # (Read as letter and digit pieces they shared every letter piece, and
+    # their differing numbers made them contradictions.)
+    rng = random.Random(7)
+    sim = JaccardSimilarity()
+    for i in range(2000):
+        text = f"{rng.getrandbits(128):032x} {rng.getrandbits(128):032x}"
+        assert sim.match(normalize(text), None, text) is None, text
+        sim.add(str(i), normalize(text), None, text)

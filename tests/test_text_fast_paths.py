@@ -49,7 +49,11 @@ def reference_normalize(text: str) -> str:
     s = PHONE_RE.sub(r"\1\2\3", s)
     s = _THOUSANDS_RE.sub("", s)
     s = _PUNCT_RE.sub(" ", s).replace("_", " ")
-    s = _DIGIT_EDGE_RE.sub(" ", s)
+    # Letters and digits split apart where they meet, unless they alternate
+    # more than once (an identifier such as ``3f2a9b1``).
+    s = " ".join(
+        w if len(_DIGIT_EDGE_RE.split(w)) > 2 else _DIGIT_EDGE_RE.sub(" ", w) for w in s.split()
+    )
     return _SPACE_RE.sub(" ", s).strip()
 
 

@@ -199,16 +199,16 @@ def test_a_row_of_another_shape_is_validated() -> None:
         memory_id="m1", content="x", normalized_hash="h", created_at=T0, updated_at=T0,
         superseded=[{"content": "y", "instance_id": "i", "event_id": "e", "timestamp": T0}],
     )
-    from experience_sync.hub.merge.memory import _stored_memory
+    from experience_sync.hub.merge.memory import stored_memory
 
-    assert _stored_memory(m.model_dump_json()) == m
+    assert stored_memory(m.model_dump_json()) == m
     plain = m.model_copy(update={"superseded": []})
-    assert _stored_memory(plain.model_dump_json()) == plain
+    assert stored_memory(plain.model_dump_json()) == plain
     odd = json.loads(plain.model_dump_json())
     odd["created_at"] = "2026-01-01T02:00:00+02:00"
-    assert _stored_memory(json.dumps(odd)).created_at == T0
+    assert stored_memory(json.dumps(odd)).created_at == T0
     with pytest.raises(ValueError):
-        _stored_memory(json.dumps({**odd, "extra": 1}))
+        stored_memory(json.dumps({**odd, "extra": 1}))
 
 
 def test_a_load_in_small_chunks_and_batches_is_the_same(
@@ -278,3 +278,40 @@ def test_a_postgresql_load_reads_and_keeps_the_parses(
         assert saved == [] and _index_state(again._runtimes["a"].memory) == _index_state(old)
     finally:
         store.close()
+
+
+def test_a_memory_read_by_an_older_text_reading_is_read_again(tmp_path: Path) -> None:
+    # A store written when identifiers were split where digits meet letters
+    # ("3f2a9b1c" read as "3 f 2 a 9 b 1 c"): its stale parse has the memory
+    # normalized again at load, so the same text sent again is the same
+    # memory (not a second one), and the row is rewritten with the new reading.
+    from experience_sync.text import content_hash, normalize
+
+    text = "Deploy of build 3f2a9b1c failed on the staging cluster."
+    old_norm = "deploy of build 3 f 2 a 9 b 1 c failed on the staging cluster"
+    assert normalize(text) != old_norm
+    url = f"sqlite:///{tmp_path}/hub.db"
+    engine = MergeEngine(open_store(url), MergeStrategyConfig())
+    engine.ingest_events("a", _request([text, "The cache warms up in ten minutes."], "i1", 0))
+    engine.close()
+    with sqlite3.connect(tmp_path / "hub.db") as db:
+        (key, body) = db.execute(
+            "SELECT key, body FROM memories WHERE normalized LIKE 'deploy%'"
+        ).fetchone()
+        doc = json.loads(body)
+        doc["normalized_hash"] = content_hash(old_norm)
+        db.execute(
+            "UPDATE memories SET body = ?, normalized = ?, content_hash = ?, "
+            "parsed = CAST(replace(CAST(parsed AS TEXT), ?, 'older') AS BLOB) WHERE key = ?",
+            (json.dumps(doc), old_norm, content_hash(old_norm), similarity.parse_version(), key),
+        )
+    engine = MergeEngine(open_store(url), MergeStrategyConfig())
+    result = engine.ingest_events("a", _request([text], "i2", 10))
+    assert (result.memories_added, result.memories_merged) == (0, 1)
+    assert len(engine.state("a", None).memories) == 2
+    engine.close()
+    with sqlite3.connect(tmp_path / "hub.db") as db:
+        norm, digest = db.execute(
+            "SELECT normalized, content_hash FROM memories WHERE key = ?", (key,)
+        ).fetchone()
+    assert (norm, digest) == (normalize(text), content_hash(normalize(text)))

@@ -27,8 +27,17 @@ _PUNCT_RE = re.compile(r"[^\w\s.]+|(?<!\d)\.|\.(?!\d)", re.UNICODE)
 # ``1,000`` is ``1000``: a thousands separator is not a token boundary.
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 # ``3pm`` is ``3 pm``: where digits meet letters is a token boundary, so the
-# spacing of a unit or an ordinal does not change the tokens.
+# spacing of a unit or an ordinal does not change the tokens. A word that goes
+# from letters to digits more than once (``3f2a9b1``, ``k8s``, ``b2b``) is an
+# identifier and stays whole: its pieces are not words of the text.
 _DIGIT_EDGE_RE = re.compile(r"(?<=\d)(?=[^\W\d_])|(?<=[^\W\d_.])(?=\d)", re.UNICODE)
+
+
+def _digit_edges(word: str) -> str:
+    if word.isalpha() or word.isdigit():
+        return word
+    parts = _DIGIT_EDGE_RE.split(word)
+    return word if len(parts) > 2 else " ".join(parts)
 _DIGIT_RE = re.compile(r"\d")
 # A North American phone number however it is punctuated ("(415) 555-0199",
 # "415.555.0199", "+1 415 555 0199") is its ten digits, as "4155550199" is.
@@ -71,8 +80,9 @@ def normalize(text: str) -> str:
     ``dont``) so negative contractions stay one token, affirmative ones are spelled
     out (``we're`` -> ``we are``, ``it's`` -> ``it is``); invisible format characters
     (zero-width space, soft hyphen) are removed; ``1,000`` becomes ``1000``,
-    ``3.5`` stays ``3.5``, ``3pm`` becomes ``3 pm`` and a North American phone
-    number becomes its ten digits (``(415) 555-0199`` -> ``4155550199``).
+    ``3.5`` stays ``3.5``, ``3pm`` becomes ``3 pm`` (but an identifier such as
+    ``3f2a9b1`` stays one word) and a North American phone number becomes its
+    ten digits (``(415) 555-0199`` -> ``4155550199``).
     """
     s = _strip_format_chars(unicodedata.normalize("NFKC", text)).casefold()
     s = s.translate(_APOSTROPHES)
@@ -91,7 +101,7 @@ def normalize(text: str) -> str:
     if not s.replace(" ", "").isalnum():  # str.isalnum is re's \w without "_"
         s = _PUNCT_RE.sub(" ", s).replace("_", " ")
     if digits:
-        s = _DIGIT_EDGE_RE.sub(" ", s)
+        return " ".join(map(_digit_edges, s.split()))
     return " ".join(s.split())  # str.split and re's \s agree on whitespace
 
 

@@ -32,6 +32,7 @@ from experience_sync.hub.merge.similarity import (
     JaccardSimilarity,
     dump_parsed,
     outcome,
+    parse_version,
 )
 from experience_sync.interfaces import Embedder, FloatArray, SimilarityMatch, SimilarityMethod
 from experience_sync.merge_judges import JudgedPair
@@ -107,7 +108,18 @@ _intern = sys.intern
 _fromiso = datetime.fromisoformat
 
 
-def _stored_memory(body: str) -> Memory:
+def _parse_current(blob: bytes | str | None) -> bool:
+    """Whether a stored parse was written by this version of the text reading."""
+    if blob is None:
+        return False
+    version = parse_version()
+    if not version:
+        return False
+    head = blob[2 : 2 + len(version)]
+    return (head if isinstance(head, str) else bytes(head).decode(errors="replace")) == version
+
+
+def stored_memory(body: str) -> Memory:
     """A memory from a row the hub wrote (``Memory.model_dump_json``).
 
     The hub's own rows are trusted: read with orjson and built without
@@ -722,9 +734,20 @@ class MemoryMerger:
         """Restore the memories of ``rows``; their similarity items, vectors computed if missing."""
         batch: list[tuple[str, str, FloatArray | None, str | None]] = []
         for row in rows:
-            m = _stored_memory(row.body)
+            m = stored_memory(row.body)
             mid = m.memory_id
-            norm = row.normalized if row.normalized is not None else normalize(m.content)
+            norm = row.normalized
+            if norm is None or not _parse_current(row.parsed):
+                # Written by a version that read text differently (its parse
+                # is stale, or the store keeps none): normalized again, so
+                # the memory's words and hash are what a new event's are.
+                fresh = normalize(m.content)
+                if norm is not None and fresh != norm:
+                    digest = content_hash(fresh)
+                    if digest != m.normalized_hash:
+                        m = m.model_copy(update={"normalized_hash": digest})
+                    self.dirty[mid] = None
+                norm = fresh
             self.memories[mid] = m
             self.normalized[mid] = norm
             self.by_hash.setdefault(m.normalized_hash, mid)
