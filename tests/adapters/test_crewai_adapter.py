@@ -33,7 +33,6 @@ AGENT = "research-agent"
 def crewai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     """CrewAI imported with a temporary HOME and no telemetry; test doubles built on it."""
     with crewai_home(tmp_path_factory) as home:
-        from chromadb.api.types import EmbeddingFunction as ChromaEmbeddingFunction
         from crewai import Agent, Crew, Memory, Task
         from crewai.events import crewai_event_bus
         from crewai.knowledge.knowledge import Knowledge
@@ -129,8 +128,15 @@ def crewai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace
                 raise TimeoutError("try again")
             return f"{city} has about 2.1 million inhabitants"
 
-        class HashEmbedding(CustomEmbeddingFunction, ChromaEmbeddingFunction):  # type: ignore[misc]
-            """A word-hashing embedder; CrewAI's custom provider wants both bases."""
+        try:  # crewai up to 1.15.30 depends on chromadb, whose base its custom provider wants too
+            from chromadb.api.types import EmbeddingFunction as ChromaEmbeddingFunction
+
+            bases: tuple[type, ...] = (CustomEmbeddingFunction, ChromaEmbeddingFunction)
+        except ImportError:
+            bases = (CustomEmbeddingFunction,)
+
+        class HashEmbedding(*bases):  # type: ignore[misc]
+            """A word-hashing embedder for CrewAI's custom embedding provider."""
 
             def __init__(self) -> None:  # chromadb warns about classes without one
                 pass

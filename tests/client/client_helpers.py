@@ -149,6 +149,7 @@ class ThreadServer:
         self.port = port
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
 
     def start(self) -> ThreadServer:
         sock = socket.socket()
@@ -164,8 +165,9 @@ class ThreadServer:
         thread.start()
         while not server.started:
             thread.join(0.01)
-        sock.close()
-        self._server, self._thread = server, thread
+        # Kept open until stop(): uvicorn (0.55 and Debian's Python builds) may
+        # listen on this very socket, and closing it here stops the server.
+        self._server, self._thread, self._sock = server, thread, sock
         return self
 
     def stop(self) -> None:
@@ -176,7 +178,9 @@ class ThreadServer:
         if self._thread.is_alive():
             self._server.force_exit = True
             self._thread.join(5)
-        self._server = self._thread = None
+        if self._sock is not None:
+            self._sock.close()
+        self._server = self._thread = self._sock = None
 
 
 class ResetProxy:
