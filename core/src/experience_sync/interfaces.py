@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from experience_sync.forgetting import ForgetRecord
     from experience_sync.recall.documents import SearchDoc
     from experience_sync.recall.models import SearchQuery, SearchResults
-    from experience_sync.stores.state import ChangeSet, LogEntry, StoredAgent
+    from experience_sync.stores.state import ChangeSet, LogEntry, StoredAgent, StoredRow
 
     FloatArray = npt.NDArray[np.float32]
     #: One new memory to match: ``(normalized, embedding, original_text)``.
@@ -548,6 +548,35 @@ class Store(abc.ABC):
         the loader checks each against its text). Called only when
         :attr:`keeps_parsed`, a batch at a time while the agent loads.
         """
+
+    # reads in place (optional: otherwise an agent is loaded before it is read)
+
+    #: Whether the store answers reads of an agent's state without the agent
+    #: being loaded: :meth:`agent_cursor`, :meth:`read_rows` and
+    #: :meth:`page_rows` work. The engine then serves a page of memories, the
+    #: skills, the knowledge and (with :attr:`text_index`) a ranked search of
+    #: an agent that is not in memory, or still loading after a restart, from
+    #: the store, instead of waiting for the agent's load. Each call reads one
+    #: committed state: never part of a commit.
+    reads_in_place: bool = False
+
+    def agent_cursor(self, agent_id: str) -> int:
+        """The cursor of the agent's last commit (0 for an agent the store does not hold)."""
+        raise NotImplementedError(f"store {self.name!r} does not read in place")
+
+    def read_rows(self, agent_id: str, table: str, keys: Sequence[str]) -> list[StoredRow]:
+        """The stored rows of ``keys`` in state table ``table`` (those that exist, in any order)."""
+        raise NotImplementedError(f"store {self.name!r} does not read in place")
+
+    def page_rows(
+        self, agent_id: str, table: str, offset: int, limit: int
+    ) -> tuple[list[StoredRow], int]:
+        """Rows ``offset`` to ``offset + limit`` of ``table`` in :meth:`load_agent`'s order, and how many it holds.
+
+        Memory rows need only ``key``, ``version`` and ``body``. The page and
+        the count are of the same committed state.
+        """
+        raise NotImplementedError(f"store {self.name!r} does not read in place")
 
     @abc.abstractmethod
     def iter_log(self, agent_id: str) -> Iterator[LogEntry]:

@@ -589,6 +589,99 @@ class StoreContract:
         MergeEngine(store, MergeStrategyConfig()).preload(["b"])
         assert saved == []
 
+    def test_reads_in_place(self, store: Store) -> None:
+        """With ``reads_in_place``: the cursor, rows by key and pages in load order, of one agent."""
+        if not store.reads_in_place:
+            pytest.skip(f"store {store.name!r} does not read in place (optional)")
+        keys = ["m9", "m1", "m5", "m3", "m7"]
+        store.commit(
+            "a", ChangeSet(cursor=1, rows={"memories": [StoredRow(k, 1, "{}") for k in keys]})
+        )
+        store.commit(
+            "a",
+            ChangeSet(
+                cursor=2,
+                rows={"memories": [StoredRow("m1", 2, '{"v": 2}')],
+                      "skills": [StoredRow("s1", 2, '{"s": 1}')]},
+            ),
+        )
+        store.commit("b", ChangeSet(cursor=4, rows={"memories": [StoredRow("m1", 4, '{"b": 1}')]}))
+        assert store.agent_cursor("a") == 2 and store.agent_cursor("b") == 4
+        assert store.agent_cursor("nobody") == 0
+        found = sorted(store.read_rows("a", "memories", ["m3", "m1", "gone", "m1"]), key=repr)
+        assert [(r.key, r.version, r.body) for r in found] == [
+            ("m1", 2, '{"v": 2}'), ("m3", 1, "{}")
+        ]
+        assert store.read_rows("a", "memories", []) == []
+        assert [r.key for r in store.read_rows("a", "skills", ["s1"])] == ["s1"]
+        whole = store.load_agent("a").rows["memories"]
+        rows, total = store.page_rows("a", "memories", 0, 100)
+        assert total == 5 and [(r.key, r.body) for r in rows] == [(r.key, r.body) for r in whole]
+        rows, total = store.page_rows("a", "memories", 1, 2)
+        assert total == 5 and [r.key for r in rows] == ["m1", "m5"]
+        assert store.page_rows("a", "memories", 5, 10) == ([], 5)
+        assert store.page_rows("nobody", "skills", 0, 10) == ([], 0)
+        with pytest.raises(ValueError, match="nope"):
+            store.read_rows("a", "nope", ["k"])
+        with pytest.raises(ValueError, match="nope"):
+            store.page_rows("a", "nope", 0, 1)
+
+    def test_engine_reads_in_place_equal_the_loaded_agent(self, store: Store) -> None:
+        """With ``reads_in_place``: an agent not loaded reads as it does loaded, and stays unloaded."""
+        from experience_sync.recall.models import SearchQuery
+
+        if not store.reads_in_place:
+            pytest.skip(f"store {store.name!r} does not read in place (optional)")
+        engine = MergeEngine(store, MergeStrategyConfig())
+        syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo"]
+        words = [a + b + c for a in syllables for b in syllables for c in syllables[:2]]
+        texts = [f"Note {words[i]} {words[i + 40]} about {words[i + 80]} cats of Paris"
+                 for i in range(30)]
+        # A duplicate and a contradiction.
+        texts += [texts[3].upper(), texts[4].replace(" Paris ", " Oslo ")]
+        events = [_ev(i, t) for i, t in enumerate(texts)]
+        for i in range(6):
+            events.append(ExperienceEvent.model_validate({
+                "event_id": f"s{i}", "timestamp": _T0, "source_instance": f"i{i % 3}",
+                "event_type": "skill",
+                "data": {"name": f"skill {i % 2}", "usage": {"invocations": i + 1,
+                                                             "successes": i}},
+            }))
+            events.append(ExperienceEvent.model_validate({
+                "event_id": f"k{i}", "timestamp": _T0, "source_instance": f"i{i}",
+                "event_type": "knowledge",
+                "data": {"subject": f"office {i % 2}" if i < 5 else "cats",
+                         "content": f"The office {i % 2} is in Lyon" if i < 5 else "Cats sleep",
+                         "confidence": 0.9},
+            }))
+        for start in range(0, len(events), 7):
+            engine.ingest_events("a", EventsRequest(instance_id="i1",
+                                                    events=events[start : start + 7]))
+        queries = [
+            SearchQuery(q="Alice cats Paris", k=10),
+            SearchQuery(q="office Lyon", k=5, kinds=["knowledge"], knowledge_status="all"),
+            SearchQuery(q="office", kinds=["knowledge"], knowledge_status="pending"),
+            SearchQuery(q="skill", k=3, kinds=["skill", "memory"]),
+            SearchQuery(q="nothing matches zyzzyva"),
+        ]
+
+        def reads(e: MergeEngine) -> list[Any]:
+            out: list[Any] = [e.memories("a", None, offset, limit) for offset, limit in
+                              [(0, 50), (5, 7), (31, 10), (40, 5)]]
+            out += [e.skills("a"), e.knowledge("a"), e.knowledge("a", "pending"),
+                    e.knowledge("a", "integrated"), e.memories("b")]
+            out += [e.search("a", q).model_dump() for q in queries]
+            return out
+
+        in_place = MergeEngine(store, MergeStrategyConfig())
+        got = reads(in_place)
+        assert in_place.loaded_agents() == []  # answered by the store
+        loaded = MergeEngine(store, MergeStrategyConfig())
+        loaded.preload(["a"])
+        assert loaded.loaded_agents() == ["a"]
+        assert got == reads(loaded)
+        assert got[0][1] == 30 and got[4] and got[5] and got[9]["hits"]
+
     def test_replay_in_place_and_into_another_store(
         self, store: Store, replay_target: Store
     ) -> None:

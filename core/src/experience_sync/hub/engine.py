@@ -44,6 +44,9 @@ from experience_sync.config import MergeStrategyConfig, RecallConfig
 from experience_sync.errors import PluginError, StaleStateError
 from experience_sync.hub.merge.conflicts import MergeContext, Notice, short_hash
 from experience_sync.hub.merge.judging import JUDGEMENT_KIND, judgement_entry_id
+from experience_sync.hub.merge.knowledge import stored_knowledge
+from experience_sync.hub.merge.memory import stored_memory
+from experience_sync.hub.merge.skills import stored_skill
 from experience_sync.hub.runtime import AgentRuntime
 from experience_sync.hub.search import HubSearch
 from experience_sync.interfaces import Store
@@ -66,6 +69,7 @@ from experience_sync.models import (
 from experience_sync.plugins import ExperienceSyncPluginManager, Observer, get_plugin_manager
 from experience_sync.recall.models import SearchQuery, SearchResults
 from experience_sync.stores.state import ChangeSet, LogEntry
+from experience_sync.text import normalize
 from experience_sync.units import UNITS, UnitKind
 
 __all__ = ["IngestMeta", "MergeEngine", "open_store"]
@@ -608,6 +612,15 @@ class MergeEngine:
 
     # ------------------------------------------------------------------ reads
 
+    def _in_place(self, agent_id: str) -> bool:
+        """Whether a read of ``agent_id`` is answered by the store (``Store.reads_in_place``).
+
+        Only while the agent is not in memory (not loaded yet, still loading,
+        or unloaded): then nothing of it is uncommitted, and the store holds
+        what a load would build.
+        """
+        return self.store.reads_in_place and agent_id not in self._runtimes
+
     def state(self, agent_id: str, since: int | None = None) -> AgentState:
         """The agent's merged state, or the part changed after cursor ``since``."""
         with self._lock(agent_id):
@@ -617,6 +630,9 @@ class MergeEngine:
         self, agent_id: str, q: str | None = None, offset: int = 0, limit: int = 50
     ) -> tuple[list[Memory], int]:
         """A page of memories (matching normalized text ``q``) and the total count."""
+        if (not q or not normalize(q)) and self._in_place(agent_id):
+            rows, total = self.store.page_rows(agent_id, "memories", max(0, offset), max(0, limit))
+            return [stored_memory(row.body) for row in rows], total
         with self._lock(agent_id):
             found = self._runtime(agent_id).memory.search(q)
         offset = max(0, offset)
@@ -624,18 +640,29 @@ class MergeEngine:
 
     def search(self, agent_id: str, query: SearchQuery) -> SearchResults:
         """Ranked search over the agent's merged memories, knowledge and skills."""
+        if self._in_place(agent_id):
+            found = self.recall.search_in_place(agent_id, query)
+            if found is not None:
+                return found
         with self._lock(agent_id):
             return self.recall.search(self._runtime(agent_id), query)
 
     def skills(self, agent_id: str) -> list[Skill]:
         """Every skill, with learning curves."""
+        if self._in_place(agent_id):
+            rows, _ = self.store.page_rows(agent_id, "skills", 0, sys.maxsize)
+            return [stored_skill(row.body) for row in rows]
         with self._lock(agent_id):
             return list(self._runtime(agent_id).skills.skills.values())
 
     def knowledge(self, agent_id: str, status: str | None = None) -> list[KnowledgeItem]:
         """Knowledge items, all or those with ``status`` (``pending``/``integrated``)."""
-        with self._lock(agent_id):
-            items = list(self._runtime(agent_id).knowledge.items.values())
+        if self._in_place(agent_id):
+            rows, _ = self.store.page_rows(agent_id, "knowledge", 0, sys.maxsize)
+            items = [stored_knowledge(row.body) for row in rows]
+        else:
+            with self._lock(agent_id):
+                items = list(self._runtime(agent_id).knowledge.items.values())
         return [k for k in items if status is None or k.status == status]
 
     def instances(self, agent_id: str) -> list[InstanceStatus]:

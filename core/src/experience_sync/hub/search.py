@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from experience_sync.config import MergeStrategyConfig, RecallConfig
+from experience_sync.hub.merge.knowledge import stored_knowledge
+from experience_sync.hub.merge.memory import stored_memory
+from experience_sync.hub.merge.skills import stored_skill
 from experience_sync.hub.runtime import AgentRuntime
 from experience_sync.interfaces import Embedder, FloatArray, Store
+from experience_sync.models import KnowledgeItem, Memory, Skill
 from experience_sync.plugins import ExperienceSyncPluginManager
 from experience_sync.recall.documents import (
     DocKey,
@@ -140,6 +144,30 @@ class HubSearch:
             rrf_k=self.config.rrf_k,
         )
 
+    def search_in_place(self, agent_id: str, query: SearchQuery) -> SearchResults | None:
+        """The search of an agent that is not loaded, read from the store, or ``None`` if it cannot be.
+
+        It can be with a store that reads in place and keeps the text index,
+        when the index is at the agent's cursor (a load brings it there
+        otherwise) and no embedder is configured (vectors are computed from
+        the loaded state). The hits are those :meth:`search` of the loaded
+        agent gives.
+        """
+        store = self.store
+        if self._memory_index is not None or self.embedder is not None or not store.reads_in_place:
+            return None
+        cursor = store.agent_cursor(agent_id)
+        if store.search_cursor(agent_id) != cursor:
+            return None
+        return run_search(
+            _StoreCorpus(self, agent_id, cursor),
+            query,
+            self.rankers,
+            self.rerankers,
+            weights=self.config.weights or None,
+            rrf_k=self.config.rrf_k,
+        )
+
     def lexical(
         self, agent_id: str, query: SearchQuery, limit: int
     ) -> list[tuple[DocKey, float]]:
@@ -229,3 +257,55 @@ class _HubCorpus(Corpus):
     @property
     def cursor(self) -> int:
         return self._rt.cursor
+
+
+# The state table of each document kind, and how a row of it is read.
+_TABLES: dict[str, tuple[str, Callable[[str], Memory | KnowledgeItem | Skill]]] = {
+    "memory": ("memories", stored_memory),
+    "knowledge": ("knowledge", stored_knowledge),
+    "skill": ("skills", stored_skill),
+}
+
+
+class _StoreCorpus(Corpus):
+    """One agent's committed state, read from the store (the agent is not loaded)."""
+
+    def __init__(self, search: HubSearch, agent_id: str, cursor: int) -> None:
+        self._search = search
+        self.agent_id = agent_id
+        self._cursor = cursor
+        self.min_similarity = search.config.min_similarity
+        self._items: dict[DocKey, Memory | KnowledgeItem | Skill] = {}
+
+    def lexical(self, query: SearchQuery, limit: int) -> list[tuple[DocKey, float]]:
+        return self._search.lexical(self.agent_id, query, limit)
+
+    def docs(self, keys: Sequence[DocKey]) -> dict[DocKey, SearchDoc]:
+        by_kind: dict[str, list[str]] = {}
+        for kind, ident in keys:
+            if kind in _TABLES:
+                by_kind.setdefault(kind, []).append(ident)
+        for kind, idents in by_kind.items():
+            table, read = _TABLES[kind]
+            for row in self._search.store.read_rows(self.agent_id, table, idents):
+                self._items[(kind, row.key)] = read(row.body)
+        out: dict[DocKey, SearchDoc] = {}
+        for key in keys:
+            item = self._items.get(key)
+            if isinstance(item, Memory):
+                out[key] = doc_of_memory(item)
+            elif isinstance(item, KnowledgeItem):
+                out[key] = doc_of_knowledge(item)
+            elif isinstance(item, Skill):
+                out[key] = doc_of_skill(item)
+        return out
+
+    def item(self, doc: SearchDoc) -> dict[str, Any]:
+        item = self._items[(doc.kind, doc.key)]
+        if isinstance(item, Memory):
+            return item.model_dump(mode="json", exclude={"embedding"})
+        return item.model_dump(mode="json")
+
+    @property
+    def cursor(self) -> int:
+        return self._cursor

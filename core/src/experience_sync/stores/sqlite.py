@@ -241,6 +241,11 @@ class SQLiteStore(Store):
             "agent_id TEXT NOT NULL, forget_id TEXT NOT NULL, body TEXT NOT NULL)"
         )
         self._in_forget = False
+        # Reads in place go through a connection of their own (WAL readers do
+        # not wait for the writer): made on first use.
+        self._path = path
+        self._read_lock = threading.Lock()
+        self._reader: tuple[sqlite3.Connection, FtsIndex] | None = None
 
     @property
     def checkpointer(self) -> WalCheckpointer | None:
@@ -274,6 +279,78 @@ class SQLiteStore(Store):
             # start would otherwise read them all (0.3 s at 140k events).
             self._seen_ids(agent_id)
             return out
+
+    # ------------------------------------------------------------------ reads in place
+
+    #: A page of memories, the skills, the knowledge and a search are read
+    #: from the file while an agent loads (its own connection: a WAL reader).
+    reads_in_place = True
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[tuple[sqlite3.Connection, FtsIndex]]:
+        """A connection and its search index inside one read transaction (one committed state)."""
+        if self._path == ":memory:":  # one database, one connection
+            with self._lock:
+                self._db.execute("BEGIN")
+                try:
+                    yield self._db, self._fts
+                finally:
+                    self._db.execute("COMMIT")
+            return
+        with self._read_lock:
+            if self._reader is None:
+                db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+                db.execute("PRAGMA busy_timeout=10000")
+                self._reader = (db, FtsIndex(db))
+            db, fts = self._reader
+            db.execute("BEGIN")
+            try:
+                yield db, fts
+            finally:
+                db.execute("COMMIT")
+
+    def agent_cursor(self, agent_id: str) -> int:
+        with self._snapshot() as (db, _):
+            row = db.execute("SELECT cursor FROM agents WHERE agent_id = ?", (agent_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def read_rows(self, agent_id: str, table: str, keys: Sequence[str]) -> list[StoredRow]:
+        if table not in TABLES:
+            raise ValueError(f"no state table {table!r}")
+        keys = list(dict.fromkeys(keys))
+        out: list[StoredRow] = []
+        with self._snapshot() as (db, _):
+            for start in range(0, len(keys), _CHUNK):
+                chunk = keys[start : start + _CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                out += [
+                    StoredRow(k, v, b)
+                    for k, v, b in db.execute(
+                        f"SELECT key, version, body FROM {table} "
+                        f"WHERE agent_id = ? AND key IN ({marks})",
+                        (agent_id, *chunk),
+                    )
+                ]
+        return out
+
+    def page_rows(
+        self, agent_id: str, table: str, offset: int, limit: int
+    ) -> tuple[list[StoredRow], int]:
+        if table not in TABLES:
+            raise ValueError(f"no state table {table!r}")
+        with self._snapshot() as (db, _):
+            (total,) = db.execute(
+                f"SELECT count(*) FROM {table} WHERE agent_id = ?", (agent_id,)
+            ).fetchone()
+            rows = [
+                StoredRow(k, v, b)
+                for k, v, b in db.execute(
+                    f"SELECT key, version, body FROM {table} WHERE agent_id = ? "
+                    "ORDER BY rowid LIMIT ? OFFSET ?",
+                    (agent_id, max(0, limit), max(0, offset)),
+                )
+            ]
+        return rows, int(total)
 
     def save_parsed(self, agent_id: str, parsed: Mapping[str, bytes]) -> None:
         """Keep the parses a load had to make (:attr:`StoredRow.parsed`), by memory id.
@@ -603,12 +680,14 @@ class SQLiteStore(Store):
         knowledge_status: str,
         limit: int,
     ) -> list[tuple[tuple[str, str], float]]:
-        with self._lock:
-            return self._fts.lexical(agent_id, text, kinds, knowledge_status, limit)
+        # Read by the reader connection: a search does not wait for a commit,
+        # nor for an agent's load reading its rows.
+        with self._snapshot() as (_, fts):
+            return fts.lexical(agent_id, text, kinds, knowledge_status, limit)
 
     def search_cursor(self, agent_id: str) -> int | None:
-        with self._lock:
-            return self._fts.cursor(agent_id)
+        with self._snapshot() as (_, fts):
+            return fts.cursor(agent_id)
 
     def reindex(self, agent_id: str, documents: Sequence[SearchDoc], cursor: int) -> None:
         with self._lock:
@@ -737,6 +816,10 @@ class SQLiteStore(Store):
                 # checkpoints what is left.
                 self._checkpointer.close()
                 self._checkpointer = None
+            with self._read_lock:
+                if self._reader is not None:
+                    self._reader[0].close()
+                    self._reader = None
             self._db.close()
 
 

@@ -658,3 +658,8 @@ def _same(a: Any, b: Any) -> bool:
         return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
     except (TypeError, ValueError):
         return bool(a == b)
+
+
+def stored_knowledge(body: str) -> KnowledgeItem:
+    """The item of a stored knowledge row (what the integrator's ``load`` restores)."""
+    return KnowledgeItem.model_validate(json.loads(body)["item"])

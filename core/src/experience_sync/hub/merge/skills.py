@@ -378,3 +378,8 @@ class SkillAccumulator:
             rows.append(StoredRow(sid, skill.version, json.dumps(body)))
         self.dirty.clear()
         return rows
+
+
+def stored_skill(body: str) -> Skill:
+    """The skill of a stored skill row (what :meth:`SkillAccumulator.load` restores)."""
+    return Skill.model_validate(json.loads(body)["skill"])
