@@ -18,6 +18,11 @@ The store keeps its own text index for search (``text_index = True``):
 ``xs_search_docs`` with a ``tsvector`` column under a GIN index, written in
 the commit transaction and ranked by BM25 in SQL (see :mod:`.search_index`).
 
+It reads in place (``reads_in_place = True``): a page of memories, the
+skills, the knowledge and a search of an agent this hub has not loaded are
+read from the database, each in one read-only ``REPEATABLE READ``
+transaction, so they see the last state any hub committed.
+
 Event-id uniqueness per agent is the log's unique index ``(agent_id,
 entry_id)``: a commit that would log an id twice fails whole with
 :class:`psycopg.errors.UniqueViolation`, whatever process wrote it first.
@@ -60,8 +65,12 @@ __all__ = ["DEFAULT_POOL_SIZE", "PostgresStore"]
 DEFAULT_POOL_SIZE = 10
 #: Seconds to wait for the server when the store opens, and for a free connection.
 CONNECT_TIMEOUT = 10.0
-# Rows per page of iter_log / iter_units, and per fetch of load_agent's memories.
+# Rows per page of iter_log / iter_units, and per fetch of load_agent's
+# memories; keys per statement of save_parsed and read_rows.
 _PAGE = 2000
+# PostgreSQL's LIMIT is a bigint: a larger limit (the engine asks for
+# sys.maxsize rows to mean all of them) is clamped to it.
+_MAX_LIMIT = 2**63 - 1
 # Keys compare byte-wise (COLLATE "C"), as in SQLite, so pages and orders do
 # not depend on the database's locale.
 _SCHEMA = """
@@ -332,6 +341,81 @@ class PostgresStore(Store):
                         "WHERE m.agent_id = %s AND m.key = r.key",
                         (page, [parsed[k] for k in page], agent_id),
                     )
+
+    # ------------------------------------------------------------------ reads in place
+
+    #: A page of memories, the skills, the knowledge and a search of an agent
+    #: this hub has not loaded are read from the database: the last state any
+    #: hub committed, as a load would build it.
+    reads_in_place = True
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in a read-only transaction: its statements see one state."""
+        with self._pool.connection() as conn, conn.transaction():
+            # REPEATABLE READ: the snapshot is taken at the first statement and
+            # kept, so a commit of another hub between two statements (the
+            # count and the page, or two chunks of keys) is not half seen.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield conn
+
+    def agent_cursor(self, agent_id: str) -> int:
+        # One statement (autocommit): one committed state already.
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT cursor FROM xs_agents WHERE agent_id = %s", (agent_id,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def read_rows(self, agent_id: str, table: str, keys: Sequence[str]) -> list[StoredRow]:
+        # Checked before the name goes into the SQL.
+        if table not in TABLES:
+            raise ValueError(f"unknown state table {table!r}")
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return []
+        if table == "memories":
+            # The primary key (agent_id, key).
+            sql = (
+                "SELECT key, version, body FROM xs_memories WHERE agent_id = %s AND key = ANY(%s)"
+            )
+        else:
+            # These tables are unique on (agent_id, xs_key_hash(key)), not on
+            # the key: look the hashes up through that index (the ARRAY is
+            # computed once, before the scan), then compare the keys.
+            sql = (
+                f"SELECT key, version, body FROM xs_{table} WHERE agent_id = %s "
+                "AND xs_key_hash(key) = ANY(ARRAY(SELECT xs_key_hash(k) FROM unnest(%s::text[]) "
+                "AS k)) AND key = ANY(%s)"
+            )
+        out: list[StoredRow] = []
+        with self._snapshot() as conn:
+            for start in range(0, len(keys), _PAGE):
+                chunk = keys[start : start + _PAGE]
+                params = (agent_id, chunk) if table == "memories" else (agent_id, chunk, chunk)
+                out += [StoredRow(k, v, b) for k, v, b in conn.execute(sql, params)]
+        return out
+
+    def page_rows(
+        self, agent_id: str, table: str, offset: int, limit: int
+    ) -> tuple[list[StoredRow], int]:
+        # Checked before the name goes into the SQL.
+        if table not in TABLES:
+            raise ValueError(f"unknown state table {table!r}")
+        with self._snapshot() as conn:
+            row = conn.execute(
+                f"SELECT count(*) FROM xs_{table} WHERE agent_id = %s", (agent_id,)
+            ).fetchone()
+            total = int(row[0]) if row else 0
+            # ORDER BY seq: load_agent's order. Only key, version and body
+            # (a memory's embedding and parse are for the load).
+            cur = conn.execute(
+                f"SELECT key, version, body FROM xs_{table} WHERE agent_id = %s "
+                "ORDER BY seq LIMIT %s OFFSET %s",
+                (agent_id, min(max(0, limit), _MAX_LIMIT), min(max(0, offset), _MAX_LIMIT)),
+            )
+            rows = [StoredRow(k, v, b) for k, v, b in cur]
+        return rows, total
 
     def agents(self) -> list[str]:
         # Every commit writes the agent's row, so the log holds no other agent.
