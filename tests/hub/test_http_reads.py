@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 import zstandard
 from hub_helpers import auth, distinct_text, events_body, memory_event
 
@@ -242,7 +243,9 @@ def test_metrics_are_open_on_a_no_auth_hub(make_hub: Any) -> None:
     assert "experience_sync_hub_requests_total" in r.text
 
 
-def test_readyz_answers_503_while_the_warm_up_loads_agents(hub: HubServer) -> None:
+def test_readyz_answers_503_while_the_warm_up_loads_agents(
+    hub: HubServer, caplog: pytest.LogCaptureFixture
+) -> None:
     token = hub.create_token("a1", "i1")
     # A hub nobody warms is ready at once.
     ready = httpx.get(f"{hub.url}/readyz")
@@ -255,6 +258,8 @@ def test_readyz_answers_503_while_the_warm_up_loads_agents(hub: HubServer) -> No
     assert loading.status_code == 503 and loading.headers["retry-after"] == "1"
     assert loading.json()["error"]["message"] == "the hub is loading its agents (1 loaded)"
     assert httpx.get(f"{hub.url}/healthz").status_code == 200  # alive all along
+    # A status answer, not a refused request: no hub.rejected event (logged each probe).
+    assert not [r for r in caplog.records if "hub.rejected" in r.getMessage()]
     hub.hub.warm()
     done = httpx.get(f"{hub.url}/readyz")
     assert done.status_code == 200

@@ -578,20 +578,25 @@ def _observability_routes(app: FastAPI, deps: _Deps) -> None:
 
     @app.get("/readyz", response_model=Readiness, tags=["observability"],
              responses=error_responses(503, notes={503: "The start-up warm-up is loading agents."}))
-    async def readyz() -> Readiness:
+    async def readyz() -> Readiness | Response:
         """Readiness: 200 once the start-up warm-up has loaded the stored agents, 503 until then.
 
-        A request for an agent still loading waits for its load; a load
-        balancer can send traffic to another hub until this answers 200.
+        A request for an agent still loading waits for its load (a page of
+        memories, the skills, the knowledge and a search may be read from
+        the store at once); a load balancer can send traffic to another hub
+        until this answers 200.
         """
         engine = hub.engine
         if not hub.ready:
             loading = f", loading agent {hub.warming!r}" if hub.warming else ""
-            raise HubError(
-                503,
-                f"the hub is loading its agents ({len(engine.loaded_agents())} loaded{loading})",
-                headers={"Retry-After": "1"},
+            error = HubError(
+                503, f"the hub is loading its agents ({len(engine.loaded_agents())} loaded{loading})"
             )
+            # An answer about the hub, not a refused request: no hub.rejected
+            # event (a probe each second of a long warm-up would log each).
+            response = _json(orjson.dumps(error.body()), 503)
+            response.headers["Retry-After"] = "1"
+            return response
         return Readiness(
             agents_loaded=len(engine.loaded_agents()), memories_loaded=engine.loaded_memories
         )
