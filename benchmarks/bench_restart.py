@@ -36,7 +36,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -85,12 +85,16 @@ def memory_event() -> dict[str, Any]:
 
 
 def first_answer(store: Path, kind: str, secret: str) -> dict[str, float]:
+    # The hub's log goes to a file: a pipe nobody reads fills up with the
+    # warm-up's 503 answers to /readyz, and the hub then blocks writing to it.
+    with tempfile.TemporaryFile("w+") as log_file:
+        return _first_answer(store, kind, secret, log_file)
+
+
+def _first_answer(store: Path, kind: str, secret: str, log_file: IO[str]) -> dict[str, float]:
     port = free_port()
     env = dict(os.environ, EXPERIENCE_SYNC_DISABLE_PLUGIN_AUTOLOAD="1")
     t_start = time.monotonic()
-    # The hub's log goes to a file: a pipe nobody reads fills up with the
-    # warm-up's 503 answers to /readyz, and the hub then blocks writing to it.
-    log_file = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(
         [CLI, "serve", "--store", f"sqlite:///{store}", "--port", str(port),
          "--no-access-log", "--log-level", "warning"],
@@ -136,7 +140,6 @@ def first_answer(store: Path, kind: str, secret: str) -> dict[str, float]:
     finally:
         proc.terminate()
         proc.wait(60)
-        log_file.close()
     return {"ready_s": t_ready - t_start, "first_s": t_answer - t_ready,
             "readyz_s": t_warm - t_ready, "loaded_s": t_loaded - t_ready, "rss_kb": rss}
 
