@@ -41,6 +41,15 @@ def _request(texts: list[str], start: int = 0) -> EventsRequest:
     })
 
 
+def _stored(tmp_path: Path) -> str:
+    """The URL of a SQLite store holding agent ``a`` with ``TEXTS`` (no engine left open)."""
+    url = f"sqlite:///{tmp_path}/hub.db"
+    engine = MergeEngine(SQLiteStore(url), MergeStrategyConfig())
+    engine.ingest_events("a", _request(TEXTS))
+    engine.close()
+    return url
+
+
 class SlowLoadStore(SQLiteStore):
     """A SQLite store whose agent loads wait until the test lets them go on."""
 
@@ -56,10 +65,7 @@ class SlowLoadStore(SQLiteStore):
 
 
 def test_reads_are_answered_while_the_agent_loads(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/hub.db"
-    first = MergeEngine(SQLiteStore(url), MergeStrategyConfig())
-    first.ingest_events("a", _request(TEXTS))
-    first.close()
+    url = _stored(tmp_path)
 
     store = SlowLoadStore(url)
     engine = MergeEngine(store, MergeStrategyConfig())
@@ -99,10 +105,7 @@ def test_a_search_index_behind_the_state_loads_the_agent_first(tmp_path: Path) -
     # A store whose search index lags its state (written before the index
     # existed, or by an older index version): the load brings it up to date,
     # so the search waits for the load rather than answering from the index.
-    url = f"sqlite:///{tmp_path}/hub.db"
-    first = MergeEngine(SQLiteStore(url), MergeStrategyConfig())
-    first.ingest_events("a", _request(TEXTS))
-    first.close()
+    url = _stored(tmp_path)
     with sqlite3.connect(tmp_path / "hub.db") as db:
         db.execute("UPDATE recall_agents SET cursor = 0")
     engine = MergeEngine(SQLiteStore(url), MergeStrategyConfig())
@@ -117,11 +120,7 @@ def test_a_search_index_behind_the_state_loads_the_agent_first(tmp_path: Path) -
 
 def test_a_filtered_page_loads_the_agent(tmp_path: Path) -> None:
     # A text filter (``q``) is matched against the loaded agent's normalized texts.
-    url = f"sqlite:///{tmp_path}/hub.db"
-    engine = MergeEngine(SQLiteStore(url), MergeStrategyConfig())
-    engine.ingest_events("a", _request(TEXTS))
-    engine.close()
-    engine = MergeEngine(SQLiteStore(url), MergeStrategyConfig())
+    engine = MergeEngine(SQLiteStore(_stored(tmp_path)), MergeStrategyConfig())
     memories, total = engine.memories("a", "LYON")
     assert total == 1 and memories[0].content == TEXTS[2]
     assert engine.loaded_agents() == ["a"]

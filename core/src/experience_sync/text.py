@@ -31,13 +31,6 @@ _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 # from letters to digits more than once (``3f2a9b1``, ``k8s``, ``b2b``) is an
 # identifier and stays whole: its pieces are not words of the text.
 _DIGIT_EDGE_RE = re.compile(r"(?<=\d)(?=[^\W\d_])|(?<=[^\W\d_.])(?=\d)", re.UNICODE)
-
-
-def _digit_edges(word: str) -> str:
-    if word.isalpha() or word.isdigit():
-        return word
-    parts = _DIGIT_EDGE_RE.split(word)
-    return word if len(parts) > 2 else " ".join(parts)
 _DIGIT_RE = re.compile(r"\d")
 # A North American phone number however it is punctuated ("(415) 555-0199",
 # "415.555.0199", "+1 415 555 0199") is its ten digits, as "4155550199" is.
@@ -51,6 +44,14 @@ _AFFIRMATIVE: dict[str, str] = {"re": "are", "ve": "have", "ll": "will", "m": "a
 _AFFIRMATIVE_RE = re.compile(
     r"\b(i|you|we|they|he|she|it|that|there|here|what|who|where|how|let)'(re|ve|ll|m|d|s)\b"
 )
+
+
+def _digit_edges(word: str) -> str:
+    """``word`` split where digits meet letters, unless it is an identifier (see _DIGIT_EDGE_RE)."""
+    if word.isalpha() or word.isdigit():
+        return word
+    parts = _DIGIT_EDGE_RE.split(word)
+    return word if len(parts) > 2 else " ".join(parts)
 
 
 def _spell_out(m: re.Match[str]) -> str:

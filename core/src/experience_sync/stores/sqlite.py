@@ -255,6 +255,16 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------------ state
 
     @contextlib.contextmanager
+    def _own_transaction(self) -> Iterator[sqlite3.Connection]:
+        """The store's connection in a read transaction, under its lock (a ``:memory:`` store has no other)."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield self._db
+            finally:
+                self._db.execute("COMMIT")
+
+    @contextlib.contextmanager
     def _own_snapshot(self) -> Iterator[sqlite3.Connection]:
         """A connection of its own inside one read transaction, closed after (``:memory:``: the store's).
 
@@ -263,12 +273,8 @@ class SQLiteStore(Store):
         of other agents, token checks and reads in place do not wait for it.
         """
         if self._path == ":memory:":
-            with self._lock:
-                self._db.execute("BEGIN")
-                try:
-                    yield self._db
-                finally:
-                    self._db.execute("COMMIT")
+            with self._own_transaction() as db:
+                yield db
             return
         db = sqlite3.connect(self._path, isolation_level=None)
         try:
@@ -318,12 +324,8 @@ class SQLiteStore(Store):
     def _snapshot(self) -> Iterator[tuple[sqlite3.Connection, FtsIndex]]:
         """A connection and its search index inside one read transaction (one committed state)."""
         if self._path == ":memory:":  # one database, one connection
-            with self._lock:
-                self._db.execute("BEGIN")
-                try:
-                    yield self._db, self._fts
-                finally:
-                    self._db.execute("COMMIT")
+            with self._own_transaction() as db:
+                yield db, self._fts
             return
         with self._read_lock:
             if self._reader is None:

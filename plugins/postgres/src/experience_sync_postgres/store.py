@@ -368,9 +368,7 @@ class PostgresStore(Store):
         return int(row[0]) if row else 0
 
     def read_rows(self, agent_id: str, table: str, keys: Sequence[str]) -> list[StoredRow]:
-        # Checked before the name goes into the SQL.
-        if table not in TABLES:
-            raise ValueError(f"unknown state table {table!r}")
+        _check_table(table)
         keys = list(dict.fromkeys(keys))
         if not keys:
             return []
@@ -399,9 +397,7 @@ class PostgresStore(Store):
     def page_rows(
         self, agent_id: str, table: str, offset: int, limit: int
     ) -> tuple[list[StoredRow], int]:
-        # Checked before the name goes into the SQL.
-        if table not in TABLES:
-            raise ValueError(f"unknown state table {table!r}")
+        _check_table(table)
         with self._snapshot() as conn:
             row = conn.execute(
                 f"SELECT count(*) FROM xs_{table} WHERE agent_id = %s", (agent_id,)
@@ -454,8 +450,7 @@ class PostgresStore(Store):
 
     def commit(self, agent_id: str, changes: ChangeSet) -> None:
         for table in changes.rows:
-            if table not in TABLES:
-                raise ValueError(f"unknown state table {table!r}")
+            _check_table(table)
         with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
             # Lock the agent's row (created if new) for the whole transaction:
             # commits to one agent are serialized across every process, and
@@ -828,3 +823,9 @@ def _token(row: tuple[Any, ...]) -> TokenRecord:
         created_at=created_at.astimezone(timezone.utc),
         revoked=bool(revoked),
     )
+
+
+def _check_table(table: str) -> None:
+    """A state table's name, checked before it goes into SQL (``ValueError`` naming it)."""
+    if table not in TABLES:
+        raise ValueError(f"unknown state table {table!r}")
